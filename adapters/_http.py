@@ -1,0 +1,376 @@
+"""HTTP plumbing shared by every vendor adapter (private: vendors import it, nobody else).
+
+It owns the three things that must be done the same way everywhere:
+
+* building an ``httpx.Client`` from a system's settings (timeouts, TLS, pool limits);
+* sending a request and turning transport failures (timeouts, refused or dropped
+  connections, protocol errors) into :class:`~erpsync.errors.TransientError`;
+* classifying a failed response through a vendor's :class:`ErrorTable`: vendor code first,
+  then HTTP status, then the generic defaults below. The table is data: ``erpsync errors``
+  prints it, and the configuration may override the class of any code.
+
+No backoff loop lives here: the worker's retry policy is the one owner of waiting.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from erpsync.errors import (
+    DEFAULT_ACTIONS,
+    ERROR_TYPES,
+    Action,
+    AuthError,
+    ErrorClass,
+    PermanentError,
+    SyncError,
+)
+from erpsync.redaction import redact
+from erpsync.settings import HttpSystemSettings
+
+EXCERPT_MAX_CHARS = 500
+USER_AGENT = "erpsync/0.1"
+
+
+def make_client(
+    settings: HttpSystemSettings,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> httpx.Client:
+    """An ``httpx.Client`` configured from a system's settings (one per worker process)."""
+    return httpx.Client(
+        base_url=settings.base_url,
+        timeout=httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
+        verify=settings.verify_tls,
+        limits=httpx.Limits(
+            max_connections=settings.max_connections,
+            max_keepalive_connections=settings.max_connections,
+        ),
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})},
+        transport=transport,
+        follow_redirects=False,
+    )
+
+
+@dataclass(frozen=True)
+class ErrorRule:
+    """One row of a vendor's routing table: what a code or status means and what to do."""
+
+    system: str
+    match: str  # a vendor code ("40005"), "http-<status>" ("http-503") or "exception:<Name>"
+    name: str
+    error_class: ErrorClass
+    hint: str
+    error_type: type[SyncError] | None = None  # a more specific subclass of the class's type
+
+    @property
+    def action(self) -> Action:
+        return DEFAULT_ACTIONS[self.error_class]
+
+    def exception_type(self, error_class: ErrorClass) -> type[SyncError]:
+        """The exception to raise; an override that changes the class drops the subclass."""
+        if self.error_type is not None and self.error_type.error_class == error_class:
+            return self.error_type
+        return ERROR_TYPES[error_class]
+
+    def as_row(self, error_class: ErrorClass | None = None) -> dict[str, str]:
+        cls = error_class or self.error_class
+        return {
+            "system": self.system,
+            "match": self.match,
+            "name": self.name,
+            "class": cls.value,
+            "action": DEFAULT_ACTIONS[cls].value,
+            "hint": self.hint,
+        }
+
+
+def generic_rules(system: str) -> list[ErrorRule]:
+    """What HTTP statuses and transport failures mean when the vendor says nothing more."""
+    t, p, a = ErrorClass.TRANSIENT, ErrorClass.PERMANENT, ErrorClass.AUTH
+    return [
+        ErrorRule(
+            system,
+            "http-400",
+            "Bad Request",
+            p,
+            "the target refused the data; fix the record or mapping, then replay",
+        ),
+        ErrorRule(
+            system,
+            "http-401",
+            "Unauthorized",
+            a,
+            "credentials refused: check the secret in the configuration",
+        ),
+        ErrorRule(
+            system,
+            "http-403",
+            "Forbidden",
+            a,
+            "the credentials lack a permission: check the API user's rights",
+        ),
+        ErrorRule(
+            system,
+            "http-404",
+            "Not Found",
+            p,
+            "the resource or endpoint does not exist: check base_url and ids",
+        ),
+        ErrorRule(
+            system, "http-408", "Request Timeout", t, "the target timed out; retried automatically"
+        ),
+        ErrorRule(
+            system,
+            "http-409",
+            "Conflict",
+            p,
+            "the target reports a conflict; inspect the record, then replay",
+        ),
+        ErrorRule(
+            system, "http-413", "Payload Too Large", p, "lower the batch size or the record's size"
+        ),
+        ErrorRule(
+            system,
+            "http-422",
+            "Unprocessable Entity",
+            p,
+            "the target refused the data; fix the record or mapping, then replay",
+        ),
+        ErrorRule(
+            system,
+            "http-429",
+            "Too Many Requests",
+            t,
+            "rate limited; retried after Retry-After. Lower rate_limit_per_s if frequent",
+        ),
+        ErrorRule(
+            system,
+            "http-500",
+            "Internal Server Error",
+            t,
+            "the target failed; retried automatically",
+        ),
+        ErrorRule(system, "http-502", "Bad Gateway", t, "a gateway failed; retried automatically"),
+        ErrorRule(
+            system,
+            "http-503",
+            "Service Unavailable",
+            t,
+            "the target is unavailable; retried automatically",
+        ),
+        ErrorRule(
+            system, "http-504", "Gateway Timeout", t, "a gateway timed out; retried automatically"
+        ),
+        ErrorRule(
+            system,
+            "exception:Timeout",
+            "timeout",
+            t,
+            "no answer in timeout_s; retried automatically",
+        ),
+        ErrorRule(
+            system,
+            "exception:ConnectError",
+            "connection refused",
+            t,
+            "the target cannot be reached; check base_url and the network",
+        ),
+        ErrorRule(
+            system,
+            "exception:RemoteProtocolError",
+            "connection dropped",
+            t,
+            "the target closed the connection; retried automatically",
+        ),
+        ErrorRule(
+            system,
+            "exception:InvalidResponse",
+            "invalid response",
+            t,
+            "the answer was not the JSON expected (HTML page, truncated body); retried",
+        ),
+    ]
+
+
+@dataclass
+class ErrorTable:
+    """A vendor's routing table, vendor rules first, with configuration overrides applied."""
+
+    system: str
+    rules: list[ErrorRule]
+    overrides: Mapping[str, ErrorClass] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._by_match: dict[str, ErrorRule] = {}
+        for rule in [*self.rules, *generic_rules(self.system)]:
+            self._by_match.setdefault(rule.match, rule)
+
+    @classmethod
+    def build(
+        cls, system: str, rules: Iterable[ErrorRule], overrides: Mapping[str, ErrorClass] | None
+    ) -> ErrorTable:
+        return cls(system=system, rules=list(rules), overrides=dict(overrides or {}))
+
+    def rows(self) -> list[dict[str, str]]:
+        """The table as operators see it (``erpsync errors``)."""
+        return [rule.as_row(self.overrides.get(rule.match)) for rule in self._by_match.values()]
+
+    def lookup(self, *, vendor_code: str | None, status_code: int | None) -> ErrorRule:
+        """The rule for a vendor code, else the status, else the status family's default."""
+        if vendor_code is not None and vendor_code in self._by_match:
+            return self._by_match[vendor_code]
+        if status_code is not None:
+            exact = self._by_match.get(f"http-{status_code}")
+            if exact is not None:
+                return exact
+            if status_code >= 500:
+                return self._by_match["http-500"]
+            return self._by_match["http-400"]
+        return self._by_match["exception:InvalidResponse"]
+
+    def error(
+        self,
+        *,
+        operation: str,
+        status_code: int | None,
+        vendor_code: str | None = None,
+        retry_after_s: float | None = None,
+        response_excerpt: str | None = None,
+        detail: str | None = None,
+    ) -> SyncError:
+        """Build the classified exception for a failed call (the caller raises it)."""
+        rule = self.lookup(vendor_code=vendor_code, status_code=status_code)
+        error_class = self.overrides.get(rule.match, rule.error_class)
+        what = f"{self.system} {operation} failed"
+        if status_code is not None:
+            what += f": HTTP {status_code}"
+        if vendor_code is not None:
+            what += f", {rule.name if rule.match == vendor_code else 'code'} {vendor_code}"
+        elif rule.match.startswith("http-"):
+            what += f" {rule.name}"
+        if detail:
+            what += f" ({detail})"
+        return rule.exception_type(error_class)(
+            what,
+            system=self.system,
+            operation=operation,
+            status_code=status_code,
+            vendor_code=vendor_code,
+            vendor_name=rule.name if rule.match == vendor_code else None,
+            retry_after_s=retry_after_s,
+            response_excerpt=response_excerpt,
+            hint=rule.hint,
+        )
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def excerpt(response: httpx.Response) -> str:
+    """A short, redacted excerpt of a response body for a dead-letter entry."""
+    try:
+        text = response.text
+    except (httpx.ResponseNotRead, UnicodeDecodeError):
+        return ""
+    return redact(text, max_chars=EXCERPT_MAX_CHARS)
+
+
+def send(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    table: ErrorTable,
+    operation: str,
+    **kwargs: Any,
+) -> httpx.Response:
+    """Send one request; transport failures become classified errors, responses are returned."""
+    try:
+        return client.request(method, url, **kwargs)
+    except httpx.TimeoutException as exc:
+        raise _transport_error(table, "exception:Timeout", operation, type(exc).__name__) from exc
+    except httpx.ConnectError as exc:
+        raise _transport_error(
+            table, "exception:ConnectError", operation, "connection failed"
+        ) from exc
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+        raise _transport_error(
+            table, "exception:RemoteProtocolError", operation, "connection dropped"
+        ) from exc
+    except httpx.UnsupportedProtocol as exc:
+        raise AuthError(
+            f"{table.system} {operation} failed: unsupported URL scheme (check base_url)",
+            system=table.system,
+            operation=operation,
+            hint="base_url must start with http:// or https://",
+        ) from exc
+
+
+def _transport_error(
+    table: ErrorTable,
+    match: str,
+    operation: str,
+    detail: str,
+    *,
+    status_code: int | None = None,
+    response_excerpt: str | None = None,
+) -> SyncError:
+    rule = table.lookup(vendor_code=match, status_code=None)
+    error_class = table.overrides.get(rule.match, rule.error_class)
+    return rule.exception_type(error_class)(
+        f"{table.system} {operation} failed: {detail}",
+        system=table.system,
+        operation=operation,
+        status_code=status_code,
+        response_excerpt=response_excerpt,
+        hint=rule.hint,
+    )
+
+
+def decode_json(response: httpx.Response, *, table: ErrorTable, operation: str) -> Any:
+    """The response's JSON, or a classified error for HTML pages and truncated bodies."""
+    content_type = response.headers.get("content-type", "")
+    try:
+        return json.loads(response.content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        kind = "an HTML page" if "html" in content_type.lower() else "invalid JSON"
+        raise _transport_error(
+            table,
+            "exception:InvalidResponse",
+            operation,
+            f"HTTP {response.status_code} with {kind}",
+            status_code=response.status_code,
+            response_excerpt=excerpt(response),
+        ) from exc
+
+
+def unexpected_shape(table: ErrorTable, operation: str, detail: str) -> PermanentError:
+    """The vendor answered JSON of a shape we cannot read (wrong types, missing fields)."""
+    return PermanentError(
+        f"{table.system} {operation} failed: unexpected response shape ({detail})",
+        system=table.system,
+        operation=operation,
+        hint="the target answered in an unexpected shape; check the API version",
+    )

@@ -1,0 +1,65 @@
+"""``erpsync sandbox``: serve the four vendor simulators on 127.0.0.1."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cli._output import console, print_json
+from simulators._sandbox import SeedRequest
+from simulators.server import CREDENTIALS, SandboxEndpoint, serve_forever
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sandbox")(sandbox)
+
+
+def sandbox(
+    port_base: Annotated[
+        int,
+        typer.Option("--port-base", help="OnlineERP on P, Propeller P+1, HIPE P+2, Atollon P+3"),
+    ] = 8800,
+    host: Annotated[str, typer.Option(help="address to bind; keep it on loopback")] = "127.0.0.1",
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", help="fill the ERP with N customers (and products, billing)"),
+    ] = None,
+    products: Annotated[int | None, typer.Option(help="products to seed (default N/5)")] = None,
+    activities: Annotated[
+        int | None, typer.Option(help="Atollon activities to invoice (default up to 50)")
+    ] = None,
+    random_seed: Annotated[int, typer.Option(help="seed of the data generator")] = 42,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="print the endpoints as JSON")
+    ] = False,
+) -> None:
+    """Serve the OnlineERP, Propeller, HIPE and Atollon simulators until Ctrl-C."""
+    seed_request = (
+        SeedRequest(
+            customers=seed, products=products, activities=activities, random_seed=random_seed
+        )
+        if seed is not None
+        else None
+    )
+
+    def started(endpoints: dict[str, SandboxEndpoint]) -> None:
+        listing = {
+            name: {"url": ep.api_url, "control": ep.url + "/_sandbox", **CREDENTIALS[name]}
+            for name, ep in endpoints.items()
+        }
+        if json_output:
+            print_json(listing)
+            return
+        table = Table(title="erpsync sandbox (Ctrl-C to stop)")
+        table.add_column("system")
+        table.add_column("API base URL")
+        table.add_column("credentials")
+        for name, info in listing.items():
+            creds = ", ".join(f"{k}={v}" for k, v in CREDENTIALS[name].items())
+            table.add_row(name, str(info["url"]), creds)
+        console.print(table)
+        console.print("Control surface: <url>/_sandbox/{faults,stats,records/<entity>,reset,seed}")
+
+    serve_forever(host=host, port_base=port_base, seed=seed_request, on_started=started)

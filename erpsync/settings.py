@@ -1,0 +1,267 @@
+"""Typed settings: one TOML file (``ERPSYNC_CONFIG``) with ``ERPSYNC_*`` environment overrides.
+
+Nested values are overridden with a double underscore, for example
+``ERPSYNC_SYSTEMS__PROPELLER__CLIENT_SECRET``. Secrets are :class:`~pydantic.SecretStr` and
+are registered with :mod:`erpsync.redaction` as soon as they are loaded, so that no log line,
+dead letter or exception can carry them. Everything is validated at start-up and every
+problem is listed at once (:class:`~erpsync.errors.ConfigError`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from erpsync.errors import ConfigError, ErrorClass
+from erpsync.redaction import register_secrets
+
+CONFIG_ENV = "ERPSYNC_CONFIG"
+
+SystemName = Literal["onlineerp", "propeller", "hipe", "atollon"]
+SYSTEM_NAMES: tuple[SystemName, ...] = ("onlineerp", "propeller", "hipe", "atollon")
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost and any address in 127.0.0.0/8 or ::1."""
+    if host in {"localhost", "localhost.localdomain"}:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpSystemSettings(_Model):
+    """What every HTTP system has: where it is, how long to wait, how fast to go."""
+
+    allow_insecure_http: bool = Field(
+        default=False, description="allow plain http:// to a host that is not loopback"
+    )
+    base_url: str
+    timeout_s: float = Field(default=30.0, gt=0)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    verify_tls: bool = True
+    rate_limit_per_s: float | None = Field(
+        default=None, gt=0, description="requests per second shared by all workers"
+    )
+    rate_limit_burst: int = Field(default=1, ge=1)
+    max_connections: int = Field(default=20, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_url(cls, value: str, info: ValidationInfo) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"must be an http(s) URL with a host, not {value!r}")
+        if (
+            parts.scheme == "http"
+            and not is_loopback_host(parts.hostname)
+            and not info.data.get("allow_insecure_http", False)
+        ):
+            raise ValueError(
+                f"{value!r} is plain http:// to a non-loopback host "
+                "(use https:// or set allow_insecure_http = true)"
+            )
+        return value.rstrip("/")
+
+    def secrets(self) -> list[str]:
+        """Every secret value this system holds (registered for redaction)."""
+        return [
+            value.get_secret_value()
+            for value in self.__dict__.values()
+            if isinstance(value, SecretStr)
+        ]
+
+
+class OnlineErpSettings(HttpSystemSettings):
+    """OnlineERP / ERPConnector: HTTP Basic (licence code : secret) plus ``COMPANY_ID``."""
+
+    licence_code: str = Field(min_length=1)
+    secret: SecretStr
+    company_id: str = "0"
+    # A robot at the customer's site answers: latency is high, so the default is generous.
+    timeout_s: float = Field(default=60.0, gt=0)
+    page_size: int = Field(default=500, ge=1, le=10_000)
+
+
+class PropellerSettings(HttpSystemSettings):
+    """Propeller REST v2: OAuth2 client credentials, 30-minute bearer tokens."""
+
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    token_path: str = "/oauth2/token"  # noqa: S105 (a URL path, not a secret)
+    api_prefix: str = "/v2"
+    source: str = Field(
+        default="ERPSYNC", min_length=1, description="Propeller `source` of our sourceIds"
+    )
+    language: str = Field(default="EN", min_length=2, max_length=2)
+    token_refresh_margin_s: float = Field(default=120.0, ge=0)
+    page_size: int = Field(default=100, ge=1, le=1000)
+    bulk_batch_size: int = Field(default=200, ge=1, le=5000)
+
+
+class HipeSettings(HttpSystemSettings):
+    """HIPE by Packitoo: long-lived ``X-ACCESS-TOKEN``."""
+
+    access_token: SecretStr
+    page_size: int = Field(default=100, ge=1, le=1000)
+    import_poll_interval_s: float = Field(default=1.0, gt=0)
+    import_timeout_s: float = Field(default=600.0, gt=0)
+    bulk_threshold: int = Field(
+        default=500, ge=1, description="backfills above this use CSV import"
+    )
+
+
+class AtollonSettings(HttpSystemSettings):
+    """Atollon crawler import service: ``?instance=`` on every call."""
+
+    instance: str = Field(min_length=1)
+    # The crawler's authentication is not documented; a token is sent when configured.
+    api_token: SecretStr | None = None
+    erp_system: str = Field(
+        default="onlineerp", description="the externalId `system` our ERP keys are stored under"
+    )
+
+
+class SystemsSettings(_Model):
+    """The systems erpsync talks to; a missing one is simply not used."""
+
+    onlineerp: OnlineErpSettings | None = None
+    propeller: PropellerSettings | None = None
+    hipe: HipeSettings | None = None
+    atollon: AtollonSettings | None = None
+
+    def configured(self) -> dict[str, HttpSystemSettings]:
+        """The configured systems by name."""
+        return {name: value for name in SYSTEM_NAMES if (value := getattr(self, name)) is not None}
+
+
+class FlowSettings(_Model):
+    """One flow: an entity from a source system to one or more targets."""
+
+    enabled: bool = True
+    source: SystemName
+    entity: str
+    targets: list[SystemName] = Field(default_factory=list)
+    # field mappings and custom fields, per target (validated by the flow engine)
+    mapping: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    poll_interval_s: float = Field(default=30.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """All of erpsync's settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ERPSYNC_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = Field(default="erpsync", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    systems: SystemsSettings = Field(default_factory=SystemsSettings)
+    flows: dict[str, FlowSettings] = Field(default_factory=dict)
+    # error-policy overrides: system -> vendor code or "http-<status>" -> class
+    errors: dict[SystemName, dict[str, ErrorClass]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_flows(self) -> Settings:
+        configured = self.systems.configured()
+        problems: list[str] = []
+        for name, flow in self.flows.items():
+            if not flow.enabled:
+                continue
+            if flow.source not in configured:
+                problems.append(f"flows.{name}.source: system {flow.source!r} is not configured")
+            for target in flow.targets:
+                if target not in configured:
+                    problems.append(f"flows.{name}.targets: system {target!r} is not configured")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def secrets(self) -> list[str]:
+        """Every secret value in these settings."""
+        found: list[str] = []
+        for system in self.systems.configured().values():
+            found.extend(system.secrets())
+        password = urlsplit(self.redis_url).password
+        if password:
+            found.append(password)
+        return found
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init (the parsed file, passed by load_settings) < environment: env wins.
+        return env_settings, init_settings
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    problems: list[str] = []
+    for err in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in err["loc"]) or "settings"
+        message = err["msg"].removeprefix("Value error, ")
+        problems.extend(f"{where}: {part}" for part in message.split("; "))
+    return problems
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse the TOML flow file; a missing or malformed file is a :class:`ConfigError`."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such configuration file"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML ({exc})"]) from None
+
+
+def load_settings(config_path: Path | str | None = None, **overrides: Any) -> Settings:
+    """Load and validate settings from the TOML file and the environment.
+
+    ``config_path`` defaults to ``$ERPSYNC_CONFIG``; with neither, only the environment is
+    read. Raises :class:`ConfigError` listing every problem.
+    """
+    path = config_path if config_path is not None else os.environ.get(CONFIG_ENV)
+    data: dict[str, Any] = read_config_file(Path(path)) if path else {}
+    data.update(overrides)
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    register_secrets(settings.secrets())
+    return settings
