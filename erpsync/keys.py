@@ -1,0 +1,103 @@
+"""Every Redis key erpsync uses, in one place.
+
+All keys start with the configured prefix (``key_prefix``, default ``erpsync``) so that
+several installations, or test runs, share a Redis without meeting. Celery's own broker keys
+get the same prefix through kombu's ``global_keyprefix``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key builder for one prefix."""
+
+    prefix: str = "erpsync"
+
+    # -- producers --------------------------------------------------------------------
+    def snapshot(self, source: str, entity: str) -> str:
+        """Hash: source key -> fingerprint of the last state enqueued (snapshot streams)."""
+        return f"{self.prefix}:snapshot:{source}:{entity}"
+
+    def cursor(self, source: str, entity: str) -> str:
+        """String: the bookmark of a cursor stream (JSON)."""
+        return f"{self.prefix}:cursor:{source}:{entity}"
+
+    def stream_state(self, source: str, entity: str) -> str:
+        """Hash: last poll time, last poll's counts, errors (for ``erpsync status``)."""
+        return f"{self.prefix}:stream:{source}:{entity}"
+
+    def sequence(self, source: str, entity: str) -> str:
+        """Counter: the source version handed to each detected change (monotonic)."""
+        return f"{self.prefix}:seq:{source}:{entity}"
+
+    def stream_lock(self, source: str, entity: str) -> str:
+        """Lock: one producer polls a stream at a time."""
+        return f"{self.prefix}:lock:stream:{source}:{entity}"
+
+    # -- workers ----------------------------------------------------------------------
+    def ledger(self, target: str, entity: str, key: str) -> str:
+        """Hash: what was last applied to a target for one record (fingerprint, version, id)."""
+        return f"{self.prefix}:ledger:{target}:{entity}:{key}"
+
+    def ledger_pattern(self, target: str, entity: str) -> str:
+        return f"{self.prefix}:ledger:{target}:{entity}:*"
+
+    def record_lock(self, target: str, entity: str, key: str) -> str:
+        """Lock: one event of a record is applied to a target at a time."""
+        return f"{self.prefix}:lock:rec:{target}:{entity}:{key}"
+
+    def latest(self, source: str, entity: str) -> str:
+        """Hash: source key -> newest source version produced (supersession on replay)."""
+        return f"{self.prefix}:latest:{source}:{entity}"
+
+    def delayed(self) -> str:
+        """Sorted set: deliveries waiting for their due time (score = due epoch seconds)."""
+        return f"{self.prefix}:delayed"
+
+    def delayed_claimed(self) -> str:
+        """Sorted set: deliveries taken from ``delayed`` but not yet re-published."""
+        return f"{self.prefix}:delayed:claimed"
+
+    def delivery_outcome(self, target: str, delivery_id: str) -> str:
+        """String: the final outcome of one delivery (so it is counted once)."""
+        return f"{self.prefix}:outcome:{target}:{delivery_id}"
+
+    def produced_marker(self, target: str, delivery_id: str) -> str:
+        """String: this delivery was counted as produced."""
+        return f"{self.prefix}:produced:{target}:{delivery_id}"
+
+    def counters(self, target: str) -> str:
+        """Hash: produced / applied / skipped / dead_lettered / retried ... per target."""
+        return f"{self.prefix}:counters:{target}"
+
+    def inflight(self, target: str) -> str:
+        """Hash: delivery id -> start time of deliveries being applied now."""
+        return f"{self.prefix}:inflight:{target}"
+
+    def circuit(self, target: str) -> str:
+        """Hash: circuit state of a target (state, until, reason, failures)."""
+        return f"{self.prefix}:circuit:{target}"
+
+    def rate(self, target: str) -> str:
+        """Hash: token bucket shared by every worker of a target."""
+        return f"{self.prefix}:rate:{target}"
+
+    # -- dead letters -----------------------------------------------------------------
+    def dlq_entry(self, entry_id: str) -> str:
+        """String: one dead-letter entry (JSON)."""
+        return f"{self.prefix}:dlq:entry:{entry_id}"
+
+    def dlq_index(self) -> str:
+        """Sorted set: every dead-letter entry id by last failure time."""
+        return f"{self.prefix}:dlq:index"
+
+    def dlq_by_target_code(self, target: str, code: str) -> str:
+        """Sorted set: entry ids of one target and error code."""
+        return f"{self.prefix}:dlq:{target}:{code}"
+
+    def dlq_audit(self) -> str:
+        """Stream: every operator action on dead letters."""
+        return f"{self.prefix}:dlq:audit"

@@ -1,0 +1,82 @@
+"""Canonical records: what erpsync moves between systems, independent of any vendor.
+
+Producers map a source system's records onto these; each target's sink maps them onto the
+target's API. Field mappings in the flow file can add custom fields (``custom``).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Canonical(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Address(_Canonical):
+    """A postal address."""
+
+    line1: str | None = None
+    city: str | None = None
+    region: str | None = None
+    postal_code: str | None = None
+    country: str | None = Field(default=None, description="ISO 3166-1 alpha-2")
+
+
+class Company(_Canonical):
+    """An ERP customer, which becomes a company in the commerce and CRM systems."""
+
+    key: str = Field(min_length=1, description="the source system's key (NoClient)")
+    name: str = Field(min_length=1)
+    parent_key: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    tax_number: str | None = None
+    language: str | None = None
+    active: bool = True
+    address: Address | None = None
+    custom: dict[str, Any] = Field(default_factory=dict, description="mapped custom fields")
+
+
+class Product(_Canonical):
+    """A product or service sold."""
+
+    key: str = Field(min_length=1, description="the source system's key (NoProduit)")
+    name: str = Field(min_length=1)
+    price: Decimal | None = None
+    currency: str | None = None
+    active: bool = True
+    group: str | None = None
+    custom: dict[str, Any] = Field(default_factory=dict)
+
+
+class InvoiceLine(_Canonical):
+    """One line of an invoice: a product with quantity and price, or a text line."""
+
+    product_key: str | None = None
+    description: str
+    quantity: Decimal = Decimal(1)
+    unit_price: Decimal = Decimal(0)
+    vat_rate: Decimal | None = None
+    source_item_id: str | None = None
+
+
+class Invoice(_Canonical):
+    """A customer invoice to create in the ERP from billable work."""
+
+    reference: str = Field(min_length=1, description="deterministic: same work, same reference")
+    customer_key: str = Field(min_length=1)
+    description: str = ""
+    date: str = Field(description="ISO date of the invoice")
+    currency: str | None = None
+    lines: list[InvoiceLine] = Field(min_length=1)
+    activity_id: str
+    project_id: str | None = None
+    billing_item_ids: list[str] = Field(default_factory=list)
+
+    @property
+    def total_before_tax(self) -> Decimal:
+        return sum((line.quantity * line.unit_price for line in self.lines), Decimal(0))

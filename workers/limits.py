@@ -1,0 +1,221 @@
+"""Per-target protections shared by every worker through Redis: rate limit and circuit.
+
+* The **rate limit** is a token bucket in Redis (one Lua call per request), so that all
+  workers on all hosts together stay under the target's allowed rate; Celery's own
+  ``rate_limit`` is per worker and cannot do this.
+* The **circuit** opens on authentication/configuration errors at once, or after a run of
+  transient failures; while it is open the target's deliveries wait in the delayed set
+  (no retry burned, no dead letter written). After the cool-down one delivery probes
+  (half-open): success closes the circuit, failure opens it again for longer. Operators
+  pause and resume a target by hand with the same mechanism.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import redis
+
+from erpsync.keys import Keys
+
+CircuitState = Literal["closed", "open", "half_open", "paused"]
+
+# Token bucket. KEYS[1] bucket hash; ARGV: rate per s, burst, now, cost.
+# Returns 0 when a token was taken, else the seconds to wait for one.
+_TAKE = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
+local state = redis.call('hmget', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil then tokens = burst; ts = now end
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local wait = 0
+if tokens >= cost then
+  tokens = tokens - cost
+else
+  wait = (cost - tokens) / rate
+end
+redis.call('hset', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('expire', KEYS[1], 3600)
+return tostring(wait)
+"""
+
+
+# Half-open probe: when the circuit is open (or half-open with an expired lease) and its
+# time is up, make this caller the probe. ARGV: now, lease end. Returns 1 when admitted.
+_PROBE = """
+local state = redis.call('hget', KEYS[1], 'state')
+local untilv = tonumber(redis.call('hget', KEYS[1], 'until') or '0')
+if (state == 'open' or state == 'half_open') and tonumber(ARGV[1]) >= untilv then
+  redis.call('hset', KEYS[1], 'state', 'half_open', 'until', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+class RateLimiter:
+    """A token bucket per target shared by every worker."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.redis = client
+        self.keys = keys
+        self._take = client.register_script(_TAKE)
+
+    def try_acquire(self, target: str, rate_per_s: float, burst: int = 1) -> float:
+        """Take one token; returns 0.0 on success, else the seconds until one is free."""
+        wait = self._take(keys=[self.keys.rate(target)], args=[rate_per_s, burst, time.time(), 1])
+        return float(wait)
+
+    def acquire(
+        self, target: str, rate_per_s: float, burst: int = 1, *, max_wait_s: float = 60.0
+    ) -> None:
+        """Block until a token is taken (used before every request to a limited target)."""
+        deadline = time.monotonic() + max_wait_s
+        while True:
+            wait = self.try_acquire(target, rate_per_s, burst)
+            if wait <= 0:
+                return
+            if time.monotonic() + wait > deadline:
+                raise TimeoutError(
+                    f"rate limit of {target} did not free a slot in {max_wait_s:g} s"
+                )
+            time.sleep(wait)
+
+
+@dataclass(frozen=True)
+class CircuitStatus:
+    """A target's circuit as stored in Redis."""
+
+    state: CircuitState
+    until: float = 0.0
+    reason: str = ""
+    failures: int = 0
+    openings: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "state": self.state,
+            "until": self.until,
+            "reason": self.reason,
+            "failures": self.failures,
+            "openings": self.openings,
+        }
+
+
+class Circuit:
+    """Open, half-open and closed, per target, shared by every worker."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        failure_threshold: int = 5,
+        cooldown_s: float = 15.0,
+        cooldown_max_s: float = 300.0,
+        probe_lease_s: float = 30.0,
+    ) -> None:
+        self.redis = client
+        self.keys = keys
+        self.failure_threshold = failure_threshold
+        self.cooldown_s = cooldown_s
+        self.cooldown_max_s = cooldown_max_s
+        self.probe_lease_s = probe_lease_s
+        self._probe = client.register_script(_PROBE)
+
+    def status(self, target: str) -> CircuitStatus:
+        raw: dict[str, str] = self.redis.hgetall(self.keys.circuit(target))  # type: ignore[assignment]
+        if not raw:
+            return CircuitStatus("closed")
+        return CircuitStatus(
+            state=raw.get("state", "closed"),  # type: ignore[arg-type]
+            until=float(raw.get("until", "0") or 0),
+            reason=raw.get("reason", ""),
+            failures=int(raw.get("failures", "0") or 0),
+            openings=int(raw.get("openings", "0") or 0),
+        )
+
+    def admit(self, target: str, now: float | None = None) -> float:
+        """0.0 when a delivery may go to the target now, else seconds to wait.
+
+        When an open circuit's cool-down has passed, exactly one caller is admitted as the
+        probe (half-open, leased so that a probe that dies frees the slot).
+        """
+        now = time.time() if now is None else now
+        status = self.status(target)
+        if status.state == "closed":
+            return 0.0
+        if status.state == "paused":
+            return 5.0
+        if now < status.until:
+            return status.until - now
+        # Cool-down over (or a probe's lease expired): one caller becomes the probe.
+        admitted = self._probe(
+            keys=[self.keys.circuit(target)], args=[now, now + self.probe_lease_s]
+        )
+        return 0.0 if int(admitted) else 0.5
+
+    def success(self, target: str) -> None:
+        """A call went through: close the circuit and reset the failure run."""
+        key = self.keys.circuit(target)
+        status = self.status(target)
+        if status.state == "paused":
+            return
+        if status.state != "closed" or status.failures:
+            self.redis.hset(
+                key, mapping={"state": "closed", "until": "0", "failures": "0", "reason": ""}
+            )
+
+    def failure(
+        self, target: str, reason: str, *, immediate: bool = False, now: float | None = None
+    ) -> bool:
+        """Record a failure; opens the circuit (returns True) at the threshold or at once."""
+        now = time.time() if now is None else now
+        key = self.keys.circuit(target)
+        status = self.status(target)
+        if status.state == "paused":
+            return False
+        failures = int(self.redis.hincrby(key, "failures", 1))
+        if not immediate and status.state == "closed" and failures < self.failure_threshold:
+            return False
+        openings = status.openings + 1
+        cooldown = min(self.cooldown_max_s, self.cooldown_s * (2 ** min(openings - 1, 10)))
+        self.redis.hset(
+            key,
+            mapping={
+                "state": "open",
+                "until": str(now + cooldown),
+                "reason": reason[:300],
+                "openings": str(openings),
+            },
+        )
+        return True
+
+    def pause(self, target: str, reason: str = "paused by an operator") -> None:
+        self.redis.hset(
+            self.keys.circuit(target),
+            mapping={"state": "paused", "until": "0", "reason": reason, "failures": "0"},
+        )
+
+    def resume(self, target: str) -> None:
+        self.redis.hset(
+            self.keys.circuit(target),
+            mapping={
+                "state": "closed",
+                "until": "0",
+                "reason": "",
+                "failures": "0",
+                "openings": "0",
+            },
+        )
+
+
+def dumps(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)

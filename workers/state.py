@@ -1,0 +1,266 @@
+"""Redis-backed state shared by every worker: ledger, locks, delayed set, accounting.
+
+* **Ledger** (one hash per target, entity and key): the fingerprint and source version last
+  applied, and the target's own id. It makes application effectively-once on top of
+  at-least-once delivery, and stops a stale event from overwriting a newer one.
+* **Record locks**: one event of a record is applied to a target at a time (the HIPE
+  duplicate-create race). A lock names its holder (host and pid) so that a lock left by a
+  SIGKILLed worker on this host is taken over at once instead of after its TTL.
+* **Delayed set**: retries and waits longer than a moment are parked here, scored by due
+  time, never in Celery countdowns (with the Redis broker a countdown longer than the
+  visibility timeout is delivered again and again). Moving a due entry back to its queue
+  goes through a *claimed* set, so a crash between taking and re-publishing loses nothing.
+* **Accounting**: each delivery's outcome (applied, skipped, dead-lettered) is counted once
+  per target, even when the broker delivers the message twice; tests and ``erpsync status``
+  read ``produced = applied + skipped + dead_lettered``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import redis
+
+from erpsync.keys import Keys
+
+Outcome = Literal["applied", "skipped", "dead_lettered"]
+HOST = socket.gethostname()
+
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+# Take up to ARGV[2] due members (score <= ARGV[1]) from the delayed set into the claimed
+# set (scored by claim time ARGV[3]) atomically, so two pumps never take the same member.
+_CLAIM = """
+local due = redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, member in ipairs(due) do
+  redis.call('zrem', KEYS[1], member)
+  redis.call('zadd', KEYS[2], ARGV[3], member)
+end
+return due
+"""
+
+# Claimed members older than ARGV[1] (a pump died before re-publishing) go back, due now.
+_RECOVER = """
+local stale = redis.call('zrangebyscore', KEYS[2], '-inf', ARGV[1])
+for _, member in ipairs(stale) do
+  redis.call('zrem', KEYS[2], member)
+  redis.call('zadd', KEYS[1], ARGV[2], member)
+end
+return #stale
+"""
+
+# Record an outcome once per delivery; ARGV: outcome, ttl seconds. Returns 1 when counted.
+_OUTCOME = """
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[2])) then
+  redis.call('hincrby', KEYS[2], ARGV[1], 1)
+  return 1
+end
+return 0
+"""
+
+
+# Replace a lock's token only if it still is ARGV[1]; ARGV: old, new, ttl ms.
+_SWAP = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  redis.call('set', KEYS[1], ARGV[2], 'PX', tonumber(ARGV[3]))
+  return 1
+end
+return 0
+"""
+
+# Undo a counted outcome (a dead letter being replayed). ARGV: the outcome expected.
+_FORGET = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  redis.call('del', KEYS[1])
+  redis.call('hincrby', KEYS[2], ARGV[1], -1)
+  return 1
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """What was last applied to a target for one record."""
+
+    fingerprint: str
+    source_version: int
+    target_id: str | None = None
+    deleted: bool = False
+    applied_at: float = 0.0
+    extra: str | None = None  # JSON, sink-specific (e.g. saga step reached)
+
+    def to_mapping(self) -> dict[str, str]:
+        data = {
+            "fingerprint": self.fingerprint,
+            "source_version": str(self.source_version),
+            "target_id": self.target_id or "",
+            "deleted": "1" if self.deleted else "0",
+            "applied_at": f"{self.applied_at:.3f}",
+        }
+        if self.extra is not None:
+            data["extra"] = self.extra
+        return data
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, str]) -> LedgerEntry:
+        return cls(
+            fingerprint=data.get("fingerprint", ""),
+            source_version=int(data.get("source_version", "0") or 0),
+            target_id=data.get("target_id") or None,
+            deleted=data.get("deleted") == "1",
+            applied_at=float(data.get("applied_at", "0") or 0),
+            extra=data.get("extra"),
+        )
+
+
+def _holder() -> str:
+    return f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _holder_is_dead(holder: str) -> bool:
+    """True when the holder ran on this host and its process no longer exists."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != HOST or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class State:
+    """Typed access to erpsync's Redis state."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, *, outcome_ttl_s: int = 14 * 86400) -> None:
+        self.redis = client
+        self.keys = keys
+        self.outcome_ttl_s = outcome_ttl_s
+        self._release = client.register_script(_RELEASE)
+        self._claim = client.register_script(_CLAIM)
+        self._recover = client.register_script(_RECOVER)
+        self._outcome = client.register_script(_OUTCOME)
+        self._swap = client.register_script(_SWAP)
+        self._forget = client.register_script(_FORGET)
+
+    # -- ledger -----------------------------------------------------------------------
+    def ledger_get(self, target: str, entity: str, key: str) -> LedgerEntry | None:
+        data: dict[str, str] = self.redis.hgetall(self.keys.ledger(target, entity, key))  # type: ignore[assignment]
+        return LedgerEntry.from_mapping(data) if data else None
+
+    def ledger_put(self, target: str, entity: str, key: str, entry: LedgerEntry) -> None:
+        self.redis.hset(self.keys.ledger(target, entity, key), mapping=entry.to_mapping())  # type: ignore[arg-type]
+
+    # -- locks ------------------------------------------------------------------------
+    def acquire(self, lock_key: str, ttl_s: float) -> str | None:
+        """Take a lock; returns its token, or None when another live holder has it."""
+        token = _holder()
+        ttl_ms = max(1, int(ttl_s * 1000))
+        if self.redis.set(lock_key, token, nx=True, px=ttl_ms):
+            return token
+        current = self.redis.get(lock_key)
+        # Compare-and-swap: only a dead holder's token is replaced.
+        if (
+            isinstance(current, str)
+            and _holder_is_dead(current)
+            and self._swap(keys=[lock_key], args=[current, token, ttl_ms])
+        ):
+            return token
+        return None
+
+    def release(self, lock_key: str, token: str) -> None:
+        self._release(keys=[lock_key], args=[token])
+
+    # -- delayed set ------------------------------------------------------------------
+    def schedule(self, payload: dict[str, Any], due_at: float) -> None:
+        """Park a delivery until ``due_at`` (epoch seconds)."""
+        member = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+        self.redis.zadd(self.keys.delayed(), {member: due_at})
+
+    def claim_due(self, *, now: float | None = None, limit: int = 500) -> list[str]:
+        """Take due deliveries into the claimed set; re-publish each, then :meth:`done`."""
+        now = time.time() if now is None else now
+        claimed: list[str] = self._claim(
+            keys=[self.keys.delayed(), self.keys.delayed_claimed()], args=[now, limit, now]
+        )
+        return claimed
+
+    def done(self, members: list[str]) -> None:
+        """Forget claimed deliveries once they are back on their queue."""
+        if members:
+            self.redis.zrem(self.keys.delayed_claimed(), *members)
+
+    def recover_claims(self, *, older_than_s: float = 60.0, now: float | None = None) -> int:
+        """Put back claims a dead pump never re-published; returns how many."""
+        now = time.time() if now is None else now
+        result: int = self._recover(
+            keys=[self.keys.delayed(), self.keys.delayed_claimed()], args=[now - older_than_s, now]
+        )
+        return result
+
+    def delayed_count(self) -> int:
+        total: int = self.redis.zcard(self.keys.delayed())
+        claimed: int = self.redis.zcard(self.keys.delayed_claimed())
+        return total + claimed
+
+    # -- accounting -------------------------------------------------------------------
+    def mark_produced(self, target: str, delivery_id: str) -> bool:
+        """Count a delivery as produced, once; False when it already was."""
+        counted = self._outcome(
+            keys=[self.keys.produced_marker(target, delivery_id), self.keys.counters(target)],
+            args=["produced", self.outcome_ttl_s],
+        )
+        return bool(counted)
+
+    def record_outcome(self, target: str, delivery_id: str, outcome: Outcome) -> bool:
+        """Count a delivery's final outcome, once; False when it already had one."""
+        counted = self._outcome(
+            keys=[self.keys.delivery_outcome(target, delivery_id), self.keys.counters(target)],
+            args=[outcome, self.outcome_ttl_s],
+        )
+        return bool(counted)
+
+    def forget_outcome(self, target: str, delivery_id: str, outcome: Outcome) -> bool:
+        """Undo a counted outcome (a dead letter being replayed); True when there was one."""
+        key = self.keys.delivery_outcome(target, delivery_id)
+        undone = self._forget(keys=[key, self.keys.counters(target)], args=[outcome])
+        return bool(undone)
+
+    def incr(self, target: str, counter: str, amount: int = 1) -> None:
+        """Bump a plain counter (retries, waits, parks, circuit openings...)."""
+        self.redis.hincrby(self.keys.counters(target), counter, amount)
+
+    def counters(self, target: str) -> dict[str, int]:
+        raw: dict[str, str] = self.redis.hgetall(self.keys.counters(target))  # type: ignore[assignment]
+        return {name: int(value) for name, value in raw.items()}
+
+    # -- producers --------------------------------------------------------------------
+    def next_versions(self, source: str, entity: str, count: int) -> int:
+        """Reserve ``count`` source versions; returns the first of them."""
+        last: int = self.redis.incrby(self.keys.sequence(source, entity), count)
+        return last - count + 1
+
+    def set_latest(self, source: str, entity: str, versions: dict[str, int]) -> None:
+        """Record the newest version produced per key (replay skips superseded entries)."""
+        if versions:
+            self.redis.hset(self.keys.latest(source, entity), mapping=versions)  # type: ignore[arg-type]
+
+    def latest(self, source: str, entity: str, key: str) -> int | None:
+        value = self.redis.hget(self.keys.latest(source, entity), key)
+        return int(value) if isinstance(value, str | bytes) else None
