@@ -1,0 +1,31 @@
+"""OnlineERP / ERPConnector adapter: customers, products and customer invoices."""
+
+from adapters.onlineerp.client import MAX_PAGE_SIZE, OnlineErpClient, odata_literal, where
+from adapters.onlineerp.errors import ERROR_RULES, table
+from adapters.onlineerp.models import (
+    ErpAddress,
+    ErpBillTo,
+    ErpCustomer,
+    ErpInvoice,
+    ErpInvoiceCreated,
+    ErpInvoiceLine,
+    ErpProduct,
+    ErpProductGroup,
+)
+
+__all__ = [
+    "ERROR_RULES",
+    "MAX_PAGE_SIZE",
+    "ErpAddress",
+    "ErpBillTo",
+    "ErpCustomer",
+    "ErpInvoice",
+    "ErpInvoiceCreated",
+    "ErpInvoiceLine",
+    "ErpProduct",
+    "ErpProductGroup",
+    "OnlineErpClient",
+    "odata_literal",
+    "table",
+    "where",
+]
