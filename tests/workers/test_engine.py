@@ -1,0 +1,227 @@
+"""The engine's decision tree, with a scripted sink and fakeredis."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import fakeredis
+import pytest
+
+from erpsync.errors import (
+    AuthError,
+    DependencyError,
+    PermanentError,
+    SyncError,
+    TransientError,
+)
+from erpsync.events import ChangeEvent, Delivery
+from erpsync.keys import Keys
+from workers.dlq import DeadLetterStore
+from workers.engine import ApplyContext, ApplyResult, Engine, Sink
+from workers.limits import Circuit
+from workers.policy import RetryPolicy
+from workers.state import State
+
+
+@dataclass
+class ScriptedSink:
+    """Applies events in memory, failing with the scripted errors first."""
+
+    target: str = "hipe"
+    failures: list[SyncError] = field(default_factory=list)
+    applied: list[tuple[str, str]] = field(default_factory=list)
+    parent_required: bool = True
+
+    def handles(self, entity: str) -> bool:
+        return entity == "customer"
+
+    def needs_parent(self, event: ChangeEvent) -> bool:
+        return self.parent_required
+
+    def apply(self, event: ChangeEvent, context: ApplyContext) -> ApplyResult:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.applied.append((event.key, event.fingerprint))
+        return ApplyResult("updated" if context.ledger else "created", target_id=f"id-{event.key}")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def redis_client() -> fakeredis.FakeRedis:
+    return fakeredis.FakeRedis(decode_responses=True)
+
+
+@pytest.fixture
+def sink() -> ScriptedSink:
+    return ScriptedSink()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def engine(redis_client: fakeredis.FakeRedis, sink: ScriptedSink, clock: Clock) -> Engine:
+    keys = Keys("t")
+    sinks: Mapping[str, Sink] = {"hipe": sink}
+    return Engine(
+        state=State(redis_client, keys),
+        circuit=Circuit(redis_client, keys, failure_threshold=3, cooldown_s=10),
+        dlq=DeadLetterStore(redis_client, keys),
+        sinks=lambda: sinks,
+        policy=RetryPolicy(transient_max_attempts=3, dependency_max_waits=2),
+        rng=random.Random(7),
+        clock=clock,
+    )
+
+
+def event(
+    key: str = "C1", name: str = "Acme", version: int = 1, parent: str | None = None
+) -> ChangeEvent:
+    return ChangeEvent.create(
+        flow="customers",
+        source="onlineerp",
+        entity="customer",
+        key=key,
+        operation="upsert",
+        payload={"key": key, "name": name, "parent_key": parent},
+        source_version=version,
+        parent_key=parent,
+    )
+
+
+def deliver(engine: Engine, ev: ChangeEvent, **kwargs: object) -> str:
+    engine.state.mark_produced("hipe", Delivery(event=ev, target="hipe").delivery_id)
+    return engine.process(Delivery(event=ev, target="hipe", **kwargs))  # type: ignore[arg-type]
+
+
+def due(engine: Engine, clock: Clock) -> list[Delivery]:
+    """Take every parked delivery (as if its time had come)."""
+    members = engine.state.claim_due(now=clock.now + 1e6)
+    engine.state.done(members)
+    return [Delivery.model_validate(json.loads(m)) for m in members]
+
+
+def test_applies_then_skips_a_duplicate_delivery(engine: Engine, sink: ScriptedSink) -> None:
+    ev = event()
+    assert deliver(engine, ev) == "applied"
+    assert engine.process(Delivery(event=ev, target="hipe")) == "skipped"
+    assert sink.applied == [("C1", ev.fingerprint)], "applied once"
+    assert engine.state.counters("hipe")["produced"] == 1
+    assert engine.state.counters("hipe")["applied"] == 1
+    assert "skipped" not in engine.state.counters("hipe"), "a redelivery is not a new outcome"
+    ledger = engine.state.ledger_get("hipe", "customer", "C1")
+    assert ledger is not None
+    assert ledger.target_id == "id-C1"
+
+
+def test_stale_event_never_overwrites_a_newer_one(engine: Engine, sink: ScriptedSink) -> None:
+    newer, older = event(name="New", version=5), event(name="Old", version=4)
+    assert deliver(engine, newer) == "applied"
+    assert deliver(engine, older) == "skipped"
+    assert sink.applied == [("C1", newer.fingerprint)]
+    assert engine.state.counters("hipe")["skipped_stale"] == 1
+
+
+def test_transient_errors_retry_then_dead_letter_with_retry_after(
+    engine: Engine, sink: ScriptedSink, clock: Clock
+) -> None:
+    busy = TransientError(
+        "503", system="hipe", operation="create", status_code=503, retry_after_s=30
+    )
+    sink.failures = [busy, busy, busy]
+    assert deliver(engine, event()) == "parked"
+    parked = engine.state.redis.zrange(engine.state.keys.delayed(), 0, -1, withscores=True)
+    assert parked[0][1] >= clock.now + 30, "Retry-After is honoured"
+    (again,) = due(engine, clock)
+    assert again.attempt == 1
+    assert engine.process(again) == "parked"
+    (last,) = due(engine, clock)
+    assert engine.process(last) == "dead_lettered"
+    (entry,) = list(engine.dlq.iter_entries())
+    assert entry.code == "http-503"
+    assert entry.attempts == 3
+    assert entry.error_class == "transient"
+    assert engine.state.counters("hipe")["dead_lettered"] == 1
+
+
+def test_child_waits_for_its_parent_then_applies(
+    engine: Engine, sink: ScriptedSink, clock: Clock
+) -> None:
+    child = event(key="C2", parent="C1")
+    assert deliver(engine, child) == "parked"
+    assert engine.state.counters("hipe")["dependency_waits"] == 1
+    assert deliver(engine, event(key="C1")) == "applied"
+    (waiting,) = due(engine, clock)
+    assert engine.process(waiting) == "applied"
+    assert [k for k, _ in sink.applied] == ["C1", "C2"], "parent before child"
+
+
+def test_dependency_budget_ends_in_the_dlq_with_a_hint(engine: Engine, clock: Clock) -> None:
+    assert deliver(engine, event(key="C2", parent="C9")) == "parked"
+    for _ in range(2):
+        (waiting,) = due(engine, clock)
+        result = engine.process(waiting)
+    assert result == "dead_lettered"
+    (entry,) = list(engine.dlq.iter_entries())
+    assert entry.code == "parent-not-synced"
+    assert entry.hint is not None
+    assert "C9" in entry.hint
+
+
+def test_permanent_error_dead_letters_at_once(engine: Engine, sink: ScriptedSink) -> None:
+    sink.failures = [
+        PermanentError(
+            "bad",
+            system="hipe",
+            operation="create",
+            status_code=400,
+            response_excerpt='{"token":"abc"}',
+        )
+    ]
+    assert deliver(engine, event()) == "dead_lettered"
+    (entry,) = list(engine.dlq.iter_entries())
+    assert entry.response_excerpt == '{"token":"***"}', "excerpts are redacted"
+
+
+def test_auth_error_opens_the_circuit_and_burns_no_attempt(
+    engine: Engine, sink: ScriptedSink, clock: Clock
+) -> None:
+    sink.failures = [AuthError("401", system="hipe", operation="create", status_code=401)]
+    assert deliver(engine, event()) == "parked"
+    assert engine.circuit.status("hipe").state == "open"
+    assert deliver(engine, event(key="C5")) == "parked", "the queue waits while open"
+    assert engine.dlq.count() == 0
+    clock.now += 11
+    for waiting in due(engine, clock):
+        assert waiting.attempt == 0, "no retry burned"
+        engine.process(waiting)
+    assert engine.circuit.status("hipe").state == "closed"
+    assert engine.state.counters("hipe")["applied"] >= 1
+
+
+def test_replay_of_a_superseded_change_is_skipped(engine: Engine, sink: ScriptedSink) -> None:
+    old = event(name="Old", version=1)
+    engine.state.set_latest("onlineerp", "customer", {"C1": 2})
+    assert deliver(engine, old, replay_of="abc") == "skipped"
+    assert sink.applied == []
+    assert engine.state.counters("hipe")["skipped_superseded"] == 1
+
+
+def test_dependency_error_from_the_sink_waits(engine: Engine, sink: ScriptedSink) -> None:
+    sink.failures = [
+        DependencyError("40007", system="hipe", operation="create", vendor_code="40007")
+    ]
+    assert deliver(engine, event()) == "parked"
+    assert engine.state.counters("hipe")["dependency_waits"] == 1

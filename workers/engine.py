@@ -1,0 +1,284 @@
+"""Apply one delivery (one change for one target) with every guarantee DESIGN.md names.
+
+Every delivery ends in exactly one of **applied**, **skipped** or **dead-lettered**, or is
+parked in the delayed set to be tried again later (retry, dependency wait, busy record,
+open circuit): nothing is dropped silently. The decision tree, in order:
+
+1. circuit open or target paused  → park until the circuit lets a probe through;
+2. record locked by another worker → park a moment (per-key serialisation);
+3. ledger newer than the event      → skipped (stale: out-of-order delivery);
+   ledger has this fingerprint      → skipped (already applied: duplicate delivery);
+   a replay of a superseded change  → skipped (a newer change of the record exists);
+4. parent not yet in the target     → wait (dependency), dead-letter after the budget;
+5. the sink applies the change      → applied, ledger updated;
+   TransientError                   → retry with full-jitter backoff, then dead-letter;
+   DependencyError                  → wait longer, then dead-letter;
+   AuthError                        → open the circuit, park (no attempt burned);
+   PermanentError / anything else   → dead-letter with the vendor code and hint.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+import structlog
+from pydantic import ValidationError
+
+from erpsync.errors import (
+    AuthError,
+    DependencyError,
+    ErrorClass,
+    PermanentError,
+    SyncError,
+    TransientError,
+)
+from erpsync.events import ChangeEvent, Delivery
+from workers.dlq import DeadLetterStore
+from workers.limits import Circuit
+from workers.policy import RetryPolicy
+from workers.state import LedgerEntry, State
+
+log = structlog.get_logger("erpsync.worker")
+
+Action = Literal["created", "updated", "archived", "deleted", "unarchived", "invoiced", "unchanged"]
+Result = Literal["applied", "skipped", "dead_lettered", "parked"]
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What a sink did for one event."""
+
+    action: Action
+    target_id: str | None = None
+    deleted: bool = False
+    extra: str | None = None
+
+
+@dataclass(frozen=True)
+class ApplyContext:
+    """What a sink may know when applying an event."""
+
+    ledger: LedgerEntry | None
+    parent: LedgerEntry | None
+    lookup: Callable[[str, str], LedgerEntry | None]  # (entity, key) -> ledger in this target
+
+
+class Sink(Protocol):
+    """Applies canonical changes of some entities to one target system."""
+
+    target: str
+
+    def handles(self, entity: str) -> bool:
+        """True when this sink applies ``entity``."""
+        ...
+
+    def needs_parent(self, event: ChangeEvent) -> bool:
+        """True when the event's parent must be in the target first."""
+        ...
+
+    def apply(self, event: ChangeEvent, context: ApplyContext) -> ApplyResult:
+        """Apply the change; raise the adapters' classified errors on failure."""
+        ...
+
+
+class InvalidSourceDataError(PermanentError):
+    """The source record cannot be mapped (a required field is missing or malformed)."""
+
+
+@dataclass
+class Engine:
+    """Takes deliveries to their outcome; one per worker process (thread-safe)."""
+
+    state: State
+    circuit: Circuit
+    dlq: DeadLetterStore
+    sinks: Callable[[], Mapping[str, Sink]]  # per thread: sinks hold HTTP clients
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    rng: random.Random = field(default_factory=random.Random)
+    clock: Callable[[], float] = time.time
+
+    def process(self, delivery: Delivery) -> Result:
+        """Apply one delivery; returns its result. Never raises for vendor failures."""
+        event, target = delivery.event, delivery.target
+        structlog.contextvars.bind_contextvars(
+            flow=event.flow,
+            target=target,
+            entity=event.entity,
+            key=event.key,
+            event_id=event.event_id,
+            attempt=delivery.attempt,
+        )
+        try:
+            return self._process(delivery)
+        finally:
+            structlog.contextvars.unbind_contextvars(
+                "flow", "target", "entity", "key", "event_id", "attempt"
+            )
+
+    def _process(self, delivery: Delivery) -> Result:
+        event, target = delivery.event, delivery.target
+        sink = self.sinks().get(target)
+        if sink is None or not sink.handles(event.entity):
+            error = PermanentError(
+                f"no sink applies {event.entity} to {target}",
+                system=target,
+                operation="route",
+                hint="the flow names a target that is not configured for this entity",
+            )
+            return self._dead_letter(delivery, error)
+
+        wait = self.circuit.admit(target, now=self.clock())
+        if wait > 0:
+            self.state.incr(target, "parked_circuit")
+            self._park(delivery, wait + self.rng.uniform(0, min(5.0, wait / 4 + 0.5)))
+            log.debug("sync.parked_circuit", wait_s=round(wait, 2))
+            return "parked"
+
+        lock_key = self.state.keys.record_lock(target, event.entity, event.key)
+        token = self.state.acquire(lock_key, self.policy.lock_ttl_s)
+        if token is None:
+            self.state.incr(target, "parked_busy")
+            self._park(delivery, self.policy.busy_delay_s * (1 + self.rng.random()))
+            return "parked"
+        try:
+            return self._apply_locked(delivery, sink)
+        finally:
+            self.state.release(lock_key, token)
+
+    def _apply_locked(self, delivery: Delivery, sink: Sink) -> Result:
+        event, target = delivery.event, delivery.target
+        ledger = self.state.ledger_get(target, event.entity, event.key)
+        if ledger is not None and ledger.source_version > event.source_version:
+            return self._skip(delivery, "stale")
+        if ledger is not None and ledger.fingerprint == event.fingerprint:
+            return self._skip(delivery, "unchanged")
+        if delivery.replay_of is not None:
+            latest = self.state.latest(event.source, event.entity, event.key)
+            if latest is not None and latest > event.source_version:
+                return self._skip(delivery, "superseded")
+
+        def lookup(entity: str, key: str) -> LedgerEntry | None:
+            return self.state.ledger_get(target, entity, key)
+
+        parent = None
+        if event.parent_key and sink.needs_parent(event):
+            parent = lookup(event.entity, event.parent_key)
+            if parent is None:
+                missing = DependencyError(
+                    f"parent {event.parent_key} of {event.key} is not in {target} yet",
+                    system=target,
+                    operation="check parent",
+                    vendor_code="parent-not-synced",
+                    hint=f"waits for {event.parent_key} to arrive in {target}; if it never "
+                    "does, sync or fix the parent, then replay",
+                )
+                return self._failed(delivery, missing)
+
+        try:
+            result = sink.apply(event, ApplyContext(ledger=ledger, parent=parent, lookup=lookup))
+        except SyncError as error:
+            return self._failed(delivery, error)
+        except ValidationError as exc:
+            invalid = InvalidSourceDataError(
+                f"{event.entity} {event.key} cannot be mapped to {target}: "
+                f"{exc.error_count()} invalid field(s)",
+                system=event.source,
+                operation="map",
+                vendor_code="invalid-source-data",
+                hint="fix the record in the source system (the next change flows on), or "
+                "edit the dead letter's payload and replay",
+                response_excerpt="; ".join(
+                    f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                    for e in exc.errors(include_url=False, include_input=False)
+                )[:500],
+            )
+            return self._dead_letter(delivery, invalid)
+
+        self.state.ledger_put(
+            target,
+            event.entity,
+            event.key,
+            LedgerEntry(
+                fingerprint=event.fingerprint,
+                source_version=event.source_version,
+                target_id=result.target_id or (ledger.target_id if ledger else None),
+                deleted=result.deleted,
+                applied_at=self.clock(),
+                extra=result.extra,
+            ),
+        )
+        self.circuit.success(target)
+        counted = self.state.record_outcome(target, delivery.delivery_id, "applied")
+        if counted:
+            self.state.incr(target, f"action_{result.action}")
+        if delivery.replay_of is not None:
+            self.dlq.resolved(delivery.replay_of, "applied")
+        log.info("sync.applied", action=result.action, target_id=result.target_id)
+        return "applied"
+
+    # -- outcomes ---------------------------------------------------------------------
+    def _skip(self, delivery: Delivery, why: str) -> Result:
+        target = delivery.target
+        if self.state.record_outcome(target, delivery.delivery_id, "skipped"):
+            self.state.incr(target, f"skipped_{why}")
+        if delivery.replay_of is not None:
+            self.dlq.resolved(delivery.replay_of, f"skipped: {why}")
+        log.info("sync.skipped", reason=why)
+        return "skipped"
+
+    def _failed(self, delivery: Delivery, error: SyncError) -> Result:
+        target = delivery.target
+        now = self.clock()
+        delivery.first_failure_at = delivery.first_failure_at or datetime.fromtimestamp(now, UTC)
+        delivery.last_error = error.to_dict()
+        if isinstance(error, AuthError) or error.error_class is ErrorClass.AUTH:
+            opened = self.circuit.failure(target, str(error), immediate=True, now=now)
+            self.state.incr(target, "auth_failures")
+            wait = max(1.0, self.circuit.status(target).until - now)
+            self._park(delivery, wait + self.rng.uniform(0, 1))
+            log.warning("sync.circuit_opened" if opened else "sync.auth_failed", error=str(error))
+            return "parked"
+        if isinstance(error, TransientError) or error.error_class is ErrorClass.TRANSIENT:
+            delivery.attempt += 1
+            self.circuit.failure(target, str(error), now=now)
+            if delivery.attempt >= self.policy.transient_max_attempts:
+                return self._dead_letter(delivery, error)
+            delay = self.policy.transient_delay(delivery.attempt, error.retry_after_s, self.rng)
+            self.state.incr(target, "retries")
+            self._park(delivery, delay)
+            log.info("sync.retry_scheduled", delay_s=round(delay, 2), error=str(error))
+            return "parked"
+        if isinstance(error, DependencyError) or error.error_class is ErrorClass.DEPENDENCY:
+            delivery.dependency_waits += 1
+            if delivery.dependency_waits > self.policy.dependency_max_waits:
+                return self._dead_letter(delivery, error)
+            delay = self.policy.dependency_delay(delivery.dependency_waits - 1, self.rng)
+            self.state.incr(target, "dependency_waits")
+            self._park(delivery, delay)
+            log.info("sync.waiting_dependency", delay_s=round(delay, 2), error=str(error))
+            return "parked"
+        return self._dead_letter(delivery, error)
+
+    def _dead_letter(self, delivery: Delivery, error: SyncError) -> Result:
+        target = delivery.target
+        now = self.clock()
+        delivery.first_failure_at = delivery.first_failure_at or datetime.fromtimestamp(now, UTC)
+        delivery.last_error = error.to_dict()
+        entry_id = self.dlq.add(delivery, error, now=now)
+        self.state.record_outcome(target, delivery.delivery_id, "dead_lettered")
+        log.warning(
+            "sync.dead_lettered",
+            dlq_id=entry_id,
+            error_class=error.error_class.value,
+            code=error.code,
+            error=str(error),
+        )
+        return "dead_lettered"
+
+    def _park(self, delivery: Delivery, delay_s: float) -> None:
+        self.state.schedule(delivery.model_dump(mode="json"), self.clock() + delay_s)
