@@ -142,8 +142,8 @@ def test_transient_errors_retry_then_dead_letter_with_retry_after(
     )
     sink.failures = [busy, busy, busy]
     assert deliver(engine, event()) == "parked"
-    parked = engine.state.redis.zrange(engine.state.keys.delayed(), 0, -1, withscores=True)
-    assert parked[0][1] >= clock.now + 30, "Retry-After is honoured"
+    due_at = engine.state.redis.zrange(engine.state.keys.delayed(), 0, -1, withscores=True)[0][1]
+    assert float(due_at) >= clock.now + 30, "Retry-After is honoured"
     (again,) = due(engine, clock)
     assert again.attempt == 1
     assert engine.process(again) == "parked"
