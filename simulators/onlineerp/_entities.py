@@ -1,0 +1,234 @@
+"""Validation of OnlineERP request bodies into stored records.
+
+Documented fields are type-checked and stored in a stable order with defaults; fields the
+documentation does not name are kept as given (a real ERP holds many more, and users map
+custom fields). A body that does not fit raises :class:`BodyError`, answered as **400**
+``InvalidBody``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+CUSTOMER_FIELDS = (
+    "NoClient",
+    "NomClient",
+    "NoClientParent",
+    "Courriel",
+    "Telephone",
+    "Adresse",
+    "NoTPS",
+    "Langue",
+    "EstActif",
+)
+ADDRESS_FIELDS = ("Ligne1", "Ville", "Province", "CodePostal", "Pays")
+PRODUCT_FIELDS = ("NoProduit", "Description", "PrixVente", "EstActif", "GroupeProduit")
+INVOICE_FIELDS = ("NoFacture", "Facture", "TotalAvantTaxes")
+FACTURE_FIELDS = (
+    "NoFacture",
+    "TypeDoc",
+    "Référence",
+    "Description",
+    "DateFacture",
+    "InfoClientFacturerA",
+    "LigneFacture",
+    "TotalAvantTaxes",
+)
+#: the transaction types of the documented ``Facture`` payload (Acomba mapping page)
+TYPE_DOCS = frozenset({"FACTURES", "COMMANDES", "SOUMISSIONS", "ACHATS"})
+
+
+class BodyError(ValueError):
+    """A request body that is not a valid record (answered as 400 ``InvalidBody``)."""
+
+
+def require_object(body: Any, what: str) -> dict[str, Any]:
+    """``body`` as a JSON object, or a :class:`BodyError`."""
+    if not isinstance(body, dict):
+        raise BodyError(f"The body of a {what} must be a JSON object.")
+    return body
+
+
+def key(value: Any, where: str) -> str:
+    """A record key: non-empty text without ``/`` (keys travel in URL paths)."""
+    if not isinstance(value, str) or not value.strip():
+        raise BodyError(f"{where} is required and must be non-empty text.")
+    if "/" in value or value != value.strip():
+        raise BodyError(f"{where} must not contain '/' nor start or end with spaces.")
+    return value
+
+
+def same_key(changes: Mapping[str, Any], key_field: str, key: str, entity: str) -> None:
+    """An update may repeat the record's key but not change it."""
+    if key_field in changes and changes[key_field] != key:
+        raise BodyError(f"{entity}.{key_field} cannot be changed by PUT.")
+
+
+def _text(value: Any, where: str, *, required: bool = False) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or (required and not value.strip()):
+        kind = "non-empty text" if required else "text or null"
+        raise BodyError(f"{where} must be {kind}.")
+    return value
+
+
+def _number(value: Any, where: str, *, nullable: bool = False) -> float | int | None:
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise BodyError(f"{where} must be a number.")
+    return value
+
+
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise BodyError(f"{where} must be true or false.")
+    return value
+
+
+def _ordered(
+    fields: tuple[str, ...], checked: Mapping[str, Any], body: Mapping[str, Any]
+) -> dict[str, Any]:
+    record = {name: checked[name] for name in fields if name in checked}
+    record.update((name, value) for name, value in body.items() if name not in checked)
+    return record
+
+
+def customer(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A complete ``Customer`` from a create body or a merged update."""
+    no_client = key(body.get("NoClient"), "Customer.NoClient")
+    parent = _text(body.get("NoClientParent"), "Customer.NoClientParent")
+    if parent is not None and (not parent.strip() or parent == no_client):
+        raise BodyError("Customer.NoClientParent must name another customer, or be null.")
+    address = body.get("Adresse")
+    if address is not None and not isinstance(address, dict):
+        raise BodyError("Customer.Adresse must be an object or null.")
+    checked_address: dict[str, Any] = {}
+    for name in ADDRESS_FIELDS:
+        checked_address[name] = _text((address or {}).get(name), f"Customer.Adresse.{name}")
+    checked: dict[str, Any] = {
+        "NoClient": no_client,
+        "NomClient": _text(body.get("NomClient"), "Customer.NomClient", required=True),
+        "NoClientParent": parent,
+        "Courriel": _text(body.get("Courriel"), "Customer.Courriel"),
+        "Telephone": _text(body.get("Telephone"), "Customer.Telephone"),
+        "Adresse": _ordered(ADDRESS_FIELDS, checked_address, address or {}),
+        "NoTPS": _text(body.get("NoTPS"), "Customer.NoTPS"),
+        "Langue": _text(body.get("Langue"), "Customer.Langue"),
+        "EstActif": _bool(body.get("EstActif", True), "Customer.EstActif"),
+    }
+    return _ordered(CUSTOMER_FIELDS, checked, body)
+
+
+def product(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A complete ``Product`` from a create body or a merged update."""
+    group = body.get("GroupeProduit")
+    if group is not None and not isinstance(group, dict):
+        raise BodyError("Product.GroupeProduit must be an object or null.")
+    checked_group = {
+        "CodeGroupe": _text((group or {}).get("CodeGroupe"), "Product.GroupeProduit.CodeGroupe")
+    }
+    checked: dict[str, Any] = {
+        "NoProduit": key(body.get("NoProduit"), "Product.NoProduit"),
+        "Description": _text(body.get("Description"), "Product.Description", required=True),
+        "PrixVente": _number(body.get("PrixVente", 0.0), "Product.PrixVente"),
+        "EstActif": _bool(body.get("EstActif", True), "Product.EstActif"),
+        "GroupeProduit": _ordered(("CodeGroupe",), checked_group, group or {}),
+    }
+    return _ordered(PRODUCT_FIELDS, checked, body)
+
+
+def invoice(
+    body: Any,
+    *,
+    number: str,
+    product_price: Callable[[str], float | int | None],
+    customer_exists: Callable[[str], bool],
+    today: dt.date,
+) -> dict[str, Any]:
+    """A stored ``CustomerInvoice`` from a ``{"Facture": {...}}`` body.
+
+    ``product_price`` gives a product's ``PrixVente`` (None: no such product); lines without
+    ``PrixUnitaire`` take it. ``number`` is the ``NoFacture`` the ERP assigns.
+    """
+    facture = require_object(require_object(body, "CustomerInvoice").get("Facture"), "Facture")
+    reference = reference_of(body)
+    type_doc = facture.get("TypeDoc", "FACTURES")
+    if not isinstance(type_doc, str) or type_doc not in TYPE_DOCS:
+        raise BodyError(f"Facture.TypeDoc must be one of {', '.join(sorted(TYPE_DOCS))}.")
+    date = _text(facture.get("DateFacture"), "Facture.DateFacture")
+    if date is None:
+        date = today.isoformat()
+    else:
+        try:
+            dt.datetime.fromisoformat(date)
+        except ValueError:
+            raise BodyError("Facture.DateFacture must be an ISO 8601 date.") from None
+    bill_to = require_object(facture.get("InfoClientFacturerA"), "Facture.InfoClientFacturerA")
+    no_client = key(bill_to.get("NoClient"), "Facture.InfoClientFacturerA.NoClient")
+    lines = facture.get("LigneFacture")
+    if not isinstance(lines, list) or not lines:
+        raise BodyError("Facture.LigneFacture must be a non-empty list of lines.")
+    stored_lines = [_line(line, index, product_price) for index, line in enumerate(lines)]
+    if not customer_exists(no_client):
+        raise BodyError(
+            f"The customer '{no_client}' (InfoClientFacturerA.NoClient) does not exist."
+        )
+    total = round(
+        sum(
+            line["QteFacture"] * line["PrixUnitaire"]
+            for line in stored_lines
+            if line.get("QteFacture") is not None and line.get("PrixUnitaire") is not None
+        ),
+        2,
+    )
+    checked: dict[str, Any] = {
+        "NoFacture": number,
+        "TypeDoc": type_doc,
+        "Référence": reference,
+        "Description": _text(facture.get("Description"), "Facture.Description"),
+        "DateFacture": date,
+        "InfoClientFacturerA": bill_to,
+        "LigneFacture": stored_lines,
+        "TotalAvantTaxes": total,
+    }
+    stored_facture = _ordered(FACTURE_FIELDS, checked, facture)
+    return {"NoFacture": number, "Facture": stored_facture, "TotalAvantTaxes": total}
+
+
+def reference_of(body: Any) -> str:
+    """``Facture.Référence``: the invoice's identity for duplicates and ``If-None-Match``."""
+    facture = require_object(require_object(body, "CustomerInvoice").get("Facture"), "Facture")
+    reference = facture.get("Référence")
+    if not isinstance(reference, str) or not reference.strip():
+        raise BodyError("Facture.Référence is required and must be non-empty text.")
+    return reference
+
+
+def _line(
+    line: Any, index: int, product_price: Callable[[str], float | int | None]
+) -> dict[str, Any]:
+    where = f"Facture.LigneFacture[{index}]"
+    line = require_object(line, where)
+    product_key = line.get("strNoProduit")
+    description = _text(line.get("DescriptionLigne"), f"{where}.DescriptionLigne")
+    quantity = _number(line.get("QteFacture"), f"{where}.QteFacture", nullable=True)
+    price = _number(line.get("PrixUnitaire"), f"{where}.PrixUnitaire", nullable=True)
+    stored = dict(line)
+    if product_key is None:
+        if description is None:
+            raise BodyError(f"{where} needs strNoProduit (a product) or DescriptionLigne (text).")
+        return stored
+    product_key = key(product_key, f"{where}.strNoProduit")
+    if quantity is None:
+        raise BodyError(f"{where}.QteFacture is required on a product line.")
+    list_price = product_price(product_key)
+    if list_price is None:
+        raise BodyError(f"The product '{product_key}' ({where}.strNoProduit) does not exist.")
+    if price is None:
+        stored["PrixUnitaire"] = list_price
+    return stored
