@@ -13,6 +13,7 @@ from urllib.parse import parse_qs
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from adapters.hipe import (
     HipeClient,
@@ -68,7 +69,7 @@ def make(
     fake_time = fake_time or FakeTime()
     return HipeClient(
         httpx.Client(transport=httpx.MockTransport(handler)),
-        HipeSettings(base_url=BASE, access_token=TOKEN, page_size=page_size, **settings),  # type: ignore[arg-type]
+        HipeSettings(base_url=BASE, access_token=SecretStr(TOKEN), page_size=page_size, **settings),
         error_overrides=overrides,
         sleep=fake_time.sleep,
         clock=fake_time.clock,
