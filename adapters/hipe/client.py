@@ -226,8 +226,7 @@ class HipeClient:
         )
 
     def _excerpt(self, response: httpx.Response) -> str:
-        """The redacted excerpt, also without our token: it is redacted even when the
-        settings were built without registering their secrets (tests, scripts)."""
+        """A redacted body excerpt; our token is removed even if it was never registered."""
         return redact(excerpt(response), extra_secrets=[self._token()])
 
     def _token(self) -> str:
