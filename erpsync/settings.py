@@ -105,7 +105,7 @@ class OnlineErpSettings(HttpSystemSettings):
     company_id: str = "0"
     # A robot at the customer's site answers: latency is high, so the default is generous.
     timeout_s: float = Field(default=60.0, gt=0)
-    page_size: int = Field(default=500, ge=1, le=10_000)
+    page_size: int = Field(default=500, ge=1, le=1000, description="the ERP caps $top at 1000")
 
 
 class PropellerSettings(HttpSystemSettings):
@@ -172,6 +172,39 @@ class FlowSettings(_Model):
     poll_interval_s: float = Field(default=30.0, gt=0)
 
 
+class WorkerSettings(_Model):
+    """How workers consume, retry and protect targets."""
+
+    pool: Literal["threads", "prefork", "solo"] = Field(
+        default="threads", description="threads suit HTTP-bound work; prefork isolates crashes"
+    )
+    concurrency: int = Field(default=8, ge=1, le=512)
+    prefetch_multiplier: int = Field(default=4, ge=1, le=1000)
+    # Unacked messages of a worker that died come back after this long; keep it above the
+    # longest task (a few HTTP calls with their timeouts), but short enough to recover fast.
+    visibility_timeout_s: float = Field(default=300.0, ge=5)
+    unacked_restore_interval_s: float = Field(default=10.0, gt=0)
+    transient_max_attempts: int = Field(default=8, ge=1)
+    transient_base_s: float = Field(default=1.0, gt=0)
+    transient_cap_s: float = Field(default=300.0, gt=0)
+    dependency_max_waits: int = Field(default=30, ge=0)
+    dependency_base_s: float = Field(default=2.0, gt=0)
+    dependency_cap_s: float = Field(default=120.0, gt=0)
+    lock_ttl_s: float = Field(default=120.0, gt=0)
+    circuit_failure_threshold: int = Field(default=5, ge=1)
+    circuit_cooldown_s: float = Field(default=15.0, gt=0)
+    circuit_cooldown_max_s: float = Field(default=300.0, gt=0)
+    pump_interval_s: float = Field(default=0.2, gt=0, le=10)
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+
+
+class DlqSettings(_Model):
+    """Dead-letter retention."""
+
+    max_entries: int = Field(default=100_000, ge=1)
+    max_age_days: float = Field(default=30.0, gt=0)
+
+
 class Settings(BaseSettings):
     """All of erpsync's settings."""
 
@@ -188,6 +221,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     systems: SystemsSettings = Field(default_factory=SystemsSettings)
     flows: dict[str, FlowSettings] = Field(default_factory=dict)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    dlq: DlqSettings = Field(default_factory=DlqSettings)
     # error-policy overrides: system -> vendor code or "http-<status>" -> class
     errors: dict[SystemName, dict[str, ErrorClass]] = Field(default_factory=dict)
 

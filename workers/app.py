@@ -1,0 +1,61 @@
+"""The Celery application: configured from :class:`erpsync.settings.Settings`, never pickle.
+
+One task does the work, ``sync.apply`` (one delivery: one change for one target), on one
+queue per target (``sync.<target>``), so a slow or failing target never holds back the
+others and workers can be scaled per target. ``sync.noop`` exists for benchmarks.
+
+Delivery is at-least-once: ``acks_late`` with ``reject_on_worker_lost``, so a message is
+acknowledged only after its outcome is recorded, and a worker killed mid-task gives the
+message back. Broker keys share erpsync's key prefix (kombu's ``global_keyprefix``), so
+several installations or test runs can share one Redis.
+
+For Flower and the ``celery`` command: ``celery --app workers.app:app ...`` (configured from
+``ERPSYNC_*`` and ``ERPSYNC_CONFIG`` on import of the worker runtime).
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from erpsync.settings import Settings
+
+TASK_APPLY = "sync.apply"
+TASK_NOOP = "sync.noop"
+
+app = Celery("erpsync")
+
+
+def queue_for(target: str) -> str:
+    """The queue of a target's deliveries."""
+    return f"sync.{target}"
+
+
+def configure(settings: Settings, celery_app: Celery = app) -> Celery:
+    """Apply erpsync's Celery configuration to ``celery_app`` (idempotent)."""
+    worker = settings.worker
+    celery_app.conf.update(
+        broker_url=settings.redis_url,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "global_keyprefix": f"{settings.key_prefix}:",
+            "visibility_timeout": worker.visibility_timeout_s,
+            "unacked_restore_interval": worker.unacked_restore_interval_s,
+            "unacked_restore_throttle": 1,
+        },
+        result_backend=None,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_default_queue=queue_for("default"),
+        task_create_missing_queues=True,
+        task_send_sent_event=True,
+        worker_send_task_events=True,
+        worker_prefetch_multiplier=worker.prefetch_multiplier,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        imports=("workers.tasks",),
+    )
+    return celery_app

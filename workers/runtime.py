@@ -1,0 +1,139 @@
+"""Everything a worker process needs, built once per process from the settings.
+
+Built lazily on first use (after a prefork child is forked, never before, so no socket is
+shared across processes). Sinks hold HTTP clients and token caches, so each worker thread
+gets its own set.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import redis
+
+from erpsync.keys import Keys
+from erpsync.settings import Settings, load_settings
+from workers.dlq import DeadLetterStore, Retention
+from workers.engine import Engine, Sink
+from workers.limits import Circuit, RateLimiter
+from workers.policy import RetryPolicy
+from workers.state import State
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    """A Redis client for erpsync's state (strings in, strings out)."""
+    return redis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_timeout=10,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+        retry_on_timeout=True,
+    )
+
+
+def policy_from(settings: Settings) -> RetryPolicy:
+    w = settings.worker
+    return RetryPolicy(
+        transient_max_attempts=w.transient_max_attempts,
+        transient_base_s=w.transient_base_s,
+        transient_cap_s=w.transient_cap_s,
+        dependency_max_waits=w.dependency_max_waits,
+        dependency_base_s=w.dependency_base_s,
+        dependency_cap_s=w.dependency_cap_s,
+        lock_ttl_s=w.lock_ttl_s,
+    )
+
+
+@dataclass
+class Runtime:
+    """State, protections, dead letters, sinks and the engine of one process."""
+
+    settings: Settings
+    redis: redis.Redis
+    keys: Keys
+    state: State
+    circuit: Circuit
+    limiter: RateLimiter
+    dlq: DeadLetterStore
+    engine: Engine = field(init=False)
+    _local: threading.local = field(default_factory=threading.local)
+
+    def __post_init__(self) -> None:
+        self.engine = Engine(
+            state=self.state,
+            circuit=self.circuit,
+            dlq=self.dlq,
+            sinks=self.sinks,
+            policy=policy_from(self.settings),
+            rng=random.Random(),
+        )
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        client = redis_client(settings)
+        keys = Keys(settings.key_prefix)
+        w = settings.worker
+        return cls(
+            settings=settings,
+            redis=client,
+            keys=keys,
+            state=State(client, keys),
+            circuit=Circuit(
+                client,
+                keys,
+                failure_threshold=w.circuit_failure_threshold,
+                cooldown_s=w.circuit_cooldown_s,
+                cooldown_max_s=w.circuit_cooldown_max_s,
+            ),
+            limiter=RateLimiter(client, keys),
+            dlq=DeadLetterStore(
+                client,
+                keys,
+                Retention(
+                    max_entries=settings.dlq.max_entries,
+                    max_age_s=settings.dlq.max_age_days * 86400,
+                ),
+            ),
+        )
+
+    def sinks(self) -> Mapping[str, Sink]:
+        """This thread's sinks, one per configured target (built on first use)."""
+        sinks: Mapping[str, Sink] | None = getattr(self._local, "sinks", None)
+        if sinks is None:
+            from workers.sinks import build_sinks
+
+            sinks = build_sinks(self.settings, self.limiter)
+            self._local.sinks = sinks
+        return sinks
+
+    def close(self) -> None:
+        sinks: Mapping[str, Sink] | None = getattr(self._local, "sinks", None)
+        for sink in (sinks or {}).values():
+            close = getattr(sink, "close", None)
+            if callable(close):
+                close()
+        self.redis.close()
+
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    """The process's runtime, built from ``ERPSYNC_*`` / ``ERPSYNC_CONFIG`` on first use."""
+    global _runtime
+    with _lock:
+        if _runtime is None:
+            _runtime = Runtime.build(load_settings())
+        return _runtime
+
+
+def reset_runtime() -> None:
+    """Forget the runtime (after a fork, or in tests)."""
+    global _runtime
+    with _lock:
+        _runtime = None
