@@ -130,9 +130,8 @@ class PropellerClient:
         self._settings = settings
         self._table = propeller_error_table(error_overrides)
         self._clock = clock
-        self._prefix = (
-            "/" + settings.api_prefix.strip("/") if settings.api_prefix.strip("/") else ""
-        )
+        prefix = settings.api_prefix.strip("/")
+        self._prefix = f"/{prefix}" if prefix else ""
         self._token_lock = threading.Lock()
         self._token: str | None = None
         self._refresh_at = 0.0
@@ -179,7 +178,6 @@ class PropellerClient:
         reply = self._validate(
             _TokenReply, decode_json(response, table=self._table, operation=operation), operation
         )
-        register_secrets([reply.access_token])
         # A margin larger than half the lifetime would refresh on every call.
         margin = min(self._settings.token_refresh_margin_s, reply.expires_in / 2)
         self._token = reply.access_token
@@ -322,12 +320,12 @@ class PropellerClient:
     def _company_body(
         self, company: PropellerCompanyInput, operation: str, *, inline_addresses: bool
     ) -> dict[str, Any]:
-        if company.addresses is not None and not inline_addresses:
+        if company.addresses and not inline_addresses:
             raise ValueError(
                 f"propeller {operation}: addresses are sent inline by upsert_companies_bulk "
                 "only; use create_address or upsert_addresses_bulk"
             )
-        body = company.to_json()
+        body = company.to_json(exclude=None if inline_addresses else {"addresses"})
         body["source"] = company.source or self._settings.source
         body["language"] = company.language or self._settings.language
         return body

@@ -167,8 +167,9 @@ class PropellerCompanyInput(_Input):
 
     ``source`` and ``language`` default to the client's settings when left out, so the
     record is written under the same key :meth:`PropellerClient.get_company` looks up.
-    ``addresses`` are sent inline by the bulk call only; single calls refuse them (use the
-    address operations) rather than drop them silently.
+    ``addresses`` are sent inline by the bulk call only (the docs document them there);
+    single calls refuse a non-empty list (use the address operations) rather than drop it
+    silently.
     """
 
     source_id: Str = Field(alias="sourceId", min_length=1)

@@ -487,6 +487,9 @@ def test_single_calls_refuse_inline_addresses() -> None:
     with pytest.raises(ValueError, match="addresses"):
         make(fake).create_company(company_input("C-3", addresses=[address]))
     assert fake.requests == []
+    fake.resource = lambda r: httpx.Response(201, json={"data": {"id": 3}})
+    make(fake).create_company(company_input("C-3", addresses=[]))
+    assert "addresses" not in sent_json(fake.requests[0])
 
 
 def test_update_company_patches_only_the_changes() -> None:
