@@ -355,6 +355,21 @@ def test_same_source_key_in_two_languages_needs_the_language_filter_40005(
     assert dutch["name"] == "Nederlands"
 
 
+def test_a_parent_by_source_prefers_the_childs_language_and_is_otherwise_ambiguous(
+    api: httpx.Client,
+) -> None:
+    english, dutch = bulk(api, [erp("P", "EN"), erp("P", "nl")])["data"]
+    assert get(api, "/v2/companies/sourceId/P", language="nl")["id"] == dutch["id"]
+    parent = {"sourceId": "P", "source": "ERP"}
+    child, french = bulk(api, [erp("K", "NL", parent=parent), erp("F", "FR", parent=parent)])[
+        "data"
+    ]
+    assert child["success"] is True
+    assert get(api, "/v2/companies/sourceId/K")["parent"] == {"id": dutch["id"]}
+    assert english["id"] != dutch["id"]
+    assert (french["success"], french["error"]["code"]) == (False, 40005)
+
+
 def test_patch_updates_given_fields_and_date_modified(api: httpx.Client, clock: FakeClock) -> None:
     company = create(api, name="Old", email="a@example.com", source="ERP", sourceId="C1")
     clock.advance(61)
