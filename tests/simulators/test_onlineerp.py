@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulators.onlineerp import OnlineErpSimulator
 from simulators.server import RunningSandbox
@@ -687,3 +689,92 @@ def test_stats_count_requests_by_route(api: httpx.Client, control: httpx.Client)
         "status": "404",
         "count": 1,
     } in stats["requests"]
+
+
+# -- robustness -------------------------------------------------------------------------------
+
+_FILTER_WORDS = st.sampled_from(
+    [
+        "NomClient",
+        "Adresse.Ville",
+        "EstActif",
+        "eq",
+        "and",
+        "or",
+        "gt",
+        "(",
+        ")",
+        "'",
+        "''",
+        "'a'",
+        "12",
+        "-3.5e2",
+        "true",
+        "null",
+        ",",
+        "/",
+        ".",
+        " ",
+        "é",
+        "%",
+        "+",
+    ]
+)
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(words=st.lists(_FILTER_WORDS, max_size=9), noise=st.text(max_size=6))
+def test_any_filter_text_is_answered_200_or_400_never_500(
+    running: RunningSandbox, words: list[str], noise: str
+) -> None:
+    httpx.delete(running.endpoints["onlineerp"].url + "/_sandbox/faults", timeout=10)
+    with httpx.Client(
+        base_url=running.endpoints["onlineerp"].api_url, auth=(LICENCE, SECRET), timeout=10
+    ) as client:
+        for text in (" ".join(words), "".join(words) + noise):
+            answer = client.get("/Entity/Customer", params={"$filter": text})
+            assert answer.status_code in {200, 400}, (text, answer.text)
+            if answer.status_code == 400:
+                assert answer.json()["Code"] == "InvalidFilter"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    entity=st.sampled_from(["Customer", "Product", "CustomerInvoice"]),
+    body=_JSON
+    | st.fixed_dictionaries({"NoClient": _JSON, "NomClient": _JSON, "Adresse": _JSON})
+    | st.fixed_dictionaries(
+        {
+            "Facture": st.dictionaries(
+                st.sampled_from(
+                    ["Référence", "TypeDoc", "DateFacture", "InfoClientFacturerA", "LigneFacture"]
+                ),
+                _JSON,
+            )
+        }
+    ),
+)
+def test_any_json_body_is_answered_201_400_or_409_never_500(
+    running: RunningSandbox, entity: str, body: Any
+) -> None:
+    httpx.delete(running.endpoints["onlineerp"].url + "/_sandbox/faults", timeout=10)
+    with httpx.Client(
+        base_url=running.endpoints["onlineerp"].api_url, auth=(LICENCE, SECRET), timeout=10
+    ) as client:
+        answer = client.post(f"/Entity/{entity}", json=body)
+        assert answer.status_code in {201, 400, 409}, (body, answer.text)
+        if answer.status_code == 201:
+            created = answer.json()
+            key = {"Customer": "NoClient", "Product": "NoProduit"}.get(entity, "NoFacture")
+            assert client.get(f"/Entity/{entity}/{created[key]}").json() == created
