@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-from cli import sandbox
+from cli import engine, sandbox
 
 app = typer.Typer(
     name="erpsync",
@@ -14,7 +18,26 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals may hold secrets
 )
 
+
+@app.callback()
+def _options(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="the flow file (TOML); default $ERPSYNC_CONFIG",
+            dir_okay=False,
+        ),
+    ] = None,
+) -> None:
+    if config is not None:
+        # Through the environment, so that worker processes started from here see it too.
+        os.environ["ERPSYNC_CONFIG"] = str(config)
+
+
 sandbox.register(app)
+engine.register(app)
 
 
 def main() -> None:

@@ -45,6 +45,11 @@ def event_id(source: str, entity: str, key: str, content_fingerprint: str) -> st
     return hashlib.blake2b(raw, digest_size=12).hexdigest()
 
 
+def content_fingerprint(operation: Operation, payload: Any) -> str:
+    """The fingerprint of a change: the operation and the normalised payload."""
+    return fingerprint({"op": operation, "payload": payload})
+
+
 class ChangeEvent(BaseModel):
     """One change of one record in a source system."""
 
@@ -77,7 +82,7 @@ class ChangeEvent(BaseModel):
         detected_at: datetime | None = None,
     ) -> ChangeEvent:
         """Build an event, computing its fingerprint and id from the payload."""
-        content = fingerprint({"op": operation, "payload": payload})
+        content = content_fingerprint(operation, payload)
         return cls(
             event_id=event_id(source, entity, key, content),
             flow=flow,

@@ -33,12 +33,15 @@ from pydantic_settings import (
 )
 
 from erpsync.errors import ConfigError, ErrorClass
+from erpsync.mapping import check_path, target_mapping
 from erpsync.redaction import register_secrets
 
 CONFIG_ENV = "ERPSYNC_CONFIG"
 
 SystemName = Literal["onlineerp", "propeller", "hipe", "atollon"]
 SYSTEM_NAMES: tuple[SystemName, ...] = ("onlineerp", "propeller", "hipe", "atollon")
+#: entities a flow can carry: ERP customers and products, Atollon billing (to invoices)
+FLOW_ENTITIES = frozenset({"customer", "product", "billing"})
 
 
 def is_loopback_host(host: str) -> bool:
@@ -167,7 +170,9 @@ class FlowSettings(_Model):
     source: SystemName
     entity: str
     targets: list[SystemName] = Field(default_factory=list)
-    # field mappings and custom fields, per target (validated by the flow engine)
+    # canonical custom field <- source field (dotted), e.g. {"segment": "Secteur"}
+    source_fields: dict[str, str] = Field(default_factory=dict)
+    # per target: {"custom_fields": {target key: canonical path}, "fields": {...}}
     mapping: dict[str, dict[str, Any]] = Field(default_factory=dict)
     poll_interval_s: float = Field(default=30.0, gt=0)
 
@@ -231,6 +236,28 @@ class Settings(BaseSettings):
         configured = self.systems.configured()
         problems: list[str] = []
         for name, flow in self.flows.items():
+            if flow.entity not in FLOW_ENTITIES:
+                problems.append(
+                    f"flows.{name}.entity: {flow.entity!r} is not one of {sorted(FLOW_ENTITIES)}"
+                )
+            for target, raw in flow.mapping.items():
+                if target not in flow.targets:
+                    problems.append(f"flows.{name}.mapping.{target}: not a target of this flow")
+                try:
+                    mapping = target_mapping(raw)
+                except ValidationError as exc:
+                    problems.extend(f"flows.{name}.mapping.{target}.{p}" for p in _describe(exc))
+                    continue
+                for kind, pairs in (
+                    ("custom_fields", mapping.custom_fields),
+                    ("fields", mapping.fields),
+                ):
+                    for key, path in pairs.items():
+                        problem = check_path(flow.entity, path)
+                        if problem:
+                            problems.append(
+                                f"flows.{name}.mapping.{target}.{kind}.{key}: {problem}"
+                            )
             if not flow.enabled:
                 continue
             if flow.source not in configured:

@@ -167,7 +167,8 @@ def generate(
     n_activities = default_activities(customers) if activities is None else activities
     data = SeedData()
 
-    roots: list[str] = []
+    roots: list[str] = []  # a list, for rng.choice
+    root_set: set[str] = set()
     middles: list[str] = []
     for index in range(customers):
         roll = rng.random()
@@ -180,7 +181,8 @@ def generate(
         data.customers.append(record)
         if parent is None:
             roots.append(record["NoClient"])
-        elif parent in roots:
+            root_set.add(record["NoClient"])
+        elif parent in root_set:
             middles.append(record["NoClient"])
 
     for index in range(n_products):

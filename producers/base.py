@@ -1,0 +1,216 @@
+"""Change streams: one per (system, entity), declarative; one base owns the loop.
+
+A stream only says how to read its source (:meth:`SnapshotStream.pages`); the base owns the
+rest: the per-stream lock (two producers never poll one stream at once), change detection
+against the snapshot, batching, publishing one delivery per (event, target), advancing the
+bookmark only after the events are on their queues, and the stream's state for
+``erpsync status``.
+
+Snapshot streams fingerprint every record of a full paged scan and compare with the last
+fingerprints enqueued, which finds changes where the API has no modified-since filter, and
+deletions (keys that vanished). No change, no event.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+import structlog
+from celery import Celery
+
+from erpsync.events import ChangeEvent, Delivery, Operation, content_fingerprint
+from erpsync.keys import Keys
+from workers.publish import publish
+from workers.state import State
+
+log = structlog.get_logger("erpsync.producer")
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """One record read from a source, already mapped to the canonical shape (a dict)."""
+
+    key: str
+    payload: dict[str, Any]
+    parent_key: str | None = None
+
+
+@dataclass
+class PollResult:
+    """What one poll of one stream found and did."""
+
+    stream: str
+    records: int = 0
+    changed: int = 0
+    deleted: int = 0
+    events: int = 0
+    deliveries: int = 0
+    duration_s: float = 0.0
+    skipped: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stream": self.stream,
+            "records": self.records,
+            "changed": self.changed,
+            "deleted": self.deleted,
+            "events": self.events,
+            "deliveries": self.deliveries,
+            "duration_s": round(self.duration_s, 3),
+            "skipped": self.skipped,
+        }
+
+
+@dataclass
+class SnapshotStream(ABC):
+    """A source entity read by full paged scans and compared by fingerprint."""
+
+    flow: str
+    source: str
+    entity: str
+    targets: list[str]
+
+    @property
+    def name(self) -> str:
+        return f"{self.source}.{self.entity}"
+
+    @abstractmethod
+    def pages(self) -> Iterator[list[SourceRecord]]:
+        """Every record of the source, a page at a time."""
+
+
+@dataclass
+class _Change:
+    record: SourceRecord
+    operation: Operation
+    fingerprint: str
+
+
+@dataclass
+class Producer:
+    """Polls streams and publishes their changes."""
+
+    app: Celery
+    redis: redis.Redis
+    keys: Keys
+    batch_size: int = 1000
+    lock_ttl_s: float = 300.0
+    state: State = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.state = State(self.redis, self.keys)
+
+    def poll(self, stream: SnapshotStream) -> PollResult:
+        """One full poll of ``stream``; returns what it found and published."""
+        result = PollResult(stream=stream.name)
+        lock_key = self.keys.stream_lock(stream.source, stream.entity)
+        token = self.state.acquire(lock_key, self.lock_ttl_s)
+        if token is None:
+            result.skipped = "another producer is polling this stream"
+            log.info("producer.poll_skipped", stream=stream.name, reason=result.skipped)
+            return result
+        started = time.perf_counter()
+        state_key = self.keys.stream_state(stream.source, stream.entity)
+        self.redis.hset(
+            state_key, mapping={"last_poll_started": f"{time.time():.3f}", "flow": stream.flow}
+        )
+        try:
+            self._scan(stream, result, lock_key, token)
+        except Exception as exc:
+            self.redis.hset(
+                state_key,
+                mapping={"last_error": str(exc)[:500], "last_error_at": f"{time.time():.3f}"},
+            )
+            raise
+        finally:
+            self.state.release(lock_key, token)
+        result.duration_s = time.perf_counter() - started
+        self.redis.hset(
+            state_key,
+            mapping={
+                "last_poll_finished": f"{time.time():.3f}",
+                "last_records": str(result.records),
+                "last_changed": str(result.changed),
+                "last_deleted": str(result.deleted),
+                "last_duration_s": f"{result.duration_s:.3f}",
+                "last_error": "",
+            },
+        )
+        log.info("producer.poll_finished", **result.as_dict())
+        return result
+
+    def _scan(self, stream: SnapshotStream, result: PollResult, lock_key: str, token: str) -> None:
+        snapshot = self.keys.snapshot(stream.source, stream.entity)
+        seen: set[str] = set()
+        pending: list[_Change] = []
+        for page in stream.pages():
+            if not page:
+                continue
+            previous = self.redis.hmget(snapshot, [r.key for r in page])
+            for record, before in zip(page, previous, strict=True):
+                seen.add(record.key)
+                now = content_fingerprint("upsert", record.payload)
+                if before != now:
+                    pending.append(_Change(record, "upsert", now))
+            result.records += len(page)
+            if len(pending) >= self.batch_size:
+                self._flush(stream, pending, result)
+                pending = []
+            self.redis.pexpire(lock_key, int(self.lock_ttl_s * 1000))
+        deleted = [
+            str(key)
+            for key, _ in self.redis.hscan_iter(snapshot, count=1000)
+            if str(key) not in seen
+        ]
+        for key in deleted:
+            payload = {"key": key, "active": False}
+            pending.append(
+                _Change(
+                    SourceRecord(key, payload), "delete", content_fingerprint("delete", payload)
+                )
+            )
+        self._flush(stream, pending, result)
+
+    def _flush(self, stream: SnapshotStream, changes: list[_Change], result: PollResult) -> None:
+        """Publish the changes, then (only then) advance the snapshot."""
+        if not changes:
+            return
+        first = self.state.next_versions(stream.source, stream.entity, len(changes))
+        events: list[ChangeEvent] = []
+        for offset, change in enumerate(changes):
+            events.append(
+                ChangeEvent.create(
+                    flow=stream.flow,
+                    source=stream.source,
+                    entity=stream.entity,
+                    key=change.record.key,
+                    operation=change.operation,
+                    payload=change.record.payload,
+                    source_version=first + offset,
+                    parent_key=change.record.parent_key,
+                )
+            )
+        deliveries = [Delivery(event=e, target=t) for e in events for t in stream.targets]
+        publish(self.app, deliveries, state=self.state)
+        snapshot = self.keys.snapshot(stream.source, stream.entity)
+        with self.redis.pipeline(transaction=False) as pipe:
+            upserts = {c.record.key: c.fingerprint for c in changes if c.operation == "upsert"}
+            if upserts:
+                pipe.hset(snapshot, mapping=upserts)  # type: ignore[arg-type]
+            gone = [c.record.key for c in changes if c.operation == "delete"]
+            if gone:
+                pipe.hdel(snapshot, *gone)
+            pipe.hset(
+                self.keys.latest(stream.source, stream.entity),
+                mapping={e.key: e.source_version for e in events},
+            )
+            pipe.execute()
+        result.events += len(events)
+        result.changed += sum(1 for c in changes if c.operation == "upsert")
+        result.deleted += sum(1 for c in changes if c.operation == "delete")
+        result.deliveries += len(deliveries)

@@ -1,0 +1,105 @@
+"""Build the configured streams and poll them, once or in a loop."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+import structlog
+
+from adapters._http import make_client
+from adapters.onlineerp import OnlineErpClient
+from erpsync.keys import Keys
+from erpsync.settings import Settings
+from producers.base import PollResult, Producer, SnapshotStream
+from producers.onlineerp import OnlineErpCustomers, OnlineErpProducts
+from workers.app import app as celery_app
+from workers.app import configure
+from workers.runtime import redis_client
+
+log = structlog.get_logger("erpsync.producer")
+
+
+@dataclass
+class ProducerService:
+    """The streams of every enabled flow, polled by one :class:`Producer`."""
+
+    settings: Settings
+    streams: list[SnapshotStream] = field(default_factory=list)
+    clients: list[httpx.Client] = field(default_factory=list)
+    producer: Producer = field(init=False)
+
+    def __post_init__(self) -> None:
+        app = configure(self.settings, celery_app)
+        self.producer = Producer(app, redis_client(self.settings), Keys(self.settings.key_prefix))
+        if not self.streams:
+            self.streams = self._build_streams()
+
+    def _build_streams(self) -> list[SnapshotStream]:
+        streams: list[SnapshotStream] = []
+        erp = self.settings.systems.onlineerp
+        for name, flow in self.settings.flows.items():
+            if not flow.enabled or flow.source != "onlineerp" or erp is None:
+                continue
+            http = make_client(erp)
+            self.clients.append(http)
+            client = OnlineErpClient(
+                http, erp, error_overrides=self.settings.errors.get("onlineerp")
+            )
+            if flow.entity == "customer":
+                streams.append(
+                    OnlineErpCustomers(
+                        name,
+                        "onlineerp",
+                        "customer",
+                        list(flow.targets),
+                        client=client,
+                        source_fields=flow.source_fields,
+                    )
+                )
+            elif flow.entity == "product":
+                streams.append(
+                    OnlineErpProducts(
+                        name,
+                        "onlineerp",
+                        "product",
+                        list(flow.targets),
+                        client=client,
+                        source_fields=flow.source_fields,
+                    )
+                )
+        return streams
+
+    def poll_once(self, on_result: Callable[[PollResult], None] | None = None) -> list[PollResult]:
+        """Poll every stream once; a stream that fails is logged and the others go on."""
+        results = []
+        for stream in self.streams:
+            try:
+                result = self.producer.poll(stream)
+            except Exception as exc:  # noqa: BLE001 (one failing source must not stop the others)
+                log.warning("producer.poll_failed", stream=stream.name, error=str(exc))
+                result = PollResult(stream=stream.name, skipped=f"failed: {exc}")
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+        return results
+
+    def run(
+        self,
+        interval_s: float,
+        stop: threading.Event,
+        on_result: Callable[[PollResult], None] | None = None,
+    ) -> None:
+        """Poll every ``interval_s`` seconds until ``stop`` is set."""
+        while not stop.is_set():
+            started = time.monotonic()
+            self.poll_once(on_result)
+            stop.wait(max(0.0, interval_s - (time.monotonic() - started)))
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+        self.producer.redis.close()

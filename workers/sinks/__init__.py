@@ -1,0 +1,89 @@
+"""Sinks: apply canonical changes to one target system through its adapter.
+
+``build_sinks`` makes one sink per configured target of an enabled flow, each with its own
+HTTP client (rate-limited through Redis when the target has ``rate_limit_per_s``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import httpx
+
+from adapters._http import make_client
+from erpsync.mapping import TargetMapping, target_mapping
+from erpsync.settings import HttpSystemSettings, Settings
+from workers.engine import Sink
+from workers.http import RateLimitedTransport
+from workers.limits import RateLimiter
+
+
+def http_client(
+    target: str, system: HttpSystemSettings, limiter: RateLimiter | None
+) -> httpx.Client:
+    """The target's HTTP client, with the shared rate limit when one is configured."""
+    transport: httpx.BaseTransport | None = None
+    if system.rate_limit_per_s and limiter is not None:
+        inner = httpx.HTTPTransport(
+            verify=system.verify_tls,
+            limits=httpx.Limits(max_connections=system.max_connections),
+        )
+        transport = RateLimitedTransport(
+            inner, limiter, target, system.rate_limit_per_s, system.rate_limit_burst
+        )
+    return make_client(system, transport=transport)
+
+
+def mappings_for(settings: Settings, target: str) -> dict[str, TargetMapping]:
+    """Per entity: the flow file's mapping for this target."""
+    found: dict[str, TargetMapping] = {}
+    for flow in settings.flows.values():
+        if flow.enabled and target in flow.targets:
+            found[flow.entity] = target_mapping(flow.mapping.get(target))
+    return found
+
+
+def build_sinks(settings: Settings, limiter: RateLimiter | None) -> Mapping[str, Sink]:
+    """One sink per configured target that an enabled flow sends to."""
+    from workers.sinks.atollon import AtollonSink
+    from workers.sinks.hipe import HipeSink
+    from workers.sinks.onlineerp import OnlineErpSink
+    from workers.sinks.propeller import PropellerSink
+
+    targets = {t for flow in settings.flows.values() if flow.enabled for t in flow.targets}
+    systems = settings.systems
+    overrides = settings.errors
+    sinks: dict[str, Sink] = {}
+    if "propeller" in targets and systems.propeller is not None:
+        sinks["propeller"] = PropellerSink(
+            systems.propeller,
+            http_client("propeller", systems.propeller, limiter),
+            mappings_for(settings, "propeller"),
+            overrides.get("propeller"),
+        )
+    if "hipe" in targets and systems.hipe is not None:
+        sinks["hipe"] = HipeSink(
+            systems.hipe,
+            http_client("hipe", systems.hipe, limiter),
+            mappings_for(settings, "hipe"),
+            overrides.get("hipe"),
+        )
+    if "atollon" in targets and systems.atollon is not None:
+        sinks["atollon"] = AtollonSink(
+            systems.atollon,
+            http_client("atollon", systems.atollon, limiter),
+            mappings_for(settings, "atollon"),
+            overrides.get("atollon"),
+        )
+    if "onlineerp" in targets and systems.onlineerp is not None:
+        sinks["onlineerp"] = OnlineErpSink(
+            systems.onlineerp,
+            http_client("onlineerp", systems.onlineerp, limiter),
+            mappings_for(settings, "onlineerp"),
+            overrides.get("onlineerp"),
+            atollon=systems.atollon,
+            atollon_http=(
+                http_client("atollon", systems.atollon, limiter) if systems.atollon else None
+            ),
+        )
+    return sinks
