@@ -77,6 +77,10 @@ class Keys:
         """Hash: delivery id -> start time of deliveries being applied now."""
         return f"{self.prefix}:inflight:{target}"
 
+    def workers(self) -> str:
+        """Hash: worker hostname -> time it became ready."""
+        return f"{self.prefix}:workers"
+
     def circuit(self, target: str) -> str:
         """Hash: circuit state of a target (state, until, reason, failures)."""
         return f"{self.prefix}:circuit:{target}"

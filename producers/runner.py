@@ -16,8 +16,7 @@ from erpsync.keys import Keys
 from erpsync.settings import Settings
 from producers.base import PollResult, Producer, SnapshotStream
 from producers.onlineerp import OnlineErpCustomers, OnlineErpProducts
-from workers.app import app as celery_app
-from workers.app import configure
+from workers.app import create_app
 from workers.runtime import redis_client
 
 log = structlog.get_logger("erpsync.producer")
@@ -33,7 +32,7 @@ class ProducerService:
     producer: Producer = field(init=False)
 
     def __post_init__(self) -> None:
-        app = configure(self.settings, celery_app)
+        app = create_app(self.settings)
         self.producer = Producer(app, redis_client(self.settings), Keys(self.settings.key_prefix))
         if not self.streams:
             self.streams = self._build_streams()
@@ -103,3 +102,4 @@ class ProducerService:
         for client in self.clients:
             client.close()
         self.producer.redis.close()
+        self.producer.app.close()

@@ -30,6 +30,15 @@ def queue_for(target: str) -> str:
     return f"sync.{target}"
 
 
+def create_app(settings: Settings) -> Celery:
+    """A new Celery app configured from ``settings`` (publishers: producers, replay, demo).
+
+    Publishers get their own app rather than reconfiguring the module's one, because Celery
+    caches broker connections with their transport options (the key prefix among them).
+    """
+    return configure(settings, Celery("erpsync", set_as_current=False))
+
+
 def configure(settings: Settings, celery_app: Celery = app) -> Celery:
     """Apply erpsync's Celery configuration to ``celery_app`` (idempotent)."""
     worker = settings.worker

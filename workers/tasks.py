@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import redis
@@ -58,6 +59,8 @@ def _start_pump(sender: WorkController | None = None, **_: Any) -> None:
     runtime = get_runtime()
     configure_logging(runtime.settings.log_level, runtime.settings.log_format)
     _pump = Pump(app, runtime.state, interval_s=runtime.settings.worker.pump_interval_s).start()
+    hostname = getattr(sender, "hostname", None) or "worker"
+    runtime.redis.hset(runtime.keys.workers(), hostname, f"{time.time():.3f}")
     log.info(
         "worker.ready",
         queues=sorted(q.name for q in app.amqp.queues.consume_from.values())
@@ -67,6 +70,8 @@ def _start_pump(sender: WorkController | None = None, **_: Any) -> None:
 
 
 @signals.worker_shutting_down.connect
-def _stop_pump(**_: Any) -> None:
+def _stop_pump(sender: Any = None, **_: Any) -> None:
     if _pump is not None:
         _pump.stop()
+        runtime = get_runtime()
+        runtime.redis.hdel(runtime.keys.workers(), str(sender or "worker"))

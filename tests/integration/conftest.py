@@ -1,0 +1,47 @@
+"""Fixtures of the integration suite: real Redis, real workers, the sandbox over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from simulators.server import RunningSandbox
+from tests.integration.pipeline import Pipeline, pipeline_config, test_redis_url
+
+
+@pytest.fixture(scope="session")
+def redis_available() -> str:
+    url = test_redis_url()
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise RuntimeError(
+            f"integration tests need a Redis at {url} (set ERPSYNC_TEST_REDIS_URL): {exc}"
+        ) from exc
+    finally:
+        client.close()
+    return url
+
+
+@pytest.fixture
+def make_pipeline(redis_available: str, tmp_path: Path) -> Iterator[Callable[..., Pipeline]]:
+    """Build a pipeline on a fresh sandbox; every one is closed after the test."""
+    made: list[tuple[Pipeline, RunningSandbox]] = []
+
+    def make(**config: Any) -> Pipeline:
+        sandbox = RunningSandbox().start()
+        directory = tmp_path / f"p{len(made)}"
+        directory.mkdir()
+        pipeline = Pipeline(sandbox, directory, pipeline_config(sandbox, "x", **config))
+        made.append((pipeline, sandbox))
+        return pipeline
+
+    yield make
+    for pipeline, sandbox in made:
+        pipeline.close()
+        sandbox.stop()
