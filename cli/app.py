@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli import engine, sandbox
+from cli import diagnose, engine, sandbox
 
 app = typer.Typer(
     name="erpsync",
@@ -38,6 +38,7 @@ def _options(
 
 sandbox.register(app)
 engine.register(app)
+diagnose.register(app)
 
 
 def main() -> None:

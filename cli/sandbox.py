@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from cli._config import write_sandbox_config
 from cli._output import console, print_json
 from simulators._sandbox import SeedRequest
 from simulators.server import CREDENTIALS, SandboxEndpoint, serve_forever
@@ -34,8 +36,20 @@ def sandbox(
     json_output: Annotated[
         bool, typer.Option("--json", help="print the endpoints as JSON")
     ] = False,
+    write_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--write-config",
+            help="write a flow file pointing at the sandbox (every flow on) and exit",
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the OnlineERP, Propeller, HIPE and Atollon simulators until Ctrl-C."""
+    if write_config is not None:
+        write_sandbox_config(write_config, host=host, port_base=port_base)
+        console.print(f"wrote {write_config}: use it with ERPSYNC_CONFIG={write_config}")
+        return
     seed_request = (
         SeedRequest(
             customers=seed, products=products, activities=activities, random_seed=random_seed

@@ -143,3 +143,7 @@ def condition_error(
         response_excerpt=response_excerpt,
         hint=hint or rule.hint,
     )
+
+
+#: the same name in every vendor adapter
+error_table = hipe_error_table

@@ -197,3 +197,7 @@ ERROR_RULES: tuple[ErrorRule, ...] = (
 def table(overrides: Mapping[str, ErrorClass] | None = None) -> ErrorTable:
     """OnlineERP's routing table with the configuration's overrides applied."""
     return ErrorTable.build(SYSTEM, ERROR_RULES, overrides)
+
+
+#: the same name in every vendor adapter
+error_table = table

@@ -204,3 +204,7 @@ PROPELLER_RULES: tuple[ErrorRule, ...] = (
 def propeller_error_table(overrides: Mapping[str, ErrorClass] | None = None) -> ErrorTable:
     """Propeller's routing table with the configuration's overrides applied."""
     return ErrorTable.build(SYSTEM, PROPELLER_RULES, overrides)
+
+
+#: the same name in every vendor adapter
+error_table = propeller_error_table

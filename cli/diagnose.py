@@ -1,0 +1,147 @@
+"""``erpsync errors`` (the routing table) and ``erpsync doctor`` (config and reachability)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from adapters import atollon, hipe, onlineerp, propeller
+from adapters._http import ErrorTable, make_client
+from cli._config import settings_or_exit
+from cli._output import console, print_json
+from erpsync.errors import AuthError, ConfigError, ErrorClass, SyncError, TransientError
+from erpsync.redaction import redact
+from erpsync.settings import (
+    SYSTEM_NAMES,
+    AtollonSettings,
+    HipeSettings,
+    HttpSystemSettings,
+    OnlineErpSettings,
+    PropellerSettings,
+    Settings,
+    load_settings,
+)
+
+TABLES: dict[str, Callable[[Mapping[str, ErrorClass] | None], ErrorTable]] = {
+    "onlineerp": onlineerp.errors.error_table,
+    "propeller": propeller.errors.error_table,
+    "hipe": hipe.errors.error_table,
+    "atollon": atollon.errors.error_table,
+}
+
+
+def register(app: typer.Typer) -> None:
+    app.command("errors")(errors)
+    app.command("doctor")(doctor)
+
+
+def errors(
+    system: Annotated[str | None, typer.Option(help="only this system")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="print the table as JSON")] = False,
+) -> None:
+    """The error routing table: what each vendor code or status means and what happens next."""
+    overrides: dict[str, dict[str, ErrorClass]] = {}
+    # The table is still useful without (valid) settings: the defaults are shown.
+    with contextlib.suppress(ConfigError):
+        overrides = {str(k): v for k, v in load_settings().errors.items()}
+    if system is not None and system not in TABLES:
+        console.print(f"[red]unknown system {system!r}; one of {', '.join(TABLES)}[/]")
+        raise typer.Exit(2)
+    rows: list[dict[str, str]] = []
+    for name, build in TABLES.items():
+        if system is None or system == name:
+            rows.extend(build(overrides.get(name)).rows())
+    if json_output:
+        print_json(rows)
+        return
+    table = Table(title="erpsync error routing", show_lines=False)
+    for column in ("system", "code / status", "name", "class", "action", "hint"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["system"], row["match"], row["name"], row["class"], row["action"], row["hint"]
+        )
+    console.print(table)
+
+
+def _check(system: HttpSystemSettings, settings: Settings) -> str:
+    """One cheap authenticated call to ``system`` through its adapter."""
+    with make_client(system) as http:
+        client: Any
+        if isinstance(system, OnlineErpSettings):
+            client = onlineerp.OnlineErpClient(
+                http, system, error_overrides=settings.errors.get("onlineerp")
+            )
+        elif isinstance(system, PropellerSettings):
+            client = propeller.PropellerClient(
+                http, system, error_overrides=settings.errors.get("propeller")
+            )
+        elif isinstance(system, HipeSettings):
+            client = hipe.HipeClient(http, system, error_overrides=settings.errors.get("hipe"))
+        elif isinstance(system, AtollonSettings):
+            client = atollon.AtollonClient(
+                http, system, error_overrides=settings.errors.get("atollon")
+            )
+        else:
+            raise TypeError(f"no adapter for {type(system).__name__}")
+        return str(client.check())
+
+
+def _why(name: str, error: SyncError) -> str:
+    if isinstance(error, AuthError):
+        if name == "onlineerp" and error.status_code == 403:
+            return "wrong company id (the licence does not hold COMPANY_ID)"
+        if name == "atollon" and error.status_code == 403:
+            return "unknown instance"
+        return "bad credentials"
+    if isinstance(error, TransientError) and error.status_code is None:
+        return "unreachable"
+    return str(error)
+
+
+def doctor(
+    json_output: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
+) -> None:
+    """Validate the configuration, then check each system with one cheap call."""
+    settings = settings_or_exit()
+    results: list[dict[str, Any]] = []
+    import redis
+
+    try:
+        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3)
+        client.ping()
+        client.close()
+        results.append({"system": "redis", "ok": True, "detail": "answers PING"})
+    except redis.RedisError as exc:
+        results.append(
+            {"system": "redis", "ok": False, "detail": f"unreachable ({type(exc).__name__})"}
+        )
+    configured = settings.systems.configured()
+    for name in SYSTEM_NAMES:
+        system = configured.get(name)
+        if system is None:
+            continue
+        try:
+            detail = _check(system, settings)
+            results.append({"system": name, "ok": True, "detail": redact(detail)})
+        except SyncError as error:
+            results.append(
+                {
+                    "system": name,
+                    "ok": False,
+                    "detail": redact(_why(name, error)),
+                    "error": redact(str(error)),
+                }
+            )
+    if json_output:
+        print_json(results)
+    else:
+        for row in results:
+            mark = "[green]ok[/]  " if row["ok"] else "[red]FAIL[/]"
+            console.print(f"{mark} {row['system']:<10} {row['detail']}", highlight=False)
+    if not all(row["ok"] for row in results):
+        raise typer.Exit(1)

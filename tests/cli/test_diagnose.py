@@ -1,0 +1,116 @@
+"""``erpsync errors`` and ``erpsync doctor``, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from simulators.server import RunningSandbox
+from tests.integration.pipeline import REPO, sandbox_systems
+
+SECRETS = ("sandbox-secret", "sandbox-token", "wrong-secret-123")
+
+
+def run_cli(*args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ERPSYNC_")}
+    if config is not None:
+        env["ERPSYNC_CONFIG"] = str(config)
+    env["COLUMNS"] = "200"
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def write_config(path: Path, systems: dict[str, Any]) -> Path:
+    path.write_text(tomli_w.dumps({"systems": systems}), encoding="utf-8")
+    return path
+
+
+def test_errors_lists_every_system_with_hints_as_json() -> None:
+    result = run_cli("errors", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert {r["system"] for r in rows} == {"onlineerp", "propeller", "hipe", "atollon"}
+    by_code = {(r["system"], r["match"]): r for r in rows}
+    row = by_code[("propeller", "40005")]
+    assert row["class"] == "permanent"
+    assert row["action"] == "dead-letter"
+    assert "duplicate" in row["hint"]
+    assert by_code[("propeller", "40007")]["class"] == "dependency"
+    assert by_code[("propeller", "http-429")]["class"] == "transient"
+    for code in ("10005", "10006", "10007", "10015", "10016", "40004", "40006", "40008", "90006"):
+        assert ("propeller", code) in by_code, code
+
+
+def test_error_overrides_from_the_config_show_in_the_table(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(tomli_w.dumps({"errors": {"propeller": {"40005": "transient"}}}))
+    rows = json.loads(run_cli("errors", "--json", "--system", "propeller", config=config).stdout)
+    assert next(r for r in rows if r["match"] == "40005")["class"] == "transient"
+
+
+def test_doctor_passes_against_the_sandbox(sandbox: RunningSandbox, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.toml", sandbox_systems(sandbox))
+    result = run_cli("doctor", "--json", config=config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {r["system"]: r for r in json.loads(result.stdout)}
+    assert set(rows) == {"redis", "onlineerp", "propeller", "hipe", "atollon"}
+    assert all(r["ok"] for r in rows.values()), rows
+
+
+def test_doctor_names_propeller_and_bad_credentials_without_the_secret(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    systems = sandbox_systems(sandbox)
+    systems["propeller"]["client_secret"] = "wrong-secret-123"
+    config = write_config(tmp_path / "c.toml", systems)
+    result = run_cli("doctor", config=config)
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    failing = [line for line in output.splitlines() if "FAIL" in line]
+    assert len(failing) == 1, output
+    assert "propeller" in failing[0]
+    assert "bad credentials" in failing[0]
+    for secret in SECRETS:
+        assert secret not in output
+
+
+def test_doctor_names_an_unreachable_system(sandbox: RunningSandbox, tmp_path: Path) -> None:
+    systems = sandbox_systems(sandbox)
+    systems["hipe"]["base_url"] = "http://127.0.0.1:9"  # discard port: nothing listens
+    config = write_config(tmp_path / "c.toml", systems)
+    rows = {r["system"]: r for r in json.loads(run_cli("doctor", "--json", config=config).stdout)}
+    assert rows["hipe"] == {**rows["hipe"], "ok": False, "detail": "unreachable"}
+
+
+def test_doctor_lists_every_config_problem_and_starts_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        tomli_w.dumps(
+            {
+                "systems": {
+                    "propeller": {"base_url": "http://10.1.2.3", "client_id": "x"},
+                    "hipe": {"base_url": "ftp://x", "access_token": "t0ken"},
+                },
+                "flows": {"c": {"source": "onlineerp", "entity": "customer", "targets": ["hipe"]}},
+            }
+        )
+    )
+    result = run_cli("doctor", config=config)
+    assert result.returncode == 2
+    err = result.stderr
+    assert "client_secret" in err
+    assert "non-loopback" in err
+    assert "systems.hipe.base_url" in err
