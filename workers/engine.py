@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import structlog
 from pydantic import ValidationError
@@ -101,6 +101,16 @@ class Engine:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     rng: random.Random = field(default_factory=random.Random)
     clock: Callable[[], float] = time.time
+    #: called as (what, delivery, details) for every outcome, retry, wait and park, e.g.
+    #: ("applied", d, {"action": "created"}); metrics and tests observe the engine here
+    observers: list[Callable[[str, Delivery, dict[str, Any]], None]] = field(default_factory=list)
+
+    def _notify(self, what: str, delivery: Delivery, **details: Any) -> None:
+        for observer in self.observers:
+            try:
+                observer(what, delivery, details)
+            except Exception as exc:  # noqa: BLE001 (an observer must never break a delivery)
+                log.warning("sync.observer_failed", error=str(exc))
 
     def process(self, delivery: Delivery) -> Result:
         """Apply one delivery; returns its result. Never raises for vendor failures."""
@@ -113,9 +123,12 @@ class Engine:
             event_id=event.event_id,
             attempt=delivery.attempt,
         )
+        inflight = self.state.keys.inflight(target)
+        self.state.redis.hset(inflight, delivery.delivery_id, f"{self.clock():.3f}")
         try:
             return self._process(delivery)
         finally:
+            self.state.redis.hdel(inflight, delivery.delivery_id)
             structlog.contextvars.unbind_contextvars(
                 "flow", "target", "entity", "key", "event_id", "attempt"
             )
@@ -137,6 +150,7 @@ class Engine:
             self.state.incr(target, "parked_circuit")
             self._park(delivery, wait + self.rng.uniform(0, min(5.0, wait / 4 + 0.5)))
             log.debug("sync.parked_circuit", wait_s=round(wait, 2))
+            self._notify("parked_circuit", delivery, wait_s=wait)
             return "parked"
 
         lock_key = self.state.keys.record_lock(target, event.entity, event.key)
@@ -219,6 +233,7 @@ class Engine:
         if delivery.replay_of is not None:
             self.dlq.resolved(delivery.replay_of, "applied")
         log.info("sync.applied", action=result.action, target_id=result.target_id)
+        self._notify("applied", delivery, action=result.action)
         return "applied"
 
     # -- outcomes ---------------------------------------------------------------------
@@ -229,6 +244,7 @@ class Engine:
         if delivery.replay_of is not None:
             self.dlq.resolved(delivery.replay_of, f"skipped: {why}")
         log.info("sync.skipped", reason=why)
+        self._notify("skipped", delivery, reason=why)
         return "skipped"
 
     def _failed(self, delivery: Delivery, error: SyncError) -> Result:
@@ -242,6 +258,7 @@ class Engine:
             wait = max(1.0, self.circuit.status(target).until - now)
             self._park(delivery, wait + self.rng.uniform(0, 1))
             log.warning("sync.circuit_opened" if opened else "sync.auth_failed", error=str(error))
+            self._notify("circuit_opened" if opened else "auth_failed", delivery, code=error.code)
             return "parked"
         if isinstance(error, TransientError) or error.error_class is ErrorClass.TRANSIENT:
             delivery.attempt += 1
@@ -252,6 +269,7 @@ class Engine:
             self.state.incr(target, "retries")
             self._park(delivery, delay)
             log.info("sync.retry_scheduled", delay_s=round(delay, 2), error=str(error))
+            self._notify("retry", delivery, code=error.code, delay_s=delay)
             return "parked"
         if isinstance(error, DependencyError) or error.error_class is ErrorClass.DEPENDENCY:
             delivery.dependency_waits += 1
@@ -261,6 +279,7 @@ class Engine:
             self.state.incr(target, "dependency_waits")
             self._park(delivery, delay)
             log.info("sync.waiting_dependency", delay_s=round(delay, 2), error=str(error))
+            self._notify("dependency_wait", delivery, code=error.code, delay_s=delay)
             return "parked"
         return self._dead_letter(delivery, error)
 
@@ -270,6 +289,9 @@ class Engine:
         delivery.first_failure_at = delivery.first_failure_at or datetime.fromtimestamp(now, UTC)
         delivery.last_error = error.to_dict()
         entry_id = self.dlq.add(delivery, error, now=now)
+        if delivery.replay_of is not None and delivery.replay_of != entry_id:
+            # A replay with an edited payload failed again: its new entry replaces the old.
+            self.dlq.remove(delivery.replay_of)
         self.state.record_outcome(target, delivery.delivery_id, "dead_lettered")
         log.warning(
             "sync.dead_lettered",
@@ -278,6 +300,7 @@ class Engine:
             code=error.code,
             error=str(error),
         )
+        self._notify("dead_lettered", delivery, code=error.code, dlq_id=entry_id)
         return "dead_lettered"
 
     def _park(self, delivery: Delivery, delay_s: float) -> None:
