@@ -7,8 +7,12 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import redis
 
+from cli.embedded_redis import EmbeddedRedis
 from simulators.server import RunningSandbox
+
+REDIS_ENV = "ERPSYNC_TEST_REDIS_URL"
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +30,28 @@ def sandbox() -> Iterator[RunningSandbox]:
     """
     with RunningSandbox() as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The tests' Redis: ``$ERPSYNC_TEST_REDIS_URL``, else an embedded one for the session.
+
+    Every test that writes to it uses a key prefix of its own.
+    """
+    configured = os.environ.get(REDIS_ENV)
+    if configured:
+        client = redis.Redis.from_url(configured, socket_connect_timeout=2)
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            raise RuntimeError(f"{REDIS_ENV}={configured} does not answer: {exc}") from exc
+        finally:
+            client.close()
+        yield configured
+        return
+    with EmbeddedRedis() as embedded:
+        os.environ[REDIS_ENV] = embedded.url
+        try:
+            yield embedded.url
+        finally:
+            del os.environ[REDIS_ENV]

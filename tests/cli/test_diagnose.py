@@ -33,8 +33,8 @@ def run_cli(*args: str, config: Path | None = None) -> subprocess.CompletedProce
     )
 
 
-def write_config(path: Path, systems: dict[str, Any]) -> Path:
-    path.write_text(tomli_w.dumps({"systems": systems}), encoding="utf-8")
+def write_config(path: Path, systems: dict[str, Any], redis_url: str) -> Path:
+    path.write_text(tomli_w.dumps({"systems": systems, "redis_url": redis_url}), encoding="utf-8")
     return path
 
 
@@ -61,8 +61,10 @@ def test_error_overrides_from_the_config_show_in_the_table(tmp_path: Path) -> No
     assert next(r for r in rows if r["match"] == "40005")["class"] == "transient"
 
 
-def test_doctor_passes_against_the_sandbox(sandbox: RunningSandbox, tmp_path: Path) -> None:
-    config = write_config(tmp_path / "c.toml", sandbox_systems(sandbox))
+def test_doctor_passes_against_the_sandbox(
+    sandbox: RunningSandbox, tmp_path: Path, redis_url: str
+) -> None:
+    config = write_config(tmp_path / "c.toml", sandbox_systems(sandbox), redis_url)
     result = run_cli("doctor", "--json", config=config)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = {r["system"]: r for r in json.loads(result.stdout)}
@@ -71,11 +73,11 @@ def test_doctor_passes_against_the_sandbox(sandbox: RunningSandbox, tmp_path: Pa
 
 
 def test_doctor_names_propeller_and_bad_credentials_without_the_secret(
-    sandbox: RunningSandbox, tmp_path: Path
+    sandbox: RunningSandbox, tmp_path: Path, redis_url: str
 ) -> None:
     systems = sandbox_systems(sandbox)
     systems["propeller"]["client_secret"] = "wrong-secret-123"
-    config = write_config(tmp_path / "c.toml", systems)
+    config = write_config(tmp_path / "c.toml", systems, redis_url)
     result = run_cli("doctor", config=config)
     assert result.returncode == 1
     output = result.stdout + result.stderr
@@ -87,10 +89,12 @@ def test_doctor_names_propeller_and_bad_credentials_without_the_secret(
         assert secret not in output
 
 
-def test_doctor_names_an_unreachable_system(sandbox: RunningSandbox, tmp_path: Path) -> None:
+def test_doctor_names_an_unreachable_system(
+    sandbox: RunningSandbox, tmp_path: Path, redis_url: str
+) -> None:
     systems = sandbox_systems(sandbox)
     systems["hipe"]["base_url"] = "http://127.0.0.1:9"  # discard port: nothing listens
-    config = write_config(tmp_path / "c.toml", systems)
+    config = write_config(tmp_path / "c.toml", systems, redis_url)
     rows = {r["system"]: r for r in json.loads(run_cli("doctor", "--json", config=config).stdout)}
     assert rows["hipe"] == {**rows["hipe"], "ok": False, "detail": "unreachable"}
 

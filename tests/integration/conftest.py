@@ -7,29 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from simulators.server import RunningSandbox
-from tests.integration.pipeline import Pipeline, pipeline_config, test_redis_url
-
-
-@pytest.fixture(scope="session")
-def redis_available() -> str:
-    url = test_redis_url()
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        raise RuntimeError(
-            f"integration tests need a Redis at {url} (set ERPSYNC_TEST_REDIS_URL): {exc}"
-        ) from exc
-    finally:
-        client.close()
-    return url
+from tests.integration.pipeline import Pipeline, pipeline_config
 
 
 @pytest.fixture
-def make_pipeline(redis_available: str, tmp_path: Path) -> Iterator[Callable[..., Pipeline]]:
+def make_pipeline(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Pipeline]]:
     """Build a pipeline on a fresh sandbox; every one is closed after the test."""
     made: list[tuple[Pipeline, RunningSandbox]] = []
 

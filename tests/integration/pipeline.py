@@ -52,7 +52,8 @@ FAST_WORKER: dict[str, Any] = {
 
 
 def test_redis_url() -> str:
-    return os.environ.get("ERPSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    """The Redis the ``redis_url`` fixture provides (it sets the variable for the session)."""
+    return os.environ["ERPSYNC_TEST_REDIS_URL"]
 
 
 def sandbox_systems(sandbox: RunningSandbox) -> dict[str, Any]:
