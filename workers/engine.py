@@ -227,9 +227,13 @@ class Engine:
             ),
         )
         self.circuit.success(target)
-        counted = self.state.record_outcome(target, delivery.delivery_id, "applied")
-        if counted:
-            self.state.incr(target, f"action_{result.action}")
+        flow = event.flow
+        self.state.record_outcome(
+            target,
+            delivery.delivery_id,
+            "applied",
+            also=(f"action_{result.action}", f"{flow}.applied", f"{flow}.action_{result.action}"),
+        )
         if delivery.replay_of is not None:
             self.dlq.resolved(delivery.replay_of, "applied")
         log.info("sync.applied", action=result.action, target_id=result.target_id)
@@ -238,9 +242,13 @@ class Engine:
 
     # -- outcomes ---------------------------------------------------------------------
     def _skip(self, delivery: Delivery, why: str) -> Result:
-        target = delivery.target
-        if self.state.record_outcome(target, delivery.delivery_id, "skipped"):
-            self.state.incr(target, f"skipped_{why}")
+        target, flow = delivery.target, delivery.event.flow
+        self.state.record_outcome(
+            target,
+            delivery.delivery_id,
+            "skipped",
+            also=(f"skipped_{why}", f"{flow}.skipped", f"{flow}.skipped_{why}"),
+        )
         if delivery.replay_of is not None:
             self.dlq.resolved(delivery.replay_of, f"skipped: {why}")
         log.info("sync.skipped", reason=why)
@@ -292,7 +300,10 @@ class Engine:
         if delivery.replay_of is not None and delivery.replay_of != entry_id:
             # A replay with an edited payload failed again: its new entry replaces the old.
             self.dlq.remove(delivery.replay_of)
-        self.state.record_outcome(target, delivery.delivery_id, "dead_lettered")
+        flow = delivery.event.flow
+        self.state.record_outcome(
+            target, delivery.delivery_id, "dead_lettered", also=(f"{flow}.dead_lettered",)
+        )
         log.warning(
             "sync.dead_lettered",
             dlq_id=entry_id,

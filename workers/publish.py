@@ -25,7 +25,7 @@ def publish(
     with app.producer_or_acquire() as producer:
         for delivery in deliveries:
             if state is not None:
-                state.mark_produced(delivery.target, delivery.delivery_id)
+                state.mark_produced(delivery.target, delivery.delivery_id, flow=delivery.event.flow)
             app.send_task(
                 TASK_APPLY,
                 args=[delivery.model_dump(mode="json")],

@@ -58,10 +58,12 @@ end
 return #stale
 """
 
-# Record an outcome once per delivery; ARGV: outcome, ttl seconds. Returns 1 when counted.
+# Record an outcome once per delivery; ARGV: outcome, ttl seconds, then any further
+# counter fields to bump with it (e.g. "customers.applied"). Returns 1 when counted.
 _OUTCOME = """
 if redis.call('set', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[2])) then
   redis.call('hincrby', KEYS[2], ARGV[1], 1)
+  for i = 3, #ARGV do redis.call('hincrby', KEYS[2], ARGV[i], 1) end
   return 1
 end
 return 0
@@ -77,11 +79,13 @@ end
 return 0
 """
 
-# Undo a counted outcome (a dead letter being replayed). ARGV: the outcome expected.
+# Undo a counted outcome (a dead letter being replayed). ARGV: the outcome expected, then
+# further counter fields to decrement with it.
 _FORGET = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
   redis.call('del', KEYS[1])
   redis.call('hincrby', KEYS[2], ARGV[1], -1)
+  for i = 2, #ARGV do redis.call('hincrby', KEYS[2], ARGV[i], -1) end
   return 1
 end
 return 0
@@ -220,26 +224,35 @@ class State:
         return total + claimed
 
     # -- accounting -------------------------------------------------------------------
-    def mark_produced(self, target: str, delivery_id: str) -> bool:
+    def mark_produced(self, target: str, delivery_id: str, *, flow: str | None = None) -> bool:
         """Count a delivery as produced, once; False when it already was."""
+        extra = [f"{flow}.produced"] if flow else []
         counted = self._outcome(
             keys=[self.keys.produced_marker(target, delivery_id), self.keys.counters(target)],
-            args=["produced", self.outcome_ttl_s],
+            args=["produced", self.outcome_ttl_s, *extra],
         )
         return bool(counted)
 
-    def record_outcome(self, target: str, delivery_id: str, outcome: Outcome) -> bool:
-        """Count a delivery's final outcome, once; False when it already had one."""
+    def record_outcome(
+        self, target: str, delivery_id: str, outcome: Outcome, *, also: tuple[str, ...] = ()
+    ) -> bool:
+        """Count a delivery's final outcome, once; False when it already had one.
+
+        ``also`` names further counters bumped with it, only when it is counted.
+        """
         counted = self._outcome(
             keys=[self.keys.delivery_outcome(target, delivery_id), self.keys.counters(target)],
-            args=[outcome, self.outcome_ttl_s],
+            args=[outcome, self.outcome_ttl_s, *also],
         )
         return bool(counted)
 
-    def forget_outcome(self, target: str, delivery_id: str, outcome: Outcome) -> bool:
+    def forget_outcome(
+        self, target: str, delivery_id: str, outcome: Outcome, *, flow: str | None = None
+    ) -> bool:
         """Undo a counted outcome (a dead letter being replayed); True when there was one."""
         key = self.keys.delivery_outcome(target, delivery_id)
-        undone = self._forget(keys=[key, self.keys.counters(target)], args=[outcome])
+        extra = [f"{flow}.{outcome}"] if flow else []
+        undone = self._forget(keys=[key, self.keys.counters(target)], args=[outcome, *extra])
         return bool(undone)
 
     def incr(self, target: str, counter: str, amount: int = 1) -> None:
