@@ -102,6 +102,18 @@ def _one_company(companies: Table, external_id: str, role: str) -> dict[str, Any
     return found[0] if found else None
 
 
+def _is_ancestor_or_self(companies: Table, company_id: int, parent: dict[str, Any]) -> bool:
+    cursor: dict[str, Any] | None = parent
+    seen: set[int] = set()
+    while cursor is not None and cursor["id"] not in seen:
+        if cursor["id"] == company_id:
+            return True
+        seen.add(cursor["id"])
+        parent_id = cursor["parentId"]
+        cursor = companies.rows.get(parent_id) if parent_id is not None else None
+    return False
+
+
 def apply_row(
     companies: Table,
     header: list[str],
@@ -131,8 +143,8 @@ def apply_row(
             parent = _one_company(companies, parent_key, "parent ")
             if parent is None:
                 raise RowError(f"The parent company {parent_key} was not found")
-            if current is not None and parent["id"] == current["id"]:
-                raise RowError("A company cannot be its own parent")
+            if current is not None and _is_ancestor_or_self(companies, current["id"], parent):
+                raise RowError("The parent would make the company its own ancestor")
             changes["parentId"] = parent["id"]
     for column in TEXT_COLUMNS:
         if column in row:

@@ -33,6 +33,7 @@ from http import HTTPStatus
 from typing import Any
 
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -253,6 +254,10 @@ class HipeSimulator(Simulator):
                 return JSONResponse(nest_body(500, "Internal server error"), status_code=500)
             except HttpError as exc:
                 return JSONResponse(nest_body(exc.status, exc.message), status_code=exc.status)
+            except HTTPException as exc:  # e.g. a malformed multipart body
+                return JSONResponse(
+                    nest_body(exc.status_code, exc.detail), status_code=exc.status_code
+                )
 
         return endpoint
 

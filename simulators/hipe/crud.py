@@ -871,13 +871,13 @@ class Table:
             return self.rows.values()
         return [self.rows[k] for k in sorted(chosen)]
 
-    def query(
+    def _run(
         self,
         parsed: ParsedRequest,
         options: CrudOptions,
-        params_search: Iterable[dict[str, Any]] = (),
-    ) -> list[dict[str, Any]] | dict[str, Any]:
-        """``TypeOrmCrudService.getMany``: a bare array, or the paginated envelope."""
+        params_search: Iterable[dict[str, Any]],
+    ) -> tuple[list[dict[str, Any]], int, float | None, float | None]:
+        """``createBuilder`` then the statement: (page rows, total matches, take, skip)."""
         search = search_condition(parsed, params_search, options.filter)
         compiler = _SearchCompiler(self.spec)
         builder = _Builder()
@@ -897,12 +897,25 @@ class Table:
         start = _pg_round(skip) if skip else 0
         stop = start + _pg_round(take) if take else None
         data = [self._select(r, parsed.fields) for r in matched[start:stop]]
+        return data, len(matched), take, skip
+
+    def query(
+        self,
+        parsed: ParsedRequest,
+        options: CrudOptions,
+        params_search: Iterable[dict[str, Any]] = (),
+    ) -> list[dict[str, Any]] | dict[str, Any]:
+        """``TypeOrmCrudService.getMany``: a bare array, or the paginated envelope.
+
+        The envelope comes when the controller sets ``alwaysPaginate``, or when the request
+        has ``page`` or ``offset`` and there is a page size (``limit`` or a server default).
+        """
+        data, total, take, skip = self._run(parsed, options, params_search)
         paginate = options.always_paginate or (
             (parsed.page is not None or parsed.offset is not None) and bool(take)
         )
         if not paginate:
             return data
-        total = len(matched)
         limit = take or total
         offset = skip or 0
         return {
@@ -916,22 +929,15 @@ class Table:
     def get_one(
         self, parsed: ParsedRequest, key: float, options: CrudOptions | None = None
     ) -> dict[str, Any] | None:
-        """``getOneOrFail``: the row with this key that also matches the query, or None."""
-        # The route's :id arrives as a paramsFilter, first in the search.
-        result = self.query(
-            ParsedRequest(
-                fields=parsed.fields,
-                search=parsed.search,
-                filter=parsed.filter,
-                or_=parsed.or_,
-                sort=parsed.sort,
-            ),
-            options or CrudOptions(),
-            [{self.spec.primary: {"$eq": key}}],
+        """``getOneOrFail``: the first row with this key that the whole query keeps, or None.
+
+        The route's ``:id`` comes first in the search; crud-typeorm 4.6.2 builds the get-one
+        statement like a list (sort, limit, offset included), so ``?offset=1`` finds nothing.
+        """
+        data, _, _, _ = self._run(
+            parsed, options or CrudOptions(), [{self.spec.primary: {"$eq": key}}]
         )
-        if isinstance(result, dict):  # only with always_paginate
-            result = result["data"]
-        return result[0] if result else None
+        return data[0] if data else None
 
     def _sort_columns(
         self, parsed: ParsedRequest, compiler: _SearchCompiler

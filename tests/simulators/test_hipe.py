@@ -498,6 +498,15 @@ def test_an_unreadable_file_crashes_with_status_7(hipe: httpx.Client) -> None:
     assert hipe.get("/_sandbox/records/companies").json() == []
 
 
+def test_an_import_cannot_make_a_parent_cycle(hipe: httpx.Client) -> None:
+    top = create(hipe, name="Top", externalId="T")
+    create(hipe, name="Below", externalId="B", parentId=top["id"])
+    posted = post_import(hipe, "externalId,name,parentExternalId\r\nT,,B\r\nT,,T\r\n")
+    done = finished(hipe, posted.json()["id"])
+    assert [(e["row"], e["externalId"]) for e in done["errors"]] == [(1, "T"), (2, "T")]
+    assert hipe.get(f"/api/companies/{top['id']}").json()["parentId"] is None
+
+
 def test_semicolon_delimiter_and_a_bom(hipe: httpx.Client) -> None:
     posted = post_import(
         hipe, "\ufeffexternalId;name;website\r\nS-1;Semi, colon;https://a.b/?x=1,2\r\n", ";"
@@ -520,6 +529,13 @@ def test_import_requests_are_validated(hipe: httpx.Client) -> None:
     ]
     assert refused({"type": "16", "delimiter": "|"})[0].startswith("delimiter must be")
     assert refused({"type": "16", "delimiter": ","}, with_file=False) == ["csv file is required"]
+    garbled = hipe.post(
+        "/api/imports",
+        content=b"--x\r\nContent-Disposition: form-data\r\n\r\nno name\r\n--x--\r\n",
+        headers={"Content-Type": "multipart/form-data; boundary=x"},
+    )
+    assert garbled.status_code == 400
+    assert garbled.json()["statusCode"] == 400
     assert hipe.get("/api/imports/no-such-import").status_code == 404
     assert hipe.get("/_sandbox/records/imports").json() == []
 

@@ -268,6 +268,9 @@ def test_every_operator_on_the_data_set(served: tuple[HipeSimulator, SandboxEndp
         ({"$and": [{"id": {"$gte": 2}}, {"id": {"$lte": 3}}]}, [2, 3]),
         ({"$or": [{"id": 1}, {"id": 12}], "vat": {"$notnull": True}}, [1]),
         ({"name": {"$cont": "_"}}, list(range(1, 13))),  # '_' is LIKE's any-one-character
+        # crud-typeorm reads only "$and" when it is there: the other keys are ignored
+        ({"$and": [{"id": 1}], "id": 2}, [1]),
+        ({"$and": [{"id": {"$lte": 2}}], "$or": [{"id": 2}]}, [1, 2]),
         ({}, list(range(1, 13))),
     ]
     for condition, expected in cases:
@@ -364,6 +367,8 @@ def test_get_one_applies_the_query_too(served: tuple[HipeSimulator, SandboxEndpo
         miss = client.get("/api/companies/3", params=_search({"name": "other"}))
         assert (miss.status_code, miss.json()["message"]) == (404, "Company not found")
         assert client.get("/api/companies/3", params={"s": "x"}).status_code == 400
+        skipped = client.get("/api/companies/3", params={"limit": 1, "offset": 1})
+        assert skipped.status_code == 404, "get-one is built like a list in crud-typeorm"
 
 
 def test_an_index_lookup_answers_like_a_scan(served: tuple[HipeSimulator, SandboxEndpoint]) -> None:
