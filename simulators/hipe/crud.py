@@ -31,6 +31,7 @@ Deliberate differences from the library, each because the project's research
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -41,7 +42,6 @@ from typing import Any, Literal
 
 from simulators.hipe import _js
 from simulators.hipe._js import JsDate
-from simulators.hipe._qs import QsObject
 
 Row = Mapping[str, Any]
 Predicate = Callable[[Row], bool]
@@ -371,8 +371,6 @@ def _pg_text(value: Any) -> str | None:
         return text
     if isinstance(value, list):
         return _pg_array(value)
-    import json
-
     return json.dumps(_js.to_json(value), separators=(",", ":"), ensure_ascii=False)
 
 
@@ -997,14 +995,7 @@ def _sort_key(column: str) -> Callable[[Row], tuple[int, Any]]:
         if value is None:
             return (1, 0)
         if isinstance(value, dict | list):
-            import json
-
             return (0, json.dumps(value, sort_keys=True))
         return (0, value)
 
     return key
-
-
-def is_crud_query_object(value: Any) -> bool:
-    """True when qs made an object of a parameter (``a[b]=c``): crud ignores those."""
-    return isinstance(value, QsObject)
