@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli import diagnose, engine, sandbox
+from cli import demo, diagnose, engine, sandbox
 
 app = typer.Typer(
     name="erpsync",
@@ -39,6 +39,7 @@ def _options(
 sandbox.register(app)
 engine.register(app)
 diagnose.register(app)
+demo.register(app)
 
 
 def main() -> None:

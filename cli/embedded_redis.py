@@ -73,6 +73,7 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 15.0) -> EmbeddedRedis:
+        self.directory.mkdir(parents=True, exist_ok=True)
         command = [
             self.binary,
             "--bind", "127.0.0.1",

@@ -1,0 +1,521 @@
+"""``erpsync demo``: the whole job on one machine, in a few minutes, with nothing installed.
+
+It starts a Redis of its own (unless ``ERPSYNC_REDIS_URL`` names one), the sandbox seeded
+with an ERP of customers (with a hierarchy), products and billable work, a worker process
+and the producers; shows each flow converge; makes a few edits in the ERP and in Atollon and
+shows them arrive; prints a summary per flow and target; and stops everything it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import redis
+import tomli_w
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from cli._output import console, err_console, print_json
+from cli.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from erpsync.keys import Keys
+from erpsync.settings import load_settings
+from producers.runner import ProducerService
+from simulators import seed as seed_data
+from simulators._sandbox import SeedRequest
+from simulators.server import CREDENTIALS, RunningSandbox
+from workers.dlq import DeadLetterStore
+
+REPO = Path(__file__).resolve().parents[1]
+
+FLOWS: dict[str, dict[str, Any]] = {
+    "customers": {
+        "source": "onlineerp",
+        "entity": "customer",
+        "targets": ["propeller", "hipe", "atollon"],
+        "mapping": {"propeller": {}, "hipe": {}, "atollon": {}},
+    },
+    "products": {
+        "source": "onlineerp",
+        "entity": "product",
+        "targets": ["atollon"],
+        "mapping": {"atollon": {}},
+    },
+    "billing": {
+        "source": "atollon",
+        "entity": "billing",
+        "targets": ["onlineerp"],
+        "mapping": {"onlineerp": {}},
+    },
+}
+
+#: quick waits: the demo shows retries without making anyone wait for them
+WORKER: dict[str, Any] = {
+    "pool": "threads",
+    "concurrency": 16,
+    "prefetch_multiplier": 8,
+    "visibility_timeout_s": 30.0,
+    "unacked_restore_interval_s": 2.0,
+    "transient_max_attempts": 10,
+    "transient_base_s": 0.2,
+    "transient_cap_s": 2.0,
+    "dependency_base_s": 0.2,
+    "dependency_cap_s": 2.0,
+    "dependency_max_waits": 60,
+    "circuit_failure_threshold": 10,
+    "circuit_cooldown_s": 1.0,
+    "circuit_cooldown_max_s": 5.0,
+    "pump_interval_s": 0.05,
+}
+
+LIGHT_FAULTS: list[dict[str, Any]] = [
+    {"rate": 0.05, "statuses": [503, 429], "retry_after_s": 0.5, "latency_ms": 10},
+    {"drop_rate": 0.01},
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
+
+
+@dataclass
+class Edit:
+    """One change the demo makes, and how to see that it arrived."""
+
+    description: str
+    checks: dict[str, Callable[[], bool]]
+    arrived: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass
+class Demo:
+    """One run of the demo; everything it starts is stopped by :meth:`close`."""
+
+    records: int
+    faults: str
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="erpsync-demo-")))
+    prefix: str = field(default_factory=lambda: f"demo{os.getpid()}")
+    worker: subprocess.Popen[bytes] | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    # -- set-up -----------------------------------------------------------------------
+    def start(self, say: Callable[[str], None]) -> None:
+        redis_url = os.environ.get("ERPSYNC_REDIS_URL")
+        if redis_url:
+            say(f"Redis: {redis_url.split('@')[-1]} (ERPSYNC_REDIS_URL)")
+        else:
+            embedded = self.stack.enter_context(EmbeddedRedis(directory=self.directory / "redis"))
+            redis_url = embedded.url
+            say(f"Redis: embedded, {embedded.url}")
+        self.redis_url = redis_url
+        self.sandbox = RunningSandbox()
+        self.sandbox.start()
+        self.stack.callback(self.sandbox.stop)
+        products = max(10, self.records // 5)
+        activities = min(50, max(1, self.records // 20))
+        request = SeedRequest(customers=self.records, products=products, activities=activities)
+        for simulator in self.sandbox.simulators.values():
+            simulator.seed(request)
+        say(
+            f"Sandbox: ERP with {self.records} customers (3-level hierarchy), {products} "
+            f"products; Atollon with {activities} activities to invoice"
+        )
+        if self.faults == "light":
+            for system in ("propeller", "hipe", "atollon", "onlineerp"):
+                with self.control(system) as client:
+                    client.post("/_sandbox/faults", json=LIGHT_FAULTS).raise_for_status()
+            say("Faults: 5% of answers 503/429 with Retry-After, 1% dropped connections")
+        systems = {
+            name: {"base_url": ep.api_url, **CREDENTIALS[name]}
+            for name, ep in self.sandbox.endpoints.items()
+        }
+        config = {
+            "redis_url": redis_url,
+            "key_prefix": self.prefix,
+            "log_level": "WARNING",
+            "log_format": "json",
+            "systems": systems,
+            "flows": FLOWS,
+            "worker": WORKER,
+        }
+        self.config_path = self.directory / "erpsync.toml"
+        self.config_path.write_text(tomli_w.dumps(config), encoding="utf-8")
+        self.settings = load_settings(self.config_path)
+        self.keys = Keys(self.prefix)
+        self.redis = redis.Redis.from_url(redis_url, decode_responses=True)
+        self.stack.callback(self.redis.close)
+        self.stack.callback(self._clear_keys)
+        self._start_worker()
+        self.producer = ProducerService(self.settings)
+        self.stack.callback(self.producer.close)
+        say(f"Worker: pid {self.worker.pid if self.worker else '?'}, 16 threads; producers ready")
+
+    def _start_worker(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ERPSYNC_")}
+        env["ERPSYNC_CONFIG"] = str(self.config_path)
+        log = (self.directory / "worker.log").open("wb")
+        self.stack.callback(log.close)
+        self.worker = subprocess.Popen(
+            [sys.executable, "-m", "cli", "worker"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.stack.callback(self._stop_worker)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.redis.hlen(self.keys.workers()):
+                return
+            if self.worker.poll() is not None:
+                raise RuntimeError(f"the worker exited: see {self.directory / 'worker.log'}")
+            time.sleep(0.1)
+        raise RuntimeError("the worker did not start within 60 s")
+
+    def _stop_worker(self) -> None:
+        if self.worker is None or self.worker.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.worker.pid, signal.SIGTERM)
+        try:
+            self.worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.worker.pid, signal.SIGKILL)
+            self.worker.wait(timeout=5)
+
+    def _clear_keys(self) -> None:
+        if os.environ.get("ERPSYNC_REDIS_URL"):  # a Redis we do not own: leave it clean
+            for key in self.redis.scan_iter(match=f"{self.prefix}:*", count=1000):
+                self.redis.delete(key)
+
+    def close(self) -> None:
+        self.stack.close()
+
+    # -- observing --------------------------------------------------------------------
+    def control(self, system: str) -> httpx.Client:
+        return httpx.Client(base_url=self.sandbox.endpoints[system].url, timeout=30)
+
+    def records_of(self, system: str, entity: str) -> list[dict[str, Any]]:
+        with self.control(system) as client:
+            data: list[dict[str, Any]] = client.get(f"/_sandbox/records/{entity}").json()
+            return data
+
+    def counters(self, target: str) -> dict[str, int]:
+        return {str(k): int(v) for k, v in self.redis.hgetall(self.keys.counters(target)).items()}
+
+    def pairs(self) -> Iterator[tuple[str, str]]:
+        for flow, spec in FLOWS.items():
+            for target in spec["targets"]:
+                yield flow, target
+
+    def settled(self) -> bool:
+        waiting = self.redis.zcard(self.keys.delayed()) + self.redis.zcard(
+            self.keys.delayed_claimed()
+        )
+        if waiting:
+            return False
+        for target in {t for _, t in self.pairs()}:
+            c = self.counters(target)
+            if c.get("produced", 0) > c.get("applied", 0) + c.get("skipped", 0) + c.get(
+                "dead_lettered", 0
+            ):
+                return False
+            if self.redis.hlen(self.keys.inflight(target)):
+                return False
+        return True
+
+    def progress(self, phase: str) -> Table:
+        table = Table(title=f"erpsync demo — {phase} — {time.monotonic() - self.started:.0f} s")
+        for column in (
+            "flow",
+            "target",
+            "produced",
+            "applied",
+            "skipped",
+            "dead letters",
+            "pending",
+        ):
+            table.add_column(
+                column, justify="right" if column not in ("flow", "target") else "left"
+            )
+        for flow, target in self.pairs():
+            c = self.counters(target)
+            produced = c.get(f"{flow}.produced", 0)
+            applied = c.get(f"{flow}.applied", 0)
+            skipped = c.get(f"{flow}.skipped", 0)
+            dead = c.get(f"{flow}.dead_lettered", 0)
+            table.add_row(
+                flow, target, str(produced), str(applied), str(skipped), str(dead),
+                str(max(0, produced - applied - skipped - dead)),
+            )  # fmt: skip
+        retries = sum(self.counters(t).get("retries", 0) for t in {t for _, t in self.pairs()})
+        table.caption = f"retries so far: {retries}"
+        return table
+
+    def converge(self, phase: str, timeout_s: float, live: Live | None) -> bool:
+        """Poll until a poll finds nothing new and every delivery has its outcome."""
+        deadline = time.monotonic() + timeout_s
+        quiet_polls = 0
+        next_poll = 0.0
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            if now >= next_poll:
+                results = self.producer.poll_once()
+                events = sum(r.events for r in results)
+                next_poll = now + 1.0
+                quiet_polls = quiet_polls + 1 if events == 0 else 0
+            if live is not None:
+                live.update(self.progress(phase))
+            if quiet_polls >= 2 and self.settled():
+                return True
+            time.sleep(0.25)
+        return False
+
+    # -- edits ------------------------------------------------------------------------
+    def make_edits(self) -> list[Edit]:
+        customers = {c["NoClient"]: c for c in self.records_of("onlineerp", "Customer")}
+        parents = {c["NoClientParent"] for c in customers.values() if c["NoClientParent"]}
+        keys = sorted(customers)
+        renamed_key = keys[len(keys) // 3]
+        leaf = next(k for k in reversed(keys) if k not in parents and customers[k]["EstActif"])
+        root = next(k for k in keys if customers[k]["NoClientParent"] is None)
+        new_key = f"C9{random.randrange(10**5):05d}"
+        new_name = "Demo — Nouvelle Filiale & Cie"
+        renamed = f"{customers[renamed_key]['NomClient']} (renamed)"
+        erp = CREDENTIALS["onlineerp"]
+        with httpx.Client(
+            base_url=self.sandbox.endpoints["onlineerp"].api_url,
+            auth=(erp["licence_code"], erp["secret"]),
+            headers={"COMPANY_ID": erp["company_id"]},
+            timeout=30,
+        ) as client:
+            client.put(
+                f"/Entity/Customer/{renamed_key}", json={"NomClient": renamed}
+            ).raise_for_status()
+            client.put(f"/Entity/Customer/{leaf}", json={"EstActif": False}).raise_for_status()
+            client.post(
+                "/Entity/Customer",
+                json={
+                    "NoClient": new_key, "NomClient": new_name, "NoClientParent": root,
+                    "Courriel": "demo@exemple.qc.ca", "EstActif": True,
+                },
+            ).raise_for_status()  # fmt: skip
+        activity_id = self._add_billable_activity(keys[0])
+
+        def named(system: str, entity: str, key: str, name: str) -> Callable[[], bool]:
+            return lambda: any(
+                self._key_of(system, r) == key and self._name_of(system, r) == name
+                for r in self.records_of(system, entity)
+            )
+
+        def archived() -> bool:
+            hipe = [r for r in self.records_of("hipe", "companies") if r.get("externalId") == leaf]
+            return bool(hipe) and all(r.get("archived") for r in hipe)
+
+        def recycled() -> bool:
+            return any(
+                c.get("recycleBin") and self._key_of("propeller", c) == leaf
+                for c in self.records_of("propeller", "companies")
+            )
+
+        def invoiced() -> bool:
+            return any(
+                activity_id in str(i.get("Facture", {}).get("Référence", ""))
+                for i in self.records_of("onlineerp", "CustomerInvoice")
+            )
+
+        return [
+            Edit(
+                f"rename {renamed_key} to {renamed!r}",
+                {
+                    "propeller": named("propeller", "companies", renamed_key, renamed),
+                    "hipe": named("hipe", "companies", renamed_key, renamed),
+                    "atollon": named("atollon", "contacts", renamed_key, renamed),
+                },
+            ),
+            Edit(f"deactivate {leaf}", {"propeller": recycled, "hipe": archived}),
+            Edit(
+                f"new child company {new_key} under {root}",
+                {
+                    "propeller": named("propeller", "companies", new_key, new_name),
+                    "hipe": named("hipe", "companies", new_key, new_name),
+                    "atollon": named("atollon", "contacts", new_key, new_name),
+                },
+            ),
+            Edit(f"new billable activity {activity_id} in Atollon", {"onlineerp": invoiced}),
+        ]
+
+    def _add_billable_activity(self, customer_key: str) -> str:
+        data = seed_data.generate(self.records, max(10, self.records // 5), 0)
+        rng = random.Random()
+        index = 9000 + rng.randrange(1000)
+        activity = seed_data._activity(rng, index, data)
+        atollon = self.sandbox.simulators["atollon"]
+        with atollon.lock:
+            atollon.work.load_activity(activity, str(7_000_000 + index))  # type: ignore[attr-defined]
+        return str(activity["activity"]["id"])
+
+    @staticmethod
+    def _key_of(system: str, record: dict[str, Any]) -> str | None:
+        if system == "propeller":
+            return next((str(s["sourceId"]) for s in record.get("sources") or []), None)
+        if system == "hipe":
+            return record.get("externalId")
+        return next(
+            (
+                str(e["id"])
+                for e in record.get("externalId") or []
+                if e.get("system") == "onlineerp"
+            ),
+            None,
+        )
+
+    @staticmethod
+    def _name_of(system: str, record: dict[str, Any]) -> str | None:
+        if system == "atollon":
+            return (record.get("company") or {}).get("companyName")
+        return record.get("name")
+
+    # -- summary ----------------------------------------------------------------------
+    def summary(self, converged: bool, edits: list[Edit]) -> dict[str, Any]:
+        dead: dict[tuple[str, str], dict[str, int]] = {}
+        for entry in DeadLetterStore(self.redis, self.keys).iter_entries():
+            codes = dead.setdefault((entry.flow, entry.target), {})
+            codes[entry.code] = codes.get(entry.code, 0) + 1
+        flows: dict[str, dict[str, Any]] = {}
+        for flow, target in self.pairs():
+            c = self.counters(target)
+            flows.setdefault(flow, {})[target] = {
+                "created": c.get(f"{flow}.action_created", 0),
+                "updated": c.get(f"{flow}.action_updated", 0)
+                + c.get(f"{flow}.action_unarchived", 0),
+                "unchanged": c.get(f"{flow}.skipped", 0),
+                "archived": c.get(f"{flow}.action_archived", 0)
+                + c.get(f"{flow}.action_deleted", 0),
+                "invoices": c.get(f"{flow}.action_invoiced", 0),
+                "dead_lettered": dead.get((flow, target), {}),
+            }
+        retries = {t: self.counters(t).get("retries", 0) for t in {t for _, t in self.pairs()}}
+        return {
+            "converged": converged,
+            "edits_arrived": all(all(e.arrived.values()) for e in edits) if edits else False,
+            "seconds": round(time.monotonic() - self.started, 1),
+            "records": self.records,
+            "faults": self.faults,
+            "flows": flows,
+            "retries": retries,
+            "edits": [{"edit": e.description, "arrived": e.arrived} for e in edits],
+        }
+
+
+def _summary_table(summary: dict[str, Any]) -> Table:
+    table = Table(title="summary")
+    for column in (
+        "flow",
+        "target",
+        "created",
+        "updated",
+        "unchanged",
+        "archived",
+        "invoices",
+        "dead letters",
+    ):
+        table.add_column(column)
+    for flow, targets in summary["flows"].items():
+        for target, row in targets.items():
+            dead = ", ".join(f"{code}: {n}" for code, n in row["dead_lettered"].items()) or "0"
+            table.add_row(
+                flow, target, str(row["created"]), str(row["updated"]), str(row["unchanged"]),
+                str(row["archived"]), str(row["invoices"]), dead,
+            )  # fmt: skip
+    return table
+
+
+def demo(
+    records: Annotated[int, typer.Option(help="ERP customers to seed", min=10, max=100_000)] = 1000,
+    json_output: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    keep_running: Annotated[
+        bool, typer.Option("--keep-running", help="stay up afterwards (Ctrl-C to stop)")
+    ] = False,
+    faults: Annotated[
+        str, typer.Option(help="none or light: inject faults into the targets")
+    ] = "none",
+    timeout: Annotated[float, typer.Option(help="seconds allowed for each phase")] = 150.0,
+) -> None:
+    """Run the whole sync on this machine: sandbox, Redis, worker, producers; then edits."""
+    if faults not in {"none", "light"}:
+        err_console.print("[red]--faults must be none or light[/]")
+        raise typer.Exit(2)
+    quiet = json_output or not console.is_terminal
+
+    def say(text: str) -> None:
+        (err_console if json_output else console).print(text, highlight=False)
+
+    run = Demo(records=records, faults=faults)
+    try:
+        try:
+            run.start(say)
+        except EmbeddedRedisError as exc:
+            err_console.print(f"[red]erpsync demo: {exc}[/]")
+            raise typer.Exit(2) from None
+        edits: list[Edit] = []
+        display: contextlib.AbstractContextManager[Live | None] = (
+            Live(run.progress("initial sync"), console=console, refresh_per_second=4)
+            if not quiet
+            else contextlib.nullcontext()
+        )
+        with display as live:
+            converged = run.converge("initial sync", timeout, live)
+            if converged:
+                say("Initial sync converged; making edits in the ERP and Atollon…")
+                edits = run.make_edits()
+                converged = run.converge("edits", timeout, live)
+                for edit in edits:
+                    edit.arrived = {target: check() for target, check in edit.checks.items()}
+        summary = run.summary(converged, edits)
+        if json_output:
+            print_json(summary)
+        else:
+            if quiet:
+                console.print(run.progress("done"))
+            for edit in edits:
+                marks = " ".join(f"{t} {'✓' if ok else '✗'}" for t, ok in edit.arrived.items())
+                console.print(f"  {edit.description}: {marks}", highlight=False)
+            console.print(_summary_table(summary))
+            state = (
+                "converged"
+                if summary["converged"] and summary["edits_arrived"]
+                else "DID NOT converge"
+            )
+            console.print(f"{state} in {summary['seconds']} s")
+        if keep_running:
+            say("Still running (Ctrl-C to stop):")
+            for name, endpoint in run.sandbox.endpoints.items():
+                say(f"  {name:<10} {endpoint.api_url}  (control: {endpoint.url}/_sandbox)")
+            say(f"  config     {run.config_path}")
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    run.producer.poll_once()
+                    time.sleep(2)
+        if not (summary["converged"] and summary["edits_arrived"]):
+            raise typer.Exit(1)
+    except KeyboardInterrupt:
+        say("Interrupted: stopping everything the demo started…")
+        raise typer.Exit(130) from None
+    finally:
+        run.close()
