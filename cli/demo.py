@@ -31,6 +31,7 @@ from rich.table import Table
 from cli._output import console, err_console, print_json
 from cli.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from erpsync.keys import Keys
+from erpsync.logging import configure_logging
 from erpsync.settings import load_settings
 from producers.runner import ProducerService
 from simulators import seed as seed_data
@@ -462,6 +463,7 @@ def demo(
         err_console.print("[red]--faults must be none or light[/]")
         raise typer.Exit(2)
     quiet = json_output or not console.is_terminal
+    configure_logging("WARNING", "console")  # the live table is the demo's output
 
     def say(text: str) -> None:
         (err_console if json_output else console).print(text, highlight=False)
