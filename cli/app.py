@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli import demo, diagnose, engine, sandbox
+from cli import demo, diagnose, engine, sandbox, settings_doc
 
 app = typer.Typer(
     name="erpsync",
@@ -40,6 +40,7 @@ sandbox.register(app)
 engine.register(app)
 diagnose.register(app)
 demo.register(app)
+settings_doc.register(app)
 
 
 def main() -> None:

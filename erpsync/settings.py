@@ -64,15 +64,15 @@ class HttpSystemSettings(_Model):
     allow_insecure_http: bool = Field(
         default=False, description="allow plain http:// to a host that is not loopback"
     )
-    base_url: str
-    timeout_s: float = Field(default=30.0, gt=0)
-    connect_timeout_s: float = Field(default=5.0, gt=0)
-    verify_tls: bool = True
+    base_url: str = Field(description="the API's base URL")
+    timeout_s: float = Field(default=30.0, gt=0, description="seconds to wait for an answer")
+    connect_timeout_s: float = Field(default=5.0, gt=0, description="seconds to connect")
+    verify_tls: bool = Field(default=True, description="verify the server's TLS certificate")
     rate_limit_per_s: float | None = Field(
         default=None, gt=0, description="requests per second shared by all workers"
     )
-    rate_limit_burst: int = Field(default=1, ge=1)
-    max_connections: int = Field(default=20, ge=1)
+    rate_limit_burst: int = Field(default=1, ge=1, description="requests allowed at once")
+    max_connections: int = Field(default=20, ge=1, description="HTTP connections per process")
 
     @field_validator("base_url")
     @classmethod
@@ -103,37 +103,45 @@ class HttpSystemSettings(_Model):
 class OnlineErpSettings(HttpSystemSettings):
     """OnlineERP / ERPConnector: HTTP Basic (licence code : secret) plus ``COMPANY_ID``."""
 
-    licence_code: str = Field(min_length=1)
-    secret: SecretStr
-    company_id: str = "0"
+    licence_code: str = Field(min_length=1, description="CodeLicence (Basic auth user)")
+    secret: SecretStr = Field(description="secret key (Basic auth password)")
+    company_id: str = Field(default="0", description="sent as the COMPANY_ID header")
     # A robot at the customer's site answers: latency is high, so the default is generous.
-    timeout_s: float = Field(default=60.0, gt=0)
+    timeout_s: float = Field(default=60.0, gt=0, description="the ERP's robot answers slowly")
     page_size: int = Field(default=500, ge=1, le=1000, description="the ERP caps $top at 1000")
 
 
 class PropellerSettings(HttpSystemSettings):
     """Propeller REST v2: OAuth2 client credentials, 30-minute bearer tokens."""
 
-    client_id: str = Field(min_length=1)
-    client_secret: SecretStr
-    token_path: str = "/oauth2/token"  # noqa: S105 (a URL path, not a secret)
-    api_prefix: str = "/v2"
+    client_id: str = Field(min_length=1, description="OAuth2 client id")
+    client_secret: SecretStr = Field(description="OAuth2 client secret")
+    token_path: str = Field(default="/oauth2/token", description="token endpoint path")
+    api_prefix: str = Field(default="/v2", description="REST API version prefix")
     source: str = Field(
         default="ERPSYNC", min_length=1, description="Propeller `source` of our sourceIds"
     )
-    language: str = Field(default="EN", min_length=2, max_length=2)
-    token_refresh_margin_s: float = Field(default=120.0, ge=0)
-    page_size: int = Field(default=100, ge=1, le=1000)
-    bulk_batch_size: int = Field(default=200, ge=1, le=5000)
+    language: str = Field(
+        default="EN", min_length=2, max_length=2, description="language of our companies"
+    )
+    token_refresh_margin_s: float = Field(
+        default=120.0, ge=0, description="refresh the token this long before it expires"
+    )
+    page_size: int = Field(default=100, ge=1, le=1000, description="search page size")
+    bulk_batch_size: int = Field(default=200, ge=1, le=1000, description="companies per bulk call")
 
 
 class HipeSettings(HttpSystemSettings):
     """HIPE by Packitoo: long-lived ``X-ACCESS-TOKEN``."""
 
-    access_token: SecretStr
-    page_size: int = Field(default=100, ge=1, le=1000)
-    import_poll_interval_s: float = Field(default=1.0, gt=0)
-    import_timeout_s: float = Field(default=600.0, gt=0)
+    access_token: SecretStr = Field(description="X-ACCESS-TOKEN")
+    page_size: int = Field(default=100, ge=1, le=1000, description="list page size")
+    import_poll_interval_s: float = Field(
+        default=1.0, gt=0, description="seconds between import status polls"
+    )
+    import_timeout_s: float = Field(
+        default=600.0, gt=0, description="give up on a CSV import after this long"
+    )
     bulk_threshold: int = Field(
         default=500, ge=1, description="backfills above this use CSV import"
     )
@@ -142,9 +150,11 @@ class HipeSettings(HttpSystemSettings):
 class AtollonSettings(HttpSystemSettings):
     """Atollon crawler import service: ``?instance=`` on every call."""
 
-    instance: str = Field(min_length=1)
+    instance: str = Field(min_length=1, description="the ?instance= of every call")
     # The crawler's authentication is not documented; a token is sent when configured.
-    api_token: SecretStr | None = None
+    api_token: SecretStr | None = Field(
+        default=None, description="sent as a Bearer token when set (auth undocumented)"
+    )
     erp_system: str = Field(
         default="onlineerp", description="the externalId `system` our ERP keys are stored under"
     )
@@ -166,15 +176,15 @@ class SystemsSettings(_Model):
 class FlowSettings(_Model):
     """One flow: an entity from a source system to one or more targets."""
 
-    enabled: bool = True
-    source: SystemName
-    entity: str
-    targets: list[SystemName] = Field(default_factory=list)
+    enabled: bool = Field(default=True, description="off: nothing of this flow is produced")
+    source: SystemName = Field(description="the system changes come from")
+    entity: str = Field(description="customer, product or billing")
+    targets: list[SystemName] = Field(default_factory=list, description="systems to update")
     # canonical custom field <- source field (dotted), e.g. {"segment": "Secteur"}
     source_fields: dict[str, str] = Field(default_factory=dict)
     # per target: {"custom_fields": {target key: canonical path}, "fields": {...}}
     mapping: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    poll_interval_s: float = Field(default=30.0, gt=0)
+    poll_interval_s: float = Field(default=30.0, gt=0, description="seconds between polls")
 
 
 class WorkerSettings(_Model):
@@ -183,31 +193,45 @@ class WorkerSettings(_Model):
     pool: Literal["threads", "prefork", "solo"] = Field(
         default="threads", description="threads suit HTTP-bound work; prefork isolates crashes"
     )
-    concurrency: int = Field(default=8, ge=1, le=512)
-    prefetch_multiplier: int = Field(default=4, ge=1, le=1000)
+    concurrency: int = Field(default=8, ge=1, le=512, description="deliveries at once")
+    prefetch_multiplier: int = Field(default=4, ge=1, le=1000, description="Celery prefetch")
     # Unacked messages of a worker that died come back after this long; keep it above the
     # longest task (a few HTTP calls with their timeouts), but short enough to recover fast.
-    visibility_timeout_s: float = Field(default=300.0, ge=5)
-    unacked_restore_interval_s: float = Field(default=10.0, gt=0)
-    transient_max_attempts: int = Field(default=8, ge=1)
-    transient_base_s: float = Field(default=1.0, gt=0)
-    transient_cap_s: float = Field(default=300.0, gt=0)
-    dependency_max_waits: int = Field(default=30, ge=0)
-    dependency_base_s: float = Field(default=2.0, gt=0)
-    dependency_cap_s: float = Field(default=120.0, gt=0)
-    lock_ttl_s: float = Field(default=120.0, gt=0)
-    circuit_failure_threshold: int = Field(default=5, ge=1)
-    circuit_cooldown_s: float = Field(default=15.0, gt=0)
-    circuit_cooldown_max_s: float = Field(default=300.0, gt=0)
-    pump_interval_s: float = Field(default=0.2, gt=0, le=10)
-    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    visibility_timeout_s: float = Field(
+        default=300.0, ge=5, description="unacked messages of a dead worker return after this"
+    )
+    unacked_restore_interval_s: float = Field(
+        default=10.0, gt=0, description="how often workers look for such messages"
+    )
+    transient_max_attempts: int = Field(
+        default=8, ge=1, description="attempts before a transient error dead-letters"
+    )
+    transient_base_s: float = Field(default=1.0, gt=0, description="first retry's backoff ceiling")
+    transient_cap_s: float = Field(default=300.0, gt=0, description="largest retry backoff")
+    dependency_max_waits: int = Field(
+        default=30, ge=0, description="waits for a parent or customer before dead-lettering"
+    )
+    dependency_base_s: float = Field(default=2.0, gt=0, description="first dependency wait")
+    dependency_cap_s: float = Field(default=120.0, gt=0, description="longest dependency wait")
+    lock_ttl_s: float = Field(default=120.0, gt=0, description="per-record lock lifetime")
+    circuit_failure_threshold: int = Field(
+        default=5, ge=1, description="transient failures in a row that open a circuit"
+    )
+    circuit_cooldown_s: float = Field(default=15.0, gt=0, description="first open period")
+    circuit_cooldown_max_s: float = Field(default=300.0, gt=0, description="longest open period")
+    pump_interval_s: float = Field(
+        default=0.2, gt=0, le=10, description="how often due retries are re-queued"
+    )
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="serve Prometheus metrics on this port"
+    )
 
 
 class DlqSettings(_Model):
     """Dead-letter retention."""
 
-    max_entries: int = Field(default=100_000, ge=1)
-    max_age_days: float = Field(default=30.0, gt=0)
+    max_entries: int = Field(default=100_000, ge=1, description="dead letters kept at most")
+    max_age_days: float = Field(default=30.0, gt=0, description="dead letters older are dropped")
 
 
 class Settings(BaseSettings):
@@ -220,9 +244,18 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    key_prefix: str = Field(default="erpsync", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
-    log_format: Literal["auto", "json", "console"] = "auto"
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0", description="Redis: broker and state store"
+    )
+    key_prefix: str = Field(
+        default="erpsync",
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="prefix of every Redis key (several installations can share a Redis)",
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: JSON unless on a terminal"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     systems: SystemsSettings = Field(default_factory=SystemsSettings)
     flows: dict[str, FlowSettings] = Field(default_factory=dict)

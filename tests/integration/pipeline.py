@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import redis
@@ -103,6 +103,7 @@ class Pipeline:
     config: dict[str, Any]
     prefix: str = field(default_factory=lambda: f"it{uuid.uuid4().hex[:10]}")
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    logs: list[IO[bytes]] = field(default_factory=list)
     settings: Settings = field(init=False)
     redis: redis.Redis = field(init=False)
     keys: Keys = field(init=False)
@@ -126,6 +127,7 @@ class Pipeline:
 
     def start_worker(self, *args: str) -> subprocess.Popen[bytes]:
         log = (self.directory / f"worker-{len(self.workers)}.log").open("wb")
+        self.logs.append(log)
         process = subprocess.Popen(
             [sys.executable, "-m", "cli", "worker", *args],
             cwd=REPO,
@@ -172,6 +174,13 @@ class Pipeline:
 
     def produce(self) -> list[PollResult]:
         return self.producer.poll_once()
+
+    def flow_counters(self, flow: str, target: str) -> dict[str, int]:
+        """The counters of one flow at one target, without the ``<flow>.`` prefix."""
+        prefix = f"{flow}."
+        return {
+            k[len(prefix) :]: v for k, v in self.counters(target).items() if k.startswith(prefix)
+        }
 
     def counters(self, target: str) -> dict[str, int]:
         raw = self.redis.hgetall(self.keys.counters(target))
@@ -242,6 +251,8 @@ class Pipeline:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
+        for log in self.logs:
+            log.close()
         if self._producer is not None:
             self._producer.close()
         for key in self._prefixed_keys():

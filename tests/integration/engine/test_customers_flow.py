@@ -24,11 +24,15 @@ def seed(p: Pipeline, customers: int) -> None:
 
 
 def assert_accounted(p: Pipeline) -> None:
-    """applied + skipped + dead-lettered = produced, per target."""
+    """applied + skipped + dead-lettered = produced, per target and per flow at each target."""
     for target in TARGETS:
-        c = p.counters(target)
-        outcomes = c.get("applied", 0) + c.get("skipped", 0) + c.get("dead_lettered", 0)
-        assert outcomes == c["produced"], (target, c)
+        for counters in (p.counters(target), p.flow_counters("customers", target)):
+            outcomes = (
+                counters.get("applied", 0)
+                + counters.get("skipped", 0)
+                + counters.get("dead_lettered", 0)
+            )
+            assert outcomes == counters["produced"], (target, counters)
 
 
 def levels(customers: dict[str, dict[str, object]]) -> int:
@@ -54,7 +58,7 @@ def test_500_customers_with_hierarchy_arrive_once_in_every_target(
 
     assert_targets_match_source(p)  # includes: one HIPE company per external id
     for target in TARGETS:
-        counters = p.counters(target)
+        counters = p.flow_counters("customers", target)
         assert counters["produced"] == 500
         assert counters["applied"] == 500
         assert counters.get("dead_lettered", 0) == 0
@@ -150,7 +154,7 @@ def test_faults_latency_and_a_killed_worker_lose_and_duplicate_nothing(
         p.faults(system, None)
     assert_targets_match_source(p)  # nothing lost, nothing duplicated
     for target in TARGETS:
-        counters = p.counters(target)
+        counters = p.flow_counters("customers", target)
         assert counters["applied"] == 200, (target, counters)
-        assert counters.get("retries", 0) > 0, "the faults were met and retried"
+        assert p.counters(target).get("retries", 0) > 0, "the faults were met and retried"
     assert_accounted(p)
