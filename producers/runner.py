@@ -11,9 +11,11 @@ import httpx
 import structlog
 
 from adapters._http import make_client
+from adapters.atollon import AtollonClient
 from adapters.onlineerp import OnlineErpClient
 from erpsync.keys import Keys
 from erpsync.settings import Settings
+from producers.atollon import AtollonBilling
 from producers.base import PollResult, Producer, SnapshotStream
 from producers.onlineerp import OnlineErpCustomers, OnlineErpProducts
 from workers.app import create_app
@@ -41,6 +43,25 @@ class ProducerService:
         streams: list[SnapshotStream] = []
         erp = self.settings.systems.onlineerp
         for name, flow in self.settings.flows.items():
+            if flow.enabled and flow.source == "atollon" and flow.entity == "billing":
+                atollon = self.settings.systems.atollon
+                if atollon is not None:
+                    atollon_http = make_client(atollon)
+                    self.clients.append(atollon_http)
+                    streams.append(
+                        AtollonBilling(
+                            name,
+                            "atollon",
+                            "billing",
+                            list(flow.targets),
+                            client=AtollonClient(
+                                atollon_http,
+                                atollon,
+                                error_overrides=self.settings.errors.get("atollon"),
+                            ),
+                        )
+                    )
+                continue
             if not flow.enabled or flow.source != "onlineerp" or erp is None:
                 continue
             http = make_client(erp)

@@ -59,6 +59,10 @@ class ApplyResult:
     extra: str | None = None
 
 
+def _no_checkpoint(extra: str) -> None:
+    """A context built outside the engine records no progress."""
+
+
 @dataclass(frozen=True)
 class ApplyContext:
     """What a sink may know when applying an event."""
@@ -66,6 +70,10 @@ class ApplyContext:
     ledger: LedgerEntry | None
     parent: LedgerEntry | None
     lookup: Callable[[str, str], LedgerEntry | None]  # (entity, key) -> ledger in this target
+    #: Store a multi-step sink's progress in the ledger's ``extra`` before ``apply`` returns
+    #: (the rest of the ledger is written only on success), so that a crash or a failure in a
+    #: later step resumes after the steps already done: the billing saga's invoice number.
+    checkpoint: Callable[[str], None] = _no_checkpoint
 
 
 class Sink(Protocol):
@@ -193,8 +201,14 @@ class Engine:
                 )
                 return self._failed(delivery, missing)
 
+        ledger_key = self.state.keys.ledger(target, event.entity, event.key)
+
+        def checkpoint(extra: str) -> None:
+            self.state.redis.hset(ledger_key, "extra", extra)
+
+        context = ApplyContext(ledger=ledger, parent=parent, lookup=lookup, checkpoint=checkpoint)
         try:
-            result = sink.apply(event, ApplyContext(ledger=ledger, parent=parent, lookup=lookup))
+            result = sink.apply(event, context)
         except SyncError as error:
             return self._failed(delivery, error)
         except ValidationError as exc:

@@ -1,0 +1,157 @@
+"""Atollon billing stream: activities with items ToBeInvoiced, one invoice record per activity.
+
+Billing is Atollon's work queue, so change detection is state-based: every poll lists the
+items in state ``ToBeInvoiced`` (``GET billing``), groups them per activity (and per
+customer and currency, which one invoice cannot mix), and maps each group onto a canonical
+:class:`~erpsync.models.Invoice`. The snapshot base then does the rest: a new or changed
+group is an upsert, and an activity that left the list (its items were billed, cancelled or
+postponed) is a ``delete``, which the billing sink treats as nothing to do.
+
+The invoice's ``reference`` is derived from the activity and its billing item ids
+(:func:`workers.sinks.onlineerp.billing_reference`, shared with the saga): the same work
+always gives the same reference, which lets the ERP refuse a second invoice for it
+(``If-None-Match: *``).
+
+Records are mapped without validation: an activity whose customer has no ERP key still
+becomes an event, and the sink dead-letters it as invalid source data with a hint, while
+the other activities flow on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapters.atollon import (
+    AtollonBillingActivity,
+    AtollonBillingItem,
+    AtollonClient,
+    parse_datetime,
+)
+from producers.base import SnapshotStream, SourceRecord
+from workers.sinks.onlineerp import billing_reference
+
+
+def _text(value: str | None) -> str | None:
+    if value is None:
+        return None
+    text = value.strip()
+    return text or None
+
+
+def _line(item: AtollonBillingItem, erp_system: str) -> dict[str, Any]:
+    """One item as a canonical invoice line: a product line when the product has an ERP key."""
+    description = (
+        _text(item.name)
+        or _text(item.product_name)
+        or _text(item.description)
+        or f"Atollon billing item {item.id}"
+    )
+    return {
+        "product_key": item.product_external_id_for(erp_system),
+        "description": description,
+        # Missing amounts stay missing: the sink refuses the invoice rather than bill 0.
+        "quantity": item.quantity,
+        "unit_price": item.unit_price,
+        "vat_rate": item.vat_value,
+        "source_item_id": item.id,
+    }
+
+
+def _invoice_date(activity: AtollonBillingActivity, items: Sequence[AtollonBillingItem]) -> str:
+    """The latest billing date of the items (else the activity's dates), as an ISO date."""
+    dates = [d for d in (item.billing_datetime for item in items) if d is not None]
+    if dates:
+        return max(dates).date().isoformat()
+    for text in (activity.activity.modified, activity.activity.created):
+        when = parse_datetime(text)
+        if when is not None:
+            return when.date().isoformat()
+    return ""
+
+
+def invoice_payload(
+    entry: AtollonBillingActivity,
+    items: Sequence[AtollonBillingItem],
+    *,
+    customer_key: str | None,
+    currency: str | None,
+    erp_system: str,
+    today: Callable[[], dt.date],
+) -> dict[str, Any]:
+    """Some items of one activity as a canonical invoice (a dict; validated by the sink)."""
+    activity = entry.activity
+    ordered = sorted(items, key=lambda item: item.id)
+    item_ids = [item.id for item in ordered]
+    label = " ".join(p for p in (_text(activity.ref_id), _text(activity.name)) if p)
+    date = _invoice_date(entry, ordered) or today().isoformat()
+    return {
+        "reference": billing_reference(activity.id, item_ids),
+        "customer_key": customer_key,
+        "description": f"Atollon {label or activity.id}",
+        "date": date,
+        "currency": currency,
+        "lines": [_line(item, erp_system) for item in ordered],
+        "activity_id": activity.id,
+        "project_id": entry.project.id if entry.project is not None else None,
+        "billing_item_ids": item_ids,
+    }
+
+
+@dataclass
+class _Group:
+    entry: AtollonBillingActivity
+    items: dict[str, AtollonBillingItem] = field(default_factory=dict)
+
+
+def billing_records(
+    activities: Sequence[AtollonBillingActivity],
+    erp_system: str,
+    *,
+    today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.UTC).date(),
+) -> list[SourceRecord]:
+    """One record per activity (per customer and currency, when an activity mixes them).
+
+    The key is the activity id; only an activity split in several groups gets keys
+    ``<activity>/<customer>/<currency>``. An item listed twice counts once.
+    """
+    groups: dict[tuple[str, str, str], _Group] = {}
+    for entry in activities:
+        contact = entry.customer_contact
+        customer = (contact.external_id_for(erp_system) if contact else None) or ""
+        for item in entry.billing_items:
+            currency = _text(item.currency) or ""
+            group = groups.setdefault((entry.activity.id, customer, currency), _Group(entry))
+            group.items.setdefault(item.id, item)
+    per_activity = Counter(activity for activity, _, _ in groups)
+    records = []
+    for (activity_id, customer, currency), group in sorted(groups.items()):
+        key = (
+            activity_id
+            if per_activity[activity_id] == 1
+            else f"{activity_id}/{customer or '-'}/{currency or '-'}"
+        )
+        payload = invoice_payload(
+            group.entry,
+            list(group.items.values()),
+            customer_key=customer or None,
+            currency=currency or None,
+            erp_system=erp_system,
+            today=today,
+        )
+        records.append(SourceRecord(key, payload))
+    return records
+
+
+@dataclass
+class AtollonBilling(SnapshotStream):
+    """Atollon billing items ``ToBeInvoiced``, as one invoice record per activity."""
+
+    client: AtollonClient = field(kw_only=True)
+
+    def pages(self) -> Iterator[list[SourceRecord]]:
+        # The crawler answers the whole work queue at once: one page.
+        yield billing_records(self.client.list_billing(), self.client.erp_system)
