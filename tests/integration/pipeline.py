@@ -104,6 +104,7 @@ class Pipeline:
     prefix: str = field(default_factory=lambda: f"it{uuid.uuid4().hex[:10]}")
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: list[IO[bytes]] = field(default_factory=list)
+    killed: set[int] = field(default_factory=set)
     settings: Settings = field(init=False)
     redis: redis.Redis = field(init=False)
     keys: Keys = field(init=False)
@@ -144,7 +145,7 @@ class Pipeline:
         while time.monotonic() < deadline:
             if len(self.redis.hkeys(self.keys.workers())) >= count:
                 return
-            dead = [p for p in self.workers if p.poll() is not None]
+            dead = [p for p in self.workers if p.poll() is not None and p.pid not in self.killed]
             if dead:
                 raise AssertionError(f"a worker exited early:\n{self.worker_logs()}")
             time.sleep(0.1)
@@ -152,6 +153,7 @@ class Pipeline:
 
     def kill_worker(self, process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
         """Signal a worker and its children (its process group)."""
+        self.killed.add(process.pid)
         if process.poll() is None:
             os.killpg(process.pid, sig)
         process.wait(timeout=30)
