@@ -1,0 +1,594 @@
+"""``erpsync dlq …``: list, show, replay, edit, drop, export, import and audit dead letters.
+
+The rules (selection, supersession, accounting, validation, audit) live in
+:mod:`workers.replay`; this module parses options and prints.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cli._config import settings_or_exit
+from cli._output import console, err_console, print_json
+from erpsync.events import Delivery
+from erpsync.keys import Keys
+from erpsync.settings import Settings
+from workers.dlq import DeadLetter, DeadLetterStore, Retention
+from workers.replay import (
+    DeadLetterFilter,
+    DlqOperator,
+    DurationError,
+    EditError,
+    ImportFileError,
+    Missing,
+    ReplayPlan,
+    entry_as_dict,
+    format_age,
+    parse_duration,
+    parse_import,
+)
+from workers.state import State
+
+dlq_app = typer.Typer(
+    name="dlq",
+    help="Dead letters: list, show, replay, edit, drop, export, import, audit.",
+    no_args_is_help=True,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(dlq_app, name="dlq")
+
+
+# -- shared options ---------------------------------------------------------------------
+TargetOpt = Annotated[
+    list[str] | None, typer.Option("--target", help="only this target (repeatable)")
+]
+CodeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--code", help="only this error code: vendor code, http-<status>… (repeatable)"),
+]
+FlowOpt = Annotated[list[str] | None, typer.Option("--flow", help="only this flow (repeatable)")]
+EntityOpt = Annotated[
+    list[str] | None, typer.Option("--entity", help="only this entity (repeatable)")
+]
+KeyOpt = Annotated[
+    list[str] | None,
+    typer.Option("--key", help="only this record key; globs allowed: 'C0001*' (repeatable)"),
+]
+OlderOpt = Annotated[
+    str | None,
+    typer.Option("--older-than", help="only entries whose last failure is older: 30s, 15m, 2h, 3d"),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
+ActorOpt = Annotated[
+    str | None, typer.Option("--actor", help="who acts, for the audit log (default: the OS user)")
+]
+
+
+def _filter(
+    target: list[str] | None,
+    code: list[str] | None,
+    flow: list[str] | None,
+    entity: list[str] | None,
+    key: list[str] | None,
+    older_than: str | None,
+) -> DeadLetterFilter:
+    older_s = None
+    if older_than is not None:
+        try:
+            older_s = parse_duration(older_than)
+        except DurationError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--older-than") from None
+    return DeadLetterFilter(
+        targets=tuple(target or ()),
+        codes=tuple(code or ()),
+        flows=tuple(flow or ()),
+        entities=tuple(entity or ()),
+        keys=tuple(key or ()),
+        older_than_s=older_s,
+    )
+
+
+@dataclass
+class _Session:
+    settings: Settings
+    operator: DlqOperator
+
+
+@contextmanager
+def _session(actor: str | None, *, publisher: bool = False) -> Iterator[_Session]:
+    """The operator over this installation's Redis (and broker, to replay)."""
+    settings = settings_or_exit()
+    from workers.runtime import redis_client
+
+    client = redis_client(settings)
+    keys = Keys(settings.key_prefix)
+    store = DeadLetterStore(
+        client,
+        keys,
+        Retention(
+            max_entries=settings.dlq.max_entries, max_age_s=settings.dlq.max_age_days * 86400
+        ),
+    )
+    celery_app = None
+    publish_fn = None
+    if publisher:
+        from workers.app import create_app
+        from workers.publish import publish
+
+        celery_app = create_app(settings)
+        app_ = celery_app
+
+        def publish_fn(deliveries: Sequence[Delivery]) -> int:
+            return publish(app_, deliveries)
+
+    try:
+        yield _Session(
+            settings,
+            DlqOperator(store, State(client, keys), actor=actor, publish=publish_fn),
+        )
+    finally:
+        if celery_app is not None:
+            celery_app.close()
+        client.close()
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[bold red]erpsync dlq: {message}[/]", highlight=False)
+    return typer.Exit(code)
+
+
+def _entries_table(entries: Sequence[DeadLetter], title: str) -> Table:
+    table = Table(title=title, show_lines=False)
+    for column in ("id", "target", "code", "flow", "entity", "key", "tries", "age", "error"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("id", "code", "age"))
+    for e in entries:
+        table.add_row(
+            e.id,
+            e.target,
+            e.code,
+            e.flow,
+            e.entity,
+            e.key,
+            str(e.attempts),
+            format_age(e.age_s),
+            e.message[:120],
+        )
+    return table
+
+
+# -- list / show ------------------------------------------------------------------------
+@dlq_app.command("list")
+def list_entries(
+    target: TargetOpt = None,
+    code: CodeOpt = None,
+    flow: FlowOpt = None,
+    entity: EntityOpt = None,
+    key: KeyOpt = None,
+    older_than: OlderOpt = None,
+    limit: Annotated[int, typer.Option(help="show at most this many (0: all)")] = 0,
+    json_output: JsonOpt = False,
+) -> None:
+    """Dead letters, oldest first, filtered by target, code, flow, entity, key and age."""
+    flt = _filter(target, code, flow, entity, key, older_than)
+    with _session(None) as s:
+        entries = s.operator.select(flt)
+    shown = entries[:limit] if limit > 0 else entries
+    if json_output:
+        print_json([entry_as_dict(e) for e in shown])
+        return
+    if not entries:
+        console.print("no dead letters" + (" match" if not flt.empty else ""))
+        return
+    title = f"dead letters: {len(entries)}" + (
+        f" (showing {len(shown)})" if shown != entries else ""
+    )
+    console.print(_entries_table(shown, title))
+
+
+@dlq_app.command("show")
+def show(
+    entry_id: Annotated[str, typer.Argument(metavar="ID", help="the entry's id")],
+    json_output: JsonOpt = False,
+) -> None:
+    """Everything in one dead letter: the error, the hint, the attempts and the event."""
+    with _session(None) as s:
+        entry = s.operator.store.get(entry_id)
+        reason = s.operator.explain_missing(entry_id) if entry is None else ""
+    if entry is None:
+        raise _fail(f"dead letter {entry_id}: {reason}")
+    if json_output:
+        print_json(entry_as_dict(entry))
+        return
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    event = entry.delivery.event
+    rows: list[tuple[str, Any]] = [
+        ("id", entry.id),
+        ("target", entry.target),
+        ("flow / entity / key", f"{entry.flow} / {entry.entity} / {entry.key}"),
+        ("operation", event.operation),
+        ("code", entry.code),
+        ("error", f"{entry.error_class} ({entry.error_type})"),
+        ("vendor", f"{entry.vendor_code or '-'} {entry.vendor_name or ''}".strip()),
+        ("HTTP status", entry.status_code if entry.status_code is not None else "-"),
+        ("message", entry.message),
+        ("hint", entry.hint or "-"),
+        ("response", entry.response_excerpt or "-"),
+        ("attempts", entry.attempts),
+        ("first failure", entry.first_failure_at.isoformat(timespec="seconds")),
+        (
+            "last failure",
+            f"{entry.last_failure_at.isoformat(timespec='seconds')} "
+            f"({format_age(entry.age_s)} ago)",
+        ),
+        ("dead-lettered", f"{entry.dead_lettered_count} time(s), replayed {entry.replays}"),
+        (
+            "event",
+            f"{event.event_id} version {event.source_version}, "
+            f"detected {event.detected_at.isoformat(timespec='seconds')}",
+        ),
+        ("parent", event.parent_key or "-"),
+    ]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    console.print(table)
+    console.print("[bold]payload[/]")
+    console.print_json(json.dumps(event.payload, ensure_ascii=False))
+
+
+# -- replay -----------------------------------------------------------------------------
+def _choose(
+    s: _Session,
+    ids: list[str] | None,
+    flt: DeadLetterFilter,
+    all_entries: bool,
+) -> tuple[list[DeadLetter], list[Missing], dict[str, Any]]:
+    """The entries named by ids, a filter or --all (exactly one of them)."""
+    given = sum([bool(ids), not flt.empty, all_entries])
+    if given == 0:
+        raise _fail("name the entries: IDs, a filter (--code, --target …) or --all", 2)
+    if given > 1:
+        raise _fail("give IDs, a filter or --all, not several of them", 2)
+    if ids:
+        found, missing = s.operator.get_many(ids)
+        return found, missing, {"ids": list(ids)[:50]}
+    entries = s.operator.select(None if all_entries else flt)
+    return entries, [], ({"all": True} if all_entries else flt.as_dict())
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+
+
+def _print_plan(plan: ReplayPlan) -> None:
+    table = Table(
+        title=f"dry run: {len(plan.entries)} entr{'y' if len(plan.entries) == 1 else 'ies'}"
+    )
+    for column in ("id", "target", "code", "key", "version", "would", "note"):
+        table.add_column(column, overflow="fold")
+    for p in plan.entries:
+        table.add_row(
+            p.entry.id,
+            p.entry.target,
+            p.entry.code,
+            p.entry.key,
+            str(p.entry.delivery.event.source_version),
+            "replay" if p.verdict == "replay" else "skip: superseded",
+            p.note,
+        )
+    if plan.entries:
+        console.print(table)
+    console.print(
+        f"would replay {len(plan.to_replay)}, skip {len(plan.superseded)} superseded "
+        "by a newer change of the same record"
+    )
+
+
+def _print_missing(missing: Sequence[Missing]) -> None:
+    for m in missing:
+        console.print(f"[yellow]{m.id}: {m.reason}; nothing to replay[/]", highlight=False)
+
+
+@dlq_app.command("replay")
+def replay(
+    ids: Annotated[
+        list[str] | None, typer.Argument(metavar="ID", help="entry ids", show_default=False)
+    ] = None,
+    all_entries: Annotated[bool, typer.Option("--all", help="every dead letter")] = False,
+    target: TargetOpt = None,
+    code: CodeOpt = None,
+    flow: FlowOpt = None,
+    entity: EntityOpt = None,
+    key: KeyOpt = None,
+    older_than: OlderOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="say what would be replayed; change nothing")
+    ] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="wait for the workers' outcomes and report them")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="seconds --wait waits at most")] = 300.0,
+    actor: ActorOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Put dead letters back on their target's queue (superseded ones are skipped).
+
+    Replays go through the workers: rate limit and circuit apply; the ledger applies each once.
+    """
+    flt = _filter(target, code, flow, entity, key, older_than)
+    with _session(actor, publisher=not dry_run) as s:
+        entries, missing, criteria = _choose(s, ids, flt, all_entries)
+        plan = s.operator.plan(entries, missing)
+        if dry_run:
+            if json_output:
+                print_json(
+                    {
+                        "dry_run": True,
+                        "entries": [p.as_dict() for p in plan.entries],
+                        "would_replay": len(plan.to_replay),
+                        "superseded": len(plan.superseded),
+                        "missing": [m.as_dict() for m in plan.missing],
+                    }
+                )
+            else:
+                _print_plan(plan)
+                _print_missing(plan.missing)
+            raise typer.Exit(1 if plan.missing else 0)
+        with _progress() as bar:
+            task = bar.add_task("replaying", total=len(plan.entries))
+            report = s.operator.replay(
+                plan, progress=lambda n: bar.advance(task, n), criteria=criteria
+            )
+        outcomes = None
+        if wait and report.replayed:
+            with _progress() as bar:
+                task = bar.add_task("waiting for outcomes", total=len(report.replayed))
+                outcomes = s.operator.wait(
+                    report.replayed, timeout_s=timeout, progress=lambda n: bar.advance(task, n)
+                )
+    if json_output:
+        data: dict[str, Any] = {
+            "dry_run": False,
+            "replayed": [e.id for e in report.replayed],
+            "superseded": [p.as_dict() for p in report.superseded],
+            "missing": [m.as_dict() for m in report.missing]
+            + [{"id": i, "reason": "resolved meanwhile"} for i in report.vanished],
+        }
+        if outcomes is not None:
+            data["outcomes"] = outcomes.as_dict()
+        print_json(data)
+    else:
+        console.print(
+            f"replayed {len(report.replayed)}: on their target queues; the workers apply them "
+            "under each target's rate limit and circuit"
+        )
+        if report.superseded:
+            console.print(
+                f"skipped {len(report.superseded)} superseded by a newer change of the same "
+                f"record: {', '.join(p.entry.id for p in report.superseded[:20])}"
+            )
+        _print_missing(report.missing)
+        for entry_id in report.vanished:
+            console.print(f"[yellow]{entry_id}: resolved meanwhile; not replayed[/]")
+        if outcomes is not None:
+            console.print(
+                f"applied {len(outcomes.applied)}, skipped {len(outcomes.skipped)}, "
+                f"dead-lettered again {len(outcomes.failed_again)}, "
+                f"still pending {len(outcomes.pending)}"
+            )
+            if outcomes.failed_again:
+                console.print(
+                    "[red]dead-lettered again: " + ", ".join(outcomes.failed_again[:20]) + "[/]"
+                )
+    failed = bool(report.missing) or (
+        outcomes is not None and bool(outcomes.failed_again or outcomes.pending)
+    )
+    raise typer.Exit(1 if failed else 0)
+
+
+# -- edit -------------------------------------------------------------------------------
+@dlq_app.command("edit")
+def edit(
+    entry_id: Annotated[str, typer.Argument(metavar="ID", help="the entry's id")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="field=value instead of an editor (repeatable; dotted: address.city=Laval; "
+            "JSON values: active=false, parent_key=null)",
+        ),
+    ] = None,
+    actor: ActorOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Edit a dead letter's payload ($EDITOR, or --set), validated before it is stored."""
+    with _session(actor) as s:
+        payload = None
+        if not set_:
+            entry = s.operator.store.get(entry_id)
+            if entry is None:
+                raise _fail(f"dead letter {entry_id}: {s.operator.explain_missing(entry_id)}")
+            original = json.dumps(entry.delivery.event.payload, indent=2, ensure_ascii=False)
+            text = click.edit(original + "\n", extension=".json", require_save=True)
+            if text is None or text.strip() == original.strip():
+                console.print("no change; nothing stored")
+                return
+            try:
+                payload = json.loads(text)
+            except ValueError as exc:
+                raise _fail(f"not JSON ({exc}); nothing stored") from None
+            if not isinstance(payload, dict):
+                raise _fail("the payload must be a JSON object; nothing stored")
+        try:
+            result = s.operator.edit(entry_id, payload=payload, sets=set_ or ())
+        except EditError as exc:
+            err_console.print(f"[bold red]erpsync dlq: {exc}; nothing stored[/]", highlight=False)
+            for reason in exc.reasons:
+                err_console.print(f"  - {reason}", highlight=False)
+            raise typer.Exit(1) from None
+    if result is None:
+        if json_output:
+            print_json({"id": entry_id, "changed": []})
+        else:
+            console.print("no change; nothing stored")
+        return
+    if json_output:
+        print_json(
+            {"id": result.entry.id, "changed": result.changed, **entry_as_dict(result.entry)}
+        )
+        return
+    console.print(
+        f"stored {result.entry.id}: changed {', '.join(result.changed)}; "
+        f"replay it with: erpsync dlq replay {result.entry.id}"
+    )
+
+
+# -- drop -------------------------------------------------------------------------------
+@dlq_app.command("drop")
+def drop(
+    ids: Annotated[
+        list[str] | None, typer.Argument(metavar="ID", help="entry ids", show_default=False)
+    ] = None,
+    all_entries: Annotated[bool, typer.Option("--all", help="every dead letter")] = False,
+    target: TargetOpt = None,
+    code: CodeOpt = None,
+    flow: FlowOpt = None,
+    entity: EntityOpt = None,
+    key: KeyOpt = None,
+    older_than: OlderOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    actor: ActorOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Delete dead letters for good (the audit log keeps who dropped what)."""
+    flt = _filter(target, code, flow, entity, key, older_than)
+    with _session(actor) as s:
+        entries, missing, criteria = _choose(s, ids, flt, all_entries)
+        if entries and not ids and not yes:
+            typer.confirm(f"drop {len(entries)} dead letter(s) for good?", abort=True)
+        dropped = s.operator.drop(entries, criteria)
+    if json_output:
+        print_json({"dropped": dropped, "missing": [m.as_dict() for m in missing]})
+    else:
+        console.print(f"dropped {dropped}")
+        for m in missing:
+            console.print(f"[yellow]{m.id}: {m.reason}[/]", highlight=False)
+    raise typer.Exit(1 if missing else 0)
+
+
+# -- export / import --------------------------------------------------------------------
+@dlq_app.command("export")
+def export(
+    target: TargetOpt = None,
+    code: CodeOpt = None,
+    flow: FlowOpt = None,
+    entity: EntityOpt = None,
+    key: KeyOpt = None,
+    older_than: OlderOpt = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="write here instead of stdout")
+    ] = None,
+    actor: ActorOpt = None,
+) -> None:
+    """Dead letters as JSON lines (one entry per line, complete enough to import)."""
+    flt = _filter(target, code, flow, entity, key, older_than)
+    with _session(actor) as s:
+        entries = s.operator.select(flt)
+        lines = s.operator.export_lines(entries, flt.as_dict())
+        if output is None:
+            for line in lines:
+                sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        else:
+            with output.open("w", encoding="utf-8") as fh:
+                for line in lines:
+                    fh.write(line + "\n")
+            err_console.print(f"exported {len(entries)} to {output}", highlight=False)
+
+
+@dlq_app.command("import")
+def import_(
+    path: Annotated[Path, typer.Argument(help="a JSON-lines file from `dlq export` ('-': stdin)")],
+    actor: ActorOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Load dead letters from JSON lines; every line is checked first, all or nothing."""
+    if str(path) == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise _fail(f"cannot read {path}: {exc.strerror}", 2) from None
+    try:
+        entries = parse_import(text.splitlines())
+    except ImportFileError as exc:
+        if json_output:
+            print_json(
+                {
+                    "imported": 0,
+                    "invalid_lines": [{"line": n, "problem": p} for n, p in exc.problems],
+                }
+            )
+        else:
+            err_console.print(f"[bold red]erpsync dlq: {exc}; nothing imported[/]", highlight=False)
+            for number, problem in exc.problems[:50]:
+                err_console.print(f"  line {number}: {problem}", highlight=False)
+        raise typer.Exit(1) from None
+    with _session(actor) as s:
+        added, replaced = s.operator.import_entries(entries, source=str(path))
+    if json_output:
+        print_json({"imported": len(entries), "added": added, "replaced": replaced})
+    else:
+        console.print(f"imported {len(entries)} ({added} new, {replaced} replaced)")
+
+
+# -- audit ------------------------------------------------------------------------------
+@dlq_app.command("audit")
+def audit(
+    limit: Annotated[int, typer.Option(help="the most recent N actions")] = 50,
+    json_output: JsonOpt = False,
+) -> None:
+    """Who did what to dead letters, when, and to how many (newest first)."""
+    with _session(None) as s:
+        rows = s.operator.store.audit_log(limit=limit)
+    if json_output:
+        print_json(rows)
+        return
+    if not rows:
+        console.print("the audit log is empty")
+        return
+    table = Table(title="dead-letter audit log")
+    for column in ("at", "who", "action", "count", "details"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        details = {k: v for k, v in row["details"].items() if v not in ({}, [], None)}
+        table.add_row(
+            str(row.get("at", ""))[:19],
+            str(row.get("who", "")),
+            str(row.get("action", "")),
+            str(row.get("count", "")),
+            json.dumps(details, ensure_ascii=False)[:300],
+        )
+    console.print(table)

@@ -1,0 +1,203 @@
+"""``erpsync status`` and ``erpsync target list|pause|resume``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import redis
+import typer
+from rich.table import Table
+
+from cli._config import settings_or_exit
+from cli._output import console, err_console, print_json
+from erpsync.keys import Keys
+from erpsync.settings import SYSTEM_NAMES, Settings
+from workers.dlq import DeadLetterStore
+from workers.limits import Circuit
+from workers.replay import default_actor, format_age
+from workers.status import gather_status
+
+target_app = typer.Typer(
+    name="target",
+    help="Targets: circuit states; pause or resume a target by hand.",
+    no_args_is_help=True,
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
+ActorOpt = Annotated[
+    str | None, typer.Option("--actor", help="who acts, for the audit log (default: the OS user)")
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)
+    app.add_typer(target_app, name="target")
+
+
+@contextmanager
+def _redis(settings: Settings) -> Iterator[redis.Redis]:
+    from workers.runtime import redis_client
+
+    client = redis_client(settings)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _fmt_lag(seconds: float) -> str:
+    return "-" if seconds <= 0 else format_age(seconds)
+
+
+def _codes(counts: dict[str, int]) -> str:
+    return ", ".join(f"{code}×{n}" for code, n in counts.items()) or "-"
+
+
+def status(json_output: JsonOpt = False) -> None:
+    """Per flow and target: last poll, lag, queue, in flight, retries, DLQ, circuit."""
+    settings = settings_or_exit()
+    try:
+        with _redis(settings) as client:
+            data = gather_status(settings, client)
+    except redis.RedisError as exc:
+        err_console.print(f"[bold red]erpsync status: Redis unavailable: {exc}[/]")
+        raise typer.Exit(1) from None
+    if json_output:
+        print_json(data)
+        return
+    flows = Table(title="flows")
+    for column in ("flow", "stream", "last poll", "records", "changed", "deleted", "error"):
+        flows.add_column(column, overflow="fold")
+    for flow in data["flows"]:
+        stream = flow["stream"]
+        age = stream["last_poll_age_s"]
+        flows.add_row(
+            flow["name"] + ("" if flow["enabled"] else " (off)"),
+            stream["name"],
+            f"{format_age(age)} ago" if age is not None else "never",
+            _num(stream["last_records"]),
+            _num(stream["last_changed"]),
+            _num(stream["last_deleted"]),
+            stream["last_error"] or "",
+        )
+    console.print(flows)
+    targets = Table(title="targets")
+    for column in (
+        "target",
+        "circuit",
+        "queue",
+        "reserved",
+        "in flight",
+        "retries",
+        "lag",
+        "DLQ",
+        "applied",
+        "skipped",
+        "dead-lettered",
+    ):
+        targets.add_column(column, overflow="fold")
+    for t in data["targets"]:
+        counters = t["counters"]
+        targets.add_row(
+            t["name"],
+            _circuit(t["circuit"]),
+            str(t["queue_depth"]),
+            str(t["reserved"]),
+            str(t["in_flight"]),
+            str(t["scheduled_retries"]),
+            _fmt_lag(t["lag_s"]),
+            _codes(t["dlq"]),
+            str(counters.get("applied", 0)),
+            str(counters.get("skipped", 0)),
+            str(counters.get("dead_lettered", 0)),
+        )
+    console.print(targets)
+    console.print(
+        f"dead letters: {data['dlq_total']}   workers: {len(data['workers'])}", highlight=False
+    )
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _circuit(circuit: dict[str, Any]) -> str:
+    state = str(circuit["state"])
+    if state == "open" and circuit["until"]:
+        return f"open ({format_age(max(0.0, circuit['until'] - time.time()))} left)"
+    return state
+
+
+def _known_targets(settings: Settings) -> list[str]:
+    flow_targets = {t for f in settings.flows.values() for t in f.targets}
+    return sorted(flow_targets | set(settings.systems.configured()))
+
+
+def _check_target(settings: Settings, name: str) -> None:
+    known = _known_targets(settings)
+    if name not in known:
+        hint = ", ".join(known) or f"none configured (systems: {', '.join(SYSTEM_NAMES)})"
+        err_console.print(f"[bold red]erpsync target: unknown target {name!r}; known: {hint}[/]")
+        raise typer.Exit(2)
+
+
+@target_app.command("list")
+def list_targets(json_output: JsonOpt = False) -> None:
+    """Every target with its circuit: closed, open, half_open or paused."""
+    settings = settings_or_exit()
+    with _redis(settings) as client:
+        circuit = Circuit(client, Keys(settings.key_prefix))
+        rows: list[dict[str, Any]] = [
+            {"name": name, **circuit.status(name).as_dict()} for name in _known_targets(settings)
+        ]
+    if json_output:
+        print_json(rows)
+        return
+    table = Table(title="targets")
+    for column in ("target", "circuit", "failures", "openings", "reason"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["name"],
+            _circuit(row),
+            str(row["failures"]),
+            str(row["openings"]),
+            str(row["reason"]),
+        )
+    console.print(table)
+
+
+@target_app.command("pause")
+def pause(
+    name: Annotated[str, typer.Argument(help="the target, e.g. propeller")],
+    reason: Annotated[str | None, typer.Option(help="why, shown by `target list`")] = None,
+    actor: ActorOpt = None,
+) -> None:
+    """Stop delivering to a target: its deliveries wait, no retry is burned."""
+    settings = settings_or_exit()
+    _check_target(settings, name)
+    who = actor or default_actor()
+    keys = Keys(settings.key_prefix)
+    with _redis(settings) as client:
+        Circuit(client, keys).pause(name, reason or f"paused by {who}")
+        DeadLetterStore(client, keys).audit(who, "target.pause", 1, {"target": name})
+    console.print(f"{name} paused; `erpsync target resume {name}` resumes it")
+
+
+@target_app.command("resume")
+def resume(
+    name: Annotated[str, typer.Argument(help="the target, e.g. propeller")],
+    actor: ActorOpt = None,
+) -> None:
+    """Deliver to a target again (closes its circuit, whatever opened it)."""
+    settings = settings_or_exit()
+    _check_target(settings, name)
+    who = actor or default_actor()
+    keys = Keys(settings.key_prefix)
+    with _redis(settings) as client:
+        Circuit(client, keys).resume(name)
+        DeadLetterStore(client, keys).audit(who, "target.resume", 1, {"target": name})
+    console.print(f"{name} resumed; waiting deliveries go out as they come due")
