@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli import demo, diagnose, engine, sandbox, settings_doc
+from cli import demo, diagnose, dlq, engine, flower, sandbox, settings_doc, status
 
 app = typer.Typer(
     name="erpsync",
@@ -39,8 +39,11 @@ def _options(
 sandbox.register(app)
 engine.register(app)
 diagnose.register(app)
+flower.register(app)
 demo.register(app)
 settings_doc.register(app)
+dlq.register(app)
+status.register(app)
 
 
 def main() -> None:
