@@ -643,6 +643,41 @@ def _paging_rows(paging: dict[str, list[PagingResult]], machine_cores: int) -> l
     return rows
 
 
+def _summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The headroom each simulator leaves: its server capacity against what a client reaches.
+
+    One Python process of httpx clients tops out near the bare server's N-client rate, so
+    ``client_processes_served`` says how many such processes one simulator core can keep up
+    with before the simulator, not the client, becomes the limit.
+    """
+    clients = report["settings"]["clients"]
+    gets = report["cheap_get"]
+    client_max = next(r["per_s"] for r in gets if r["target"] == "bare" and r["clients"] == clients)
+    simulators = [r for r in gets if r["target"] in GET_TARGETS[2:]]
+    slowest = min(simulators, key=lambda r: r["server_capacity_per_s"] or math.inf)
+    bulk = [r for r in report["propeller_bulk"] if r["target"] != "bare"]
+    slowest_bulk = min(bulk, key=lambda r: r["server_capacity_records_per_s"] or math.inf)
+    paging = next(r for r in report["paging"] if r["target"] == "onlineerp")
+    return {
+        "client_max_get_per_s": client_max,
+        "slowest_get": {
+            "target": slowest["target"],
+            "clients": slowest["clients"],
+            "server_us_per_request": slowest["server_us_per_request"],
+            "server_capacity_per_s": slowest["server_capacity_per_s"],
+            "server_capacity_ratio_to_bare": slowest["server_capacity_ratio_to_bare"],
+            "client_processes_served": _ratio(slowest["server_capacity_per_s"], client_max),
+        },
+        "slowest_bulk": {
+            "target": slowest_bulk["target"],
+            "clients": slowest_bulk["clients"],
+            "server_capacity_records_per_s": slowest_bulk["server_capacity_records_per_s"],
+        },
+        "onlineerp_paging_ratio_to_bare": paging["ratio_to_bare"],
+        "onlineerp_paging_seconds": paging["seconds"],
+    }
+
+
 def build_report(
     settings: Settings,
     machine: dict[str, Any],
@@ -653,7 +688,7 @@ def build_report(
 ) -> dict[str, Any]:
     """Everything measured, as one JSON-able document (medians of the rounds)."""
     machine_cores = machine["cores"]
-    return {
+    report: dict[str, Any] = {
         "benchmark": "simulators",
         "machine": machine,
         "settings": {
@@ -674,6 +709,8 @@ def build_report(
         "paging": _paging_rows(paging, machine_cores),
         "timings_s": {name: _num(value) for name, value in timings.items()},
     }
+    report["summary"] = _summary(report)
+    return report
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -691,6 +728,10 @@ def _cores(row: dict[str, Any]) -> str:
         _fmt(None if row[key] is None else round(row[key], 2))
         for key in ("client_cores", "server_cores", "other_cores")
     )
+
+
+def _clients(count: int) -> str:
+    return f"{count} client" if count == 1 else f"{count} clients"
 
 
 def _table(title: str, columns: list[str]) -> Table:
@@ -786,6 +827,20 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
             row["limit"],
         )
     console.print(table)
+    summary = report["summary"]
+    slowest = summary["slowest_get"]
+    console.print(
+        f"[bold]Headroom[/bold]: one client process reaches {_fmt(summary['client_max_get_per_s'])}"
+        f" GET/s (bare, {settings['clients']} clients). The slowest simulator GET "
+        f"({slowest['target']}, {_clients(slowest['clients'])}) costs "
+        f"{_fmt(slowest['server_us_per_request'])} µs of server CPU: "
+        f"{_fmt(slowest['server_capacity_per_s'])}/s per server core, "
+        f"{_fmt(slowest['server_capacity_ratio_to_bare'], 2)} × bare, enough for "
+        f"{_fmt(slowest['client_processes_served'], 2)} such client processes. Propeller bulk: "
+        f"≥ {_fmt(summary['slowest_bulk']['server_capacity_records_per_s'])} records/s per "
+        f"server core. OnlineERP paging: {_fmt(summary['onlineerp_paging_seconds'])} s, "
+        f"{_fmt(summary['onlineerp_paging_ratio_to_bare'], 2)} × bare."
+    )
     timings = report["timings_s"]
     console.print(
         "× bare: the simulator's rate ÷ the bare server's, same clients, same run. "

@@ -106,6 +106,21 @@ def test_paging_reads_every_seeded_customer(report: dict[str, Any]) -> None:
         assert row["records_per_s"] == pytest.approx(customers / row["seconds"], rel=0.01)
 
 
+def test_summary_names_the_slowest_simulator_and_its_headroom(report: dict[str, Any]) -> None:
+    summary = report["summary"]
+    assert summary["slowest_get"]["target"] in GET_TARGETS[2:]
+    assert summary["slowest_bulk"]["target"] in BULK_TARGETS[1:]
+    for figure in (
+        summary["client_max_get_per_s"],
+        summary["slowest_get"]["server_capacity_per_s"],
+        summary["slowest_get"]["client_processes_served"],
+        summary["slowest_bulk"]["server_capacity_records_per_s"],
+        summary["onlineerp_paging_seconds"],
+        summary["onlineerp_paging_ratio_to_bare"],
+    ):
+        assert positive(figure), summary
+
+
 def test_percentile_interpolates_between_ranks() -> None:
     assert percentile([3.0, 1.0, 2.0], 50) == 2.0
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
