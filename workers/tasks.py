@@ -15,11 +15,13 @@ from pydantic import ValidationError
 from erpsync.events import Delivery
 from erpsync.logging import configure_logging
 from workers.app import TASK_APPLY, TASK_NOOP, app
+from workers.metrics import DEFAULT_ADDRESS, WorkerMetrics, start_worker_metrics
 from workers.pump import Pump
 from workers.runtime import get_runtime, reset_runtime
 
 log = structlog.get_logger("erpsync.worker")
 _pump: Pump | None = None
+_metrics: WorkerMetrics | None = None
 
 
 @app.task(
@@ -67,6 +69,31 @@ def _start_pump(sender: WorkController | None = None, **_: Any) -> None:
         if app.amqp.queues.consume_from
         else [],
     )
+
+
+@signals.worker_ready.connect
+def _start_metrics(sender: WorkController | None = None, **_: Any) -> None:
+    global _metrics
+    runtime = get_runtime()
+    port = runtime.settings.worker.metrics_port
+    if port is None or _metrics is not None:
+        return
+    # Loopback unless configured: the endpoint has no authentication.
+    address = getattr(runtime.settings.worker, "metrics_address", None) or DEFAULT_ADDRESS
+    pool = getattr(getattr(sender, "pool_cls", None), "__module__", "") or ""
+    try:
+        _metrics = start_worker_metrics(runtime, port, address=address, prefork="prefork" in pool)
+    except OSError as exc:
+        # Deliveries matter more than their metrics: say so loudly and keep consuming.
+        log.error("worker.metrics_unavailable", address=address, port=port, error=str(exc))  # noqa: TRY400
+
+
+@signals.worker_shutting_down.connect
+def _stop_metrics(**_: Any) -> None:
+    global _metrics
+    if _metrics is not None:
+        _metrics.stop()
+        _metrics = None
 
 
 @signals.worker_shutting_down.connect
