@@ -8,7 +8,10 @@ bookmark only after the events are on their queues, and the stream's state for
 
 Snapshot streams fingerprint every record of a full paged scan and compare with the last
 fingerprints enqueued, which finds changes where the API has no modified-since filter, and
-deletions (keys that vanished). No change, no event.
+deletions (keys that vanished). Cursor streams read only what changed since their bookmark
+(minus a lookback window, because records with equal timestamps straddle pages and clocks
+drift); the same fingerprints drop what the lookback reads again, and the bookmark moves
+only after the events are enqueued. No change, no event.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import redis
 import structlog
@@ -79,9 +82,27 @@ class SnapshotStream(ABC):
     def name(self) -> str:
         return f"{self.source}.{self.entity}"
 
+    #: a full scan sees every record, so keys that vanished were deleted
+    detects_deletions: ClassVar[bool] = True
+
     @abstractmethod
     def pages(self) -> Iterator[list[SourceRecord]]:
         """Every record of the source, a page at a time."""
+
+    def load_bookmark(self, bookmark: str | None) -> None:  # noqa: B027 (optional hook)
+        """Cursor streams: where the last poll stopped (None on the first poll)."""
+
+    def bookmark(self) -> str | None:
+        """Cursor streams: where this poll stopped (saved once its events are enqueued)."""
+        return None
+
+
+@dataclass
+class CursorStream(SnapshotStream):
+    """A source entity read by a modified-date cursor, with a lookback window."""
+
+    detects_deletions: ClassVar[bool] = False
+    lookback_s: float = field(default=300.0, kw_only=True)
 
 
 @dataclass
@@ -146,6 +167,8 @@ class Producer:
 
     def _scan(self, stream: SnapshotStream, result: PollResult, lock_key: str, token: str) -> None:
         snapshot = self.keys.snapshot(stream.source, stream.entity)
+        cursor_key = self.keys.cursor(stream.source, stream.entity)
+        stream.load_bookmark(self.redis.get(cursor_key))  # type: ignore[arg-type]
         seen: set[str] = set()
         pending: list[_Change] = []
         for page in stream.pages():
@@ -162,19 +185,22 @@ class Producer:
                 self._flush(stream, pending, result)
                 pending = []
             self.redis.pexpire(lock_key, int(self.lock_ttl_s * 1000))
-        deleted = [
-            str(key)
-            for key, _ in self.redis.hscan_iter(snapshot, count=1000)
-            if str(key) not in seen
-        ]
-        for key in deleted:
-            payload = {"key": key, "active": False}
-            pending.append(
-                _Change(
-                    SourceRecord(key, payload), "delete", content_fingerprint("delete", payload)
-                )
-            )
+        if stream.detects_deletions:
+            deleted = [
+                str(key)
+                for key, _ in self.redis.hscan_iter(snapshot, count=1000)
+                if str(key) not in seen
+            ]
+            for key in deleted:
+                payload = {"key": key, "active": False}
+                fingerprint = content_fingerprint("delete", payload)
+                pending.append(_Change(SourceRecord(key, payload), "delete", fingerprint))
         self._flush(stream, pending, result)
+        bookmark = stream.bookmark()
+        if bookmark is not None:
+            self.redis.set(cursor_key, bookmark)
+            state_key = self.keys.stream_state(stream.source, stream.entity)
+            self.redis.hset(state_key, "cursor", bookmark)
 
     def _flush(self, stream: SnapshotStream, changes: list[_Change], result: PollResult) -> None:
         """Publish the changes, then (only then) advance the snapshot."""

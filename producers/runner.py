@@ -13,11 +13,13 @@ import structlog
 from adapters._http import make_client
 from adapters.atollon import AtollonClient
 from adapters.onlineerp import OnlineErpClient
+from adapters.propeller import PropellerClient
 from erpsync.keys import Keys
 from erpsync.settings import Settings
 from producers.atollon import AtollonBilling
 from producers.base import PollResult, Producer, SnapshotStream
 from producers.onlineerp import OnlineErpCustomers, OnlineErpProducts
+from producers.propeller import PropellerCompanies
 from workers.app import create_app
 from workers.runtime import redis_client
 
@@ -91,6 +93,28 @@ class ProducerService:
                         source_fields=flow.source_fields,
                     )
                 )
+        streams.extend(self._propeller_streams())
+        return streams
+
+    def _propeller_streams(self) -> list[SnapshotStream]:
+        streams: list[SnapshotStream] = []
+        propeller = self.settings.systems.propeller
+        for name, flow in self.settings.flows.items():
+            if not flow.enabled or flow.source != "propeller" or propeller is None:
+                continue
+            if flow.entity != "customer":
+                continue
+            http = make_client(propeller)
+            self.clients.append(http)
+            client = PropellerClient(
+                http, propeller, error_overrides=self.settings.errors.get("propeller")
+            )
+            streams.append(
+                PropellerCompanies(
+                    name, "propeller", "customer", list(flow.targets),
+                    client=client, source_name=propeller.source, page_size=propeller.page_size,
+                )
+            )  # fmt: skip
         return streams
 
     def poll_once(self, on_result: Callable[[PollResult], None] | None = None) -> list[PollResult]:
