@@ -145,8 +145,15 @@ def _session(actor: str | None, *, publisher: bool = False) -> Iterator[_Session
         client.close()
 
 
+def say(text: str, style: str | None = None, *, err: bool = False) -> None:
+    """A message line: never wrapped (ids and commands stay whole), never read as markup."""
+    (err_console if err else console).print(
+        text, style=style, soft_wrap=True, highlight=False, markup=False
+    )
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[bold red]erpsync dlq: {message}[/]", highlight=False)
+    say(f"erpsync dlq: {message}", "bold red", err=True)
     return typer.Exit(code)
 
 
@@ -190,7 +197,7 @@ def list_entries(
         print_json([entry_as_dict(e) for e in shown])
         return
     if not entries:
-        console.print("no dead letters" + (" match" if not flt.empty else ""))
+        say("no dead letters" + (" match" if not flt.empty else ""))
         return
     title = f"dead letters: {len(entries)}" + (
         f" (showing {len(shown)})" if shown != entries else ""
@@ -299,7 +306,7 @@ def _print_plan(plan: ReplayPlan) -> None:
         )
     if plan.entries:
         console.print(table)
-    console.print(
+    say(
         f"would replay {len(plan.to_replay)}, skip {len(plan.superseded)} superseded "
         "by a newer change of the same record"
     )
@@ -307,7 +314,7 @@ def _print_plan(plan: ReplayPlan) -> None:
 
 def _print_missing(missing: Sequence[Missing]) -> None:
     for m in missing:
-        console.print(f"[yellow]{m.id}: {m.reason}; nothing to replay[/]", highlight=False)
+        say(f"{m.id}: {m.reason}; nothing to replay", "yellow")
 
 
 @dlq_app.command("replay")
@@ -379,28 +386,26 @@ def replay(
             data["outcomes"] = outcomes.as_dict()
         print_json(data)
     else:
-        console.print(
+        say(
             f"replayed {len(report.replayed)}: on their target queues; the workers apply them "
             "under each target's rate limit and circuit"
         )
         if report.superseded:
-            console.print(
+            say(
                 f"skipped {len(report.superseded)} superseded by a newer change of the same "
                 f"record: {', '.join(p.entry.id for p in report.superseded[:20])}"
             )
         _print_missing(report.missing)
         for entry_id in report.vanished:
-            console.print(f"[yellow]{entry_id}: resolved meanwhile; not replayed[/]")
+            say(f"{entry_id}: resolved meanwhile; not replayed", "yellow")
         if outcomes is not None:
-            console.print(
+            say(
                 f"applied {len(outcomes.applied)}, skipped {len(outcomes.skipped)}, "
                 f"dead-lettered again {len(outcomes.failed_again)}, "
                 f"still pending {len(outcomes.pending)}"
             )
             if outcomes.failed_again:
-                console.print(
-                    "[red]dead-lettered again: " + ", ".join(outcomes.failed_again[:20]) + "[/]"
-                )
+                say("dead-lettered again: " + ", ".join(outcomes.failed_again[:20]), "red")
     failed = bool(report.missing) or (
         outcomes is not None and bool(outcomes.failed_again or outcomes.pending)
     )
@@ -432,7 +437,7 @@ def edit(
             original = json.dumps(entry.delivery.event.payload, indent=2, ensure_ascii=False)
             text = click.edit(original + "\n", extension=".json", require_save=True)
             if text is None or text.strip() == original.strip():
-                console.print("no change; nothing stored")
+                say("no change; nothing stored")
                 return
             try:
                 payload = json.loads(text)
@@ -443,22 +448,22 @@ def edit(
         try:
             result = s.operator.edit(entry_id, payload=payload, sets=set_ or ())
         except EditError as exc:
-            err_console.print(f"[bold red]erpsync dlq: {exc}; nothing stored[/]", highlight=False)
+            say(f"erpsync dlq: {exc}; nothing stored", "bold red", err=True)
             for reason in exc.reasons:
-                err_console.print(f"  - {reason}", highlight=False)
+                say(f"  - {reason}", err=True)
             raise typer.Exit(1) from None
     if result is None:
         if json_output:
             print_json({"id": entry_id, "changed": []})
         else:
-            console.print("no change; nothing stored")
+            say("no change; nothing stored")
         return
     if json_output:
         print_json(
             {"id": result.entry.id, "changed": result.changed, **entry_as_dict(result.entry)}
         )
         return
-    console.print(
+    say(
         f"stored {result.entry.id}: changed {', '.join(result.changed)}; "
         f"replay it with: erpsync dlq replay {result.entry.id}"
     )
@@ -491,9 +496,9 @@ def drop(
     if json_output:
         print_json({"dropped": dropped, "missing": [m.as_dict() for m in missing]})
     else:
-        console.print(f"dropped {dropped}")
+        say(f"dropped {dropped}")
         for m in missing:
-            console.print(f"[yellow]{m.id}: {m.reason}[/]", highlight=False)
+            say(f"{m.id}: {m.reason}", "yellow")
     raise typer.Exit(1 if missing else 0)
 
 
@@ -524,7 +529,7 @@ def export(
             with output.open("w", encoding="utf-8") as fh:
                 for line in lines:
                     fh.write(line + "\n")
-            err_console.print(f"exported {len(entries)} to {output}", highlight=False)
+            say(f"exported {len(entries)} to {output}", err=True)
 
 
 @dlq_app.command("import")
@@ -552,16 +557,16 @@ def import_(
                 }
             )
         else:
-            err_console.print(f"[bold red]erpsync dlq: {exc}; nothing imported[/]", highlight=False)
+            say(f"erpsync dlq: {exc}; nothing imported", "bold red", err=True)
             for number, problem in exc.problems[:50]:
-                err_console.print(f"  line {number}: {problem}", highlight=False)
+                say(f"  line {number}: {problem}", err=True)
         raise typer.Exit(1) from None
     with _session(actor) as s:
         added, replaced = s.operator.import_entries(entries, source=str(path))
     if json_output:
         print_json({"imported": len(entries), "added": added, "replaced": replaced})
     else:
-        console.print(f"imported {len(entries)} ({added} new, {replaced} replaced)")
+        say(f"imported {len(entries)} ({added} new, {replaced} replaced)")
 
 
 # -- audit ------------------------------------------------------------------------------
@@ -577,7 +582,7 @@ def audit(
         print_json(rows)
         return
     if not rows:
-        console.print("the audit log is empty")
+        say("the audit log is empty")
         return
     table = Table(title="dead-letter audit log")
     for column in ("at", "who", "action", "count", "details"):

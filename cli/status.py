@@ -12,7 +12,8 @@ import typer
 from rich.table import Table
 
 from cli._config import settings_or_exit
-from cli._output import console, err_console, print_json
+from cli._output import console, print_json
+from cli.dlq import say
 from erpsync.keys import Keys
 from erpsync.settings import SYSTEM_NAMES, Settings
 from workers.dlq import DeadLetterStore
@@ -63,7 +64,7 @@ def status(json_output: JsonOpt = False) -> None:
         with _redis(settings) as client:
             data = gather_status(settings, client)
     except redis.RedisError as exc:
-        err_console.print(f"[bold red]erpsync status: Redis unavailable: {exc}[/]")
+        say(f"erpsync status: Redis unavailable: {exc}", "bold red", err=True)
         raise typer.Exit(1) from None
     if json_output:
         print_json(data)
@@ -115,9 +116,7 @@ def status(json_output: JsonOpt = False) -> None:
             str(counters.get("dead_lettered", 0)),
         )
     console.print(targets)
-    console.print(
-        f"dead letters: {data['dlq_total']}   workers: {len(data['workers'])}", highlight=False
-    )
+    say(f"dead letters: {data['dlq_total']}   workers: {len(data['workers'])}")
 
 
 def _num(value: Any) -> str:
@@ -140,7 +139,7 @@ def _check_target(settings: Settings, name: str) -> None:
     known = _known_targets(settings)
     if name not in known:
         hint = ", ".join(known) or f"none configured (systems: {', '.join(SYSTEM_NAMES)})"
-        err_console.print(f"[bold red]erpsync target: unknown target {name!r}; known: {hint}[/]")
+        say(f"erpsync target: unknown target {name!r}; known: {hint}", "bold red", err=True)
         raise typer.Exit(2)
 
 
@@ -184,7 +183,7 @@ def pause(
     with _redis(settings) as client:
         Circuit(client, keys).pause(name, reason or f"paused by {who}")
         DeadLetterStore(client, keys).audit(who, "target.pause", 1, {"target": name})
-    console.print(f"{name} paused; `erpsync target resume {name}` resumes it")
+    say(f"{name} paused; `erpsync target resume {name}` resumes it")
 
 
 @target_app.command("resume")
@@ -200,4 +199,4 @@ def resume(
     with _redis(settings) as client:
         Circuit(client, keys).resume(name)
         DeadLetterStore(client, keys).audit(who, "target.resume", 1, {"target": name})
-    console.print(f"{name} resumed; waiting deliveries go out as they come due")
+    say(f"{name} resumed; waiting deliveries go out as they come due")

@@ -513,7 +513,8 @@ class DlqOperator:
             payload = json.loads(json.dumps(event.payload))
         candidate, assigned = apply_sets(payload, sets)
         validated = _validate(model, candidate, assigned)
-        new_payload = validated.model_dump(mode="json")
+        # Only the fields given: defaults are not added, so the payload keeps its shape.
+        new_payload = validated.model_dump(mode="json", exclude_unset=True)
         problems = []
         if "key" in new_payload and new_payload["key"] != event.key:
             problems.append(
