@@ -51,8 +51,13 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
+import uvicorn
 from rich.console import Console
 from rich.table import Table
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from bench._util import (
     SATURATED_CORE_SHARE,
@@ -67,6 +72,9 @@ from bench._util import (
     rounded,
     run_load,
 )
+from simulators._sandbox import Simulator
+from simulators.seed import customer_key, generate
+from simulators.server import CREDENTIALS, RunningSandbox, bind, make_simulators
 
 ROOT = Path(__file__).resolve().parents[1]
 BULK_SIZE = 100
@@ -107,15 +115,8 @@ class Settings:
 # --- the server side (child process) ---------------------------------------------------------
 
 
-def _bare_app() -> Any:
+def _bare_app() -> Starlette:
     """The yardstick: trivial Starlette endpoints with no sandbox machinery."""
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
-
-    from simulators.seed import generate
-
     customers: list[dict[str, Any]] = []
 
     async def ping(request: Request) -> Response:
@@ -159,42 +160,30 @@ def _bare_app() -> Any:
     )
 
 
-def _noop_simulator() -> Any:
+class NoopSimulator(Simulator):
     """A simulator with one trivial route, served through ``build_app`` like the vendors."""
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import BaseRoute, Route
 
-    from simulators._sandbox import Simulator
+    name = "noop"
 
-    class NoopSimulator(Simulator):
-        name = "noop"
+    def routes(self) -> list[BaseRoute]:
+        async def ping(request: Request) -> Response:
+            return JSONResponse({"ok": True})
 
-        def routes(self) -> list[BaseRoute]:
-            async def ping(request: Request) -> Response:
-                return JSONResponse({"ok": True})
+        return [Route("/ping", ping, methods=["GET"])]
 
-            return [Route("/ping", ping, methods=["GET"])]
+    def records(self, entity: str) -> list[Any] | None:
+        return None
 
-        def records(self, entity: str) -> list[Any] | None:
-            return None
+    def entities(self) -> list[str]:
+        return []
 
-        def entities(self) -> list[str]:
-            return []
-
-        def reset(self) -> None:
-            return None
-
-    return NoopSimulator()
+    def reset(self) -> None:
+        return None
 
 
 def serve() -> None:
     """Child process: serve everything, print the URLs as one JSON line, stop at stdin EOF."""
-    import uvicorn
-
-    from simulators.server import RunningSandbox, bind, make_simulators
-
-    sandbox = RunningSandbox(simulators={**make_simulators(), "noop": _noop_simulator()})
+    sandbox = RunningSandbox(simulators={**make_simulators(), "noop": NoopSimulator()})
     sandbox.start()
     sock = bind("127.0.0.1", 0)
     # The same uvicorn settings and loop as RunningSandbox, so only the app differs.
@@ -284,8 +273,6 @@ def _get_ok(paths: list[str]) -> Callable[[httpx.Client, int, int], bool]:
 
 
 def _propeller_token(url: str) -> str:
-    from simulators.server import CREDENTIALS
-
     credentials = CREDENTIALS["propeller"]
     answer = httpx.post(
         f"{url}/oauth2/token",
@@ -328,9 +315,6 @@ def _bulk_ok(answer: httpx.Response, action: str | None) -> bool:
 
 def get_targets(urls: dict[str, str], settings: Settings) -> list[Target]:
     """The cheap authenticated GET of each simulator, and the two yardsticks."""
-    from simulators.seed import customer_key
-    from simulators.server import CREDENTIALS
-
     erp = CREDENTIALS["onlineerp"]
     basic = base64.b64encode(f"{erp['licence_code']}:{erp['secret']}".encode()).decode()
     erp_paths = [
@@ -407,8 +391,6 @@ def _hipe_id(index: int) -> str:
 
 def prepare(urls: dict[str, str], settings: Settings) -> None:
     """Fill the simulators the runs read: ERP customers, HIPE companies, Propeller companies."""
-    from simulators.server import CREDENTIALS
-
     with httpx.Client(timeout=120) as client:
         seeded = client.post(
             f"{urls['onlineerp']}/_sandbox/seed", json={"customers": settings.customers}
@@ -416,7 +398,8 @@ def prepare(urls: dict[str, str], settings: Settings) -> None:
         seeded.raise_for_status()
         if seeded.json()["seeded"].get("Customer") != settings.customers:
             raise RuntimeError(f"OnlineERP seeded {seeded.json()} customers")
-        client.post(f"{urls['bare']}/_load", json={"customers": settings.customers})
+        loaded = client.post(f"{urls['bare']}/_load", json={"customers": settings.customers})
+        loaded.raise_for_status()
 
         headers = {"X-ACCESS-TOKEN": CREDENTIALS["hipe"]["access_token"]}
         rows = io.StringIO()
@@ -522,8 +505,6 @@ def paging_rounds(
     urls: dict[str, str], settings: Settings, meter: CpuMeter
 ) -> dict[str, list[PagingResult]]:
     """Bare slicing and OnlineERP paging, alternating, ``settings.paging_rounds`` times."""
-    from simulators.server import CREDENTIALS
-
     erp = CREDENTIALS["onlineerp"]
     results: dict[str, list[PagingResult]] = {name: [] for name in PAGING_TARGETS}
     with (
