@@ -386,7 +386,9 @@ class DlqOperator:
                 delivery.replay_of = entry.id
                 delivery.attempt = 0  # a fresh retry budget: the cause is believed fixed
                 delivery.dependency_waits = 0
-                if self.state.forget_outcome(entry.target, delivery.delivery_id, "dead_lettered"):
+                if self.state.forget_outcome(
+                    entry.target, delivery.delivery_id, "dead_lettered", flow=entry.flow
+                ):
                     forgotten.append(delivery)
                 deliveries.append(delivery)
                 sent.append(entry)
@@ -396,7 +398,10 @@ class DlqOperator:
             except Exception:
                 for delivery in forgotten:  # not sent: the dead letter stands, counted
                     self.state.record_outcome(
-                        delivery.target, delivery.delivery_id, "dead_lettered"
+                        delivery.target,
+                        delivery.delivery_id,
+                        "dead_lettered",
+                        also=(f"{delivery.event.flow}.dead_lettered",),
                     )
                 self._audit_replay(report, criteria)
                 raise
@@ -411,9 +416,14 @@ class DlqOperator:
         if self.store.remove(entry.id) is None:
             return False
         delivery_id = entry.delivery.delivery_id
-        if self.state.forget_outcome(entry.target, delivery_id, "dead_lettered"):
-            self.state.record_outcome(entry.target, delivery_id, "skipped")
-            self.state.incr(entry.target, "skipped_superseded")
+        flow = entry.flow
+        if self.state.forget_outcome(entry.target, delivery_id, "dead_lettered", flow=flow):
+            self.state.record_outcome(
+                entry.target,
+                delivery_id,
+                "skipped",
+                also=("skipped_superseded", f"{flow}.skipped", f"{flow}.skipped_superseded"),
+            )
         return True
 
     def _audit_replay(self, report: ReplayReport, criteria: dict[str, Any] | None) -> None:
@@ -545,8 +555,15 @@ class DlqOperator:
         entry.delivery = entry.delivery.model_copy(update={"event": new_event})
         self.store.update(entry)
         # The counted outcome follows the delivery to its new id (the replay forgets it).
-        if self.state.forget_outcome(entry.target, old_delivery_id, "dead_lettered"):
-            self.state.record_outcome(entry.target, entry.delivery.delivery_id, "dead_lettered")
+        if self.state.forget_outcome(
+            entry.target, old_delivery_id, "dead_lettered", flow=entry.flow
+        ):
+            self.state.record_outcome(
+                entry.target,
+                entry.delivery.delivery_id,
+                "dead_lettered",
+                also=(f"{entry.flow}.dead_lettered",),
+            )
         self.store.audit(
             self.actor,
             "edit",
@@ -595,8 +612,13 @@ class DlqOperator:
             else:
                 replaced += 1
             self.store.update(entry)
-            self.state.mark_produced(entry.target, entry.delivery.delivery_id)
-            self.state.record_outcome(entry.target, entry.delivery.delivery_id, "dead_lettered")
+            self.state.mark_produced(entry.target, entry.delivery.delivery_id, flow=entry.flow)
+            self.state.record_outcome(
+                entry.target,
+                entry.delivery.delivery_id,
+                "dead_lettered",
+                also=(f"{entry.flow}.dead_lettered",),
+            )
         self.store.audit(
             self.actor,
             "import",

@@ -58,7 +58,7 @@ class Installation:
             source_version=version,
         )
         delivery = Delivery(event=event, target=target, attempt=1)
-        self.state.mark_produced(target, delivery.delivery_id)
+        self.state.mark_produced(target, delivery.delivery_id, flow="customers")
         self.state.set_latest("onlineerp", "customer", {key: version})
         error = PermanentError(
             "several companies match",
@@ -69,7 +69,9 @@ class Installation:
             hint="remove the duplicate, then replay",
         )
         entry = self.store.get(self.store.add(delivery, error))
-        self.state.record_outcome(target, delivery.delivery_id, "dead_lettered")
+        self.state.record_outcome(
+            target, delivery.delivery_id, "dead_lettered", also=("customers.dead_lettered",)
+        )
         assert entry is not None
         return entry
 

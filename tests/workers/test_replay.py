@@ -140,7 +140,7 @@ def dead_letter(
         source_version=version,
     )
     delivery = Delivery(event=event, target=target, attempt=1)
-    state.mark_produced(target, delivery.delivery_id)
+    state.mark_produced(target, delivery.delivery_id, flow=flow)
     state.set_latest("onlineerp", entity, {key: version})
     error = PermanentError(
         "Propeller said: several companies match",
@@ -151,15 +151,22 @@ def dead_letter(
         hint="remove the duplicate, then replay",
     )
     entry_id = store.add(delivery, error, now=NOW - age_s)
-    state.record_outcome(target, delivery.delivery_id, "dead_lettered")
+    state.record_outcome(
+        target, delivery.delivery_id, "dead_lettered", also=(f"{flow}.dead_lettered",)
+    )
     entry = store.get(entry_id)
     assert entry is not None
     return entry
 
 
-def balanced(state: State, target: str = "propeller") -> bool:
+def balanced(state: State, target: str = "propeller", flow: str = "customers") -> bool:
+    """produced = applied + skipped + dead_lettered, for the target and for the flow in it."""
     c = state.counters(target)
-    return c.get("produced", 0) == sum(c.get(o, 0) for o in ("applied", "skipped", "dead_lettered"))
+    return all(
+        c.get(f"{p}produced", 0)
+        == sum(c.get(f"{p}{o}", 0) for o in ("applied", "skipped", "dead_lettered"))
+        for p in ("", f"{flow}.")
+    )
 
 
 # -- durations ----------------------------------------------------------------------------
@@ -250,7 +257,10 @@ def test_replay_publishes_with_replay_of_and_skips_superseded_entries(
     counters = state.counters("propeller")
     assert counters["skipped"] == 1
     assert counters["skipped_superseded"] == 1
+    assert counters["customers.skipped_superseded"] == 1
     assert counters["dead_lettered"] == 0, "the replayed one is in flight again, uncounted"
+    assert counters["customers.dead_lettered"] == 0
+    assert counters["produced"] == counters["skipped"] + 1, "one is out for its outcome"
     (row, *_) = store.audit_log()
     assert (row["who"], row["action"], row["count"]) == ("alice", "replay", 1)
     assert row["details"]["superseded_ids"] == [old.id]
