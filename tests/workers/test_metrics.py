@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import socket
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import fakeredis
 import httpx
@@ -14,18 +15,48 @@ from prometheus_client import CollectorRegistry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from erpsync.errors import PermanentError, TransientError
-from erpsync.events import Delivery
+from erpsync.errors import PermanentError, SyncError, TransientError
+from erpsync.events import ChangeEvent, Delivery
 from erpsync.keys import Keys
-from tests.workers.test_engine import ScriptedSink, event
 from workers.dlq import DeadLetterStore
-from workers.engine import Engine, Sink
+from workers.engine import ApplyContext, ApplyResult, Engine, Sink
 from workers.limits import Circuit
 from workers.metrics import WorkerMetrics
 from workers.policy import RetryPolicy
 from workers.state import State
 
 KEYS = Keys("m")
+
+
+@dataclass
+class ScriptedSink:
+    """Applies customers in memory, failing with the scripted errors first."""
+
+    target: str = "hipe"
+    failures: list[SyncError] = field(default_factory=list)
+
+    def handles(self, entity: str) -> bool:
+        return entity == "customer"
+
+    def needs_parent(self, event: ChangeEvent) -> bool:
+        return False
+
+    def apply(self, event: ChangeEvent, context: ApplyContext) -> ApplyResult:
+        if self.failures:
+            raise self.failures.pop(0)
+        return ApplyResult("updated" if context.ledger else "created", target_id=f"id-{event.key}")
+
+
+def event(key: str, name: str, version: int) -> ChangeEvent:
+    return ChangeEvent.create(
+        flow="customers",
+        source="onlineerp",
+        entity="customer",
+        key=key,
+        operation="upsert",
+        payload={"key": key, "name": name},
+        source_version=version,
+    )
 
 
 @pytest.fixture
@@ -35,7 +66,7 @@ def client() -> fakeredis.FakeRedis:
 
 @pytest.fixture
 def sink() -> ScriptedSink:
-    return ScriptedSink(parent_required=False)
+    return ScriptedSink()
 
 
 @pytest.fixture
