@@ -52,6 +52,13 @@ def sandbox_config(
                 "targets": ["atollon"],
                 "poll_interval_s": 30.0,
             },
+            "billing": {
+                "source": "atollon",
+                "entity": "billing",
+                "targets": ["onlineerp"],
+                "poll_interval_s": 30.0,
+                "mapping": {"onlineerp": {}},
+            },
         },
     }
     if redis_url:

@@ -180,7 +180,7 @@ class OnlineErpSink:
             )
             context.checkpoint(progress.model_dump_json())
             action = "invoiced"
-        elif progress is not None:
+        else:
             log.info("sync.billing_resumed", reference=progress.reference, step=progress.step)
         self._mark_billed(invoice)
         billed = progress.model_copy(update={"step": "billed"})

@@ -1,0 +1,299 @@
+"""Issue #6, must hold: Atollon billing items become ERP invoices exactly once.
+
+Real Redis, real ``erpsync worker`` subprocesses and the sandbox over HTTP. Both simulators
+are seeded with the same parameters, so the billing items refer to ERP customers and
+products that exist (through their externalIds for the ``onlineerp`` system).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any, cast
+
+import pytest
+from celery import Celery
+from kombu import Producer as KombuProducer
+
+from erpsync.events import Delivery
+from producers.base import Producer
+from tests.integration.pipeline import Pipeline
+from workers.dlq import DeadLetterStore
+from workers.publish import publish
+from workers.sinks.onlineerp import billing_reference
+from workers.state import State
+
+pytestmark = pytest.mark.integration
+
+TARGET = ("onlineerp",)
+ACTIVITIES = 50
+CUSTOMERS = 200
+ACTIVITY_STATUS = "Invoiced"
+BILLING_FLOW: dict[str, Any] = {
+    "billing": {
+        "source": "atollon",
+        "entity": "billing",
+        "targets": ["onlineerp"],
+        "mapping": {"onlineerp": {"fields": {"activity_status": ACTIVITY_STATUS}}},
+    }
+}
+
+
+def seed(p: Pipeline) -> list[dict[str, Any]]:
+    """The same seed in the ERP and in Atollon; returns the activities to invoice."""
+    for system in ("onlineerp", "atollon"):
+        with p.control(system) as client:
+            client.post(
+                "/_sandbox/seed", json={"customers": CUSTOMERS, "activities": ACTIVITIES}
+            ).raise_for_status()
+    activities = p.records("atollon", "billing")
+    assert len(activities) == ACTIVITIES
+    assert all(
+        item["billingStatus"] == "ToBeInvoiced" for a in activities for item in a["billingItems"]
+    )
+    assert {len(a["billingItems"]) for a in activities} <= {1, 2, 3, 4, 5}
+    return activities
+
+
+def erp_key(ids: list[dict[str, Any]] | None) -> str | None:
+    return next((str(e["id"]) for e in ids or [] if e["system"] == "onlineerp"), None)
+
+
+def expected_reference(activity: dict[str, Any]) -> str:
+    return billing_reference(
+        str(activity["activity"]["id"]), [str(i["id"]) for i in activity["billingItems"]]
+    )
+
+
+def invoices_by_reference(p: Pipeline) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for invoice in p.records("onlineerp", "CustomerInvoice"):
+        found.setdefault(invoice["Facture"]["Référence"], []).append(invoice)
+    return found
+
+
+def assert_invoiced_once(p: Pipeline, activities: list[dict[str, Any]]) -> None:
+    """One invoice per activity with the items' lines and total; every item Billed."""
+    invoices = invoices_by_reference(p)
+    assert sum(len(v) for v in invoices.values()) == len(activities)
+    for activity in activities:
+        matching = invoices.get(expected_reference(activity), [])
+        assert len(matching) == 1, (activity["activity"]["id"], len(matching))
+        (invoice,) = matching
+        facture = invoice["Facture"]
+        assert facture["InfoClientFacturerA"]["NoClient"] == erp_key(
+            activity["customerContact"]["externalId"]
+        )
+        items = sorted(activity["billingItems"], key=lambda i: str(i["id"]))
+        assert [
+            (line["strNoProduit"], line["QteFacture"], line["PrixUnitaire"])
+            for line in facture["LigneFacture"]
+        ] == [(erp_key(i["productExternalId"]), i["quantity"], i["unitPrice"]) for i in items]
+        total = sum(
+            (Decimal(str(i["quantity"])) * Decimal(str(i["unitPrice"])) for i in items),
+            Decimal(0),
+        )
+        assert invoice["TotalAvantTaxes"] == pytest.approx(float(total), abs=0.006)
+    after = p.records("atollon", "billing")
+    statuses = Counter(item["billingStatus"] for a in after for item in a["billingItems"])
+    assert statuses == {"Billed": sum(len(a["billingItems"]) for a in activities)}
+    assert {a["activity"]["statusName"] for a in after} == {ACTIVITY_STATUS}
+
+
+def wait_drained(p: Pipeline, timeout_s: float = 60.0) -> None:
+    """Until the target's queue is empty and no message is unacknowledged (all processed)."""
+    queue, unacked = f"{p.prefix}:sync.onlineerp", f"{p.prefix}:unacked"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if p.redis.llen(queue) == 0 and p.redis.hlen(unacked) == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"messages still queued after {timeout_s} s")
+
+
+def billing_stream_poll(p: Pipeline) -> Any:
+    (result,) = [r for r in p.produce() if r.stream == "atollon.billing"]
+    return result
+
+
+def test_50_activities_become_50_invoices_and_every_item_is_billed(
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
+    p = make_pipeline(flows=BILLING_FLOW)
+    activities = seed(p)
+    p.start_worker()
+    p.wait_workers(1)
+
+    result = billing_stream_poll(p)
+    assert result.events == ACTIVITIES
+    p.wait_converged(targets=TARGET)
+
+    assert_invoiced_once(p, activities)
+    counters = p.counters("onlineerp")
+    assert counters["applied"] == ACTIVITIES
+    assert counters["action_invoiced"] == ACTIVITIES
+    assert counters.get("dead_lettered", 0) == 0
+
+    # Billed activities leave the work queue: a delete each, which cancels nothing.
+    result = billing_stream_poll(p)
+    assert (result.events, result.deleted) == (ACTIVITIES, ACTIVITIES)
+    p.wait_converged(targets=TARGET)
+    assert_invoiced_once(p, activities)
+    assert billing_stream_poll(p).events == 0, "no change, no event"
+
+
+class EveryMessageTwice:
+    """Sends every task message twice: duplicate delivery of every delivery, made certain."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self.sent = 0
+
+    def producer_or_acquire(self, producer: KombuProducer | None = None) -> Any:
+        return self.app.producer_or_acquire(producer)
+
+    def send_task(self, *args: Any, **kwargs: Any) -> Any:
+        self.app.send_task(*args, **kwargs)
+        self.sent += 2
+        return self.app.send_task(*args, **kwargs)
+
+
+def test_a_worker_killed_between_invoice_and_status_and_every_message_twice_still_bill_once(
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
+    p = make_pipeline(flows=BILLING_FLOW)
+    activities = seed(p)
+    # Step 2 hangs long enough that the worker is certainly mid-saga when it is killed; the
+    # first invoice answers are lost after the ERP stored them (step 1's 412 path).
+    p.faults(
+        "atollon", [{"path": "/crab/crawler/billing", "methods": ["PUT"], "latency_ms": 15000}]
+    )
+    p.faults(
+        "onlineerp",
+        [
+            {
+                "path": "/api/Entity/CustomerInvoice",
+                "methods": ["POST"],
+                "drop_rate": 1.0,
+                "drop_phase": "after",
+                "count": 3,
+            }
+        ],
+    )
+    first = p.start_worker()
+    p.wait_workers(1)
+
+    service = p.producer
+    twice = EveryMessageTwice(service.producer.app)
+    producer = Producer(cast(Celery, twice), service.producer.redis, p.keys)
+    (stream,) = service.streams
+    result = producer.poll(stream)
+    assert (result.events, twice.sent) == (ACTIVITIES, 2 * ACTIVITIES)
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(p.records("onlineerp", "CustomerInvoice")) < 5:
+        time.sleep(0.1)
+    invoiced = len(p.records("onlineerp", "CustomerInvoice"))
+    billed = [
+        item
+        for a in p.records("atollon", "billing")
+        for item in a["billingItems"]
+        if item["billingStatus"] == "Billed"
+    ]
+    assert invoiced >= 5, "invoices exist"
+    assert billed == [], "and none of their items is marked yet: the saga is between its steps"
+    p.kill_worker(first)  # SIGKILL
+    p.faults("atollon", None)
+    p.faults("onlineerp", None)
+
+    p.start_worker()
+    p.wait_workers(1)
+    p.wait_converged(timeout_s=240, targets=TARGET)
+
+    assert_invoiced_once(p, activities)
+    counters = p.counters("onlineerp")
+    assert counters["produced"] == ACTIVITIES, "a duplicate message is the same delivery"
+    assert counters["applied"] == ACTIVITIES
+    assert counters.get("dead_lettered", 0) == 0
+    refused = sum(
+        row["count"]
+        for row in p.stats("onlineerp")["requests"]
+        if row["method"] == "POST" and str(row["status"]) == "412"
+    )
+    assert refused >= 3, "the lost answers were retried and the ERP refused a second invoice"
+
+
+def test_an_unknown_customer_is_dead_lettered_with_a_hint_then_replayed_and_invoiced_once(
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
+    p = make_pipeline(flows=BILLING_FLOW, worker={"dependency_max_waits": 2})
+    activities = seed(p)
+    per_customer = Counter(erp_key(a["customerContact"]["externalId"]) for a in activities)
+    victim, affected = per_customer.most_common(1)[0]
+    assert victim is not None
+    assert affected >= 2
+    with p.erp() as erp:
+        answer = erp.get(f"/Entity/Customer/{victim}")
+        answer.raise_for_status()
+        customer = answer.json()
+        erp.delete(f"/Entity/Customer/{victim}").raise_for_status()
+    p.start_worker()
+    p.wait_workers(1)
+
+    assert billing_stream_poll(p).events == ACTIVITIES
+    p.wait_converged(targets=TARGET)
+
+    invoices = invoices_by_reference(p)
+    assert len(invoices) == ACTIVITIES - affected
+    dlq = DeadLetterStore(p.redis, p.keys)
+    entries = list(dlq.iter_entries())
+    assert len(entries) == affected
+    for entry in entries:
+        assert (entry.target, entry.error_class, entry.code) == (
+            "onlineerp",
+            "dependency",
+            "InvalidBody/Customer",
+        )
+        assert entry.hint is not None
+        assert victim in entry.hint
+        assert "must exist in the ERP" in entry.hint
+    waiting = [a for a in activities if erp_key(a["customerContact"]["externalId"]) == victim]
+    assert all(
+        item["billingStatus"] == "ToBeInvoiced"
+        for a in p.records("atollon", "billing")
+        if a["activity"]["id"] in {w["activity"]["id"] for w in waiting}
+        for item in a["billingItems"]
+    ), "nothing marked Billed without an invoice"
+    result = billing_stream_poll(p)
+    assert (result.changed, result.deleted) == (0, ACTIVITIES - affected), (
+        "the invoiced activities left the queue; a dead letter is not produced again"
+    )
+    p.wait_converged(targets=TARGET)
+
+    with p.erp() as erp:
+        erp.post("/Entity/Customer", json=customer).raise_for_status()
+    state = State(p.redis, p.keys)
+    replays: list[Delivery] = []
+    for entry in entries:
+        state.forget_outcome(
+            entry.target, entry.delivery.delivery_id, "dead_lettered", flow=entry.flow
+        )
+        replays.append(entry.delivery.model_copy(update={"replay_of": entry.id}))
+    app = p.producer.producer.app
+    publish(app, replays)
+    p.wait_converged(targets=TARGET)
+
+    assert_invoiced_once(p, activities)
+    assert dlq.count() == 0, "the replayed entries are resolved"
+    counters = p.counters("onlineerp")
+    assert counters["action_invoiced"] == ACTIVITIES
+    assert counters["action_unchanged"] == ACTIVITIES - affected, "the deletes did nothing"
+    assert counters.get("dead_lettered", 0) == 0
+
+    # An operator replaying the same entries again invoices nothing more.
+    publish(app, replays)
+    wait_drained(p)
+    assert_invoiced_once(p, activities)
+    assert p.counters("onlineerp")["action_invoiced"] == ACTIVITIES
