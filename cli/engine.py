@@ -71,6 +71,8 @@ def worker(
         "--without-mingle",
         "--task-events",
     ]
+    if not sys.stdout.isatty():
+        argv.append("--quiet")  # no banner: the output stays one JSON log line per line
     app.worker_main(argv)
 
 

@@ -225,6 +225,9 @@ class WorkerSettings(_Model):
     metrics_port: int | None = Field(
         default=None, ge=0, le=65535, description="serve Prometheus metrics on this port"
     )
+    metrics_address: str = Field(
+        default="127.0.0.1", description="address the metrics port binds (0.0.0.0 in containers)"
+    )
 
 
 class DlqSettings(_Model):

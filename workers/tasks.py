@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from erpsync.events import Delivery
 from erpsync.logging import configure_logging
 from workers.app import TASK_APPLY, TASK_NOOP, app
-from workers.metrics import DEFAULT_ADDRESS, WorkerMetrics, start_worker_metrics
+from workers.metrics import WorkerMetrics, start_worker_metrics
 from workers.pump import Pump
 from workers.runtime import get_runtime, reset_runtime
 
@@ -79,7 +79,7 @@ def _start_metrics(sender: WorkController | None = None, **_: Any) -> None:
     if port is None or _metrics is not None:
         return
     # Loopback unless configured: the endpoint has no authentication.
-    address = getattr(runtime.settings.worker, "metrics_address", None) or DEFAULT_ADDRESS
+    address = runtime.settings.worker.metrics_address
     pool = getattr(getattr(sender, "pool_cls", None), "__module__", "") or ""
     try:
         _metrics = start_worker_metrics(runtime, port, address=address, prefork="prefork" in pool)
