@@ -72,7 +72,7 @@ def worker(
         "--task-events",
     ]
     if not sys.stdout.isatty():
-        argv.append("--quiet")  # no banner: the output stays one JSON log line per line
+        argv.insert(0, "--quiet")  # a global option: no banner, the output stays JSON lines
     app.worker_main(argv)
 
 
