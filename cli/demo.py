@@ -29,7 +29,7 @@ from rich.live import Live
 from rich.table import Table
 
 from cli._output import console, err_console, print_json
-from cli.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from cli.embedded_redis import EmbeddedRedis, EmbeddedRedisError, die_with_parent
 from erpsync.keys import Keys
 from erpsync.logging import configure_logging
 from erpsync.settings import load_settings
@@ -176,6 +176,7 @@ class Demo:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         self.stack.callback(self._stop_worker)
         deadline = time.monotonic() + 60

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -121,8 +122,21 @@ def produce(
         )
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+        def report(result: PollResult) -> None:
+            if json_output:
+                sys.stdout.write(json.dumps(result.as_dict()) + "\n")
+                sys.stdout.flush()
+            elif result.events or result.skipped:
+                console.print(
+                    f"{result.stream}: {result.records} records, {result.changed} changed, "
+                    f"{result.deleted} deleted, {result.deliveries} deliveries"
+                    + (f" ({result.skipped})" if result.skipped else ""),
+                    highlight=False,
+                )
+
         try:
-            service.run(every, stop, on_result=lambda r: _print_results([r], json_output))
+            service.run(every, stop, on_result=report)
         except KeyboardInterrupt:
             stop.set()
     finally:

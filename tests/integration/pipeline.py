@@ -22,6 +22,7 @@ import httpx
 import redis
 import tomli_w
 
+from cli.embedded_redis import die_with_parent
 from erpsync.keys import Keys
 from erpsync.settings import Settings, load_settings
 from producers.base import PollResult
@@ -136,6 +137,7 @@ class Pipeline:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         self.workers.append(process)
         return process
