@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import click
 import typer
+from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -157,23 +158,62 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def grid(
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    flexible: str | None = None,
+    fold: bool = False,
+) -> Table:
+    """A table whose columns keep their full width but ``flexible``, which takes the rest.
+
+    Ids, codes and keys are never cut (an operator copies them); the flexible column (an
+    error message, a note) is cut with an ellipsis, or folded when ``fold``.
+    """
+    table = Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        title_justify="left",
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    widths = [max([len(name), *(len(row[i]) for row in rows)]) for i, name in enumerate(columns)]
+    # Rich shrinks every column of a table too wide for the terminal, even to nothing: give
+    # the flexible column what the others leave instead.
+    fixed = sum(w for name, w in zip(columns, widths, strict=True) if name != flexible)
+    left = max(8, console.width - fixed - 2 * len(columns))
+    for name, width in zip(columns, widths, strict=True):
+        if name == flexible:
+            table.add_column(
+                name,
+                no_wrap=not fold,
+                overflow="fold" if fold else "ellipsis",
+                max_width=left,
+            )
+        else:
+            table.add_column(name, no_wrap=True, min_width=width)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def _entries_table(entries: Sequence[DeadLetter], title: str) -> Table:
-    table = Table(title=title, show_lines=False)
-    for column in ("id", "target", "code", "flow", "entity", "key", "tries", "age", "error"):
-        table.add_column(column, overflow="fold", no_wrap=column in ("id", "code", "age"))
-    for e in entries:
-        table.add_row(
+    rows = [
+        [
             e.id,
             e.target,
             e.code,
-            e.flow,
             e.entity,
             e.key,
             str(e.attempts),
             format_age(e.age_s),
-            e.message[:120],
-        )
-    return table
+            e.message[:200],
+        ]
+        for e in entries
+    ]
+    columns = ("id", "target", "code", "entity", "key", "tries", "age", "error")
+    return grid(title, columns, rows, flexible="error")
 
 
 # -- list / show ------------------------------------------------------------------------
@@ -289,13 +329,8 @@ def _progress() -> Progress:
 
 
 def _print_plan(plan: ReplayPlan) -> None:
-    table = Table(
-        title=f"dry run: {len(plan.entries)} entr{'y' if len(plan.entries) == 1 else 'ies'}"
-    )
-    for column in ("id", "target", "code", "key", "version", "would", "note"):
-        table.add_column(column, overflow="fold")
-    for p in plan.entries:
-        table.add_row(
+    rows = [
+        [
             p.entry.id,
             p.entry.target,
             p.entry.code,
@@ -303,9 +338,13 @@ def _print_plan(plan: ReplayPlan) -> None:
             str(p.entry.delivery.event.source_version),
             "replay" if p.verdict == "replay" else "skip: superseded",
             p.note,
-        )
-    if plan.entries:
-        console.print(table)
+        ]
+        for p in plan.entries
+    ]
+    if rows:
+        title = f"dry run: {len(rows)} entr{'y' if len(rows) == 1 else 'ies'}"
+        columns = ("id", "target", "code", "key", "version", "would", "note")
+        console.print(grid(title, columns, rows, flexible="note", fold=True))
     say(
         f"would replay {len(plan.to_replay)}, skip {len(plan.superseded)} superseded "
         "by a newer change of the same record"
@@ -584,16 +623,17 @@ def audit(
     if not rows:
         say("the audit log is empty")
         return
-    table = Table(title="dead-letter audit log")
-    for column in ("at", "who", "action", "count", "details"):
-        table.add_column(column, overflow="fold")
+    lines = []
     for row in rows:
         details = {k: v for k, v in row["details"].items() if v not in ({}, [], None)}
-        table.add_row(
-            str(row.get("at", ""))[:19],
-            str(row.get("who", "")),
-            str(row.get("action", "")),
-            str(row.get("count", "")),
-            json.dumps(details, ensure_ascii=False)[:300],
+        lines.append(
+            [
+                str(row.get("at", ""))[:19],
+                str(row.get("who", "")),
+                str(row.get("action", "")),
+                str(row.get("count", "")),
+                json.dumps(details, ensure_ascii=False)[:300],
+            ]
         )
-    console.print(table)
+    columns = ("at", "who", "action", "count", "details")
+    console.print(grid("dead-letter audit log", columns, lines, flexible="details", fold=True))

@@ -9,11 +9,10 @@ from typing import Annotated, Any
 
 import redis
 import typer
-from rich.table import Table
 
 from cli._config import settings_or_exit
 from cli._output import console, print_json
-from cli.dlq import say
+from cli.dlq import grid, say
 from erpsync.keys import Keys
 from erpsync.settings import SYSTEM_NAMES, Settings
 from workers.dlq import DeadLetterStore
@@ -69,53 +68,56 @@ def status(json_output: JsonOpt = False) -> None:
     if json_output:
         print_json(data)
         return
-    flows = Table(title="flows")
-    for column in ("flow", "stream", "last poll", "records", "changed", "deleted", "error"):
-        flows.add_column(column, overflow="fold")
+    flow_rows = []
     for flow in data["flows"]:
         stream = flow["stream"]
         age = stream["last_poll_age_s"]
-        flows.add_row(
-            flow["name"] + ("" if flow["enabled"] else " (off)"),
-            stream["name"],
-            f"{format_age(age)} ago" if age is not None else "never",
-            _num(stream["last_records"]),
-            _num(stream["last_changed"]),
-            _num(stream["last_deleted"]),
-            stream["last_error"] or "",
+        flow_rows.append(
+            [
+                flow["name"] + ("" if flow["enabled"] else " (off)"),
+                stream["name"],
+                f"{format_age(age)} ago" if age is not None else "never",
+                _num(stream["last_records"]),
+                _num(stream["last_changed"]),
+                _num(stream["last_deleted"]),
+                stream["last_error"] or "",
+            ]
         )
-    console.print(flows)
-    targets = Table(title="targets")
-    for column in (
+    flow_columns = ("flow", "stream", "last poll", "records", "changed", "deleted", "error")
+    console.print(grid("flows", flow_columns, flow_rows, flexible="error", fold=True))
+    target_rows = []
+    for t in data["targets"]:
+        counters = t["counters"]
+        target_rows.append(
+            [
+                t["name"],
+                _circuit(t["circuit"]),
+                str(t["queue_depth"] + t["reserved"]),
+                str(t["in_flight"]),
+                str(t["scheduled_retries"]),
+                _fmt_lag(t["lag_s"]),
+                str(t["dlq_total"]),
+                str(counters.get("applied", 0)),
+                str(counters.get("skipped", 0)),
+                str(counters.get("dead_lettered", 0)),
+            ]
+        )
+    columns = (
         "target",
         "circuit",
-        "queue",
-        "reserved",
-        "in flight",
+        "queued",
+        "flight",
         "retries",
         "lag",
         "DLQ",
         "applied",
         "skipped",
-        "dead-lettered",
-    ):
-        targets.add_column(column, overflow="fold")
+        "dead",
+    )
+    console.print(grid("targets", columns, target_rows))
     for t in data["targets"]:
-        counters = t["counters"]
-        targets.add_row(
-            t["name"],
-            _circuit(t["circuit"]),
-            str(t["queue_depth"]),
-            str(t["reserved"]),
-            str(t["in_flight"]),
-            str(t["scheduled_retries"]),
-            _fmt_lag(t["lag_s"]),
-            _codes(t["dlq"]),
-            str(counters.get("applied", 0)),
-            str(counters.get("skipped", 0)),
-            str(counters.get("dead_lettered", 0)),
-        )
-    console.print(targets)
+        if t["dlq"]:
+            say(f"dead letters at {t['name']}: {_codes(t['dlq'])}")
     say(f"dead letters: {data['dlq_total']}   workers: {len(data['workers'])}")
 
 
@@ -131,8 +133,8 @@ def _circuit(circuit: dict[str, Any]) -> str:
 
 
 def _known_targets(settings: Settings) -> list[str]:
-    flow_targets = {t for f in settings.flows.values() for t in f.targets}
-    return sorted(flow_targets | set(settings.systems.configured()))
+    """The targets of the flows (enabled or not)."""
+    return sorted({t for f in settings.flows.values() for t in f.targets})
 
 
 def _check_target(settings: Settings, name: str) -> None:
@@ -155,18 +157,18 @@ def list_targets(json_output: JsonOpt = False) -> None:
     if json_output:
         print_json(rows)
         return
-    table = Table(title="targets")
-    for column in ("target", "circuit", "failures", "openings", "reason"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(
+    lines = [
+        [
             row["name"],
             _circuit(row),
             str(row["failures"]),
             str(row["openings"]),
             str(row["reason"]),
-        )
-    console.print(table)
+        ]
+        for row in rows
+    ]
+    columns = ("target", "circuit", "failures", "openings", "reason")
+    console.print(grid("targets", columns, lines, flexible="reason", fold=True))
 
 
 @target_app.command("pause")
