@@ -85,5 +85,6 @@ def build_sinks(settings: Settings, limiter: RateLimiter | None) -> Mapping[str,
             atollon_http=(
                 http_client("atollon", systems.atollon, limiter) if systems.atollon else None
             ),
+            atollon_overrides=overrides.get("atollon"),
         )
     return sinks

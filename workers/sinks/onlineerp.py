@@ -137,6 +137,7 @@ class OnlineErpSink:
         *,
         atollon: AtollonSettings | None = None,
         atollon_http: httpx.Client | None = None,
+        atollon_overrides: Mapping[str, ErrorClass] | None = None,
     ) -> None:
         self.settings = settings
         self.http = http
@@ -146,7 +147,7 @@ class OnlineErpSink:
         self.atollon_http = atollon_http
         self.erp = OnlineErpClient(http, settings, error_overrides=overrides)
         self.crm = (
-            AtollonClient(atollon_http, atollon)
+            AtollonClient(atollon_http, atollon, error_overrides=atollon_overrides)
             if atollon is not None and atollon_http is not None
             else None
         )
