@@ -473,6 +473,9 @@ class DlqOperator:
             details = row.get("details") or {}
             if row.get("action") == "resolved" and "id" in details:
                 found.setdefault(str(details["id"]), str(details.get("how", "applied")))
+            elif row.get("action") == "drop":
+                for dropped in details.get("ids") or []:
+                    found.setdefault(str(dropped), f"dropped by {row.get('who')}")
         return found
 
     def wait(

@@ -192,7 +192,7 @@ class StatusReader:
             per_flow[entry.code] = per_flow.get(entry.code, 0) + 1
         return counts
 
-    def stream(self, source: str, entity: str) -> dict[str, Any]:
+    def stream(self, source: str, entity: str, now: float | None = None) -> dict[str, Any]:
         """The producer's record of the last poll of a stream."""
         raw: dict[str, str] = self.redis.hgetall(self.keys.stream_state(source, entity))  # type: ignore[assignment]
 
@@ -219,7 +219,7 @@ class StatusReader:
             "last_poll_started": _iso(number("last_poll_started")),
             "last_poll_finished": _iso(number("last_poll_finished")),
             "last_poll_age_s": (
-                round(time.time() - finished, 1)
+                round((time.time() if now is None else now) - finished, 1)
                 if (finished := number("last_poll_finished")) is not None
                 else None
             ),
@@ -305,7 +305,7 @@ class StatusReader:
                     "source": flow.source,
                     "entity": flow.entity,
                     "targets": per_target,
-                    "stream": self.stream(flow.source, flow.entity),
+                    "stream": self.stream(flow.source, flow.entity, now),
                 }
             )
         return {

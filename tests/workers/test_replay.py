@@ -446,6 +446,7 @@ def test_drop_removes_and_is_audited(
     assert operator.drop([a], {"ids": [a.id]}) == 1
     assert store.get(a.id) is None
     assert store.count() == 1
+    assert operator.outcomes([a]).skipped == [(a.id, "dropped by alice")], "not 'applied'"
     assert operator.explain_missing(a.id).startswith("dropped by alice")
     assert store.audit_log()[0]["details"]["ids"] == [a.id]
 

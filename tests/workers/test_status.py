@@ -182,6 +182,7 @@ def test_status_reports_queues_retries_lag_dlq_circuits_counters_and_polls(
 
     flows = {f["name"]: f for f in status["flows"]}
     customers = flows["customers"]
+    assert customers["stream"]["last_poll_age_s"] == 5.0
     assert customers["stream"]["last_records"] == 120
     assert customers["stream"]["last_changed"] == 7
     assert customers["stream"]["last_deleted"] == 1
