@@ -92,7 +92,7 @@ def status(json_output: JsonOpt = False) -> None:
             [
                 t["name"],
                 _circuit(t["circuit"]),
-                str(t["queue_depth"] + t["reserved"]),
+                str(t["queued_deliveries"] + t["reserved"]),
                 str(t["in_flight"]),
                 str(t["scheduled_retries"]),
                 _fmt_lag(t["lag_s"]),

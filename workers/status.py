@@ -1,5 +1,8 @@
 """What ``erpsync status`` shows: per flow and per target, read from Redis only.
 
+``queue_depth`` counts the broker's messages (exact); ``queued_deliveries`` the deliveries
+in them (a batch message carries several), exact when ``lag_exact``.
+
 Per flow: the last poll of its stream and its counts (the producer's ``stream_state``), the
 cursor or snapshot size, and its dead letters and waiting deliveries per target. Per target:
 queue depth, deliveries reserved by workers, in flight, scheduled (the delayed set), lag,
@@ -53,21 +56,33 @@ def unacked_key(keys: Keys) -> str:
     return f"{keys.prefix}:unacked"
 
 
-def delivery_of_message(raw: str | bytes) -> dict[str, Any] | None:
-    """The delivery carried by a kombu message of ``sync.apply``, or None."""
+def _is_delivery(value: Any) -> bool:
+    return isinstance(value, dict) and "event" in value and "target" in value
+
+
+def deliveries_of_message(raw: str | bytes) -> list[dict[str, Any]]:
+    """The deliveries a kombu message carries: one for ``sync.apply``, several for a batch.
+
+    A batch task (a name starting ``sync.apply``) carries a list of deliveries as its first
+    argument; any other message carries none.
+    """
     try:
         message = json.loads(raw)
-        if message.get("headers", {}).get("task") != TASK_APPLY:
-            return None
+        if not str(message.get("headers", {}).get("task", "")).startswith(TASK_APPLY):
+            return []
         body: Any = message["body"]
         if message.get("properties", {}).get("body_encoding") == "base64":
             body = base64.b64decode(body).decode(message.get("content-encoding") or "utf-8")
         decoded = json.loads(body) if isinstance(body, str | bytes) else body
         args = decoded[0] if isinstance(decoded, list) else decoded.get("args")
-        delivery = args[0] if args else None
+        first = args[0] if args else None
     except (ValueError, KeyError, TypeError, IndexError, AttributeError, binascii.Error):
-        return None
-    return delivery if isinstance(delivery, dict) else None
+        return []
+    if isinstance(first, dict) and _is_delivery(first):
+        return [first]
+    if isinstance(first, list):
+        return [d for d in first if _is_delivery(d)]
+    return []
 
 
 def _detected_at(delivery: dict[str, Any]) -> float | None:
@@ -134,7 +149,7 @@ class StatusReader:
 
     # -- the pieces ---------------------------------------------------------------------
     def queue(self, target: str) -> tuple[int, _Waiting, bool]:
-        """(depth, what the scanned messages hold, whether every message was scanned)."""
+        """(messages, the deliveries of the scanned messages, whether all were scanned)."""
         depth = 0
         waiting = _Waiting()
         complete = True
@@ -151,8 +166,7 @@ class StatusReader:
             for start in range(-take, 0, 1000):
                 stop = min(start + 999, -1)
                 for raw in self.redis.lrange(key, start, stop) or []:
-                    delivery = delivery_of_message(raw)
-                    if delivery is not None:
+                    for delivery in deliveries_of_message(raw):
                         waiting.add(delivery)
         return depth, waiting, complete
 
@@ -164,11 +178,9 @@ class StatusReader:
                 message, _exchange, routing_key = json.loads(value)
             except (ValueError, TypeError):
                 continue
-            delivery = delivery_of_message(json.dumps(message))
-            if delivery is None:
-                continue
-            target = str(delivery.get("target") or str(routing_key).removeprefix("sync."))
-            out.setdefault(target, _Waiting()).add(delivery)
+            for delivery in deliveries_of_message(json.dumps(message)):
+                target = str(delivery.get("target") or str(routing_key).removeprefix("sync."))
+                out.setdefault(target, _Waiting()).add(delivery)
         return out
 
     def scheduled(self) -> dict[str, _Waiting]:
@@ -262,6 +274,7 @@ class StatusReader:
                     "configured": target in flow_targets,
                     "queue": queue_for(target),
                     "queue_depth": depth,
+                    "queued_deliveries": queued.count,
                     "reserved": held.count,
                     "in_flight": int(self.redis.hlen(self.keys.inflight(target))),
                     "scheduled_retries": parked.count,

@@ -19,9 +19,10 @@ from workers.app import TASK_APPLY, queue_for
 from workers.dlq import DeadLetterStore
 from workers.limits import Circuit
 from workers.state import State
-from workers.status import StatusReader, delivery_of_message, queue_keys, unacked_key
+from workers.status import StatusReader, deliveries_of_message, queue_keys, unacked_key
 
 NOW = 1_900_000_000.0
+BATCH_TASK = "sync.apply_batch"
 
 
 @pytest.fixture
@@ -95,11 +96,25 @@ def envelope(app: Celery, d: Delivery) -> str:
     return json.dumps(message)
 
 
-def test_a_message_envelope_gives_back_its_delivery(envelopes: Celery) -> None:
+def test_a_message_envelope_gives_back_its_deliveries(envelopes: Celery) -> None:
     d = delivery("C1", "propeller", 5)
-    assert delivery_of_message(envelope(envelopes, d)) == d.model_dump(mode="json")
-    assert delivery_of_message("not json") is None
-    assert delivery_of_message(json.dumps({"headers": {"task": "other"}, "body": ""})) is None
+    assert deliveries_of_message(envelope(envelopes, d)) == [d.model_dump(mode="json")]
+    batch = [delivery(f"C{i}", "propeller", 5) for i in range(3)]
+    assert deliveries_of_message(batch_envelope(envelopes, batch)) == [
+        b.model_dump(mode="json") for b in batch
+    ]
+    assert deliveries_of_message("not json") == []
+    assert deliveries_of_message(json.dumps({"headers": {"task": "other"}, "body": ""})) == []
+
+
+def batch_envelope(app: Celery, batch: list[Delivery]) -> str:
+    """A batch message (many deliveries of one target for its bulk endpoint)."""
+    queue = queue_for(batch[0].target)
+    app.send_task(BATCH_TASK, args=[[d.model_dump(mode="json") for d in batch]], queue=queue)
+    with app.connection_for_write() as conn:
+        channel: Any = conn.default_channel
+        message = channel._get(queue)
+    return json.dumps(message)
 
 
 def test_status_reports_queues_retries_lag_dlq_circuits_counters_and_polls(
@@ -107,10 +122,13 @@ def test_status_reports_queues_retries_lag_dlq_circuits_counters_and_polls(
 ) -> None:
     main_queue, priority_queue = queue_keys(keys, "propeller")[:2]
     assert main_queue == "st:sync.propeller"
-    # propeller: 3 queued (one on a priority list), the oldest change 120 s old
+    # propeller: 4 messages, 5 deliveries (one on a priority list, a batch of two);
+    # the oldest change is 120 s old
     client.lpush(main_queue, envelope(envelopes, delivery("C1", "propeller", 120)))
     client.lpush(main_queue, envelope(envelopes, delivery("C2", "propeller", 30)))
     client.lpush(priority_queue, envelope(envelopes, delivery("C3", "propeller", 10)))
+    batch = [delivery("B1", "propeller", 40), delivery("B2", "propeller", 20)]
+    client.lpush(main_queue, batch_envelope(envelopes, batch))
     # hipe: one reserved by a worker (and in flight), two parked; the oldest is parked
     reserved = delivery("C4", "hipe", 50)
     client.hset(
@@ -160,7 +178,8 @@ def test_status_reports_queues_retries_lag_dlq_circuits_counters_and_polls(
     targets = {t["name"]: t for t in status["targets"]}
     assert set(targets) == {"propeller", "hipe", "atollon"}
     propeller, hipe, atollon = targets["propeller"], targets["hipe"], targets["atollon"]
-    assert (propeller["queue_depth"], propeller["reserved"], propeller["in_flight"]) == (3, 0, 0)
+    assert (propeller["queue_depth"], propeller["reserved"], propeller["in_flight"]) == (4, 0, 0)
+    assert propeller["queued_deliveries"] == 5, "a batch message carries two"
     assert propeller["scheduled_retries"] == 0
     assert propeller["lag_s"] == pytest.approx(120, abs=0.01)
     assert propeller["lag_exact"] is True
@@ -188,7 +207,7 @@ def test_status_reports_queues_retries_lag_dlq_circuits_counters_and_polls(
     assert customers["stream"]["last_deleted"] == 1
     assert customers["stream"]["last_error"] is None
     assert customers["stream"]["snapshot_records"] == 2
-    assert customers["targets"]["propeller"]["queued"] == 3
+    assert customers["targets"]["propeller"]["queued"] == 5
     assert customers["targets"]["propeller"]["dlq"] == {"10007": 1, "40005": 2}
     assert customers["targets"]["hipe"]["scheduled_retries"] == 2
     assert customers["targets"]["hipe"]["reserved"] == 1
