@@ -469,6 +469,10 @@ def demo(
     def say(text: str) -> None:
         (err_console if json_output else console).print(text, highlight=False)
 
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)  # stop like Ctrl-C: clean up everything
     run = Demo(records=records, faults=faults)
     try:
         try:

@@ -1,0 +1,94 @@
+"""``erpsync demo`` as a newcomer runs it: it converges, and Ctrl-C leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.integration.pipeline import REPO
+
+pytestmark = pytest.mark.integration
+
+
+def demo_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ERPSYNC_")}
+    env["COLUMNS"] = "200"
+    return env
+
+
+def test_demo_converges_and_every_edit_arrives() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "cli", "demo", "--records", "80", "--json"],
+        cwd=REPO,
+        env=demo_env(),
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    assert summary["converged"]
+    assert summary["edits_arrived"]
+    flows = summary["flows"]
+    assert flows["customers"]["hipe"]["created"] == 81, "80 seeded + 1 new child"
+    assert flows["customers"]["propeller"]["archived"] == 1, "the deactivation"
+    assert flows["products"]["atollon"]["created"] == 16
+    assert flows["billing"]["onlineerp"]["invoices"] == 5, "4 seeded activities + 1 new"
+    assert all(not row["dead_lettered"] for targets in flows.values() for row in targets.values())
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie is gone, just not yet reaped
+        return stat.read().split()[2] != "Z"
+
+
+def test_ctrl_c_during_the_demo_leaves_no_process_and_no_redis() -> None:
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "cli", "demo", "--records", "2000"],
+        cwd=REPO,
+        env=demo_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert demo.stdout is not None
+    seen = ""
+    deadline = time.monotonic() + 120
+    while "Worker: pid" not in seen and time.monotonic() < deadline:
+        line = demo.stdout.readline()
+        if not line:
+            break
+        seen += line
+    redis_port = int(re.search(r"redis://127\.0\.0\.1:(\d+)", seen).group(1))  # type: ignore[union-attr]
+    worker_pid = int(re.search(r"Worker: pid (\d+)", seen).group(1))  # type: ignore[union-attr]
+    assert port_open(redis_port)
+    assert pid_running(worker_pid)
+
+    time.sleep(2)  # mid-sync
+    demo.send_signal(signal.SIGINT)
+    rest, _ = demo.communicate(timeout=90)
+    assert demo.returncode == 130, rest[-2000:]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (pid_running(worker_pid) or port_open(redis_port)):
+        time.sleep(0.2)
+    assert not pid_running(worker_pid), "the worker outlived the demo"
+    assert not port_open(redis_port), "the embedded Redis outlived the demo"
