@@ -17,7 +17,10 @@ without a complete answer (before the request is applied, or after it with
 ``drop_phase="after"``: the ambiguous case a client cannot tell from a lost request);
 ``rate`` answers with one of ``statuses`` or with the vendor error ``vendor_code``, with a
 ``Retry-After`` header when ``retry_after_s`` is set. ``count`` bounds how many requests a
-rule may fail.
+rule may fail. ``max_per_s`` is a rate limit: a matching request that arrives when the rule
+has already let ``max_per_s`` requests through in the last second answers 429 (the vendor's
+shape, with ``Retry-After``: ``retry_after_s``, else the time until the window frees a slot)
+and is not applied; a request it lets through counts even if another fault then fails it.
 
 The simulators share no code or models with ``adapters/``: each side is written from the
 vendors' documentation on its own, so a misreading shows where the two meet.
@@ -28,9 +31,11 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
+import math
 import random
 import threading
-from collections import Counter
+import time
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -63,6 +68,9 @@ class FaultRule(BaseModel):
     path: str = Field(default="*", description="glob on the request path, e.g. /v2/companies*")
     methods: list[str] | None = None
     count: int | None = Field(default=None, ge=0, description="fail at most this many requests")
+    max_per_s: int | None = Field(
+        default=None, ge=1, description="answer 429 beyond this many requests in any second"
+    )
 
     def matches(self, method: str, path: str) -> bool:
         if self.methods is not None and method.upper() not in {m.upper() for m in self.methods}:
@@ -145,11 +153,20 @@ class _DropError(Exception):
 class _State:
     rules: list[FaultRule] = field(default_factory=list)
     remaining: list[int | None] = field(default_factory=list)
+    #: per rule, arrival times (monotonic) of the requests its ``max_per_s`` let through
+    windows: list[deque[float]] = field(default_factory=list)
     stats: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     writes: int = 0
     faults_injected: Counter[str] = field(default_factory=Counter)
     rng: random.Random = field(default_factory=random.Random)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def set_rules(self, rules: list[FaultRule]) -> None:
+        """Replace the rules in force (their counts and rate windows start afresh)."""
+        with self.lock:
+            self.rules = rules
+            self.remaining = [r.count for r in rules]
+            self.windows = [deque() for _ in rules]
 
     def clear_stats(self) -> None:
         with self.lock:
@@ -194,6 +211,26 @@ class SandboxMiddleware:
                 return False
             self.state.remaining[index] = left - 1
             return True
+
+    def _over_limit(self, rule: FaultRule, now: float) -> float | None:
+        """None when ``rule`` lets a request arriving ``now`` through, else seconds to wait.
+
+        A request let through is counted in the rule's one-second window.
+        """
+        limit = rule.max_per_s
+        if limit is None:
+            return None
+        with self.state.lock:
+            index = next((i for i, r in enumerate(self.state.rules) if r is rule), None)
+            if index is None:
+                return None
+            window = self.state.windows[index]
+            while window and window[0] <= now - 1.0:
+                window.popleft()
+            if len(window) < limit:
+                window.append(now)
+                return None
+            return max(0.0, window[0] + 1.0 - now)
 
     def _roll(self, probability: float) -> bool:
         with self.state.lock:
@@ -243,9 +280,28 @@ class SandboxMiddleware:
         template = self._template(scope)
         _, rules = self._pick(method, path)
 
+        arrived = time.monotonic()
+        limited: tuple[FaultRule, float] | None = None
+        for rule in rules:
+            wait = self._over_limit(rule, arrived)
+            if wait is not None:
+                limited = (rule, wait)
+                break
+
         latency_ms = max((r.latency_ms for r in rules), default=0)
         if latency_ms:
             await asyncio.sleep(latency_ms / 1000)
+
+        if limited is not None:
+            rule, wait = limited
+            error = self.simulator.error(429, "injected fault: rate limit exceeded")
+            retry_after = rule.retry_after_s if rule.retry_after_s is not None else wait
+            error.headers["Retry-After"] = f"{math.ceil(retry_after * 1000) / 1000:g}"
+            with self.state.lock:
+                self.state.faults_injected["429"] += 1
+            self._record(method, template, "429")
+            await error.response()(scope, receive, send)
+            return
 
         drop_after = False
         for rule in rules:
@@ -330,16 +386,23 @@ def build_app(simulator: Simulator) -> Starlette:
                 status_code=400,
             )
         for rule in rules:
-            if not (rule.statuses or rule.vendor_code or rule.latency_ms or rule.drop_rate):
+            if not (
+                rule.statuses
+                or rule.vendor_code
+                or rule.latency_ms
+                or rule.drop_rate
+                or rule.max_per_s
+            ):
                 return JSONResponse(
-                    {"error": "a rule needs statuses, vendor_code, latency_ms or drop_rate"},
+                    {
+                        "error": "a rule needs statuses, vendor_code, latency_ms, drop_rate "
+                        "or max_per_s"
+                    },
                     status_code=400,
                 )
             if any(s < 100 or s > 599 for s in rule.statuses):
                 return JSONResponse({"error": "statuses must be HTTP statuses"}, status_code=400)
-        with state.lock:
-            state.rules = rules
-            state.remaining = [r.count for r in rules]
+        state.set_rules(rules)
         return JSONResponse({"rules": [r.model_dump() for r in rules]})
 
     async def get_faults(request: Request) -> Response:
@@ -353,9 +416,7 @@ def build_app(simulator: Simulator) -> Starlette:
             )
 
     async def clear_faults(request: Request) -> Response:
-        with state.lock:
-            state.rules = []
-            state.remaining = []
+        state.set_rules([])
         return JSONResponse({"rules": []})
 
     async def stats(request: Request) -> Response:
@@ -398,9 +459,7 @@ def build_app(simulator: Simulator) -> Starlette:
     async def reset(request: Request) -> Response:
         with simulator.lock:
             simulator.reset()
-        with state.lock:
-            state.rules = []
-            state.remaining = []
+        state.set_rules([])
         state.clear_stats()
         return JSONResponse({"reset": True})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -151,10 +152,39 @@ def test_latency_delays_matching_requests(echo: httpx.Client) -> None:
     assert answer.elapsed.total_seconds() >= 0.14
 
 
+def test_max_per_s_answers_429_beyond_the_limit_and_applies_nothing(
+    echo: httpx.Client,
+) -> None:
+    echo.post("/_sandbox/faults", json={"max_per_s": 3, "path": "/items"})
+    started = time.monotonic()
+    answers = [echo.post("/items", json={"n": n}) for n in range(5)]
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.0, "five loopback requests take far less than the one-second window"
+    assert [a.status_code for a in answers] == [201, 201, 201, 429, 429]
+    waits = [float(a.headers["Retry-After"]) for a in answers[3:]]
+    assert all(0 < wait <= 1.0 for wait in waits), "the time until the window frees a slot"
+    assert [i["n"] for i in echo.get("/_sandbox/records/items").json()] == [0, 1, 2]
+    stats = echo.get("/_sandbox/stats").json()
+    assert stats["by_status"] == {"201": 3, "429": 2}
+    assert echo.get("/_sandbox/faults").json()["injected"] == {"429": 2}
+
+
+def test_max_per_s_window_slides_and_honours_retry_after_s(echo: httpx.Client) -> None:
+    echo.post("/_sandbox/faults", json={"max_per_s": 1, "retry_after_s": 2, "path": "/items"})
+    assert echo.get("/items").status_code == 200
+    limited = echo.get("/items")
+    assert limited.status_code == 429
+    assert limited.headers["Retry-After"] == "2"
+    time.sleep(1.05)
+    assert echo.get("/items").status_code == 200, "a second later the window has room"
+    assert echo.get("/boom").status_code == 500, "other paths are not limited"
+
+
 def test_bad_fault_rules_are_refused(echo: httpx.Client) -> None:
     assert echo.post("/_sandbox/faults", json={"rate": 2, "statuses": [500]}).status_code == 400
     assert echo.post("/_sandbox/faults", json={"rate": 0.5}).status_code == 400
     assert echo.post("/_sandbox/faults", json={"statuses": [42]}).status_code == 400
+    assert echo.post("/_sandbox/faults", json={"max_per_s": 0}).status_code == 400
     assert echo.post("/_sandbox/faults", content=b"not json").status_code == 400
     assert echo.get("/_sandbox/faults").json()["rules"] == []
 
