@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli import demo, diagnose, dlq, engine, flower, sandbox, settings_doc, status
+from cli import backfill, demo, diagnose, dlq, engine, flower, sandbox, settings_doc, status
 
 app = typer.Typer(
     name="erpsync",
@@ -44,6 +44,7 @@ demo.register(app)
 settings_doc.register(app)
 dlq.register(app)
 status.register(app)
+backfill.register(app)
 
 
 def main() -> None:

@@ -12,13 +12,19 @@ deletions (keys that vanished). Cursor streams read only what changed since thei
 (minus a lookback window, because records with equal timestamps straddle pages and clocks
 drift); the same fingerprints drop what the lookback reads again, and the bookmark moves
 only after the events are enqueued. No change, no event.
+
+A large poll goes to bulk-capable targets in batches (:mod:`workers.batch`): the upserts
+for Propeller and HIPE become ``sync.apply_batch`` messages, parents before children.
+:meth:`Producer.backfill` re-sends every record of a stream, ignoring the snapshot (an
+initial load, or after a mapping change); the workers' ledger still skips what a target
+already has, unless ``force`` makes it forget the fingerprints first.
 """
 
 from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -28,7 +34,8 @@ from celery import Celery
 
 from erpsync.events import ChangeEvent, Delivery, Operation, content_fingerprint
 from erpsync.keys import Keys
-from workers.publish import publish
+from workers.batch import BulkRoute, split_for_bulk
+from workers.publish import publish, publish_batches
 from workers.state import State
 
 log = structlog.get_logger("erpsync.producer")
@@ -55,6 +62,10 @@ class PollResult:
     deliveries: int = 0
     duration_s: float = 0.0
     skipped: str | None = None
+    #: bulk messages sent (each carries many deliveries of one target)
+    batches: int = 0
+    #: deliveries per target
+    targets: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -64,9 +75,21 @@ class PollResult:
             "deleted": self.deleted,
             "events": self.events,
             "deliveries": self.deliveries,
+            "batches": self.batches,
+            "targets": dict(self.targets),
             "duration_s": round(self.duration_s, 3),
             "skipped": self.skipped,
         }
+
+
+@dataclass(frozen=True)
+class _Mode:
+    """How a scan treats the snapshot: a poll, or a backfill."""
+
+    backfill: bool = False
+    force: bool = False
+    update_snapshot: bool = True
+    on_progress: Callable[[PollResult], None] | None = None
 
 
 @dataclass
@@ -121,6 +144,8 @@ class Producer:
     keys: Keys
     batch_size: int = 1000
     lock_ttl_s: float = 300.0
+    #: bulk-capable targets (see :func:`workers.batch.bulk_routes`); none: all single
+    bulk: Mapping[str, BulkRoute] = field(default_factory=dict)
     state: State = field(init=False)
 
     def __post_init__(self) -> None:
@@ -128,6 +153,31 @@ class Producer:
 
     def poll(self, stream: SnapshotStream) -> PollResult:
         """One full poll of ``stream``; returns what it found and published."""
+        return self._run(stream, _Mode())
+
+    def backfill(
+        self,
+        stream: SnapshotStream,
+        *,
+        force: bool = False,
+        update_snapshot: bool = True,
+        on_progress: Callable[[PollResult], None] | None = None,
+    ) -> PollResult:
+        """Re-send every record of ``stream`` (to ``stream.targets``), changed or not.
+
+        The workers' ledger skips a record a target already has with this fingerprint;
+        ``force`` forgets those fingerprints first (keeping the targets' ids), so every
+        record is written again. With ``update_snapshot`` (every target of the flow), the
+        snapshot and cursor move as for a poll, so the next poll emits nothing; without it
+        (a backfill of some targets only) they stay, so the next poll still brings the
+        other targets what changed. Deletions found are sent as a poll sends them.
+        """
+        mode = _Mode(
+            backfill=True, force=force, update_snapshot=update_snapshot, on_progress=on_progress
+        )
+        return self._run(stream, mode)
+
+    def _run(self, stream: SnapshotStream, mode: _Mode) -> PollResult:
         result = PollResult(stream=stream.name)
         lock_key = self.keys.stream_lock(stream.source, stream.entity)
         token = self.state.acquire(lock_key, self.lock_ttl_s)
@@ -141,7 +191,7 @@ class Producer:
             state_key, mapping={"last_poll_started": f"{time.time():.3f}", "flow": stream.flow}
         )
         try:
-            self._scan(stream, result, lock_key, token)
+            self._scan(stream, result, lock_key, token, mode)
         except Exception as exc:
             self.redis.hset(
                 state_key,
@@ -165,16 +215,22 @@ class Producer:
         log.info("producer.poll_finished", **result.as_dict())
         return result
 
-    def _scan(self, stream: SnapshotStream, result: PollResult, lock_key: str, token: str) -> None:
+    def _scan(
+        self, stream: SnapshotStream, result: PollResult, lock_key: str, token: str, mode: _Mode
+    ) -> None:
         snapshot = self.keys.snapshot(stream.source, stream.entity)
         cursor_key = self.keys.cursor(stream.source, stream.entity)
-        stream.load_bookmark(self.redis.get(cursor_key))  # type: ignore[arg-type]
+        # A backfill reads a cursor stream from its beginning.
+        stream.load_bookmark(None if mode.backfill else self.redis.get(cursor_key))  # type: ignore[arg-type]
         seen: set[str] = set()
         pending: list[_Change] = []
         for page in stream.pages():
             if not page:
                 continue
-            previous = self.redis.hmget(snapshot, [r.key for r in page])
+            if mode.backfill:
+                previous: list[Any] = [None] * len(page)
+            else:
+                previous = self.redis.hmget(snapshot, [r.key for r in page])
             for record, before in zip(page, previous, strict=True):
                 seen.add(record.key)
                 now = content_fingerprint("upsert", record.payload)
@@ -182,9 +238,11 @@ class Producer:
                     pending.append(_Change(record, "upsert", now))
             result.records += len(page)
             if len(pending) >= self.batch_size:
-                self._flush(stream, pending, result)
+                self._flush(stream, pending, result, mode)
                 pending = []
             self.redis.pexpire(lock_key, int(self.lock_ttl_s * 1000))
+            if mode.on_progress is not None:
+                mode.on_progress(result)
         if stream.detects_deletions:
             deleted = [
                 str(key)
@@ -195,14 +253,18 @@ class Producer:
                 payload = {"key": key, "active": False}
                 fingerprint = content_fingerprint("delete", payload)
                 pending.append(_Change(SourceRecord(key, payload), "delete", fingerprint))
-        self._flush(stream, pending, result)
+        self._flush(stream, pending, result, mode)
+        if mode.on_progress is not None:
+            mode.on_progress(result)
         bookmark = stream.bookmark()
-        if bookmark is not None:
+        if bookmark is not None and mode.update_snapshot:
             self.redis.set(cursor_key, bookmark)
             state_key = self.keys.stream_state(stream.source, stream.entity)
             self.redis.hset(state_key, "cursor", bookmark)
 
-    def _flush(self, stream: SnapshotStream, changes: list[_Change], result: PollResult) -> None:
+    def _flush(
+        self, stream: SnapshotStream, changes: list[_Change], result: PollResult, mode: _Mode
+    ) -> None:
         """Publish the changes, then (only then) advance the snapshot."""
         if not changes:
             return
@@ -222,14 +284,19 @@ class Producer:
                 )
             )
         deliveries = [Delivery(event=e, target=t) for e in events for t in stream.targets]
-        publish(self.app, deliveries, state=self.state)
+        if mode.force:
+            self._forget_fingerprints(deliveries)
+        # The whole poll's size decides bulk or single, not this flush's (the last is short).
+        singles, batches = split_for_bulk(deliveries, self.bulk, result.events + len(events))
+        publish(self.app, singles, state=self.state)
+        publish_batches(self.app, batches, state=self.state)
         snapshot = self.keys.snapshot(stream.source, stream.entity)
         with self.redis.pipeline(transaction=False) as pipe:
             upserts = {c.record.key: c.fingerprint for c in changes if c.operation == "upsert"}
-            if upserts:
+            if upserts and mode.update_snapshot:
                 pipe.hset(snapshot, mapping=upserts)  # type: ignore[arg-type]
             gone = [c.record.key for c in changes if c.operation == "delete"]
-            if gone:
+            if gone and mode.update_snapshot:
                 pipe.hdel(snapshot, *gone)
             pipe.hset(
                 self.keys.latest(stream.source, stream.entity),
@@ -240,3 +307,27 @@ class Producer:
         result.changed += sum(1 for c in changes if c.operation == "upsert")
         result.deleted += sum(1 for c in changes if c.operation == "delete")
         result.deliveries += len(deliveries)
+        result.batches += len(batches)
+        for d in deliveries:
+            result.targets[d.target] = result.targets.get(d.target, 0) + 1
+
+    def _forget_fingerprints(self, deliveries: list[Delivery]) -> None:
+        """Blank the ledger's fingerprint of each (target, record) that has one.
+
+        The target's id stays (HIPE PATCHes by it), and a blank fingerprint matches no
+        event, so the worker applies the change again instead of skipping it.
+        """
+        ledgers = [
+            self.keys.ledger(d.target, d.event.entity, d.event.key)
+            for d in deliveries
+            if d.event.operation == "upsert"
+        ]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for key in ledgers:
+                pipe.exists(key)
+            present = pipe.execute()
+        with self.redis.pipeline(transaction=False) as pipe:
+            for key, exists in zip(ledgers, present, strict=True):
+                if exists:
+                    pipe.hset(key, "fingerprint", "")
+            pipe.execute()

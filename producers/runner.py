@@ -21,6 +21,7 @@ from producers.base import PollResult, Producer, SnapshotStream
 from producers.onlineerp import OnlineErpCustomers, OnlineErpProducts
 from producers.propeller import PropellerCompanies
 from workers.app import create_app
+from workers.batch import bulk_routes
 from workers.runtime import redis_client
 
 log = structlog.get_logger("erpsync.producer")
@@ -37,7 +38,12 @@ class ProducerService:
 
     def __post_init__(self) -> None:
         app = create_app(self.settings)
-        self.producer = Producer(app, redis_client(self.settings), Keys(self.settings.key_prefix))
+        self.producer = Producer(
+            app,
+            redis_client(self.settings),
+            Keys(self.settings.key_prefix),
+            bulk=bulk_routes(self.settings),
+        )
         if not self.streams:
             self.streams = self._build_streams()
 
@@ -129,6 +135,45 @@ class ProducerService:
             results.append(result)
             if on_result is not None:
                 on_result(result)
+        return results
+
+    def backfill(
+        self,
+        flow: str,
+        *,
+        targets: list[str] | None = None,
+        force: bool = False,
+        on_progress: Callable[[PollResult], None] | None = None,
+    ) -> list[PollResult]:
+        """Re-send every source record of ``flow`` to its targets (or to ``targets``).
+
+        Raises ValueError for a flow that is unknown, disabled, or a work queue (billing:
+        its items are invoiced once, there is nothing to re-send).
+        """
+        config = self.settings.flows.get(flow)
+        if config is None or not config.enabled:
+            raise ValueError(f"no enabled flow named {flow!r}")
+        if config.entity == "billing":
+            raise ValueError(f"flow {flow!r} is a work queue (billing): nothing to backfill")
+        chosen: list[str] = list(config.targets) if targets is None else list(targets)
+        unknown = sorted(set(chosen) - set(config.targets))
+        if unknown:
+            raise ValueError(f"flow {flow!r} has no target {', '.join(unknown)}")
+        every_target = set(chosen) == set(config.targets)
+        results = []
+        for stream in self.streams:
+            if stream.flow != flow:
+                continue
+            original = stream.targets
+            stream.targets = chosen
+            try:
+                results.append(
+                    self.producer.backfill(
+                        stream, force=force, update_snapshot=every_target, on_progress=on_progress
+                    )
+                )
+            finally:
+                stream.targets = original
         return results
 
     def run(

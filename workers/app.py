@@ -2,7 +2,9 @@
 
 One task does the work, ``sync.apply`` (one delivery: one change for one target), on one
 queue per target (``sync.<target>``), so a slow or failing target never holds back the
-others and workers can be scaled per target. ``sync.noop`` exists for benchmarks.
+others and workers can be scaled per target. ``sync.apply_batch`` carries many deliveries
+of one target for its bulk endpoint (Propeller bulk upserts, HIPE CSV imports; see
+:mod:`workers.batch`), on the same queue. ``sync.noop`` exists for benchmarks.
 
 Delivery is at-least-once: ``acks_late`` with ``reject_on_worker_lost``, so a message is
 acknowledged only after its outcome is recorded, and a worker killed mid-task gives the
@@ -20,6 +22,7 @@ from celery import Celery
 from erpsync.settings import Settings
 
 TASK_APPLY = "sync.apply"
+TASK_APPLY_BATCH = "sync.apply_batch"
 TASK_NOOP = "sync.noop"
 
 app = Celery("erpsync")

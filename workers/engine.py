@@ -98,6 +98,35 @@ class InvalidSourceDataError(PermanentError):
     """The source record cannot be mapped (a required field is missing or malformed)."""
 
 
+def invalid_source_data(event: ChangeEvent, target: str, exc: ValidationError) -> SyncError:
+    """The dead-letter reason for a record its sink could not map (field paths, no values)."""
+    return InvalidSourceDataError(
+        f"{event.entity} {event.key} cannot be mapped to {target}: "
+        f"{exc.error_count()} invalid field(s)",
+        system=event.source,
+        operation="map",
+        vendor_code="invalid-source-data",
+        hint="fix the record in the source system (the next change flows on), or "
+        "edit the dead letter's payload and replay",
+        response_excerpt="; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)
+        )[:500],
+    )
+
+
+def missing_parent(event: ChangeEvent, target: str) -> DependencyError:
+    """The wait reason of a record whose parent is not in the target yet."""
+    return DependencyError(
+        f"parent {event.parent_key} of {event.key} is not in {target} yet",
+        system=target,
+        operation="check parent",
+        vendor_code="parent-not-synced",
+        hint=f"waits for {event.parent_key} to arrive in {target}; if it never "
+        "does, sync or fix the parent, then replay",
+    )
+
+
 @dataclass
 class Engine:
     """Takes deliveries to their outcome; one per worker process (thread-safe)."""
@@ -113,7 +142,8 @@ class Engine:
     #: ("applied", d, {"action": "created"}); metrics and tests observe the engine here
     observers: list[Callable[[str, Delivery, dict[str, Any]], None]] = field(default_factory=list)
 
-    def _notify(self, what: str, delivery: Delivery, **details: Any) -> None:
+    def notify(self, what: str, delivery: Delivery, **details: Any) -> None:
+        """Tell the observers (metrics, tests); an observer's failure is only logged."""
         for observer in self.observers:
             try:
                 observer(what, delivery, details)
@@ -151,21 +181,21 @@ class Engine:
                 operation="route",
                 hint="the flow names a target that is not configured for this entity",
             )
-            return self._dead_letter(delivery, error)
+            return self.dead_letter(delivery, error)
 
         wait = self.circuit.admit(target, now=self.clock())
         if wait > 0:
             self.state.incr(target, "parked_circuit")
-            self._park(delivery, wait + self.rng.uniform(0, min(5.0, wait / 4 + 0.5)))
+            self.park(delivery, wait + self.rng.uniform(0, min(5.0, wait / 4 + 0.5)))
             log.debug("sync.parked_circuit", wait_s=round(wait, 2))
-            self._notify("parked_circuit", delivery, wait_s=wait)
+            self.notify("parked_circuit", delivery, wait_s=wait)
             return "parked"
 
         lock_key = self.state.keys.record_lock(target, event.entity, event.key)
         token = self.state.acquire(lock_key, self.policy.lock_ttl_s)
         if token is None:
             self.state.incr(target, "parked_busy")
-            self._park(delivery, self.policy.busy_delay_s * (1 + self.rng.random()))
+            self.park(delivery, self.policy.busy_delay_s * (1 + self.rng.random()))
             return "parked"
         try:
             return self._apply_locked(delivery, sink)
@@ -176,13 +206,13 @@ class Engine:
         event, target = delivery.event, delivery.target
         ledger = self.state.ledger_get(target, event.entity, event.key)
         if ledger is not None and ledger.source_version > event.source_version:
-            return self._skip(delivery, "stale")
+            return self.skip(delivery, "stale")
         if ledger is not None and ledger.fingerprint == event.fingerprint:
-            return self._skip(delivery, "unchanged")
+            return self.skip(delivery, "unchanged")
         if delivery.replay_of is not None:
             latest = self.state.latest(event.source, event.entity, event.key)
             if latest is not None and latest > event.source_version:
-                return self._skip(delivery, "superseded")
+                return self.skip(delivery, "superseded")
 
         def lookup(entity: str, key: str) -> LedgerEntry | None:
             return self.state.ledger_get(target, entity, key)
@@ -191,15 +221,7 @@ class Engine:
         if event.parent_key and sink.needs_parent(event):
             parent = lookup(event.entity, event.parent_key)
             if parent is None:
-                missing = DependencyError(
-                    f"parent {event.parent_key} of {event.key} is not in {target} yet",
-                    system=target,
-                    operation="check parent",
-                    vendor_code="parent-not-synced",
-                    hint=f"waits for {event.parent_key} to arrive in {target}; if it never "
-                    "does, sync or fix the parent, then replay",
-                )
-                return self._failed(delivery, missing)
+                return self.fail(delivery, missing_parent(event, target))
 
         ledger_key = self.state.keys.ledger(target, event.entity, event.key)
 
@@ -210,23 +232,21 @@ class Engine:
         try:
             result = sink.apply(event, context)
         except SyncError as error:
-            return self._failed(delivery, error)
+            return self.fail(delivery, error)
         except ValidationError as exc:
-            invalid = InvalidSourceDataError(
-                f"{event.entity} {event.key} cannot be mapped to {target}: "
-                f"{exc.error_count()} invalid field(s)",
-                system=event.source,
-                operation="map",
-                vendor_code="invalid-source-data",
-                hint="fix the record in the source system (the next change flows on), or "
-                "edit the dead letter's payload and replay",
-                response_excerpt="; ".join(
-                    f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                    for e in exc.errors(include_url=False, include_input=False)
-                )[:500],
-            )
-            return self._dead_letter(delivery, invalid)
+            return self.dead_letter(delivery, invalid_source_data(event, target, exc))
+        self.circuit.success(target)
+        return self.applied(delivery, result, ledger)
 
+    # -- outcomes (also used by workers.batch, which applies many deliveries at once) -----
+    def applied(
+        self, delivery: Delivery, result: ApplyResult, previous: LedgerEntry | None
+    ) -> Result:
+        """Record a successful application: ledger, counters once, replay resolved, log.
+
+        The caller holds the record's lock and has told the circuit of the success.
+        """
+        event, target = delivery.event, delivery.target
         self.state.ledger_put(
             target,
             event.entity,
@@ -234,13 +254,12 @@ class Engine:
             LedgerEntry(
                 fingerprint=event.fingerprint,
                 source_version=event.source_version,
-                target_id=result.target_id or (ledger.target_id if ledger else None),
+                target_id=result.target_id or (previous.target_id if previous else None),
                 deleted=result.deleted,
                 applied_at=self.clock(),
                 extra=result.extra,
             ),
         )
-        self.circuit.success(target)
         flow = event.flow
         self.state.record_outcome(
             target,
@@ -251,11 +270,11 @@ class Engine:
         if delivery.replay_of is not None:
             self.dlq.resolved(delivery.replay_of, "applied")
         log.info("sync.applied", action=result.action, target_id=result.target_id)
-        self._notify("applied", delivery, action=result.action)
+        self.notify("applied", delivery, action=result.action)
         return "applied"
 
-    # -- outcomes ---------------------------------------------------------------------
-    def _skip(self, delivery: Delivery, why: str) -> Result:
+    def skip(self, delivery: Delivery, why: str) -> Result:
+        """Count the delivery as skipped (stale, unchanged, superseded)."""
         target, flow = delivery.target, delivery.event.flow
         self.state.record_outcome(
             target,
@@ -266,10 +285,11 @@ class Engine:
         if delivery.replay_of is not None:
             self.dlq.resolved(delivery.replay_of, f"skipped: {why}")
         log.info("sync.skipped", reason=why)
-        self._notify("skipped", delivery, reason=why)
+        self.notify("skipped", delivery, reason=why)
         return "skipped"
 
-    def _failed(self, delivery: Delivery, error: SyncError) -> Result:
+    def fail(self, delivery: Delivery, error: SyncError) -> Result:
+        """Handle a failure: retry, wait for a dependency, open the circuit, or dead-letter."""
         target = delivery.target
         now = self.clock()
         delivery.first_failure_at = delivery.first_failure_at or datetime.fromtimestamp(now, UTC)
@@ -278,34 +298,35 @@ class Engine:
             opened = self.circuit.failure(target, str(error), immediate=True, now=now)
             self.state.incr(target, "auth_failures")
             wait = max(1.0, self.circuit.status(target).until - now)
-            self._park(delivery, wait + self.rng.uniform(0, 1))
+            self.park(delivery, wait + self.rng.uniform(0, 1))
             log.warning("sync.circuit_opened" if opened else "sync.auth_failed", error=str(error))
-            self._notify("circuit_opened" if opened else "auth_failed", delivery, code=error.code)
+            self.notify("circuit_opened" if opened else "auth_failed", delivery, code=error.code)
             return "parked"
         if isinstance(error, TransientError) or error.error_class is ErrorClass.TRANSIENT:
             delivery.attempt += 1
             self.circuit.failure(target, str(error), now=now)
             if delivery.attempt >= self.policy.transient_max_attempts:
-                return self._dead_letter(delivery, error)
+                return self.dead_letter(delivery, error)
             delay = self.policy.transient_delay(delivery.attempt, error.retry_after_s, self.rng)
             self.state.incr(target, "retries")
-            self._park(delivery, delay)
+            self.park(delivery, delay)
             log.info("sync.retry_scheduled", delay_s=round(delay, 2), error=str(error))
-            self._notify("retry", delivery, code=error.code, delay_s=delay)
+            self.notify("retry", delivery, code=error.code, delay_s=delay)
             return "parked"
         if isinstance(error, DependencyError) or error.error_class is ErrorClass.DEPENDENCY:
             delivery.dependency_waits += 1
             if delivery.dependency_waits > self.policy.dependency_max_waits:
-                return self._dead_letter(delivery, error)
+                return self.dead_letter(delivery, error)
             delay = self.policy.dependency_delay(delivery.dependency_waits - 1, self.rng)
             self.state.incr(target, "dependency_waits")
-            self._park(delivery, delay)
+            self.park(delivery, delay)
             log.info("sync.waiting_dependency", delay_s=round(delay, 2), error=str(error))
-            self._notify("dependency_wait", delivery, code=error.code, delay_s=delay)
+            self.notify("dependency_wait", delivery, code=error.code, delay_s=delay)
             return "parked"
-        return self._dead_letter(delivery, error)
+        return self.dead_letter(delivery, error)
 
-    def _dead_letter(self, delivery: Delivery, error: SyncError) -> Result:
+    def dead_letter(self, delivery: Delivery, error: SyncError) -> Result:
+        """Dead-letter the delivery with everything needed to replay it, and count it."""
         target = delivery.target
         now = self.clock()
         delivery.first_failure_at = delivery.first_failure_at or datetime.fromtimestamp(now, UTC)
@@ -325,8 +346,9 @@ class Engine:
             code=error.code,
             error=str(error),
         )
-        self._notify("dead_lettered", delivery, code=error.code, dlq_id=entry_id)
+        self.notify("dead_lettered", delivery, code=error.code, dlq_id=entry_id)
         return "dead_lettered"
 
-    def _park(self, delivery: Delivery, delay_s: float) -> None:
+    def park(self, delivery: Delivery, delay_s: float) -> None:
+        """Put the delivery in the delayed set; the pump re-queues it when due."""
         self.state.schedule(delivery.model_dump(mode="json"), self.clock() + delay_s)

@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from erpsync.events import Delivery
 from erpsync.logging import configure_logging
-from workers.app import TASK_APPLY, TASK_NOOP, app
+from workers.app import TASK_APPLY, TASK_APPLY_BATCH, TASK_NOOP, app
+from workers.batch import BatchApplier
 from workers.metrics import WorkerMetrics, start_worker_metrics
 from workers.pump import Pump
 from workers.runtime import get_runtime, reset_runtime
@@ -41,6 +42,31 @@ def apply_delivery(self: Any, delivery: dict[str, Any]) -> str:
         return runtime.engine.process(parsed)
     except redis.RedisError as exc:
         # The state store is unreachable: give the message back rather than guess.
+        log.warning("sync.state_unavailable", error=str(exc))
+        raise Reject(str(exc), requeue=True) from exc
+
+
+@app.task(
+    name=TASK_APPLY_BATCH,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def apply_batch(self: Any, deliveries: list[dict[str, Any]]) -> dict[str, int]:
+    """Apply deliveries of one target through its bulk endpoint (see workers.batch)."""
+    runtime = get_runtime()
+    parsed: list[Delivery] = []
+    for raw in deliveries:
+        try:
+            parsed.append(Delivery.model_validate(raw))
+        except ValidationError as exc:
+            runtime.state.incr("malformed", "messages")
+            log.error("sync.malformed_message", errors=exc.error_count())  # noqa: TRY400
+    try:
+        return BatchApplier(runtime.engine).process(parsed)
+    except redis.RedisError as exc:
+        # Outcomes are counted once per delivery, so the whole batch can come back.
         log.warning("sync.state_unavailable", error=str(exc))
         raise Reject(str(exc), requeue=True) from exc
 

@@ -2,26 +2,87 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import csv
+import dataclasses
+import io
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
+import structlog
 
-from adapters.hipe import HipeClient, HipeCompany, HipeCompanyInput
-from erpsync.errors import ErrorClass, RecordMissingError
+from adapters.hipe import (
+    HipeClient,
+    HipeCompany,
+    HipeCompanyImportRow,
+    HipeCompanyInput,
+    build_companies_csv,
+)
+from erpsync.errors import AmbiguousMatchError, ErrorClass, RecordMissingError, SyncError
 from erpsync.events import ChangeEvent
 from erpsync.mapping import TargetMapping, apply_custom, resolve
 from erpsync.models import Company
 from erpsync.settings import HipeSettings
+from workers.batch import BulkItemResult
 from workers.engine import ApplyContext, ApplyResult
+
+log = structlog.get_logger("erpsync.worker")
+
+#: CSV columns a company row may carry besides externalId, name and parentExternalId
+_ROW_TEXT_FIELDS = ("email", "phone", "vat", "website")
+#: the changed-since listing that finds the ids of imported companies starts this long
+#: before the import was sent (HIPE's clock and ours may differ a little)
+IMPORT_LISTING_MARGIN_S = 120.0
+
+
+def survives_csv(column: str, value: str) -> bool:
+    """True when the import's CSV carries ``value`` unchanged in ``column``.
+
+    The adapter neutralises cells a spreadsheet would run as formulas by prefixing ``'``
+    (OWASP's advice); a phone written ``+1 514 …`` would arrive in HIPE as ``'+1 514 …``.
+    Asking the adapter's own CSV builder keeps this check right if its rule changes (for
+    example to let plain phone numbers through).
+    """
+    fields: dict[str, Any] = {"external_id": "x", "name": "x"}
+    if column.startswith("customFields."):
+        fields["custom_fields"] = {column.removeprefix("customFields."): value}
+    else:
+        fields[column] = value
+    header, cells = list(csv.reader(io.StringIO(build_companies_csv(
+        [HipeCompanyImportRow(**fields)]).decode("utf-8"), newline="")))  # fmt: skip
+    return cells[header.index(column)] == value
+
+
+@dataclass(frozen=True)
+class ImportItem:
+    """One company of a CSV import, and what the import cannot carry for it."""
+
+    key: str
+    row: HipeCompanyImportRow
+    known: bool  # the ledger knows it: "updated", else "created"
+    #: fields withheld from the CSV because it would alter them (a phone's leading ``+``):
+    #: set by a PATCH by id right after the import
+    follow_up: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class HipeSink:
-    """Creates, patches, archives and unarchives HIPE companies.
+    """Creates, patches, archives and unarchives HIPE companies; imports large loads.
 
     HIPE does not enforce unique ``externalId``: two concurrent creates would make a
     duplicate. The engine's per-record lock serialises events of one record, the ledger
     remembers HIPE's id after the first create, and a lookup by ``externalId`` (several
     hits = ambiguity, dead-lettered) guards the create when the ledger does not know it.
+
+    In bulk (:mod:`workers.batch`), active companies go through one CSV import of type 16
+    (upsert by external id, rows in order, parents first), polled to its end while the
+    records' locks are kept alive. Afterwards one changed-since listing teaches the ledger
+    HIPE's ids, so later single updates PATCH by id. A field the CSV would alter (a phone
+    starting with ``+`` gets the adapter's formula-neutralising ``'``) is left out of the
+    file and PATCHed right after; companies HIPE archived take the single path (an import
+    does not unarchive), as do deletions.
     """
 
     target = "hipe"
@@ -36,6 +97,7 @@ class HipeSink:
         self.settings = settings
         self.http = http
         self.mappings = mappings
+        self.overrides = overrides
         self.client = HipeClient(http, settings, error_overrides=overrides)
 
     def handles(self, entity: str) -> bool:
@@ -94,6 +156,124 @@ class HipeSink:
             action = "unarchived"
         updated = self.client.update_company(existing.id, body)
         return ApplyResult(action, target_id=str(updated.id))  # type: ignore[arg-type]
+
+    # -- bulk: CSV import ---------------------------------------------------------------
+    def bulk_item(self, event: ChangeEvent, context: ApplyContext) -> ImportItem | None:
+        """The import row of an active company; None when the single path must apply it."""
+        if event.operation == "delete" or not event.payload.get("active", True):
+            return None
+        if context.ledger is not None and context.ledger.deleted:
+            return None  # archived in HIPE: the single path unarchives it
+        body = self.company_input(event, None)
+        if not body.name or not survives_csv("name", body.name):
+            return None  # the single path refuses or sends it unaltered through JSON
+        values = body.model_dump(exclude_unset=True)
+        custom = values.get("custom_fields") or {}
+        if any(
+            not isinstance(v, str | int | float | bool)
+            or (isinstance(v, str) and not survives_csv(f"customFields.{k}", v))
+            for k, v in custom.items()
+        ):
+            return None  # lists and formula-like text: JSON carries them faithfully
+        row: dict[str, Any] = {
+            "external_id": event.key,
+            "name": body.name,
+            # "" empties the parent, as the single path's ``parentId: null`` does
+            "parent_external_id": event.parent_key or "",
+            "custom_fields": custom,
+        }
+        follow_up: dict[str, Any] = {}
+        for name in _ROW_TEXT_FIELDS:
+            if name not in values:
+                continue  # not mapped: the column stays out and HIPE keeps its value
+            value = values[name]
+            if isinstance(value, str) and not survives_csv(name, value):
+                follow_up[name] = value
+                row[name] = ""
+            else:
+                row[name] = "" if value is None else value
+        known = context.ledger is not None
+        return ImportItem(event.key, HipeCompanyImportRow(**row), known, follow_up)
+
+    def apply_bulk(
+        self, items: Sequence[ImportItem], keepalive: Callable[[], None]
+    ) -> list[BulkItemResult]:
+        """One CSV import; row errors to their items; ids learned; withheld fields PATCHed."""
+
+        def sleep(seconds: float) -> None:
+            keepalive()
+            time.sleep(seconds)
+
+        importer = HipeClient(self.http, self.settings, error_overrides=self.overrides, sleep=sleep)
+        since = datetime.now(UTC) - timedelta(seconds=IMPORT_LISTING_MARGIN_S)
+        started = time.perf_counter()
+        outcome = importer.import_companies([item.row for item in items])
+        imported = time.perf_counter()
+        keepalive()
+        results: list[BulkItemResult | None] = [None] * len(items)
+        for row_error in outcome.errors:
+            if 1 <= row_error.row <= len(items):
+                results[row_error.row - 1] = importer.import_row_error(row_error)
+        ids = self._imported_ids(
+            {item.key for item, r in zip(items, results, strict=True) if r is None}, since
+        )
+        listed = time.perf_counter()
+        for index, item in enumerate(items):
+            if results[index] is not None:
+                continue
+            keepalive()
+            results[index] = self._finish(item, ids.get(item.key))
+        log.info(
+            "sync.import_done",
+            import_id=outcome.import_id,
+            rows=len(items),
+            row_errors=len(outcome.errors),
+            follow_ups=sum(1 for item in items if item.follow_up),
+            import_s=round(imported - started, 3),
+            listing_s=round(listed - imported, 3),
+            follow_up_s=round(time.perf_counter() - listed, 3),
+        )
+        return [r for r in results if r is not None]
+
+    def _imported_ids(self, keys: set[str], since: datetime) -> dict[str, list[int]]:
+        """HIPE's ids of the imported companies, from one changed-since listing."""
+        found: dict[str, list[int]] = {}
+        if not keys:
+            return found
+        for company in self.client.iter_companies_changed_since(since):
+            if company.external_id in keys:
+                found.setdefault(company.external_id, []).append(company.id)
+        return found
+
+    def _finish(self, item: ImportItem, ids: list[int] | None) -> BulkItemResult:
+        """The item's result: its id (looked up alone if the listing missed it), follow-up."""
+        try:
+            if ids is None:
+                company = self.client.find_company(item.key)
+                if company is None:
+                    raise RecordMissingError(
+                        f"hipe import reported {item.key} applied, but it is not found",
+                        system="hipe",
+                        operation="import_companies",
+                        hint="retried on the single path",
+                    )
+                ids = [company.id]
+            if len(ids) > 1:
+                raise AmbiguousMatchError(
+                    f"hipe has {len(ids)} companies with externalId {item.key}",
+                    system="hipe",
+                    operation="import_companies",
+                    vendor_code="ambiguous-external-id",
+                    hint="archive or merge the duplicates in HIPE, then replay",
+                )
+            company_id = ids[0]
+            if item.follow_up:
+                self.client.update_company(company_id, HipeCompanyInput(**item.follow_up))
+        except SyncError as error:
+            return error
+        if item.known:
+            return ApplyResult("updated", target_id=str(company_id))
+        return ApplyResult("created", target_id=str(company_id))
 
     def close(self) -> None:
         self.http.close()

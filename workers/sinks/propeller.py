@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import httpx
 
@@ -14,11 +14,18 @@ from erpsync.events import ChangeEvent
 from erpsync.mapping import TargetMapping, resolve
 from erpsync.models import Company
 from erpsync.settings import PropellerSettings
+from workers.batch import BulkItemResult
 from workers.engine import ApplyContext, ApplyResult
 
 
 class PropellerSink:
-    """Creates, updates and deletes (recycle bin) Propeller companies."""
+    """Creates, updates and deletes (recycle bin) Propeller companies; bulk upserts loads.
+
+    In bulk (:mod:`workers.batch`), active companies are upserted by ``sourceId`` in one
+    ``POST /companies/bulk/sourceId``; Propeller applies the items in order, so a parent
+    earlier in the call exists for a child later in it. Deletions take the single path
+    (there is no bulk delete).
+    """
 
     target = "propeller"
 
@@ -92,6 +99,28 @@ class PropellerSink:
                 company = self.client.update_company(key, body)
                 action = "updated"
         return ApplyResult(action, target_id=str(company.id))  # type: ignore[arg-type]
+
+    def bulk_item(self, event: ChangeEvent, context: ApplyContext) -> PropellerCompanyInput | None:
+        """The bulk item of an active company's upsert; None for a deletion."""
+        if event.operation == "delete" or not event.payload.get("active", True):
+            return None
+        return self.company_input(event)
+
+    def apply_bulk(
+        self, items: Sequence[PropellerCompanyInput], keepalive: Callable[[], None]
+    ) -> list[BulkItemResult]:
+        """One bulk upsert; each item's outcome (created/updated with its id, or its error)."""
+        results: list[BulkItemResult] = []
+        for outcome in self.client.upsert_companies_bulk(items):
+            if outcome.error is not None:
+                results.append(outcome.error)
+                continue
+            target_id = str(outcome.id) if outcome.id is not None else None
+            if outcome.action == "create":
+                results.append(ApplyResult("created", target_id=target_id))
+            else:
+                results.append(ApplyResult("updated", target_id=target_id))
+        return results
 
     def close(self) -> None:
         self.http.close()

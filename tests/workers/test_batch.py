@@ -1,0 +1,392 @@
+"""The bulk path's rules: how batches are cut, and how each delivery of a batch ends."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import fakeredis
+import pytest
+from pydantic import BaseModel
+
+from erpsync.errors import (
+    AuthError,
+    DependencyError,
+    PermanentError,
+    RecordExistsError,
+    SyncError,
+    TransientError,
+)
+from erpsync.events import ChangeEvent, Delivery
+from erpsync.keys import Keys
+from workers.batch import (
+    BatchApplier,
+    BulkItemResult,
+    BulkRoute,
+    plan_batches,
+    split_for_bulk,
+)
+from workers.dlq import DeadLetterStore
+from workers.engine import ApplyContext, ApplyResult, Engine, Sink
+from workers.limits import Circuit
+from workers.policy import RetryPolicy
+from workers.state import LedgerEntry, State
+
+TARGET = "propeller"
+
+
+class _Named(BaseModel):
+    name: str
+
+
+@dataclass
+class BulkScriptedSink:
+    """Applies in memory; item results and whole-call failures are scripted per key."""
+
+    target: str = TARGET
+    calls: list[list[str]] = field(default_factory=list)
+    singles: list[str] = field(default_factory=list)
+    item_errors: dict[str, SyncError] = field(default_factory=dict)
+    call_errors: list[SyncError] = field(default_factory=list)
+
+    def handles(self, entity: str) -> bool:
+        return entity == "customer"
+
+    def needs_parent(self, event: ChangeEvent) -> bool:
+        return event.operation == "upsert"
+
+    def apply(self, event: ChangeEvent, context: ApplyContext) -> ApplyResult:
+        self.singles.append(event.key)
+        if event.operation == "delete":
+            return ApplyResult("deleted", deleted=True)
+        return ApplyResult("updated" if context.ledger else "created", target_id=f"s-{event.key}")
+
+    def bulk_item(self, event: ChangeEvent, context: ApplyContext) -> Any | None:
+        if event.operation == "delete":
+            return None
+        _Named.model_validate({"name": event.payload.get("name")})
+        return event.key
+
+    def apply_bulk(
+        self, items: Sequence[Any], keepalive: Callable[[], None]
+    ) -> list[BulkItemResult]:
+        keys = [str(i) for i in items]
+        self.calls.append(keys)
+        if self.call_errors:
+            raise self.call_errors.pop(0)
+        results: list[BulkItemResult] = []
+        for k in keys:
+            error = self.item_errors.pop(k, None)
+            results.append(error or ApplyResult("created", target_id=f"b-{k}"))
+        return results
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def sink() -> BulkScriptedSink:
+    return BulkScriptedSink()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def engine(sink: BulkScriptedSink, clock: Clock) -> Engine:
+    client = fakeredis.FakeRedis(decode_responses=True)
+    keys = Keys("t")
+    sinks: Mapping[str, Sink] = {TARGET: sink}
+    return Engine(
+        state=State(client, keys),
+        circuit=Circuit(client, keys, failure_threshold=3, cooldown_s=10),
+        dlq=DeadLetterStore(client, keys),
+        sinks=lambda: sinks,
+        policy=RetryPolicy(transient_max_attempts=3, dependency_max_waits=2),
+        rng=random.Random(7),
+        clock=clock,
+    )
+
+
+_versions = iter(range(1, 1_000_000))
+
+
+def event(
+    key: str,
+    parent: str | None = None,
+    *,
+    name: str | None = "Acme",
+    operation: str = "upsert",
+    active: bool = True,
+    version: int | None = None,
+) -> ChangeEvent:
+    return ChangeEvent.create(
+        flow="customers",
+        source="onlineerp",
+        entity="customer",
+        key=key,
+        operation=operation,  # type: ignore[arg-type]
+        payload={"key": key, "name": name, "parent_key": parent, "active": active},
+        source_version=version if version is not None else next(_versions),
+        parent_key=parent,
+    )
+
+
+def batch(engine: Engine, *events: ChangeEvent, **kwargs: Any) -> list[Delivery]:
+    deliveries = [Delivery(event=e, target=TARGET, **kwargs) for e in events]
+    for d in deliveries:
+        engine.state.mark_produced(TARGET, d.delivery_id, flow="customers")
+    return deliveries
+
+
+def parked(engine: Engine, clock: Clock) -> list[dict[str, Any]]:
+    """Every parked member (single deliveries and batches), taken as if due."""
+    members = engine.state.claim_due(now=clock.now + 1e6)
+    engine.state.done(members)
+    return [json.loads(m) for m in members]
+
+
+def keys_of(deliveries: Sequence[Delivery]) -> list[str]:
+    return [d.event.key for d in deliveries]
+
+
+# -- cutting batches ---------------------------------------------------------------------
+
+
+def delivery(key: str, parent: str | None = None, target: str = TARGET) -> Delivery:
+    return Delivery(event=event(key, parent), target=target)
+
+
+def test_batches_put_parents_first_and_keep_families_together() -> None:
+    # C3 is listed before its parent C1; C4 is a grandchild of C1 through C2.
+    loads = [delivery("C3", "C1"), delivery("C1"), delivery("X1"), delivery("C2", "C1"),
+             delivery("C4", "C2"), delivery("X2", "X1")]  # fmt: skip
+    batches = plan_batches(loads, size=4)
+    assert [keys_of(b) for b in batches] == [["C1", "C3", "C2", "C4"], ["X1", "X2"]]
+
+
+def test_a_family_larger_than_a_batch_spans_consecutive_batches_in_order() -> None:
+    loads = [delivery("P")] + [delivery(f"K{i}", "P") for i in range(4)] + [delivery("Z")]
+    batches = plan_batches(loads, size=2)
+    assert [keys_of(b) for b in batches] == [["P", "K0"], ["K1", "K2"], ["K3", "Z"]]
+    assert all(len(b) <= 2 for b in batches)
+
+
+def test_a_parent_cycle_in_the_source_does_not_hang_the_planner() -> None:
+    batches = plan_batches([delivery("A", "B"), delivery("B", "A")], size=10)
+    assert sorted(keys_of(batches[0])) == ["A", "B"]
+
+
+def test_only_large_polls_of_active_upserts_for_bulk_targets_are_batched() -> None:
+    routes = {TARGET: BulkRoute(TARGET, batch_size=2, min_records=3)}
+    upserts = [delivery(f"C{i}") for i in range(3)]
+    gone = Delivery(event=event("D1", operation="delete"), target=TARGET)
+    inactive = Delivery(event=event("I1", active=False), target=TARGET)
+    other = delivery("C0", target="atollon")
+    singles, batches = split_for_bulk([*upserts, gone, inactive, other], routes, volume=3)
+    assert keys_of(singles) == ["D1", "I1", "C0"]
+    assert [keys_of(b) for b in batches] == [["C0", "C1"], ["C2"]]
+    singles, batches = split_for_bulk(upserts, routes, volume=2)
+    assert (keys_of(singles), batches) == (["C0", "C1", "C2"], []), "a small poll stays single"
+
+
+# -- applying a batch --------------------------------------------------------------------
+
+
+def test_one_call_applies_the_batch_and_each_delivery_is_counted_once(
+    engine: Engine, sink: BulkScriptedSink
+) -> None:
+    deliveries = batch(engine, event("C1"), event("C2", "C1"), event("C3"))
+    assert BatchApplier(engine).process(deliveries) == {"applied": 3}
+    assert sink.calls == [["C1", "C2", "C3"]], "one call; a parent earlier in it is enough"
+    ledger = engine.state.ledger_get(TARGET, "customer", "C2")
+    assert ledger is not None
+    assert (ledger.fingerprint, ledger.target_id) == (deliveries[1].event.fingerprint, "b-C2")
+    counters = engine.state.counters(TARGET)
+    assert (counters["applied"], counters["customers.applied"]) == (3, 3)
+    # The same message again: nothing is sent, nothing is counted twice.
+    assert BatchApplier(engine).process(deliveries) == {"skipped": 3}
+    assert len(sink.calls) == 1
+    assert engine.state.counters(TARGET)["applied"] == 3
+    assert "skipped" not in engine.state.counters(TARGET)
+
+
+def test_stale_and_unchanged_deliveries_are_skipped_before_the_call(
+    engine: Engine, sink: BulkScriptedSink
+) -> None:
+    unchanged, stale, fresh = event("C1", version=5), event("C2", version=3), event("C3")
+    engine.state.ledger_put(TARGET, "customer", "C1", LedgerEntry(unchanged.fingerprint, 5))
+    engine.state.ledger_put(TARGET, "customer", "C2", LedgerEntry("newer", 9))
+    result = BatchApplier(engine).process(batch(engine, unchanged, stale, fresh))
+    assert result == {"skipped": 2, "applied": 1}
+    assert sink.calls == [["C3"]]
+    counters = engine.state.counters(TARGET)
+    assert (counters["skipped_unchanged"], counters["skipped_stale"]) == (1, 1)
+
+
+def test_a_busy_record_is_parked_alone_and_the_rest_is_applied(
+    engine: Engine, sink: BulkScriptedSink, clock: Clock
+) -> None:
+    lock = engine.state.keys.record_lock(TARGET, "customer", "C2")
+    assert engine.state.acquire(lock, 60) is not None  # another worker holds C2
+    result = BatchApplier(engine).process(batch(engine, event("C1"), event("C2"), event("C3")))
+    assert result == {"parked": 1, "applied": 2}
+    assert sink.calls == [["C1", "C3"]]
+    (single,) = parked(engine, clock)
+    assert "batch" not in single
+    assert single["event"]["key"] == "C2"
+    assert engine.state.counters(TARGET)["parked_busy"] == 1
+
+
+def test_parent_known_to_the_ledger_or_earlier_in_the_batch_goes_in_the_call(
+    engine: Engine, sink: BulkScriptedSink
+) -> None:
+    engine.state.ledger_put(TARGET, "customer", "P0", LedgerEntry("f", 1, target_id="7"))
+    deliveries = batch(engine, event("C1", "P0"), event("P1"), event("C2", "P1"))
+    assert BatchApplier(engine).process(deliveries) == {"applied": 3}
+    assert sink.calls == [["C1", "P1", "C2"]]
+
+
+def test_children_whose_parent_is_missing_wait_together_as_one_batch(
+    engine: Engine, sink: BulkScriptedSink, clock: Clock
+) -> None:
+    deliveries = batch(engine, event("C1", "P9"), event("C2", "P9"), event("C3"))
+    assert BatchApplier(engine).process(deliveries) == {"parked": 2, "applied": 1}
+    assert sink.calls == [["C3"]]
+    (member,) = parked(engine, clock)
+    assert [d["event"]["key"] for d in member["batch"]] == ["C1", "C2"]
+    assert [d["dependency_waits"] for d in member["batch"]] == [1, 1]
+    assert engine.state.counters(TARGET)["dependency_waits"] == 2
+    # The parent arrives; the waiting batch comes back and goes in one call.
+    engine.state.ledger_put(TARGET, "customer", "P9", LedgerEntry("f", 1, target_id="9"))
+    again = [Delivery.model_validate(d) for d in member["batch"]]
+    assert BatchApplier(engine).process(again) == {"applied": 2}
+    assert sink.calls[-1] == ["C1", "C2"]
+
+
+def test_a_lone_waiting_child_takes_the_single_path_and_its_budget_ends_in_the_dlq(
+    engine: Engine, clock: Clock
+) -> None:
+    assert BatchApplier(engine).process(batch(engine, event("C1", "P9"))) == {"parked": 1}
+    (single,) = parked(engine, clock)
+    assert "batch" not in single
+    waiting = [
+        Delivery.model_validate({**single, "dependency_waits": 2}),
+        Delivery.model_validate({**single, "dependency_waits": 2, "event": event("C2", "P9")}),
+    ]
+    engine.state.mark_produced(TARGET, waiting[1].delivery_id, flow="customers")
+    assert BatchApplier(engine).process(waiting) == {"dead_lettered": 2}
+    assert {e.code for e in engine.dlq.iter_entries()} == {"parent-not-synced"}
+
+
+def test_each_item_outcome_goes_to_its_own_delivery(
+    engine: Engine, sink: BulkScriptedSink, clock: Clock
+) -> None:
+    sink.item_errors = {
+        "BAD": PermanentError("refused", system=TARGET, operation="bulk", vendor_code="40008"),
+        "SLOW": TransientError("429", system=TARGET, operation="bulk", status_code=429),
+        "P": PermanentError("refused", system=TARGET, operation="bulk", vendor_code="10017"),
+        "DUP": RecordExistsError("40004", system=TARGET, operation="bulk", vendor_code="40004"),
+        "KID": DependencyError("40007", system=TARGET, operation="bulk", vendor_code="40007"),
+    }
+    deliveries = batch(engine, event("OK"), event("BAD"), event("SLOW"), event("P"),
+                       event("KID", "P"), event("DUP"))  # fmt: skip
+    result = BatchApplier(engine).process(deliveries)
+    assert result == {"applied": 1, "dead_lettered": 2, "parked": 3}
+    assert {e.key for e in engine.dlq.iter_entries()} == {"BAD", "P"}, "a failed record alone"
+    waiting = {m["event"]["key"]: m for m in parked(engine, clock)}
+    assert set(waiting) == {"SLOW", "KID", "DUP"}
+    assert all("batch" not in m for m in waiting.values()), "retries take the single path"
+    assert waiting["SLOW"]["attempt"] == 1
+    assert waiting["KID"]["dependency_waits"] == 1, "its parent failed in the same call"
+    assert waiting["KID"]["last_error"]["vendor_code"] == "parent-not-synced"
+    assert waiting["DUP"]["attempt"] == 0, "a conflict goes to the single path to recover"
+    assert engine.state.counters(TARGET)["applied"] == 1
+
+
+def test_a_record_that_cannot_be_mapped_is_dead_lettered_before_the_call(
+    engine: Engine, sink: BulkScriptedSink
+) -> None:
+    result = BatchApplier(engine).process(batch(engine, event("C1", name=None), event("C2")))
+    assert result == {"dead_lettered": 1, "applied": 1}
+    assert sink.calls == [["C2"]]
+    (entry,) = list(engine.dlq.iter_entries())
+    assert (entry.key, entry.code) == ("C1", "invalid-source-data")
+
+
+def test_a_transient_failure_of_the_whole_call_retries_the_batch_as_a_batch(
+    engine: Engine, sink: BulkScriptedSink, clock: Clock
+) -> None:
+    limited = TransientError(
+        "429", system=TARGET, operation="bulk", status_code=429, retry_after_s=30
+    )
+    sink.call_errors = [limited, limited]
+    deliveries = batch(engine, event("C1"), event("C2"))
+    assert BatchApplier(engine).process(deliveries) == {"parked": 2}
+    (due_at,) = engine.state.redis.zrange(engine.state.keys.delayed(), 0, -1, withscores=True)
+    assert float(due_at[1]) >= clock.now + 30, "Retry-After is honoured"
+    (member,) = parked(engine, clock)
+    assert [d["attempt"] for d in member["batch"]] == [1, 1]
+    again = [Delivery.model_validate(d) for d in member["batch"]]
+    assert BatchApplier(engine).process(again) == {"parked": 2}
+    (member,) = parked(engine, clock)
+    last = [Delivery.model_validate(d) for d in member["batch"]]
+    assert BatchApplier(engine).process(last) == {"applied": 2}
+    assert len(sink.calls) == 3
+
+
+def test_a_spent_retry_budget_dead_letters_each_delivery_alone(
+    engine: Engine, sink: BulkScriptedSink
+) -> None:
+    sink.call_errors = [TransientError("503", system=TARGET, operation="bulk", status_code=503)]
+    deliveries = batch(engine, event("C1"), event("C2"), attempt=2)
+    assert BatchApplier(engine).process(deliveries) == {"dead_lettered": 2}
+    assert sorted(e.key for e in engine.dlq.iter_entries()) == ["C1", "C2"]
+
+
+def test_an_auth_failure_opens_the_circuit_and_parks_the_batch_without_burning_attempts(
+    engine: Engine, sink: BulkScriptedSink, clock: Clock
+) -> None:
+    sink.call_errors = [AuthError("401", system=TARGET, operation="bulk", status_code=401)]
+    assert BatchApplier(engine).process(batch(engine, event("C1"), event("C2"))) == {"parked": 2}
+    assert engine.circuit.status(TARGET).state == "open"
+    # While open, a new batch is parked whole without a call.
+    assert BatchApplier(engine).process(batch(engine, event("C3"))) == {"parked": 1}
+    assert len(sink.calls) == 1
+    members = parked(engine, clock)
+    assert all("batch" in m for m in members)
+    assert [d["attempt"] for m in members for d in m["batch"]] == [0, 0, 0]
+
+
+def test_a_refused_request_sends_every_delivery_down_the_single_path(
+    engine: Engine, sink: BulkScriptedSink, clock: Clock
+) -> None:
+    sink.call_errors = [
+        PermanentError(
+            "schema", system=TARGET, operation="bulk", status_code=400, vendor_code="10007"
+        )
+    ]
+    assert BatchApplier(engine).process(batch(engine, event("C1"), event("C2"))) == {"parked": 2}
+    singles = parked(engine, clock)
+    assert sorted(m["event"]["key"] for m in singles) == ["C1", "C2"]
+    assert all("batch" not in m for m in singles)
+    assert engine.dlq.count() == 0, "nothing dead-lettered for the call's failure"
+
+
+def test_deletions_and_replays_take_the_single_path(engine: Engine, sink: BulkScriptedSink) -> None:
+    gone = batch(engine, event("D1", operation="delete"))
+    replay = batch(engine, event("R1"), replay_of="dlq-1")
+    result = BatchApplier(engine).process([*gone, *replay, *batch(engine, event("C1"))])
+    assert result == {"applied": 3}
+    assert sink.calls == [["C1"]]
+    assert sink.singles == ["D1", "R1"]

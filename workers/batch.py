@@ -1,0 +1,620 @@
+"""Bulk paths: many deliveries of one target in one call, with every single-path guarantee.
+
+Large loads (an initial load, a backfill, a mass edit) would cost one HTTP call per record;
+Propeller's ``bulk/sourceId`` and HIPE's CSV import take hundreds at once. Batches are cut
+where the deliveries are born: the producer (:mod:`producers.base`) sends the upserts of a
+large poll for a bulk-capable target as ``sync.apply_batch`` messages, cut by
+:func:`plan_batches` (parents before children, a family kept in one batch when it fits, at
+most the target's batch size), so that a child's parent is already applied or earlier in
+the same call, which both vendors apply in order. Cutting at the producer rather than
+gathering single messages in the worker (celery-batches' way) keeps ``acks_late`` simple:
+a batch is one message, acknowledged once its every delivery has an outcome or is parked.
+
+:class:`BatchApplier` takes a batch through the same decisions as
+:meth:`workers.engine.Engine.process`, in this order:
+
+1. circuit open or target paused       → the whole batch is parked (one probe admitted once);
+2. a replay, a second change of a key  → the single path (replays never ride in bulk);
+   record locked by another worker      → that delivery is parked alone (busy);
+3. ledger newer / same fingerprint      → skipped, per delivery;
+4. a change the bulk endpoint cannot
+   carry (deletion, deactivation, a
+   record the sink must handle itself)  → the single path, after the bulk call;
+5. parent neither applied nor earlier
+   in the batch                         → waits (dependency); the waiting deliveries of a
+                                          batch wait together and come back as one batch;
+6. ONE bulk call for the rest; each per-record outcome goes to its own delivery:
+   success                              → ledger + applied;
+   failure                              → the single path's handling for that delivery
+                                          alone (transient → retry, dependency → wait,
+                                          permanent → dead letter; a conflict → the single
+                                          path, which recovers it; a child whose parent
+                                          failed in the same call waits for the parent);
+7. the call as a whole failed:
+   transient                            → the batch is retried as a batch after backoff
+                                          (each delivery's attempt counted; one whose
+                                          budget is spent is dead-lettered alone);
+   authentication                       → circuit opened, batch parked, no attempt burned;
+   permanent (the request was refused)  → every delivery takes the single path, so a bad
+                                          record dead-letters alone and the rest arrive.
+
+A whole-call transient failure keeps the batch together (rather than parking each delivery
+as a single one) because the usual cause is the target's rate limit or a short outage:
+turning one refused bulk call into hundreds of single calls would make both worse.
+Retries of individual records, dependency waits of one record and replays use the single
+path. Outcomes are counted once per delivery (:meth:`workers.state.State.record_outcome`),
+so a batch message delivered twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, runtime_checkable
+
+import structlog
+from pydantic import ValidationError
+
+from erpsync.errors import (
+    AuthError,
+    ConflictError,
+    DependencyError,
+    ErrorClass,
+    SyncError,
+    TransientError,
+)
+from erpsync.events import ChangeEvent, Delivery
+from erpsync.settings import Settings
+from workers.engine import (
+    ApplyContext,
+    ApplyResult,
+    Engine,
+    Sink,
+    invalid_source_data,
+    missing_parent,
+)
+from workers.state import LedgerEntry
+
+log = structlog.get_logger("erpsync.worker")
+
+#: a Propeller poll with at most this many changes goes the single path, as HIPE's default
+#: ``bulk_threshold``: everyday polls keep one PATCH per edit (what operators and the
+#: issue-4 tests see); initial loads, backfills and mass edits go in bulk
+PROPELLER_BULK_THRESHOLD = 500
+#: rows per HIPE CSV import: one import must end well within the broker's visibility
+#: timeout (the worker polls it to its end while holding the records' locks)
+HIPE_IMPORT_MAX_ROWS = 1000
+#: a bulk-capable sink's entity
+BULK_ENTITIES = frozenset({"customer"})
+#: how often the record locks of a long bulk call (an import) are extended, seconds
+KEEPALIVE_EVERY_S = 1.0
+
+BulkItemResult = ApplyResult | SyncError | ValidationError
+
+
+@runtime_checkable
+class BulkSink(Sink, Protocol):
+    """A sink whose target takes many records in one call (upsert by the source key)."""
+
+    def bulk_item(self, event: ChangeEvent, context: ApplyContext) -> Any | None:
+        """What the bulk call carries for this change, or None: it takes the single path.
+
+        Raises ``ValidationError`` (the record cannot be mapped) or ``SyncError`` (refused
+        before any call), which dead-letter or retry this delivery alone.
+        """
+        ...
+
+    def apply_bulk(
+        self, items: Sequence[Any], keepalive: Callable[[], None]
+    ) -> list[BulkItemResult]:
+        """Send every item in one call, in order; one result per item, in the same order.
+
+        Raises ``SyncError`` when the call as a whole failed (nothing is known per item).
+        ``keepalive`` must be called at least every few seconds during a long call: it
+        extends the records' locks.
+        """
+        ...
+
+
+# -- where batches are cut (producers) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BulkRoute:
+    """How the producer batches one target's deliveries."""
+
+    target: str
+    batch_size: int
+    #: a poll (or backfill) with fewer changes than this uses the single path
+    min_records: int
+    entities: frozenset[str] = BULK_ENTITIES
+
+    def carries(self, event: ChangeEvent) -> bool:
+        """True when the bulk endpoint can apply this change (an active record's upsert)."""
+        return (
+            event.entity in self.entities
+            and event.operation == "upsert"
+            and bool(event.payload.get("active", True))
+        )
+
+
+def bulk_routes(settings: Settings) -> dict[str, BulkRoute]:
+    """The bulk-capable targets of these settings: Propeller bulk upserts, HIPE imports."""
+    routes: dict[str, BulkRoute] = {}
+    propeller = settings.systems.propeller
+    if propeller is not None:
+        routes["propeller"] = BulkRoute(
+            "propeller", propeller.bulk_batch_size, PROPELLER_BULK_THRESHOLD + 1
+        )
+    hipe = settings.systems.hipe
+    if hipe is not None:
+        # "above bulk_threshold records": a poll of exactly the threshold stays single.
+        routes["hipe"] = BulkRoute("hipe", HIPE_IMPORT_MAX_ROWS, hipe.bulk_threshold + 1)
+    return routes
+
+
+def plan_batches(deliveries: Sequence[Delivery], size: int) -> list[list[Delivery]]:
+    """Cut one target's deliveries into batches of at most ``size``, parents first.
+
+    A *family* is a record and its descendants among ``deliveries``. Families keep the
+    order of their first member; inside one, parents come before children (then source
+    order); a family goes into the current batch if it fits, else starts a new one, and a
+    family larger than ``size`` spans consecutive batches. So a child's parent, when it is
+    in this load, is earlier in the same batch, or (only for a family too big for one
+    batch) in an earlier batch.
+    """
+    if size < 1:
+        raise ValueError("a batch holds at least one delivery")
+    by_key = {d.event.key: d for d in deliveries}
+    position = {d.event.key: i for i, d in enumerate(deliveries)}
+
+    def chain(key: str) -> list[str]:
+        """``key`` and its ancestors in this load, nearest first (a cycle stops it)."""
+        found = [key]
+        parent = by_key[key].event.parent_key
+        while parent is not None and parent in by_key and parent not in found:
+            found.append(parent)
+            parent = by_key[parent].event.parent_key
+        return found
+
+    families: dict[str, list[tuple[int, int, Delivery]]] = {}
+    order: list[str] = []
+    for d in deliveries:
+        ancestry = chain(d.event.key)
+        root = ancestry[-1]
+        if root not in families:
+            families[root] = []
+            order.append(root)
+        families[root].append((len(ancestry), position[d.event.key], d))
+    batches: list[list[Delivery]] = []
+    current: list[Delivery] = []
+    for root in order:
+        members = [d for _, _, d in sorted(families[root], key=lambda m: (m[0], m[1]))]
+        if current and len(current) + len(members) > size:
+            batches.append(current)
+            current = []
+        for d in members:
+            if len(current) >= size:
+                batches.append(current)
+                current = []
+            current.append(d)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def split_for_bulk(
+    deliveries: Sequence[Delivery], routes: Mapping[str, BulkRoute], volume: int
+) -> tuple[list[Delivery], list[list[Delivery]]]:
+    """(single deliveries, batches) for deliveries of a poll that found ``volume`` changes."""
+    singles: list[Delivery] = []
+    bulk: dict[str, list[Delivery]] = {}
+    for d in deliveries:
+        route = routes.get(d.target)
+        if route is not None and volume >= route.min_records and route.carries(d.event):
+            bulk.setdefault(d.target, []).append(d)
+        else:
+            singles.append(d)
+    batches = [
+        batch
+        for target, members in bulk.items()
+        for batch in plan_batches(members, routes[target].batch_size)
+    ]
+    return singles, batches
+
+
+def batch_member(target: str, deliveries: Sequence[Delivery]) -> dict[str, Any]:
+    """A batch as parked in the delayed set (the pump re-publishes it as one message)."""
+    return {"target": target, "batch": [d.model_dump(mode="json") for d in deliveries]}
+
+
+# -- how a batch is applied (workers) -----------------------------------------------------
+
+
+@contextlib.contextmanager
+def _bound(delivery: Delivery) -> Iterator[None]:
+    """The log context of one delivery, as :meth:`Engine.process` binds it."""
+    event = delivery.event
+    with structlog.contextvars.bound_contextvars(
+        flow=event.flow,
+        target=delivery.target,
+        entity=event.entity,
+        key=event.key,
+        event_id=event.event_id,
+        attempt=delivery.attempt,
+    ):
+        yield
+
+
+@dataclass
+class _Item:
+    delivery: Delivery
+    ledger: LedgerEntry | None
+    payload: Any
+
+
+@dataclass
+class _Locks:
+    """The record locks of one batch, released together."""
+
+    engine: Engine
+    held: dict[str, str] = field(default_factory=dict)  # lock key -> token
+    last_extended: float = 0.0
+
+    def take(self, lock_key: str) -> bool:
+        token = self.engine.state.acquire(lock_key, self.engine.policy.lock_ttl_s)
+        if token is None:
+            return False
+        self.held[lock_key] = token
+        return True
+
+    def release(self, lock_key: str) -> None:
+        token = self.held.pop(lock_key, None)
+        if token is not None:
+            self.engine.state.release(lock_key, token)
+
+    def release_all(self) -> None:
+        for lock_key in list(self.held):
+            self.release(lock_key)
+
+    def keepalive(self) -> None:
+        """Extend every held lock (a long import must not outlive its locks)."""
+        now = time.monotonic()
+        if now - self.last_extended < KEEPALIVE_EVERY_S or not self.held:
+            return
+        self.last_extended = now
+        ttl_ms = int(self.engine.policy.lock_ttl_s * 1000)
+        with self.engine.state.redis.pipeline(transaction=False) as pipe:
+            for lock_key in self.held:
+                pipe.pexpire(lock_key, ttl_ms)
+            pipe.execute()
+
+
+@dataclass
+class BatchApplier:
+    """Applies ``sync.apply_batch`` messages through a target's bulk endpoint."""
+
+    engine: Engine
+
+    def process(self, deliveries: Sequence[Delivery]) -> dict[str, int]:
+        """Take every delivery to its outcome or park it; returns counts per result."""
+        counts: Counter[str] = Counter()
+        by_target: dict[str, list[Delivery]] = {}
+        for d in deliveries:
+            by_target.setdefault(d.target, []).append(d)
+        for target, group in by_target.items():
+            self._process_target(target, group, counts)
+        return dict(counts)
+
+    # -- the decision tree -----------------------------------------------------------
+    def _process_target(self, target: str, group: list[Delivery], counts: Counter[str]) -> None:
+        engine = self.engine
+        sink = engine.sinks().get(target)
+        if not isinstance(sink, BulkSink):
+            for d in group:  # no bulk endpoint: each delivery goes its single path
+                counts[engine.process(d)] += 1
+            return
+        started = time.perf_counter()
+        wait = engine.circuit.admit(target, now=engine.clock())
+        if wait > 0:
+            engine.state.incr(target, "parked_circuit", len(group))
+            self._park_batch(target, group, wait + engine.rng.uniform(0, min(5.0, wait / 4 + 0.5)))
+            for d in group:
+                engine.notify("parked_circuit", d, wait_s=wait)
+            counts["parked"] += len(group)
+            return
+
+        inflight = engine.state.keys.inflight(target)
+        now_text = f"{engine.clock():.3f}"
+        engine.state.redis.hset(inflight, mapping={d.delivery_id: now_text for d in group})
+        locks = _Locks(engine)
+        later: list[Delivery] = []  # single path, once this batch's locks are released
+        try:
+            items = self._admit(target, sink, group, locks, later, counts)
+            if items:
+                self._apply(target, sink, items, locks, counts)
+        finally:
+            locks.release_all()
+            engine.state.redis.hdel(inflight, *(d.delivery_id for d in group))
+        order = {id(d): i for i, d in enumerate(group)}
+        for d in sorted(later, key=lambda d: order[id(d)]):  # in source order
+            counts[engine.process(d)] += 1
+        log.info(
+            "sync.batch_done",
+            target=target,
+            size=len(group),
+            duration_s=round(time.perf_counter() - started, 3),
+            **counts,
+        )
+
+    def _admit(
+        self,
+        target: str,
+        sink: BulkSink,
+        group: list[Delivery],
+        locks: _Locks,
+        later: list[Delivery],
+        counts: Counter[str],
+    ) -> list[_Item]:
+        """Locks, ledger skips, parent checks and mapping; returns what the call carries."""
+        engine, state = self.engine, self.engine.state
+        locked: list[Delivery] = []
+        seen: set[tuple[str, str]] = set()
+        for d in group:
+            event = d.event
+            record = (event.entity, event.key)
+            if d.replay_of is not None or record in seen or not sink.handles(event.entity):
+                later.append(d)
+                continue
+            seen.add(record)
+            if not locks.take(state.keys.record_lock(target, event.entity, event.key)):
+                state.incr(target, "parked_busy")
+                engine.park(d, engine.policy.busy_delay_s * (1 + engine.rng.random()))
+                counts["parked"] += 1
+                continue
+            locked.append(d)
+
+        wanted = {(d.event.entity, d.event.key) for d in locked}
+        wanted |= {
+            (d.event.entity, d.event.parent_key) for d in locked if d.event.parent_key is not None
+        }
+        ledgers = self._ledgers(target, sorted(wanted))
+
+        def lookup(entity: str, key: str) -> LedgerEntry | None:
+            return state.ledger_get(target, entity, key)
+
+        items: list[_Item] = []
+        carried: set[tuple[str, str]] = set()
+        waiting: list[Delivery] = []
+        for d in locked:
+            event = d.event
+            ledger = ledgers.get((event.entity, event.key))
+            with _bound(d):
+                route = self._triage(target, sink, d, ledger, ledgers, carried, lookup, counts)
+            if isinstance(route, _Item):
+                items.append(route)
+                carried.add((event.entity, event.key))
+                continue
+            # Only the records the call carries stay locked through it.
+            locks.release(state.keys.record_lock(target, event.entity, event.key))
+            if route == "waiting":
+                waiting.append(d)
+            elif route == "single":
+                later.append(d)
+        self._wait_for_parents(target, waiting, counts)
+        return items
+
+    def _triage(
+        self,
+        target: str,
+        sink: BulkSink,
+        d: Delivery,
+        ledger: LedgerEntry | None,
+        ledgers: Mapping[tuple[str, str], LedgerEntry],
+        carried: set[tuple[str, str]],
+        lookup: Callable[[str, str], LedgerEntry | None],
+        counts: Counter[str],
+    ) -> _Item | str:
+        """The bulk item of a locked delivery, or where it went instead.
+
+        "done" (skipped, dead-lettered or parked here), "waiting" (for its parent) or
+        "single" (the sink wants the single path).
+        """
+        engine, event = self.engine, d.event
+        if ledger is not None and ledger.source_version > event.source_version:
+            counts[engine.skip(d, "stale")] += 1
+            return "done"
+        if ledger is not None and ledger.fingerprint == event.fingerprint:
+            counts[engine.skip(d, "unchanged")] += 1
+            return "done"
+        parent = None
+        if event.parent_key and sink.needs_parent(event):
+            parent = ledgers.get((event.entity, event.parent_key))
+            if parent is None and (event.entity, event.parent_key) not in carried:
+                return "waiting"
+        context = ApplyContext(ledger=ledger, parent=parent, lookup=lookup)
+        try:
+            payload = sink.bulk_item(event, context)
+        except ValidationError as exc:
+            counts[engine.dead_letter(d, invalid_source_data(event, target, exc))] += 1
+            return "done"
+        except SyncError as error:
+            counts[engine.fail(d, error)] += 1
+            return "done"
+        if payload is None:
+            return "single"
+        return _Item(d, ledger, payload)
+
+    def _apply(
+        self,
+        target: str,
+        sink: BulkSink,
+        items: list[_Item],
+        locks: _Locks,
+        counts: Counter[str],
+    ) -> None:
+        """The one bulk call, and each item's outcome to its own delivery."""
+        engine = self.engine
+        deliveries = [i.delivery for i in items]
+        try:
+            results = sink.apply_bulk([i.payload for i in items], locks.keepalive)
+        except SyncError as error:
+            self._whole_call_failed(target, deliveries, error, counts)
+            return
+        except Exception as exc:  # a bug must not lose the batch: retried, then DLQ
+            log.exception("sync.batch_crashed", target=target)
+            crashed = TransientError(
+                f"{target} bulk call failed unexpectedly ({type(exc).__name__})",
+                system=target,
+                operation="bulk",
+                vendor_code="bulk-crashed",
+                hint="an erpsync bug; the worker log has the trace",
+            )
+            self._whole_call_failed(target, deliveries, crashed, counts)
+            return
+        if len(results) != len(items):
+            misaligned = TransientError(
+                f"{target} bulk call answered {len(results)} results for {len(items)} items",
+                system=target,
+                operation="bulk",
+                vendor_code="bulk-misaligned",
+            )
+            self._whole_call_failed(target, deliveries, misaligned, counts)
+            return
+
+        if any(isinstance(r, ApplyResult) for r in results):
+            engine.circuit.success(target)
+        failed: set[tuple[str, str]] = set()
+        for item, result in zip(items, results, strict=True):
+            d = item.delivery
+            event = d.event
+            with _bound(d):
+                if isinstance(result, ApplyResult):
+                    counts[engine.applied(d, result, item.ledger)] += 1
+                    continue
+                failed.add((event.entity, event.key))
+                if isinstance(result, ValidationError):
+                    invalid = invalid_source_data(event, target, result)
+                    counts[engine.dead_letter(d, invalid)] += 1
+                elif event.parent_key is not None and (event.entity, event.parent_key) in failed:
+                    # Its parent was refused in this very call: wait for the parent.
+                    counts[engine.fail(d, missing_parent(event, target))] += 1
+                elif isinstance(result, ConflictError):
+                    # The single path knows how to recover (create ↔ update).
+                    engine.park(d, engine.policy.busy_delay_s * (1 + engine.rng.random()))
+                    counts["parked"] += 1
+                else:
+                    counts[engine.fail(d, result)] += 1
+
+    # -- parking -------------------------------------------------------------------------
+    def _park_batch(self, target: str, deliveries: Sequence[Delivery], delay_s: float) -> None:
+        engine = self.engine
+        engine.state.schedule(batch_member(target, deliveries), engine.clock() + delay_s)
+
+    def _wait_for_parents(self, target: str, waiting: list[Delivery], counts: Counter[str]) -> None:
+        """Children whose parent is not in the target yet wait, together when several."""
+        engine = self.engine
+        if len(waiting) == 1:
+            (d,) = waiting
+            with _bound(d):
+                counts[engine.fail(d, missing_parent(d.event, target))] += 1
+            return
+        now = engine.clock()
+        keep: list[Delivery] = []
+        for d in waiting:
+            error = missing_parent(d.event, target)
+            d.first_failure_at = d.first_failure_at or datetime.fromtimestamp(now, UTC)
+            d.last_error = error.to_dict()
+            d.dependency_waits += 1
+            with _bound(d):
+                if d.dependency_waits > engine.policy.dependency_max_waits:
+                    counts[engine.dead_letter(d, error)] += 1
+                    continue
+            keep.append(d)
+        if not keep:
+            return
+        delay = engine.policy.dependency_delay(
+            min(d.dependency_waits for d in keep) - 1, engine.rng
+        )
+        engine.state.incr(target, "dependency_waits", len(keep))
+        self._park_batch(target, keep, delay)
+        for d in keep:
+            engine.notify("dependency_wait", d, code="parent-not-synced", delay_s=delay)
+        counts["parked"] += len(keep)
+        log.info("sync.batch_waiting_parents", target=target, count=len(keep), delay_s=delay)
+
+    def _whole_call_failed(
+        self, target: str, deliveries: list[Delivery], error: SyncError, counts: Counter[str]
+    ) -> None:
+        engine = self.engine
+        now = engine.clock()
+        for d in deliveries:
+            d.first_failure_at = d.first_failure_at or datetime.fromtimestamp(now, UTC)
+            d.last_error = error.to_dict()
+        kind = error.error_class
+        if isinstance(error, AuthError) or kind is ErrorClass.AUTH:
+            opened = engine.circuit.failure(target, str(error), immediate=True, now=now)
+            engine.state.incr(target, "auth_failures")
+            wait = max(1.0, engine.circuit.status(target).until - now)
+            self._park_batch(target, deliveries, wait + engine.rng.uniform(0, 1))
+            what = "circuit_opened" if opened else "auth_failed"
+            for d in deliveries:
+                engine.notify(what, d, code=error.code)
+            counts["parked"] += len(deliveries)
+            log.warning(f"sync.batch_{what}", target=target, error=str(error))
+            return
+        if isinstance(error, TransientError) or kind is ErrorClass.TRANSIENT:
+            engine.circuit.failure(target, str(error), now=now)
+            keep: list[Delivery] = []
+            for d in deliveries:
+                d.attempt += 1
+                if d.attempt >= engine.policy.transient_max_attempts:
+                    with _bound(d):
+                        counts[engine.dead_letter(d, error)] += 1
+                else:
+                    keep.append(d)
+            if not keep:
+                return
+            attempt = max(d.attempt for d in keep)
+            delay = engine.policy.transient_delay(attempt, error.retry_after_s, engine.rng)
+            engine.state.incr(target, "retries", len(keep))
+            self._park_batch(target, keep, delay)
+            for d in keep:
+                engine.notify("retry", d, code=error.code, delay_s=delay)
+            counts["parked"] += len(keep)
+            log.info("sync.batch_retry_scheduled", target=target, delay_s=round(delay, 2),
+                     count=len(keep), error=str(error))  # fmt: skip
+            return
+        if isinstance(error, DependencyError) or kind is ErrorClass.DEPENDENCY:
+            for d in deliveries:
+                with _bound(d):
+                    counts[engine.fail(d, error)] += 1
+            return
+        # The request itself was refused (a schema error, a payload too large...): nothing
+        # says which record is at fault, so each takes the single path and a bad one
+        # dead-letters alone while the rest arrive.
+        for d in deliveries:
+            engine.park(d, engine.rng.uniform(0, engine.policy.busy_delay_s))
+        engine.state.incr(target, "bulk_refused")
+        counts["parked"] += len(deliveries)
+        log.warning("sync.batch_refused", target=target, count=len(deliveries), error=str(error))
+
+    # -- state ---------------------------------------------------------------------------
+    def _ledgers(
+        self, target: str, records: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], LedgerEntry]:
+        """The ledger entries of these records in one round trip."""
+        state = self.engine.state
+        with state.redis.pipeline(transaction=False) as pipe:
+            for entity, key in records:
+                pipe.hgetall(state.keys.ledger(target, entity, key))
+            raw: list[dict[str, str]] = pipe.execute()
+        return {
+            record: LedgerEntry.from_mapping(data)
+            for record, data in zip(records, raw, strict=True)
+            if data
+        }
