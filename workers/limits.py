@@ -2,7 +2,13 @@
 
 * The **rate limit** is a token bucket in Redis (one Lua call per request), so that all
   workers on all hosts together stay under the target's allowed rate; Celery's own
-  ``rate_limit`` is per worker and cannot do this.
+  ``rate_limit`` is per worker and cannot do this. A caller that must wait *reserves* the
+  next free slot (the bucket goes into debt) and sleeps until it, so requests leave exactly
+  one interval apart however late each sleeper wakes, and no interval is lost to callers
+  retrying at the same instant; the bucket refills at :data:`PACING` of the configured rate,
+  leaving the target a margin for the jitter between taking a token and the request
+  arriving (at exactly the limit, a late request followed by a prompt one lands in the same
+  second as the ten before it, and a strict target answers 429).
 * The **circuit** opens on authentication/configuration errors at once, or after a run of
   transient failures; while it is open the target's deliveries wait in the delayed set
   (no retry burned, no dead letter written). After the cool-down one delivery probes
@@ -22,6 +28,10 @@ import redis
 from erpsync.keys import Keys
 
 CircuitState = Literal["closed", "open", "half_open", "paused"]
+
+#: share of the configured rate the bucket refills at: 5% of each second (50 ms at any
+#: rate) absorbs the scheduling jitter of a busy worker host without a 429
+PACING = 0.95
 
 # Token bucket. KEYS[1] bucket hash; ARGV: rate per s, burst, now, cost.
 # Returns 0 when a token was taken, else the seconds to wait for one.
@@ -46,6 +56,27 @@ redis.call('expire', KEYS[1], 3600)
 return tostring(wait)
 """
 
+# Reserve a token. KEYS[1] bucket hash; ARGV: rate per s, burst, now, longest wait.
+# Returns the seconds to wait before using the token (0: at once), or -1 when that wait
+# would be longer than allowed (then nothing is reserved). Tokens go below zero: each
+# waiting caller holds the next slot, so slots are exactly 1/rate apart.
+_RESERVE = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local longest = tonumber(ARGV[4])
+local state = redis.call('hmget', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil then tokens = burst; ts = now end
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local wait = 0
+if tokens < 1 then wait = (1 - tokens) / rate end
+if wait > longest then return '-1' end
+redis.call('hset', KEYS[1], 'tokens', tostring(tokens - 1), 'ts', tostring(math.max(now, ts)))
+redis.call('expire', KEYS[1], 3600)
+return tostring(wait)
+"""
 
 # Half-open probe: when the circuit is open (or half-open with an expired lease) and its
 # time is up, make this caller the probe. ARGV: now, lease end. Returns 1 when admitted.
@@ -67,25 +98,37 @@ class RateLimiter:
         self.redis = client
         self.keys = keys
         self._take = client.register_script(_TAKE)
+        self._reserve = client.register_script(_RESERVE)
 
     def try_acquire(self, target: str, rate_per_s: float, burst: int = 1) -> float:
         """Take one token; returns 0.0 on success, else the seconds until one is free."""
         wait = self._take(keys=[self.keys.rate(target)], args=[rate_per_s, burst, time.time(), 1])
         return float(wait)
 
+    def reserve(
+        self, target: str, rate_per_s: float, burst: int = 1, *, max_wait_s: float = 60.0
+    ) -> float:
+        """Reserve the next slot at :data:`PACING` of ``rate_per_s``; the seconds until it.
+
+        Raises TimeoutError, reserving nothing, when the slot is more than ``max_wait_s``
+        away.
+        """
+        wait = float(
+            self._reserve(
+                keys=[self.keys.rate(target)],
+                args=[rate_per_s * PACING, burst, time.time(), max_wait_s],
+            )
+        )
+        if wait < 0:
+            raise TimeoutError(f"rate limit of {target} did not free a slot in {max_wait_s:g} s")
+        return wait
+
     def acquire(
         self, target: str, rate_per_s: float, burst: int = 1, *, max_wait_s: float = 60.0
     ) -> None:
-        """Block until a token is taken (used before every request to a limited target)."""
-        deadline = time.monotonic() + max_wait_s
-        while True:
-            wait = self.try_acquire(target, rate_per_s, burst)
-            if wait <= 0:
-                return
-            if time.monotonic() + wait > deadline:
-                raise TimeoutError(
-                    f"rate limit of {target} did not free a slot in {max_wait_s:g} s"
-                )
+        """Block until this caller's slot (used before every request to a limited target)."""
+        wait = self.reserve(target, rate_per_s, burst, max_wait_s=max_wait_s)
+        if wait > 0:
             time.sleep(wait)
 
 
