@@ -276,6 +276,8 @@ class Engine:
     def skip(self, delivery: Delivery, why: str) -> Result:
         """Count the delivery as skipped (stale, unchanged, superseded)."""
         target, flow = delivery.target, delivery.event.flow
+        if why == "unchanged":
+            self._advance_version(delivery)
         self.state.record_outcome(
             target,
             delivery.delivery_id,
@@ -288,9 +290,39 @@ class Engine:
         self.notify("skipped", delivery, reason=why)
         return "skipped"
 
+    def _advance_version(self, delivery: Delivery) -> None:
+        """A record came back to the content already applied: remember its newer version.
+
+        Without this, an older change still on its way (a retry, a redelivery) would pass
+        the stale check against the ledger's older version and overwrite the newer state
+        (A applied, B retrying, A again skipped as unchanged, then B applied over it).
+        The caller holds the record's lock.
+        """
+        event = delivery.event
+        ledger_key = self.state.keys.ledger(delivery.target, event.entity, event.key)
+        current = self.state.redis.hget(ledger_key, "source_version")
+        if current is not None and int(current) < event.source_version:
+            self.state.redis.hset(ledger_key, "source_version", str(event.source_version))
+
+    def _forget_fingerprint(self, delivery: Delivery) -> None:
+        """After a failed attempt the ledger no longer knows what the target holds.
+
+        A sink may have written before failing (a timeout after the write, the second call
+        of several): the target can hold this change while the ledger still names the one
+        before. Clearing the fingerprint (version and target id kept) makes the next change
+        carrying the ledger's old content be applied instead of skipped as unchanged.
+        The caller holds the record's lock.
+        """
+        event = delivery.event
+        ledger_key = self.state.keys.ledger(delivery.target, event.entity, event.key)
+        current = self.state.redis.hget(ledger_key, "fingerprint")
+        if current is not None and current != event.fingerprint:
+            self.state.redis.hset(ledger_key, "fingerprint", "")
+
     def fail(self, delivery: Delivery, error: SyncError) -> Result:
         """Handle a failure: retry, wait for a dependency, open the circuit, or dead-letter."""
         target = delivery.target
+        self._forget_fingerprint(delivery)
         now = self.clock()
         delivery.first_failure_at = delivery.first_failure_at or datetime.fromtimestamp(now, UTC)
         delivery.last_error = error.to_dict()
