@@ -38,6 +38,11 @@ from erpsync.settings import HttpSystemSettings
 EXCERPT_MAX_CHARS = 500
 USER_AGENT = "erpsync/0.1"
 
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+"""The largest answer read (decoded). Pages are bounded by the page sizes we ask for (1000
+records at most), far below this; a larger answer comes from a server that ignores the
+page size or a proxy that streams without end, and would make a worker swell or hang."""
+
 
 def make_client(
     settings: HttpSystemSettings,
@@ -198,6 +203,13 @@ def generic_rules(system: str) -> list[ErrorRule]:
             t,
             "the answer was not the JSON expected (HTML page, truncated body); retried",
         ),
+        ErrorRule(
+            system,
+            "exception:ResponseTooLarge",
+            "response too large",
+            p,
+            "the answer exceeded the size limit: check base_url (a proxy?) and the page size",
+        ),
     ]
 
 
@@ -304,11 +316,17 @@ def send(
     *,
     table: ErrorTable,
     operation: str,
+    max_bytes: int = MAX_RESPONSE_BYTES,
     **kwargs: Any,
 ) -> httpx.Response:
-    """Send one request; transport failures become classified errors, responses are returned."""
+    """Send one request; transport failures become classified errors, responses are returned.
+
+    The body is read as a stream and refused beyond ``max_bytes`` (a classified
+    ``exception:ResponseTooLarge``), so that no answer can exhaust a worker's memory.
+    """
     try:
-        return client.request(method, url, **kwargs)
+        with client.stream(method, url, **kwargs) as streamed:
+            return _read_bounded(streamed, table, operation, max_bytes)
     except httpx.TimeoutException as exc:
         raise _transport_error(table, "exception:Timeout", operation, type(exc).__name__) from exc
     except httpx.ConnectError as exc:
@@ -326,6 +344,43 @@ def send(
             operation=operation,
             hint="base_url must start with http:// or https://",
         ) from exc
+
+
+def _read_bounded(
+    response: httpx.Response, table: ErrorTable, operation: str, max_bytes: int
+) -> httpx.Response:
+    """The response with its body read, or ResponseTooLarge past ``max_bytes`` (decoded)."""
+
+    def too_large() -> SyncError:
+        return _transport_error(
+            table,
+            "exception:ResponseTooLarge",
+            operation,
+            f"HTTP {response.status_code} answer too large (over {max_bytes} bytes)",
+            status_code=response.status_code,
+        )
+
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise too_large()
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > max_bytes:
+            raise too_large()
+    # A complete response built from the decoded body (so without its transfer headers).
+    headers = [
+        (name, value)
+        for name, value in response.headers.multi_items()
+        if name.lower() not in {"content-encoding", "content-length", "transfer-encoding"}
+    ]
+    return httpx.Response(
+        response.status_code,
+        headers=headers,
+        content=bytes(body),
+        request=response.request,
+        extensions=response.extensions,
+    )
 
 
 def _transport_error(

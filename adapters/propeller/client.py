@@ -257,9 +257,16 @@ class PropellerClient:
         """The decoded JSON of a successful call; None for a 404 carrying ``absent_code``."""
         response = self._exchange(method, path, operation=operation, params=params, body=body)
         if response.is_success:
-            if response.status_code == 204 or not response.content:
+            # Only a deletion may answer nothing; an empty or null answer where a document
+            # is due was cut (transient), and null must never read as "absent".
+            if response.status_code == 204 or (method == "DELETE" and not response.content):
                 return {}
-            return decode_json(response, table=self._table, operation=operation)
+            payload = decode_json(response, table=self._table, operation=operation)
+            if payload is None:
+                if method == "DELETE":
+                    return {}
+                raise unexpected_shape(self._table, operation, "a null reply")
+            return payload
         if (
             absent_code is not None
             and response.status_code == 404
