@@ -1,6 +1,12 @@
 """OnlineERP / ERPConnector adapter: customers, products and customer invoices."""
 
-from adapters.onlineerp.client import MAX_PAGE_SIZE, OnlineErpClient, odata_literal, where
+from adapters.onlineerp.client import (
+    MAX_PAGE_SIZE,
+    InvalidRecord,
+    OnlineErpClient,
+    odata_literal,
+    where,
+)
 from adapters.onlineerp.errors import ERROR_RULES, table
 from adapters.onlineerp.models import (
     ErpAddress,
@@ -24,6 +30,7 @@ __all__ = [
     "ErpInvoiceLine",
     "ErpProduct",
     "ErpProductGroup",
+    "InvalidRecord",
     "OnlineErpClient",
     "odata_literal",
     "table",

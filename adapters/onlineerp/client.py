@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -57,6 +58,22 @@ _CUSTOMER_WORDS = re.compile(r"client|customer", re.IGNORECASE)
 _PRODUCT_WORDS = re.compile(r"produit|product", re.IGNORECASE)
 
 M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class InvalidRecord:
+    """A listed record that does not validate, kept instead of failing its whole page.
+
+    One broken record in the ERP (a customer saved without its name by another tool) must
+    not stop every other record from flowing: the producer turns it into an event that
+    each target dead-letters as invalid source data, keyed so that it can be found and
+    fixed. ``raw`` is the record as the ERP sent it; ``problems`` name the fields and the
+    kind of error, never their values.
+    """
+
+    key: str | None
+    raw: Mapping[str, Any]
+    problems: tuple[str, ...]
 
 
 def odata_literal(value: FilterValue) -> str:
@@ -181,6 +198,38 @@ class OnlineErpClient:
         filter: str | None,
         page_size: int | None,
     ) -> Iterator[list[M]]:
+        for page in self._raw_pages(
+            entity, key, operation=operation, filter=filter, page_size=page_size
+        ):
+            yield [self._validate(model, item, operation) for item in page]
+
+    def _checked_pages(
+        self, entity: str, model: type[M], key: str, *, operation: str, page_size: int | None
+    ) -> Iterator[list[M | InvalidRecord]]:
+        """Like :meth:`_pages`, but a record that does not validate is an InvalidRecord."""
+        for page in self._raw_pages(
+            entity, key, operation=operation, filter=None, page_size=page_size
+        ):
+            checked: list[M | InvalidRecord] = []
+            for item in page:
+                try:
+                    checked.append(model.model_validate(item))
+                except ValidationError as exc:
+                    raw = item if isinstance(item, dict) else {}
+                    value = raw.get(key)
+                    record_key = value.strip() if isinstance(value, str) else None
+                    checked.append(InvalidRecord(record_key or None, raw, tuple(_problems(exc))))
+            yield checked
+
+    def _raw_pages(
+        self,
+        entity: str,
+        key: str,
+        *,
+        operation: str,
+        filter: str | None,
+        page_size: int | None,
+    ) -> Iterator[list[Any]]:
         top = self._page_size(page_size)
         skip = 0
         previous_first: Any = None
@@ -196,13 +245,12 @@ class OnlineErpClient:
                 raise unexpected_shape(self._table, operation, "a list was expected")
             if not data:
                 return
-            page = [self._validate(model, item, operation) for item in data]
             first = data[0].get(key) if isinstance(data[0], dict) else None
             if skip and first is not None and first == previous_first:
                 # The server ignored $skip: without this the scan would never end.
                 raise unexpected_shape(self._table, operation, "the same page came back twice")
             previous_first = first
-            yield page
+            yield data
             if len(data) < top:
                 return
             skip += len(data)
@@ -288,6 +336,14 @@ class OnlineErpClient:
             page_size=page_size,
         )
 
+    def iter_checked_customer_pages(
+        self, *, page_size: int | None = None
+    ) -> Iterator[list[ErpCustomer | InvalidRecord]]:
+        """Every customer in key order, one list per page; a broken one is an InvalidRecord."""
+        return self._checked_pages(
+            CUSTOMER, ErpCustomer, "NoClient", operation="list customers", page_size=page_size
+        )
+
     def iter_customers(
         self, *, filter: str | None = None, page_size: int | None = None
     ) -> Iterator[ErpCustomer]:
@@ -338,6 +394,14 @@ class OnlineErpClient:
             operation="list products",
             filter=None,
             page_size=page_size,
+        )
+
+    def iter_checked_product_pages(
+        self, *, page_size: int | None = None
+    ) -> Iterator[list[ErpProduct | InvalidRecord]]:
+        """Every product in key order, one list per page; a broken one is an InvalidRecord."""
+        return self._checked_pages(
+            PRODUCT, ErpProduct, "NoProduit", operation="list products", page_size=page_size
         )
 
     def iter_products(
@@ -453,6 +517,14 @@ def _missing_reference(
         if _CUSTOMER_WORDS.search(message):
             return INVALID_BODY_CUSTOMER
     return None
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    """Each invalid field of a record and the kind of error, never the value."""
+    return [
+        f"{'.'.join(str(p) for p in err['loc']) or 'record'}: {err['type']}"
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
 
 
 def _shape_detail(exc: ValidationError) -> str:
