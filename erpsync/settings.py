@@ -269,38 +269,20 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_flows(self) -> Settings:
-        configured = self.systems.configured()
+        configured = set(self.systems.configured())
         problems: list[str] = []
         for name, flow in self.flows.items():
-            if flow.entity not in FLOW_ENTITIES:
-                problems.append(
-                    f"flows.{name}.entity: {flow.entity!r} is not one of {sorted(FLOW_ENTITIES)}"
+            problems.extend(
+                flow_problems(
+                    name,
+                    entity=flow.entity,
+                    source=flow.source,
+                    targets=list(flow.targets),
+                    mapping=flow.mapping,
+                    enabled=flow.enabled,
+                    configured=configured,
                 )
-            for target, raw in flow.mapping.items():
-                if target not in flow.targets:
-                    problems.append(f"flows.{name}.mapping.{target}: not a target of this flow")
-                try:
-                    mapping = target_mapping(raw)
-                except ValidationError as exc:
-                    problems.extend(f"flows.{name}.mapping.{target}.{p}" for p in _describe(exc))
-                    continue
-                for kind, pairs in (
-                    ("custom_fields", mapping.custom_fields),
-                    ("fields", mapping.fields),
-                ):
-                    for key, path in pairs.items():
-                        problem = check_path(flow.entity, path)
-                        if problem:
-                            problems.append(
-                                f"flows.{name}.mapping.{target}.{kind}.{key}: {problem}"
-                            )
-            if not flow.enabled:
-                continue
-            if flow.source not in configured:
-                problems.append(f"flows.{name}.source: system {flow.source!r} is not configured")
-            for target in flow.targets:
-                if target not in configured:
-                    problems.append(f"flows.{name}.targets: system {target!r} is not configured")
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -328,12 +310,87 @@ class Settings(BaseSettings):
         return env_settings, init_settings
 
 
+def flow_problems(
+    name: str,
+    *,
+    entity: object,
+    source: object,
+    targets: list[object],
+    mapping: object,
+    enabled: object,
+    configured: set[str],
+) -> list[str]:
+    """What is wrong with one flow as a whole: its entity, mapping and systems.
+
+    Takes plain values so that it can also judge the flows of a file whose other parts
+    do not validate (pydantic skips model checks then), and list every problem at once.
+    """
+    problems: list[str] = []
+    if isinstance(entity, str) and entity not in FLOW_ENTITIES:
+        problems.append(f"flows.{name}.entity: {entity!r} is not one of {sorted(FLOW_ENTITIES)}")
+    for target, raw in mapping.items() if isinstance(mapping, dict) else ():
+        if target not in targets:
+            problems.append(f"flows.{name}.mapping.{target}: not a target of this flow")
+        try:
+            parsed = target_mapping(raw)
+        except ValidationError as exc:
+            problems.extend(f"flows.{name}.mapping.{target}.{p}" for p in _describe(exc))
+            continue
+        for kind, pairs in (("custom_fields", parsed.custom_fields), ("fields", parsed.fields)):
+            for key, path in pairs.items():
+                problem = check_path(entity, path) if isinstance(entity, str) else None
+                if problem:
+                    problems.append(f"flows.{name}.mapping.{target}.{kind}.{key}: {problem}")
+    if enabled is False:
+        return problems
+    if source in SYSTEM_NAMES and source not in configured:
+        problems.append(f"flows.{name}.source: system {source!r} is not configured")
+    for target in targets:
+        if target in SYSTEM_NAMES and target not in configured:
+            problems.append(f"flows.{name}.targets: system {target!r} is not configured")
+    return problems
+
+
+def _raw_flow_problems(data: dict[str, Any]) -> list[str]:
+    """The flows' checks on the raw file and environment (when other parts are invalid)."""
+    flows = data.get("flows")
+    if not isinstance(flows, dict):
+        return []
+    systems = data.get("systems")
+    # A system present but invalid is reported on its own, not as "not configured".
+    configured = {str(n) for n in systems} if isinstance(systems, dict) else set()
+    prefix = "ERPSYNC_SYSTEMS__"
+    configured |= {
+        key[len(prefix) :].split("__")[0].lower()
+        for key in os.environ
+        if key.upper().startswith(prefix)
+    }
+    problems: list[str] = []
+    for name, raw in flows.items():
+        if not isinstance(raw, dict):
+            continue
+        targets = raw.get("targets")
+        problems.extend(
+            flow_problems(
+                str(name),
+                entity=raw.get("entity"),
+                source=raw.get("source"),
+                targets=list(targets) if isinstance(targets, list) else [],
+                mapping=raw.get("mapping", {}),
+                enabled=raw.get("enabled", True),
+                configured=configured,
+            )
+        )
+    return problems
+
+
 def _describe(exc: ValidationError) -> list[str]:
     problems: list[str] = []
     for err in exc.errors(include_url=False, include_input=False):
-        where = ".".join(str(p) for p in err["loc"]) or "settings"
+        where = ".".join(str(p) for p in err["loc"])
         message = err["msg"].removeprefix("Value error, ")
-        problems.extend(f"{where}: {part}" for part in message.split("; "))
+        # A model-level check names its own fields ("flows.x.entity: ...").
+        problems.extend(f"{where}: {part}" if where else part for part in message.split("; "))
     return problems
 
 
@@ -360,6 +417,11 @@ def load_settings(config_path: Path | str | None = None, **overrides: Any) -> Se
     try:
         settings = Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        problems = _describe(exc)
+        if all(err["loc"] for err in exc.errors()):
+            # Field errors stop pydantic before the flows' checks: run them on the raw
+            # values, so that every problem is listed at once.
+            problems += [p for p in _raw_flow_problems(data) if p not in problems]
+        raise ConfigError(problems) from None
     register_secrets(settings.secrets())
     return settings
