@@ -45,7 +45,8 @@ from erpsync.settings import Settings, load_settings
 from producers.onlineerp import customer_payload
 from simulators.seed import generate, make_customer
 from simulators.server import API_ROOTS, CREDENTIALS, RunningSandbox
-from workers.app import create_app
+from workers.app import TASK_APPLY, create_app
+from workers.publish import CHUNK, describe, send_delivery
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -389,13 +390,26 @@ class Installation:
             redis_calls=calls,
         )
 
-    def stage(self, task: str, args: Iterable[list[Any]]) -> tuple[str, int]:
-        """Publish messages to a fresh staging queue nobody consumes; returns (key, count)."""
+    def stage(self, task: str, payloads: Iterable[dict[str, Any]]) -> tuple[str, int]:
+        """Publish deliveries to a fresh staging queue nobody consumes; returns (key, count).
+
+        ``sync.apply`` messages are sent as :mod:`workers.publish` sends them; any other
+        task gets the same arguments and headers, so only the task differs.
+        """
         staging = f"bench.staging.{uuid.uuid4().hex[:8]}"
         count = 0
-        with self.app.producer_or_acquire() as producer:
-            for arguments in args:
-                self.app.send_task(task, args=arguments, queue=staging, producer=producer)
+        with self.app.producer_or_acquire() as producer, producer.batch(max_size=CHUNK):
+            for payload in payloads:
+                if task == TASK_APPLY:
+                    send_delivery(self.app, payload, producer=producer, queue=staging)
+                else:
+                    self.app.send_task(
+                        task,
+                        args=[payload],
+                        queue=staging,
+                        producer=producer,
+                        argsrepr=describe(payload),
+                    )
                 count += 1
         key = self.queue_key(staging)
         if self.redis.llen(key) != count:
@@ -561,10 +575,10 @@ class ErpEditor:
         return time.time()
 
 
-def delivery_args(deliveries: Iterable[Delivery]) -> Iterator[list[Any]]:
-    """The task arguments of each delivery, as :func:`workers.publish.publish` sends them."""
+def as_json(deliveries: Iterable[Delivery]) -> Iterator[dict[str, Any]]:
+    """Each delivery as the JSON a message carries."""
     for delivery in deliveries:
-        yield [delivery.model_dump(mode="json")]
+        yield delivery.model_dump(mode="json")
 
 
 def customers_flow(*targets: str) -> dict[str, Any]:

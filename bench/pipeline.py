@@ -50,9 +50,9 @@ from bench._harness import (
     ErpEditor,
     Installation,
     Sandbox,
+    as_json,
     customer_deliveries,
     customers_flow,
-    delivery_args,
     redis_server,
     sandbox_process,
 )
@@ -188,7 +188,7 @@ def measure_overhead(installation: Installation, sizes: Sizes) -> dict[str, Any]
     first = 1_000_000
     warm = customer_deliveries(first, 50, TARGET)
     installation.drain(
-        installation.stage(TASK_APPLY, delivery_args(warm)),
+        installation.stage(TASK_APPLY, as_json(warm)),
         queue,
         timeout_s=120,
         done=lambda: outcomes(installation, TARGET) >= len(warm),
@@ -199,16 +199,14 @@ def measure_overhead(installation: Installation, sizes: Sizes) -> dict[str, Any]
     for _ in range(sizes.rounds):
         bodies = customer_deliveries(first, sizes.noop_messages, TARGET)
         noops.append(
-            installation.drain(
-                installation.stage(TASK_NOOP, delivery_args(bodies)), queue, timeout_s=600
-            )
+            installation.drain(installation.stage(TASK_NOOP, as_json(bodies)), queue, timeout_s=600)
         )
         first += sizes.noop_messages
         deliveries = customer_deliveries(first, sizes.apply_messages, TARGET)
         expected = outcomes(installation, TARGET) + len(deliveries)
         applies.append(
             installation.drain(
-                installation.stage(TASK_APPLY, delivery_args(deliveries)),
+                installation.stage(TASK_APPLY, as_json(deliveries)),
                 queue,
                 timeout_s=900,
                 done=reached(installation, TARGET, expected),
@@ -288,7 +286,7 @@ def measure_rate_limited(installation: Installation, sizes: Sizes) -> dict[str, 
     # Warm-up outside the window: worker threads build their clients and fetch tokens.
     warm = customer_deliveries(2_000_000, 12, TARGET)
     installation.drain(
-        installation.stage(TASK_APPLY, delivery_args(warm)),
+        installation.stage(TASK_APPLY, as_json(warm)),
         queue,
         timeout_s=300,
         done=lambda: outcomes(installation, TARGET) >= len(warm),
@@ -297,7 +295,7 @@ def measure_rate_limited(installation: Installation, sizes: Sizes) -> dict[str, 
     deliveries = customer_deliveries(2_100_000, sizes.rate_limited_records, TARGET)
     expected = outcomes(installation, TARGET) + len(deliveries)
     drain = installation.drain(
-        installation.stage(TASK_APPLY, delivery_args(deliveries)),
+        installation.stage(TASK_APPLY, as_json(deliveries)),
         queue,
         timeout_s=sizes.rate_limited_records / limit * 10 + 120,
         done=lambda: (

@@ -22,6 +22,9 @@ already has, unless ``force`` makes it forget the fingerprints first.
 
 from __future__ import annotations
 
+import json
+import queue
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
@@ -128,6 +131,87 @@ class CursorStream(SnapshotStream):
     lookback_s: float = field(default=300.0, kw_only=True)
 
 
+# Compare a page's fingerprints with the snapshot, and extend the stream's lock, in one
+# round trip. KEYS[1] the snapshot hash, KEYS[2] the stream lock; ARGV[1] the lock's TTL in
+# ms, ARGV[2] the JSON [[keys...], [fingerprints...]] (one argument: packing and parsing
+# a thousand separate ones costs the client more than the comparison). Returns
+# "changed;missing": comma-separated 1-based positions whose fingerprint differs from the
+# snapshot's (new keys included), then those of keys the snapshot does not hold. Only the
+# few changes cross the wire back.
+_COMPARE = """
+redis.call('pexpire', KEYS[2], ARGV[1])
+local page = cjson.decode(ARGV[2])
+local keys, fingerprints = page[1], page[2]
+local changed, missing = {}, {}
+for i = 1, #keys do
+  local before = redis.call('hget', KEYS[1], keys[i])
+  if not before then
+    missing[#missing + 1] = i
+    changed[#changed + 1] = i
+  elseif before ~= fingerprints[i] then
+    changed[#changed + 1] = i
+  end
+end
+return table.concat(changed, ',') .. ';' .. table.concat(missing, ',')
+"""
+
+
+def _positions(text: str) -> list[int]:
+    """0-based positions from the 1-based comma-separated list the compare script returns."""
+    return [int(i) - 1 for i in text.split(",")] if text else []
+
+
+_DONE = object()
+
+
+def _prefetched(
+    pages: Iterator[list[SourceRecord]], depth: int = 2
+) -> Iterator[list[SourceRecord]]:
+    """``pages``, read ahead by a thread: the next page is fetched while this one is compared.
+
+    The source's answer time (an ERP robot, a remote API) then overlaps the fingerprinting
+    and the Redis round trips instead of adding to them. A failure of the source is raised
+    here, in the caller's thread; a caller that stops early stops the reader after the page
+    it is reading.
+    """
+    ahead: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+    def read() -> None:
+        try:
+            for page in pages:
+                if not offer(page):
+                    return
+            offer(_DONE)
+        except BaseException as exc:  # noqa: BLE001 (raised again in the caller's thread)
+            offer(exc)
+        finally:
+            close = getattr(pages, "close", None)
+            if callable(close):
+                close()
+
+    threading.Thread(target=read, name="producer-prefetch", daemon=True).start()
+    try:
+        while True:
+            item = ahead.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
 @dataclass
 class _Change:
     record: SourceRecord
@@ -150,6 +234,7 @@ class Producer:
 
     def __post_init__(self) -> None:
         self.state = State(self.redis, self.keys)
+        self._compare = self.redis.register_script(_COMPARE)
 
     def poll(self, stream: SnapshotStream) -> PollResult:
         """One full poll of ``stream``; returns what it found and published."""
@@ -224,26 +309,41 @@ class Producer:
         stream.load_bookmark(None if mode.backfill else self.redis.get(cursor_key))  # type: ignore[arg-type]
         seen: set[str] = set()
         pending: list[_Change] = []
-        for page in stream.pages():
+        # Snapshot entries before the scan, and how many of them the scan has seen: when
+        # the two are equal nothing was deleted, and the snapshot need not be read whole.
+        before_scan: int = self.redis.hlen(snapshot)
+        known = 0
+        lock_ttl_ms = int(self.lock_ttl_s * 1000)
+        for page in _prefetched(stream.pages()):
             if not page:
                 continue
+            fingerprints = [content_fingerprint("upsert", r.payload) for r in page]
             if mode.backfill:
-                previous: list[Any] = [None] * len(page)
+                self.redis.pexpire(lock_key, lock_ttl_ms)
+                changed: list[int] = list(range(len(page)))
+                missing: set[int] = set(changed)
             else:
-                previous = self.redis.hmget(snapshot, [r.key for r in page])
-            for record, before in zip(page, previous, strict=True):
-                seen.add(record.key)
-                now = content_fingerprint("upsert", record.payload)
-                if before != now:
-                    pending.append(_Change(record, "upsert", now))
+                answer = self._compare(
+                    keys=[snapshot, lock_key],
+                    args=[lock_ttl_ms, json.dumps([[r.key for r in page], fingerprints])],
+                )
+                changed_text, _, missing_text = str(answer).partition(";")
+                changed = _positions(changed_text)
+                missing = set(_positions(missing_text))
+            for index, record in enumerate(page):
+                if record.key not in seen:
+                    seen.add(record.key)
+                    # A key first met in this scan is in the snapshot only if it was
+                    # before the scan (flushes add only keys already seen).
+                    known += index not in missing
+            pending.extend(_Change(page[i], "upsert", fingerprints[i]) for i in changed)
             result.records += len(page)
             if len(pending) >= self.batch_size:
                 self._flush(stream, pending, result, mode)
                 pending = []
-            self.redis.pexpire(lock_key, int(self.lock_ttl_s * 1000))
             if mode.on_progress is not None:
                 mode.on_progress(result)
-        if stream.detects_deletions:
+        if stream.detects_deletions and (mode.backfill or known < before_scan):
             deleted = [
                 str(key)
                 for key, _ in self.redis.hscan_iter(snapshot, count=1000)

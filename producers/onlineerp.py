@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
+from pydantic import BaseModel
 
 from adapters.onlineerp import ErpCustomer, ErpProduct, InvalidRecord, OnlineErpClient
 from erpsync.mapping import resolve
@@ -33,10 +34,14 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
-def _extra(record: Mapping[str, Any], source_fields: Mapping[str, str]) -> dict[str, Any]:
+def _extra(record: BaseModel, source_fields: Mapping[str, str]) -> dict[str, Any]:
+    """The flow's ``source_fields`` read from the record as the ERP names its fields."""
+    if not source_fields:
+        return {}  # the common case: no dump of the whole record for nothing
+    raw = record.model_dump(by_alias=True)
     custom = {}
     for name, path in source_fields.items():
-        value = resolve(record, path)
+        value = resolve(raw, path)
         if value is not None:
             custom[name] = value
     return custom
@@ -44,7 +49,6 @@ def _extra(record: Mapping[str, Any], source_fields: Mapping[str, str]) -> dict[
 
 def customer_payload(customer: ErpCustomer, source_fields: Mapping[str, str]) -> dict[str, Any]:
     """An ERP customer as a canonical company (a dict; validated by each target's sink)."""
-    raw = customer.model_dump(by_alias=True)
     address = customer.address
     return {
         "key": customer.number,
@@ -66,13 +70,12 @@ def customer_payload(customer: ErpCustomer, source_fields: Mapping[str, str]) ->
             if address is not None
             else None
         ),
-        "custom": _extra(raw, source_fields),
+        "custom": _extra(customer, source_fields),
     }
 
 
 def product_payload(product: ErpProduct, source_fields: Mapping[str, str]) -> dict[str, Any]:
     """An ERP product as a canonical product (a dict)."""
-    raw = product.model_dump(by_alias=True)
     price = product.price
     return {
         "key": product.number,
@@ -81,7 +84,7 @@ def product_payload(product: ErpProduct, source_fields: Mapping[str, str]) -> di
         "currency": None,
         "active": bool(product.active),
         "group": _text(product.group.code) if product.group else None,
-        "custom": _extra(raw, source_fields),
+        "custom": _extra(product, source_fields),
     }
 
 

@@ -22,6 +22,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -232,6 +233,23 @@ class State:
             args=["produced", self.outcome_ttl_s, *extra],
         )
         return bool(counted)
+
+    def mark_produced_many(self, deliveries: Iterable[tuple[str, str, str | None]]) -> int:
+        """:meth:`mark_produced` for each (target, delivery id, flow), in one round trip.
+
+        Returns how many were counted now (the others already were).
+        """
+        with self.redis.pipeline(transaction=False) as pipe:
+            for target, delivery_id, flow in deliveries:
+                self._outcome(
+                    keys=[
+                        self.keys.produced_marker(target, delivery_id),
+                        self.keys.counters(target),
+                    ],
+                    args=["produced", self.outcome_ttl_s, *([f"{flow}.produced"] if flow else [])],
+                    client=pipe,
+                )
+            return sum(1 for counted in pipe.execute() if counted)
 
     def record_outcome(
         self, target: str, delivery_id: str, outcome: Outcome, *, also: tuple[str, ...] = ()
