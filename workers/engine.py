@@ -128,6 +128,14 @@ def missing_parent(event: ChangeEvent, target: str) -> DependencyError:
 
 
 @dataclass
+class _Held:
+    """The record lock one delivery holds, and whether it was already given back."""
+
+    token: str | None
+    ended: bool = False
+
+
+@dataclass
 class Engine:
     """Takes deliveries to their outcome; one per worker process (thread-safe)."""
 
@@ -161,12 +169,9 @@ class Engine:
             event_id=event.event_id,
             attempt=delivery.attempt,
         )
-        inflight = self.state.keys.inflight(target)
-        self.state.redis.hset(inflight, delivery.delivery_id, f"{self.clock():.3f}")
         try:
             return self._process(delivery)
         finally:
-            self.state.redis.hdel(inflight, delivery.delivery_id)
             structlog.contextvars.unbind_contextvars(
                 "flow", "target", "entity", "key", "event_id", "attempt"
             )
@@ -183,28 +188,50 @@ class Engine:
             )
             return self.dead_letter(delivery, error)
 
-        wait = self.circuit.admit(target, now=self.clock())
-        if wait > 0:
-            self.state.incr(target, "parked_circuit")
-            self.park(delivery, wait + self.rng.uniform(0, min(5.0, wait / 4 + 0.5)))
-            log.debug("sync.parked_circuit", wait_s=round(wait, 2))
-            self.notify("parked_circuit", delivery, wait_s=wait)
-            return "parked"
-
+        # One round trip marks the delivery in flight, reads the circuit, takes the record's
+        # lock and reads its ledger; the common outcome gives them back in one more (see
+        # _applied_single). Every other way out ends them in the finally below.
         lock_key = self.state.keys.record_lock(target, event.entity, event.key)
-        token = self.state.acquire(lock_key, self.policy.lock_ttl_s)
-        if token is None:
-            self.state.incr(target, "parked_busy")
-            self.park(delivery, self.policy.busy_delay_s * (1 + self.rng.random()))
-            return "parked"
+        started = self.state.start(
+            target,
+            event.entity,
+            event.key,
+            delivery.delivery_id,
+            now=self.clock(),
+            lock_ttl_s=self.policy.lock_ttl_s,
+        )
+        held = _Held(started.token)
         try:
-            return self._apply_locked(delivery, sink)
+            if started.circuit_state not in (None, "closed"):
+                wait = self.circuit.admit(target, now=self.clock())
+                if wait > 0:
+                    self.state.incr(target, "parked_circuit")
+                    self.park(delivery, wait + self.rng.uniform(0, min(5.0, wait / 4 + 0.5)))
+                    log.debug("sync.parked_circuit", wait_s=round(wait, 2))
+                    self.notify("parked_circuit", delivery, wait_s=wait)
+                    return "parked"
+            ledger = started.ledger
+            if held.token is None:
+                held.token = self.state.take_over(lock_key, started.holder, self.policy.lock_ttl_s)
+                if held.token is None:
+                    self.state.incr(target, "parked_busy")
+                    self.park(delivery, self.policy.busy_delay_s * (1 + self.rng.random()))
+                    return "parked"
+                ledger = self.state.ledger_get(target, event.entity, event.key)
+            return self._apply_locked(delivery, sink, ledger, lock_key, held)
         finally:
-            self.state.release(lock_key, token)
+            if not held.ended:
+                self.state.end(target, delivery.delivery_id, lock_key, held.token)
 
-    def _apply_locked(self, delivery: Delivery, sink: Sink) -> Result:
+    def _apply_locked(
+        self,
+        delivery: Delivery,
+        sink: Sink,
+        ledger: LedgerEntry | None,
+        lock_key: str,
+        held: _Held,
+    ) -> Result:
         event, target = delivery.event, delivery.target
-        ledger = self.state.ledger_get(target, event.entity, event.key)
         if ledger is not None and ledger.source_version > event.source_version:
             return self.skip(delivery, "stale")
         if ledger is not None and ledger.fingerprint == event.fingerprint:
@@ -235,8 +262,25 @@ class Engine:
             return self.fail(delivery, error)
         except ValidationError as exc:
             return self.dead_letter(delivery, invalid_source_data(event, target, exc))
-        self.circuit.success(target)
-        return self.applied(delivery, result, ledger)
+        return self._applied_single(delivery, result, ledger, lock_key, held)
+
+    def _applied_single(
+        self,
+        delivery: Delivery,
+        result: ApplyResult,
+        previous: LedgerEntry | None,
+        lock_key: str,
+        held: _Held,
+    ) -> Result:
+        """:meth:`applied`, with the circuit's success before and the lock's release and the
+        in-flight mark's removal after, in one round trip (in this order on the server)."""
+        with self.state.redis.pipeline(transaction=False) as pipe:
+            self.circuit.success(delivery.target, client=pipe)
+            self._record_applied(pipe, delivery, result, previous)
+            self.state.end(delivery.target, delivery.delivery_id, lock_key, held.token, client=pipe)
+            pipe.execute()
+        held.ended = True
+        return self._after_applied(delivery, result)
 
     # -- outcomes (also used by workers.batch, which applies many deliveries at once) -----
     def applied(
@@ -246,6 +290,15 @@ class Engine:
 
         The caller holds the record's lock and has told the circuit of the success.
         """
+        with self.state.redis.pipeline(transaction=False) as pipe:
+            self._record_applied(pipe, delivery, result, previous)
+            pipe.execute()
+        return self._after_applied(delivery, result)
+
+    def _record_applied(
+        self, pipe: Any, delivery: Delivery, result: ApplyResult, previous: LedgerEntry | None
+    ) -> None:
+        """Queue the ledger write and the outcome count of an applied delivery."""
         event, target = delivery.event, delivery.target
         self.state.ledger_put(
             target,
@@ -259,14 +312,19 @@ class Engine:
                 applied_at=self.clock(),
                 extra=result.extra,
             ),
+            client=pipe,
         )
         flow = event.flow
-        self.state.record_outcome(
+        self.state.queue_outcome(
+            pipe,
             target,
             delivery.delivery_id,
             "applied",
             also=(f"action_{result.action}", f"{flow}.applied", f"{flow}.action_{result.action}"),
         )
+
+    def _after_applied(self, delivery: Delivery, result: ApplyResult) -> Result:
+        """What follows a recorded application: the replay resolved, the log, observers."""
         if delivery.replay_of is not None:
             self.dlq.resolved(delivery.replay_of, "applied")
         log.info("sync.applied", action=result.action, target_id=result.target_id)

@@ -21,11 +21,12 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import redis
 
 from erpsync.keys import Keys
+from workers.state import queue_script
 
 CircuitState = Literal["closed", "open", "half_open", "paused"]
 
@@ -85,6 +86,20 @@ local state = redis.call('hget', KEYS[1], 'state')
 local untilv = tonumber(redis.call('hget', KEYS[1], 'until') or '0')
 if (state == 'open' or state == 'half_open') and tonumber(ARGV[1]) >= untilv then
   redis.call('hset', KEYS[1], 'state', 'half_open', 'until', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# A call went through. KEYS[1] the circuit hash. Closes an open or half-open circuit and
+# ends a run of failures; a paused circuit stays paused (an operator paused it). Returns 1
+# when something changed.
+_SUCCESS = """
+local state = redis.call('hget', KEYS[1], 'state') or 'closed'
+if state == 'paused' then return 0 end
+local failures = tonumber(redis.call('hget', KEYS[1], 'failures') or '0') or 0
+if state ~= 'closed' or failures ~= 0 then
+  redis.call('hset', KEYS[1], 'state', 'closed', 'until', '0', 'failures', '0', 'reason', '')
   return 1
 end
 return 0
@@ -172,6 +187,7 @@ class Circuit:
         self.cooldown_max_s = cooldown_max_s
         self.probe_lease_s = probe_lease_s
         self._probe = client.register_script(_PROBE)
+        self._success = client.register_script(_SUCCESS)
 
     def status(self, target: str) -> CircuitStatus:
         raw: dict[str, str] = self.redis.hgetall(self.keys.circuit(target))  # type: ignore[assignment]
@@ -205,16 +221,15 @@ class Circuit:
         )
         return 0.0 if int(admitted) else 0.5
 
-    def success(self, target: str) -> None:
-        """A call went through: close the circuit and reset the failure run."""
-        key = self.keys.circuit(target)
-        status = self.status(target)
-        if status.state == "paused":
-            return
-        if status.state != "closed" or status.failures:
-            self.redis.hset(
-                key, mapping={"state": "closed", "until": "0", "failures": "0", "reason": ""}
-            )
+    def success(self, target: str, *, client: Any = None) -> None:
+        """A call went through: close the circuit and reset the failure run.
+
+        One atomic step (``client``: a pipeline to queue it on, e.g. with the ledger write).
+        """
+        if client is None:
+            self._success(keys=[self.keys.circuit(target)])
+        else:
+            queue_script(client, self._success, [self.keys.circuit(target)], [])
 
     def failure(
         self, target: str, reason: str, *, immediate: bool = False, now: float | None = None

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import redis
+from redis.commands.core import Script
 
 from erpsync.keys import Keys
 
@@ -128,6 +129,20 @@ class LedgerEntry:
         )
 
 
+def queue_script(pipe: Any, script: Script, keys: list[str], args: list[Any]) -> None:
+    """Queue a Lua script on a pipeline as EVAL of its text.
+
+    redis-py checks every registered script of a pipeline with SCRIPT EXISTS before sending
+    it, one more round trip per pipeline; the text costs a few hundred bytes instead, and
+    Redis compiles it once (its script cache is keyed by the text's digest).
+    """
+    pipe.eval(script.script, len(keys), *keys, *args)
+
+
+def _ttl_ms(ttl_s: float) -> int:
+    return max(1, int(ttl_s * 1000))
+
+
 def _holder() -> str:
     return f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -150,6 +165,20 @@ def _holder_is_dead(holder: str) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class Start:
+    """What :meth:`State.start` found in its one round trip."""
+
+    #: the target's circuit ``state`` field (None: the target has no circuit record)
+    circuit_state: str | None
+    #: the record lock's token when it was taken, else None
+    token: str | None
+    #: who held the lock when it was not taken
+    holder: str | None
+    #: the record's ledger, read under the lock (None when not taken, or no ledger yet)
+    ledger: LedgerEntry | None
+
+
 class State:
     """Typed access to erpsync's Redis state."""
 
@@ -169,22 +198,76 @@ class State:
         data: dict[str, str] = self.redis.hgetall(self.keys.ledger(target, entity, key))  # type: ignore[assignment]
         return LedgerEntry.from_mapping(data) if data else None
 
-    def ledger_put(self, target: str, entity: str, key: str, entry: LedgerEntry) -> None:
-        self.redis.hset(self.keys.ledger(target, entity, key), mapping=entry.to_mapping())  # type: ignore[arg-type]
+    def ledger_put(
+        self, target: str, entity: str, key: str, entry: LedgerEntry, *, client: Any = None
+    ) -> None:
+        """Write the ledger (``client``: a pipeline to queue the write on)."""
+        target_client: Any = self.redis if client is None else client
+        target_client.hset(self.keys.ledger(target, entity, key), mapping=entry.to_mapping())
+
+    # -- one delivery's round trips ---------------------------------------------------
+    def start(
+        self,
+        target: str,
+        entity: str,
+        key: str,
+        delivery_id: str,
+        *,
+        now: float,
+        lock_ttl_s: float,
+    ) -> Start:
+        """Mark a delivery in flight, read its target's circuit, take its record's lock and
+        read its ledger under the lock, in one round trip (they were four).
+
+        Commands of a pipeline run in order, so the ledger is read after the lock is taken;
+        when the lock was not taken, the ledger read is ignored.
+        """
+        lock_key = self.keys.record_lock(target, entity, key)
+        token = _holder()
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.keys.inflight(target), delivery_id, f"{now:.3f}")
+            pipe.hget(self.keys.circuit(target), "state")
+            pipe.set(lock_key, token, nx=True, px=_ttl_ms(lock_ttl_s))
+            pipe.hgetall(self.keys.ledger(target, entity, key))
+            pipe.get(lock_key)
+            _, circuit_state, taken, ledger, holder = pipe.execute()
+        if not taken:
+            return Start(circuit_state, None, holder, None)
+        return Start(
+            circuit_state, token, None, LedgerEntry.from_mapping(ledger) if ledger else None
+        )
+
+    def end(
+        self, target: str, delivery_id: str, lock_key: str, token: str | None, *, client: Any = None
+    ) -> None:
+        """Release the record's lock (when held) and clear the in-flight mark: what
+        :meth:`start` took, given back in one round trip (or queued on ``client``)."""
+        if client is None:
+            with self.redis.pipeline(transaction=False) as pipe:
+                self.end(target, delivery_id, lock_key, token, client=pipe)
+                pipe.execute()
+            return
+        if token is not None:
+            queue_script(client, self._release, [lock_key], [token])
+        client.hdel(self.keys.inflight(target), delivery_id)
 
     # -- locks ------------------------------------------------------------------------
     def acquire(self, lock_key: str, ttl_s: float) -> str | None:
         """Take a lock; returns its token, or None when another live holder has it."""
         token = _holder()
-        ttl_ms = max(1, int(ttl_s * 1000))
-        if self.redis.set(lock_key, token, nx=True, px=ttl_ms):
+        if self.redis.set(lock_key, token, nx=True, px=_ttl_ms(ttl_s)):
             return token
         current = self.redis.get(lock_key)
+        return self.take_over(lock_key, current, ttl_s)
+
+    def take_over(self, lock_key: str, current: Any, ttl_s: float) -> str | None:
+        """Take a lock held by ``current`` if that holder is a dead process of this host."""
+        token = _holder()
         # Compare-and-swap: only a dead holder's token is replaced.
         if (
             isinstance(current, str)
             and _holder_is_dead(current)
-            and self._swap(keys=[lock_key], args=[current, token, ttl_ms])
+            and self._swap(keys=[lock_key], args=[current, token, _ttl_ms(ttl_s)])
         ):
             return token
         return None
@@ -241,13 +324,11 @@ class State:
         """
         with self.redis.pipeline(transaction=False) as pipe:
             for target, delivery_id, flow in deliveries:
-                self._outcome(
-                    keys=[
-                        self.keys.produced_marker(target, delivery_id),
-                        self.keys.counters(target),
-                    ],
-                    args=["produced", self.outcome_ttl_s, *([f"{flow}.produced"] if flow else [])],
-                    client=pipe,
+                queue_script(
+                    pipe,
+                    self._outcome,
+                    [self.keys.produced_marker(target, delivery_id), self.keys.counters(target)],
+                    ["produced", self.outcome_ttl_s, *([f"{flow}.produced"] if flow else [])],
                 )
             return sum(1 for counted in pipe.execute() if counted)
 
@@ -263,6 +344,23 @@ class State:
             args=[outcome, self.outcome_ttl_s, *also],
         )
         return bool(counted)
+
+    def queue_outcome(
+        self,
+        client: Any,
+        target: str,
+        delivery_id: str,
+        outcome: Outcome,
+        *,
+        also: tuple[str, ...] = (),
+    ) -> None:
+        """:meth:`record_outcome`, queued on a pipeline (whether it counted is not told)."""
+        queue_script(
+            client,
+            self._outcome,
+            [self.keys.delivery_outcome(target, delivery_id), self.keys.counters(target)],
+            [outcome, self.outcome_ttl_s, *also],
+        )
 
     def forget_outcome(
         self, target: str, delivery_id: str, outcome: Outcome, *, flow: str | None = None

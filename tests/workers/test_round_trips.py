@@ -1,0 +1,75 @@
+"""The engine's batched Redis steps behave as the single calls they replace."""
+
+from __future__ import annotations
+
+import fakeredis
+import pytest
+
+from erpsync.keys import Keys
+from workers.limits import Circuit
+from workers.state import LedgerEntry, State
+
+
+@pytest.fixture
+def client() -> fakeredis.FakeRedis:
+    return fakeredis.FakeRedis(decode_responses=True)
+
+
+@pytest.fixture
+def state(client: fakeredis.FakeRedis) -> State:
+    return State(client, Keys("t"))
+
+
+def test_start_takes_the_lock_reads_the_ledger_and_marks_in_flight(state: State) -> None:
+    entry = LedgerEntry(fingerprint="f", source_version=2, target_id="7", applied_at=1.0)
+    state.ledger_put("hipe", "customer", "C1", entry)
+    started = state.start("hipe", "customer", "C1", "d1", now=5.0, lock_ttl_s=30)
+    assert started.token is not None
+    assert started.holder is None
+    assert started.ledger == entry
+    assert started.circuit_state is None, "no circuit record: closed"
+    assert state.redis.hget(state.keys.inflight("hipe"), "d1") == "5.000"
+
+    busy = state.start("hipe", "customer", "C1", "d2", now=6.0, lock_ttl_s=30)
+    assert busy.token is None
+    assert busy.holder == started.token, "who holds it, for the dead-holder check"
+    assert busy.ledger is None, "a ledger read without the lock is not handed out"
+
+    lock_key = state.keys.record_lock("hipe", "customer", "C1")
+    state.end("hipe", "d2", lock_key, None)
+    assert state.redis.get(lock_key) == started.token, "ending without the lock keeps it"
+    state.end("hipe", "d1", lock_key, started.token)
+    assert state.redis.get(lock_key) is None
+    assert state.redis.hlen(state.keys.inflight("hipe")) == 0
+
+
+def test_end_and_outcome_queue_on_one_pipeline(state: State) -> None:
+    started = state.start("hipe", "customer", "C1", "d1", now=1.0, lock_ttl_s=30)
+    lock_key = state.keys.record_lock("hipe", "customer", "C1")
+    with state.redis.pipeline(transaction=False) as pipe:
+        state.queue_outcome(pipe, "hipe", "d1", "applied", also=("customers.applied",))
+        state.queue_outcome(pipe, "hipe", "d1", "applied", also=("customers.applied",))
+        state.end("hipe", "d1", lock_key, started.token, client=pipe)
+        pipe.execute()
+    assert state.counters("hipe") == {"applied": 1, "customers.applied": 1}, "counted once"
+    assert state.redis.get(lock_key) is None
+
+
+def test_circuit_success_ends_a_failure_run_and_respects_a_pause(
+    client: fakeredis.FakeRedis,
+) -> None:
+    circuit = Circuit(client, Keys("t"), failure_threshold=3)
+    assert not circuit.failure("hipe", "503", now=0)
+    assert circuit.status("hipe").failures == 1
+    with client.pipeline(transaction=False) as pipe:
+        circuit.success("hipe", client=pipe)
+        pipe.execute()
+    assert circuit.status("hipe").failures == 0, "a success ends the run of failures"
+
+    circuit.failure("hipe", "401", immediate=True, now=0)
+    circuit.success("hipe")
+    assert circuit.status("hipe").state == "closed"
+
+    circuit.pause("hipe")
+    circuit.success("hipe")
+    assert circuit.status("hipe").state == "paused", "only an operator resumes"
