@@ -49,7 +49,9 @@ so a batch message delivered twice changes nothing.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -77,7 +79,7 @@ from workers.engine import (
     invalid_source_data,
     missing_parent,
 )
-from workers.state import LedgerEntry
+from workers.state import LedgerEntry, State
 
 log = structlog.get_logger("erpsync.worker")
 
@@ -227,9 +229,51 @@ def split_for_bulk(
     return singles, batches
 
 
-def batch_member(target: str, deliveries: Sequence[Delivery]) -> dict[str, Any]:
-    """A batch as parked in the delayed set (the pump re-publishes it as one message)."""
-    return {"target": target, "batch": [d.model_dump(mode="json") for d in deliveries]}
+class BatchStore:
+    """Batches kept in Redis; messages and the delayed set carry only their reference.
+
+    A batch of hundreds of deliveries is hundreds of kilobytes. kombu's Redis transport pops
+    a message and only then records it as unacknowledged, so a worker killed in between
+    loses it, and the bigger the message, the wider that window. With a reference the
+    window is as narrow as for a single delivery. The content stays until its batch is done
+    (every delivery has an outcome or is parked elsewhere), at most ``ttl_s``.
+    """
+
+    def __init__(self, state: State) -> None:
+        self.redis = state.redis
+        self.prefix = state.keys.prefix
+        self.ttl_s = state.outcome_ttl_s
+
+    def key(self, ref: str) -> str:
+        """String: one batch's deliveries (JSON)."""
+        return f"{self.prefix}:batch:{ref}"
+
+    def put(self, deliveries: Sequence[Delivery]) -> str:
+        """Store a batch; returns its reference."""
+        return self.put_payloads([d.model_dump(mode="json") for d in deliveries])
+
+    def put_payloads(self, payloads: Sequence[dict[str, Any]]) -> str:
+        """Store a batch of deliveries already dumped as JSON; returns its reference."""
+        ref = uuid.uuid4().hex
+        self.redis.set(self.key(ref), json.dumps(payloads, separators=(",", ":")), ex=self.ttl_s)
+        return ref
+
+    def get(self, ref: str) -> list[dict[str, Any]] | None:
+        """The batch's deliveries as stored, or None once it is done."""
+        raw = self.redis.get(self.key(ref))
+        if raw is None:
+            return None
+        loaded: list[dict[str, Any]] = json.loads(raw)
+        return loaded
+
+    def done(self, ref: str) -> None:
+        """Forget a batch whose every delivery has an outcome or is parked on its own."""
+        self.redis.delete(self.key(ref))
+
+
+def batch_member(target: str, ref: str) -> dict[str, Any]:
+    """A stored batch as parked in the delayed set (re-published as one message)."""
+    return {"target": target, "batch": ref}
 
 
 # -- how a batch is applied (workers) -----------------------------------------------------
@@ -513,7 +557,8 @@ class BatchApplier:
     # -- parking -------------------------------------------------------------------------
     def _park_batch(self, target: str, deliveries: Sequence[Delivery], delay_s: float) -> None:
         engine = self.engine
-        engine.state.schedule(batch_member(target, deliveries), engine.clock() + delay_s)
+        ref = BatchStore(engine.state).put(deliveries)
+        engine.state.schedule(batch_member(target, ref), engine.clock() + delay_s)
 
     def _wait_for_parents(self, target: str, waiting: list[Delivery], counts: Counter[str]) -> None:
         """Children whose parent is not in the target yet wait, together when several."""

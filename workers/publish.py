@@ -67,14 +67,23 @@ def send_delivery(
     )
 
 
-def send_batch(app: Celery, target: str, payloads: list[dict[str, Any]], *, producer: Any) -> None:
-    """Send deliveries of one target (as JSON) as one ``sync.apply_batch`` message."""
+def send_batch(
+    app: Celery,
+    target: str,
+    batch: str | list[dict[str, Any]],
+    *,
+    producer: Any,
+    argsrepr: str | None = None,
+) -> None:
+    """Send one ``sync.apply_batch`` message: a stored batch's reference, or deliveries."""
+    if argsrepr is None:
+        argsrepr = f"stored batch {batch} → {target}" if isinstance(batch, str) else None
     app.send_task(
         TASK_APPLY_BATCH,
-        args=[payloads],
+        args=[batch],
         queue=queue_for(target),
         producer=producer,
-        argsrepr=describe_batch(payloads),
+        argsrepr=argsrepr or describe_batch(cast(list[dict[str, Any]], batch)),
     )
 
 
@@ -108,8 +117,9 @@ def publish_batches(app: Celery, batches: Iterable[Sequence[Delivery]], *, state
     """Send each batch (deliveries of one target) as one ``sync.apply_batch`` message.
 
     The deliveries are stored in Redis and the message carries the batch's reference
-    (:class:`workers.batch.BatchStore`); each is counted as produced, once. Returns how
-    many deliveries were sent.
+    (:class:`workers.batch.BatchStore`: a small message, as narrow a loss window in kombu
+    as a single delivery's); each is counted as produced, once. Returns how many
+    deliveries were sent.
     """
     from workers.batch import BatchStore
 
@@ -122,13 +132,14 @@ def publish_batches(app: Celery, batches: Iterable[Sequence[Delivery]], *, state
             target = batch[0].target
             if any(d.target != target for d in batch):
                 raise ValueError("a batch holds deliveries of one target")
-            for delivery in batch:
-                state.mark_produced(target, delivery.delivery_id, flow=delivery.event.flow)
-            app.send_task(
-                TASK_APPLY_BATCH,
-                args=[store.put(batch)],
-                queue=queue_for(target),
+            _mark(state, batch)
+            payloads = [d.model_dump(mode="json") for d in batch]
+            send_batch(
+                app,
+                target,
+                store.put_payloads(payloads),
                 producer=producer,
+                argsrepr=describe_batch(payloads),
             )
             sent += len(batch)
     return sent
@@ -147,7 +158,7 @@ def publish_raw(app: Celery, payloads: Iterable[dict[str, object]]) -> int:
             with producer.batch(max_size=CHUNK):
                 for payload in chunk:
                     if "batch" in payload:
-                        batch = cast(list[dict[str, Any]], payload["batch"])
+                        batch = cast(str | list[dict[str, Any]], payload["batch"])
                         send_batch(app, str(payload["target"]), batch, producer=producer)
                     else:
                         send_delivery(app, payload, producer=producer)

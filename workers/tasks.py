@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from erpsync.events import Delivery
 from erpsync.logging import configure_logging
 from workers.app import TASK_APPLY, TASK_APPLY_BATCH, TASK_NOOP, app
-from workers.batch import BatchApplier
+from workers.batch import BatchApplier, BatchStore
 from workers.metrics import WorkerMetrics, start_worker_metrics
 from workers.pump import Pump
 from workers.runtime import get_runtime, reset_runtime
@@ -53,22 +53,32 @@ def apply_delivery(self: Any, delivery: dict[str, Any]) -> str:
     reject_on_worker_lost=True,
     ignore_result=True,
 )
-def apply_batch(self: Any, deliveries: list[dict[str, Any]]) -> dict[str, int]:
-    """Apply deliveries of one target through its bulk endpoint (see workers.batch)."""
+def apply_batch(self: Any, batch: str | list[dict[str, Any]]) -> dict[str, int]:
+    """Apply deliveries of one target through its bulk endpoint (see workers.batch).
+
+    ``batch`` is a stored batch's reference (producers, the pump) or the deliveries.
+    """
     runtime = get_runtime()
+    store = BatchStore(runtime.state)
+    raw = store.get(batch) if isinstance(batch, str) else batch
+    if raw is None:
+        return {"done_before": 1}  # a redelivery of a batch already taken to its end
     parsed: list[Delivery] = []
-    for raw in deliveries:
+    for item in raw:
         try:
-            parsed.append(Delivery.model_validate(raw))
+            parsed.append(Delivery.model_validate(item))
         except ValidationError as exc:
             runtime.state.incr("malformed", "messages")
             log.error("sync.malformed_message", errors=exc.error_count())  # noqa: TRY400
     try:
-        return BatchApplier(runtime.engine).process(parsed)
+        counts = BatchApplier(runtime.engine).process(parsed)
     except redis.RedisError as exc:
         # Outcomes are counted once per delivery, so the whole batch can come back.
         log.warning("sync.state_unavailable", error=str(exc))
         raise Reject(str(exc), requeue=True) from exc
+    if isinstance(batch, str):
+        store.done(batch)
+    return counts
 
 
 @app.task(name=TASK_NOOP, ignore_result=True, acks_late=True)

@@ -24,6 +24,7 @@ from erpsync.events import ChangeEvent, Delivery
 from erpsync.keys import Keys
 from workers.batch import (
     BatchApplier,
+    BatchStore,
     BulkItemResult,
     BulkRoute,
     plan_batches,
@@ -150,10 +151,20 @@ def batch(engine: Engine, *events: ChangeEvent, **kwargs: Any) -> list[Delivery]
 
 
 def parked(engine: Engine, clock: Clock) -> list[dict[str, Any]]:
-    """Every parked member (single deliveries and batches), taken as if due."""
-    members = engine.state.claim_due(now=clock.now + 1e6)
-    engine.state.done(members)
-    return [json.loads(m) for m in members]
+    """Every parked member (single deliveries and batches), taken as if due.
+
+    A parked batch carries a reference to its stored deliveries; here it is resolved.
+    """
+    members = [json.loads(m) for m in engine.state.claim_due(now=clock.now + 1e6)]
+    engine.state.redis.delete(engine.state.keys.delayed_claimed())
+    store = BatchStore(engine.state)
+    for member in members:
+        if "batch" in member:
+            ref = member["batch"]
+            assert isinstance(ref, str), "the delayed set holds a reference, not the batch"
+            member["batch"] = store.get(ref)
+            assert member["batch"] is not None
+    return members
 
 
 def keys_of(deliveries: Sequence[Delivery]) -> list[str]:
@@ -390,3 +401,13 @@ def test_deletions_and_replays_take_the_single_path(engine: Engine, sink: BulkSc
     assert result == {"applied": 3}
     assert sink.calls == [["C1"]]
     assert sink.singles == ["D1", "R1"]
+
+
+def test_a_stored_batch_is_found_by_its_reference_until_it_is_done(engine: Engine) -> None:
+    store = BatchStore(engine.state)
+    deliveries = batch(engine, event("C1"), event("C2"))
+    ref = store.put(deliveries)
+    assert [Delivery.model_validate(d) for d in store.get(ref) or []] == deliveries
+    assert engine.state.redis.ttl(store.key(ref)) > 0, "an abandoned batch expires"
+    store.done(ref)
+    assert store.get(ref) is None

@@ -1,0 +1,117 @@
+"""Issue #9, must hold: large loads reach Propeller in bulk calls and HIPE in CSV imports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from adapters.propeller import PropellerClient, PropellerCompanyInput
+from tests.integration.bulk.loads import (
+    BATCH_SIZE,
+    BULK_TARGETS,
+    FLOWS,
+    assert_accounted,
+    assert_equal_to_source,
+    requests,
+    seed,
+)
+from tests.integration.pipeline import Pipeline
+from tests.integration.verify import compare_hipe, compare_propeller, erp_customers
+from workers.dlq import DeadLetterStore
+
+pytestmark = pytest.mark.integration
+
+BULK_ROUTE = "/v2/companies/bulk/{lookupKey}"
+
+
+def levels(customers: dict[str, dict[str, object]]) -> int:
+    def depth(key: str) -> int:
+        parent = customers[key]["NoClientParent"]
+        return 1 if parent is None else 1 + depth(str(parent))
+
+    return max(depth(k) for k in customers)
+
+
+def test_2000_customers_arrive_through_bulk_calls_and_csv_imports(
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
+    p = make_pipeline(flows=FLOWS)
+    seed(p, 2000)
+    assert levels(erp_customers(p)) == 3, "the seed has a 3-level hierarchy"
+    p.start_worker()
+    p.wait_workers(1)
+
+    (result,) = p.produce()
+    assert (result.events, result.deliveries) == (2000, 4000)
+    p.wait_converged(timeout_s=300, targets=BULK_TARGETS)
+
+    assert_equal_to_source(p)  # parents linked; one HIPE company per external id
+    propeller, hipe = p.stats("propeller"), p.stats("hipe")
+    bulk_calls = requests(propeller, "POST", BULK_ROUTE)
+    assert 2000 // BATCH_SIZE <= bulk_calls <= 2000 // BATCH_SIZE + 6, propeller["requests"]
+    assert requests(propeller, "POST", "/v2/companies") == 0, "no single creates"
+    assert propeller["by_method"].get("PATCH", 0) == 0, "no single updates"
+    imports = requests(hipe, "POST", "/api/imports")
+    assert 2 <= imports <= 6, hipe["requests"]
+    assert requests(hipe, "POST", "/api/companies") == 0, "no single creates"
+    for target in BULK_TARGETS:
+        counters = p.flow_counters("customers", target)
+        assert (counters["produced"], counters["applied"]) == (2000, 2000), (target, counters)
+        assert counters.get("dead_lettered", 0) == 0
+    assert_accounted(p)
+
+    # The ledger learned HIPE's ids: a later edit PATCHes by id, with no lookup.
+    hipe_ids = {c["externalId"]: c["id"] for c in p.records("hipe", "companies")}
+    ledger = p.redis.hget(p.keys.ledger("hipe", "customer", "C000042"), "target_id")
+    assert ledger == str(hipe_ids["C000042"])
+
+
+def test_a_record_propeller_refuses_dead_letters_alone_while_its_batch_is_applied(
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
+    p = make_pipeline(flows=FLOWS)
+    seed(p, 600)
+    customers = erp_customers(p)
+    parents = {c["NoClientParent"] for c in customers.values()}
+    bad = next(k for k in sorted(customers)[300:] if k not in parents)
+    # The sandbox holds a company with that sourceId in its recycle bin: Propeller refuses
+    # the item (40008, permanent) and applies the rest of the call.
+    settings = p.settings.systems.propeller
+    assert settings is not None
+    with httpx.Client(base_url=settings.base_url, timeout=30) as http:
+        client = PropellerClient(http, settings)
+        client.create_company(
+            PropellerCompanyInput.model_validate(
+                {"source_id": bad, "source": settings.source, "language": settings.language,
+                 "name": "Old"}
+            )
+        )  # fmt: skip
+        client.delete_company(bad)
+    # And the first two bulk calls are rate-limited: the batch is retried as a batch.
+    p.faults(
+        "propeller",
+        [{"path": "/v2/companies/bulk/*", "statuses": [429], "retry_after_s": 0.3, "count": 2}],
+    )
+    with p.control("propeller") as control:
+        control.delete("/_sandbox/stats").raise_for_status()
+    p.start_worker()
+    p.wait_workers(1)
+    p.produce()
+    p.wait_converged(timeout_s=240, targets=BULK_TARGETS)
+
+    source = erp_customers(p)
+    propeller = compare_propeller(p, source)
+    assert propeller.missing == [bad], propeller
+    assert (propeller.duplicates, propeller.wrong_name, propeller.wrong_parent) == ([], [], [])
+    assert compare_hipe(p, source).equal
+    (entry,) = DeadLetterStore(p.redis, p.keys).iter_entries()
+    assert (entry.target, entry.key, entry.code) == ("propeller", bad, "40008")
+    counters = p.flow_counters("customers", "propeller")
+    assert (counters["applied"], counters["dead_lettered"]) == (599, 1)
+    assert p.counters("propeller")["retries"] >= 1, "the 429s were met and retried"
+    stats = p.stats("propeller")
+    assert requests(stats, "POST", "/v2/companies") == 0, "retried in bulk, not one by one"
+    assert stats["by_method"].get("PATCH", 0) == 0
+    assert_accounted(p)
