@@ -90,6 +90,7 @@ class Sizes:
     initial_load: int
     rate_limit_per_s: int
     rate_limited_records: int
+    rate_limited_bulk_records: int
     latency_ms: int
     detect_small: int
     detect_large: int
@@ -110,6 +111,7 @@ class Sizes:
                 initial_load=600,
                 rate_limit_per_s=10,
                 rate_limited_records=30,
+                rate_limited_bulk_records=1_000,
                 latency_ms=50,
                 detect_small=1_000,
                 detect_large=10_000,
@@ -126,6 +128,7 @@ class Sizes:
             initial_load=10_000,
             rate_limit_per_s=10,
             rate_limited_records=200,
+            rate_limited_bulk_records=10_000,
             latency_ms=50,
             detect_small=10_000,
             detect_large=100_000,
@@ -232,20 +235,36 @@ def measure_overhead(installation: Installation, sizes: Sizes) -> dict[str, Any]
 # --- 2. initial load ---------------------------------------------------------------------
 
 
-def measure_initial_load(installation: Installation, customers: int) -> dict[str, Any]:
-    """The producer's first poll of ``customers`` ERP customers until all are in Propeller."""
+def measure_load(
+    installation: Installation,
+    customers: int,
+    *,
+    bulk: bool,
+    faults: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The producer's first poll of ``customers`` ERP customers until all are in Propeller.
+
+    ``bulk``: the producer cuts the load into bulk batches (its default for a large poll);
+    otherwise it sends one delivery per record (the single-record path). Propeller starts
+    empty, then gets ``faults``; the window runs from the poll's start to the last outcome.
+    """
     installation.seed_erp(customers)
     with installation.control(TARGET) as client:
         client.post("/_sandbox/reset").raise_for_status()
+    installation.faults(TARGET, faults)
+    counters_before = installation.counters(TARGET)
     before = outcomes(installation, TARGET)
     service = ProducerService(installation.settings)
+    if not bulk:
+        service.producer.bulk = {}
     try:
-        started = time.perf_counter()
         cpu = installation.sample()
         results = service.poll_once()
-        polled_s = time.perf_counter() - started
+        polled_s = installation.sample().wall_s - cpu.wall_s
         if results[0].changed != customers:
             raise BenchError(f"the first poll found {results[0].changed} of {customers}")
+        if bulk and not results[0].batches:
+            raise BenchError("the producer sent no bulk batch for an initial load")
         wait_for(
             lambda: (
                 outcomes(installation, TARGET) - before >= customers
@@ -254,35 +273,77 @@ def measure_initial_load(installation: Installation, customers: int) -> dict[str
             timeout_s=1800,
             what=f"initial load of {customers} customers",
         )
-        seconds = time.perf_counter() - started
         after = installation.sample()
     finally:
         service.close()
-    counters = installation.counters(TARGET)
     stats = installation.sandbox_stats(TARGET)
+    installation.faults(TARGET, None)
+    counters = installation.counters(TARGET)
+    delta = {k: v - counters_before.get(k, 0) for k, v in counters.items()}
+    seconds = after.wall_s - cpu.wall_s
+    total = int(stats["total"])
+    too_many = int(stats["by_status"].get("429", 0))
     return {
+        "path": "bulk" if bulk else "single",
         "customers": customers,
+        "batches": results[0].batches,
         "seconds": seconds,
         "poll_seconds": polled_s,
         "records_per_s": customers / seconds,
-        "http_requests": stats["total"],
-        "requests_per_record": stats["total"] / customers,
-        "dependency_waits": counters.get("dependency_waits", 0),
-        "dead_lettered": counters.get("dead_lettered", 0),
+        "http_requests": total,
+        "requests_per_record": total / customers,
+        "answers_429": too_many,
+        "share_429": too_many / total if total else 0.0,
+        "applied": delta.get("applied", 0),
+        "dependency_waits": delta.get("dependency_waits", 0),
+        "retries": delta.get("retries", 0),
+        "dead_lettered": delta.get("dead_lettered", 0),
         "worker_cpu_ms_per_record": (after.workers_cpu_s - cpu.workers_cpu_s) / customers * 1e3,
+        "sandbox_cpu_ms_per_record": (after.sandbox_cpu_s - cpu.sandbox_cpu_s) / customers * 1e3,
     }
 
 
 # --- 3. rate-limited target --------------------------------------------------------------
 
 
+def limit_faults(sizes: Sizes) -> list[dict[str, Any]]:
+    """Propeller allowing ``rate_limit_per_s`` requests in any second, ``latency_ms`` each."""
+    return [{"latency_ms": sizes.latency_ms, "max_per_s": sizes.rate_limit_per_s}]
+
+
+def measure_rate_limited_bulk(installation: Installation, sizes: Sizes) -> dict[str, Any]:
+    """An initial load through the bulk path against the rate-limited Propeller.
+
+    The most the limit allows is ``rate_limit_per_s`` calls of ``bulk_batch_size`` records.
+    """
+    load = measure_load(
+        installation, sizes.rate_limited_bulk_records, bulk=True, faults=limit_faults(sizes)
+    )
+    propeller = installation.settings.systems.propeller
+    batch = propeller.bulk_batch_size if propeller is not None else 1
+    allowed = sizes.rate_limit_per_s * batch
+    return {
+        "limit_per_s": sizes.rate_limit_per_s,
+        "latency_ms": sizes.latency_ms,
+        "records": load["customers"],
+        "batch_size": batch,
+        "seconds": load["seconds"],
+        "records_per_s": load["records_per_s"],
+        "allowed_records_per_s": float(allowed),
+        "share_of_limit": load["records_per_s"] / allowed,
+        "http_requests": load["http_requests"],
+        "answers_429": load["answers_429"],
+        "share_429": load["share_429"],
+        "retries": load["retries"],
+        "worker_cpu_ms_per_record": load["worker_cpu_ms_per_record"],
+    }
+
+
 def measure_rate_limited(installation: Installation, sizes: Sizes) -> dict[str, Any]:
     """Records/s through a target allowing ``rate_limit_per_s`` requests/s, and its 429s."""
     queue = queue_for(TARGET)
     limit = sizes.rate_limit_per_s
-    installation.faults(
-        TARGET, [{"latency_ms": sizes.latency_ms, "max_per_s": limit, "retry_after_s": None}]
-    )
+    installation.faults(TARGET, limit_faults(sizes))
     # Warm-up outside the window: worker threads build their clients and fetch tokens.
     warm = customer_deliveries(2_000_000, 12, TARGET)
     installation.drain(
@@ -489,9 +550,17 @@ def run(
                 if "initial_load" in sections:
                     done = timed("initial_load")
                     report["initial_load"] = {
-                        "single": measure_initial_load(installation, sizes.initial_load)
+                        "single": measure_load(installation, sizes.initial_load, bulk=False)
                     }
                     done()
+        if "initial_load" in sections and report["bulk_available"]:
+            done = timed("initial_load_bulk")
+            with Installation(sandbox, url, customers_flow(TARGET)) as installation:
+                installation.start_worker(f"--queues={TARGET}")
+                report["initial_load"]["bulk"] = measure_load(
+                    installation, sizes.initial_load, bulk=True
+                )
+            done()
 
         if "rate_limited" in sections:
             done = timed("rate_limited")
@@ -501,6 +570,8 @@ def run(
             ) as installation:
                 installation.start_worker(f"--queues={TARGET}")
                 report["rate_limited"] = {"single": measure_rate_limited(installation, sizes)}
+                if report["bulk_available"]:
+                    report["rate_limited"]["bulk"] = measure_rate_limited_bulk(installation, sizes)
             done()
 
         if "detection" in sections:

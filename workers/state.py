@@ -71,6 +71,20 @@ end
 return 0
 """
 
+# _OUTCOME's "produced" for many deliveries at once. KEYS: each delivery's produced marker
+# then its target's counters hash; ARGV[1] the marker's TTL, then per delivery its flow's
+# counter field ('' for none). Returns how many were counted now.
+_PRODUCED = """
+local counted = 0
+for i = 1, #KEYS / 2 do
+  if redis.call('set', KEYS[2 * i - 1], 'produced', 'NX', 'EX', tonumber(ARGV[1])) then
+    redis.call('hincrby', KEYS[2 * i], 'produced', 1)
+    if ARGV[i + 1] ~= '' then redis.call('hincrby', KEYS[2 * i], ARGV[i + 1], 1) end
+    counted = counted + 1
+  end
+end
+return counted
+"""
 
 # Replace a lock's token only if it still is ARGV[1]; ARGV: old, new, ttl ms.
 _SWAP = """
@@ -192,6 +206,7 @@ class State:
         self._outcome = client.register_script(_OUTCOME)
         self._swap = client.register_script(_SWAP)
         self._forget = client.register_script(_FORGET)
+        self._produced = client.register_script(_PRODUCED)
 
     # -- ledger -----------------------------------------------------------------------
     def ledger_get(self, target: str, entity: str, key: str) -> LedgerEntry | None:
@@ -318,19 +333,27 @@ class State:
         return bool(counted)
 
     def mark_produced_many(self, deliveries: Iterable[tuple[str, str, str | None]]) -> int:
-        """:meth:`mark_produced` for each (target, delivery id, flow), in one round trip.
+        """:meth:`mark_produced` for each (target, delivery id, flow), one call per 500.
 
         Returns how many were counted now (the others already were).
         """
-        with self.redis.pipeline(transaction=False) as pipe:
-            for target, delivery_id, flow in deliveries:
-                queue_script(
-                    pipe,
-                    self._outcome,
-                    [self.keys.produced_marker(target, delivery_id), self.keys.counters(target)],
-                    ["produced", self.outcome_ttl_s, *([f"{flow}.produced"] if flow else [])],
-                )
-            return sum(1 for counted in pipe.execute() if counted)
+        counted = 0
+        batch: list[tuple[str, str, str | None]] = []
+        for item in [*deliveries, None]:
+            if item is not None:
+                batch.append(item)
+            if batch and (item is None or len(batch) >= 500):
+                keys: list[str] = []
+                fields: list[str] = []
+                for target, delivery_id, flow in batch:
+                    keys += [
+                        self.keys.produced_marker(target, delivery_id),
+                        self.keys.counters(target),
+                    ]
+                    fields.append(f"{flow}.produced" if flow else "")
+                counted += int(self._produced(keys=keys, args=[self.outcome_ttl_s, *fields]))
+                batch = []
+        return counted
 
     def record_outcome(
         self, target: str, delivery_id: str, outcome: Outcome, *, also: tuple[str, ...] = ()

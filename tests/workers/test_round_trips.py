@@ -73,3 +73,12 @@ def test_circuit_success_ends_a_failure_run_and_respects_a_pause(
     circuit.pause("hipe")
     circuit.success("hipe")
     assert circuit.status("hipe").state == "paused", "only an operator resumes"
+
+
+def test_many_deliveries_are_counted_produced_once_each(state: State) -> None:
+    marks = [("hipe", f"d{i}", "customers") for i in range(1200)] + [("propeller", "p1", None)]
+    assert state.mark_produced_many(marks) == 1201
+    assert state.mark_produced_many(marks[:10]) == 0, "already counted"
+    assert state.counters("hipe") == {"produced": 1200, "customers.produced": 1200}
+    assert state.counters("propeller") == {"produced": 1}
+    assert not state.mark_produced("hipe", "d7", flow="customers"), "the same marker"
