@@ -10,7 +10,8 @@ do not count. Modes:
 * ``prime``: one poll of the customers stream publishing nothing (no target), which fills
   the producer's snapshot as an earlier poll would have;
 * ``poll``: one real poll (:meth:`producers.base.Producer.poll`) of the customers stream,
-  which publishes a delivery per change and target.
+  which publishes a delivery per change and target (the publisher is warmed up first, as
+  in a producer that has been running: see :func:`_warm_publisher`).
 
 The result is one JSON line on stdout.
 """
@@ -32,6 +33,7 @@ from erpsync.logging import configure_logging
 from erpsync.settings import load_settings
 from producers.onlineerp import OnlineErpCustomers
 from producers.runner import ProducerService
+from workers.app import TASK_NOOP
 
 
 def _status_kb(field: str) -> int:
@@ -66,6 +68,19 @@ def _peak_kb() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
+def _warm_publisher(service: ProducerService) -> None:
+    """Publish one no-op message (then drop it) before the timed poll.
+
+    A producer is a long-running service: Celery builds its publisher, connection and
+    routing on the first message once per process, not once per poll.
+    """
+    app = service.producer.app
+    queue = f"bench.warm.{os.getpid()}"
+    with app.producer_or_acquire() as producer:
+        app.send_task(TASK_NOOP, queue=queue, producer=producer)
+    service.producer.redis.delete(f"{service.settings.key_prefix}:{queue}")
+
+
 def measure(mode: str, config: Path, target: str) -> dict[str, Any]:
     """Run one measurement; returns its figures."""
     settings = load_settings(config)
@@ -94,6 +109,7 @@ def measure(mode: str, config: Path, target: str) -> dict[str, Any]:
                 raise SystemExit("the configuration must have one ERP customers flow")
             stream = streams[0]
             stream.targets = [] if mode == "prime" else [target]
+            _warm_publisher(service)
 
             def run() -> dict[str, Any]:
                 polled = service.producer.poll(stream)

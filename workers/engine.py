@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -294,6 +294,19 @@ class Engine:
             self._record_applied(pipe, delivery, result, previous)
             pipe.execute()
         return self._after_applied(delivery, result)
+
+    def applied_many(
+        self, done: Sequence[tuple[Delivery, ApplyResult, LedgerEntry | None]]
+    ) -> list[Result]:
+        """:meth:`applied` for many deliveries (a bulk call's successes), one round trip.
+
+        The caller holds every record's lock and has told the circuit of the success.
+        """
+        with self.state.redis.pipeline(transaction=False) as pipe:
+            for delivery, result, previous in done:
+                self._record_applied(pipe, delivery, result, previous)
+            pipe.execute()
+        return [self._after_applied(delivery, result) for delivery, result, _ in done]
 
     def _record_applied(
         self, pipe: Any, delivery: Delivery, result: ApplyResult, previous: LedgerEntry | None

@@ -5,7 +5,10 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
+from erpsync.events import ChangeEvent, Delivery
 from erpsync.keys import Keys
+from workers.dlq import DeadLetterStore
+from workers.engine import ApplyResult, Engine
 from workers.limits import Circuit
 from workers.state import LedgerEntry, State
 
@@ -82,3 +85,56 @@ def test_many_deliveries_are_counted_produced_once_each(state: State) -> None:
     assert state.counters("hipe") == {"produced": 1200, "customers.produced": 1200}
     assert state.counters("propeller") == {"produced": 1}
     assert not state.mark_produced("hipe", "d7", flow="customers"), "the same marker"
+
+
+def test_a_batch_takes_and_gives_back_its_locks_together(state: State) -> None:
+    keys = [state.keys.record_lock("propeller", "customer", f"C{i}") for i in range(5)]
+    other = state.acquire(keys[2], ttl_s=30)
+    tokens = state.acquire_many(keys, ttl_s=30)
+    assert [t is not None for t in tokens] == [True, True, False, True, True]
+    assert state.redis.get(keys[2]) == other, "a live holder keeps its lock"
+    held = [(k, t) for k, t in zip(keys, tokens, strict=True) if t is not None]
+    state.release_many([*held, (keys[2], "not-the-holder")])
+    assert [state.redis.get(k) for k in keys] == [None, None, other, None, None]
+
+
+def test_a_bulk_calls_successes_are_recorded_together(client: fakeredis.FakeRedis) -> None:
+    keys = Keys("t")
+    state = State(client, keys)
+    engine = Engine(
+        state=state,
+        circuit=Circuit(client, keys),
+        dlq=DeadLetterStore(client, keys),
+        sinks=dict,
+    )
+    deliveries = [
+        Delivery(
+            event=ChangeEvent.create(
+                flow="customers",
+                source="erp",
+                entity="customer",
+                key=f"C{i}",
+                operation="upsert",
+                payload={"key": f"C{i}", "name": f"N{i}"},
+                source_version=i + 1,
+            ),
+            target="propeller",
+        )
+        for i in range(3)
+    ]
+    previous = LedgerEntry(fingerprint="old", source_version=0, target_id="41")
+    done = [
+        (deliveries[0], ApplyResult("created", target_id="40"), None),
+        (deliveries[1], ApplyResult("updated"), previous),
+        (deliveries[2], ApplyResult("created", target_id="42"), None),
+    ]
+    assert engine.applied_many([*done, done[0]]) == ["applied"] * 4
+    ledgers = [state.ledger_get("propeller", "customer", f"C{i}") for i in range(3)]
+    assert [entry.target_id if entry else None for entry in ledgers] == ["40", "41", "42"]
+    assert all(
+        entry is not None and entry.fingerprint == d.event.fingerprint
+        for entry, d in zip(ledgers, deliveries, strict=True)
+    )
+    counters = state.counters("propeller")
+    assert counters["applied"] == 3, "a delivery recorded twice is counted once"
+    assert (counters["customers.action_created"], counters["customers.action_updated"]) == (2, 1)
