@@ -27,7 +27,7 @@ from erpsync.mapping import TargetMapping, apply_custom, resolve
 from erpsync.models import Company
 from erpsync.settings import HipeSettings
 from workers.batch import BulkItemResult
-from workers.engine import ApplyContext, ApplyResult
+from workers.engine import ApplyContext, ApplyResult, missing_parent
 
 log = structlog.get_logger("erpsync.worker")
 
@@ -144,7 +144,11 @@ class HipeSink:
             return ApplyResult("archived", target_id=str(existing.id), deleted=True)
 
         parent_id = None
-        if context.parent is not None and context.parent.target_id:
+        if context.parent is not None:
+            if not context.parent.target_id:
+                # The parent's ledger names no HIPE company (it was deactivated before it
+                # was ever created here): HIPE links by id, so the child waits for it.
+                raise missing_parent(event, self.target)
             parent_id = int(context.parent.target_id)
         body = self.company_input(event, parent_id)
         if existing is None:
