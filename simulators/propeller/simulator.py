@@ -111,6 +111,19 @@ class PropellerSimulator(Simulator):
         with self.lock:
             self._tokens = dict.fromkeys(self._tokens, now)
 
+    def restore_from_recycle_bin(self, source: str, source_id: str) -> int:
+        """Restore the binned companies with this source key, as an operator does in the
+        backoffice (the API cannot: vendor docs); returns how many were restored."""
+        with self.lock:
+            binned = [
+                c
+                for c in self.store.companies.values()
+                if c.deleted and (source, source_id) in c.sources
+            ]
+            for company in binned:
+                self.store.restore(company)
+        return len(binned)
+
     def _authorize(self, request: Request) -> None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         token = token.strip()

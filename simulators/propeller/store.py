@@ -324,6 +324,16 @@ class CompanyStore:
         company.deleted = True
         company.date_deleted = company.date_modified = self._now()
 
+    def restore(self, company: Company) -> None:
+        """Take a company out of the recycle bin (the backoffice's restore; no API has it)."""
+        for key in company.source_keys():
+            if self.binned_keys.get(key) == company.id:
+                del self.binned_keys[key]
+        company.deleted = False
+        company.date_deleted = None
+        company.date_modified = self._now()
+        self._index(company)
+
     def bulk(
         self, lookup_key: str, items: list[CompanyInput], directives: Directives
     ) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ class Comparison:
     wrong_name: list[str] = field(default_factory=list)
     wrong_parent: list[str] = field(default_factory=list)
     wrong_active: list[str] = field(default_factory=list)
+    wrong_price: list[str] = field(default_factory=list)  # products
 
     @property
     def equal(self) -> bool:
@@ -31,6 +32,7 @@ class Comparison:
             or self.wrong_name
             or self.wrong_parent
             or self.wrong_active
+            or self.wrong_price
         )
 
     def __str__(self) -> str:
@@ -42,6 +44,7 @@ class Comparison:
                 ("wrong_name", self.wrong_name),
                 ("wrong_parent", self.wrong_parent),
                 ("wrong_active", self.wrong_active),
+                ("wrong_price", self.wrong_price),
             )
             if values
         ]
@@ -145,6 +148,29 @@ def compare_atollon(p: Pipeline, source: dict[str, dict[str, Any]]) -> Compariso
         expected = [customer["NoClientParent"]] if customer["NoClientParent"] else []
         if parents != expected:
             result.wrong_parent.append(key)
+    return result
+
+
+def compare_atollon_products(p: Pipeline) -> Comparison:
+    """ERP products against Atollon products: name, price and status."""
+    result = Comparison("atollon products")
+    source = {r["NoProduit"]: r for r in p.records("onlineerp", "Product")}
+    products = p.records("atollon", "products")
+    counts = Counter(_external(r) for r in products)
+    result.duplicates = sorted(k for k, n in counts.items() if k and n > 1 and k in source)
+    by_key = {_external(r): r for r in products}
+    for key, item in source.items():
+        product = by_key.get(key)
+        if product is None:
+            result.missing.append(key)
+            continue
+        if (product.get("statusName") == "Active") != bool(item["EstActif"]):
+            result.wrong_active.append(key)
+        if product.get("name") != str(item["Description"]).strip():
+            result.wrong_name.append(key)
+        price = product.get("unitPrice")
+        if price is None or abs(float(price) - float(item["PrixVente"])) > 0.005:
+            result.wrong_price.append(key)
     return result
 
 

@@ -451,6 +451,22 @@ def test_a_deleted_company_cannot_be_recreated_or_bulk_upserted_40008(api: httpx
     assert len(records(api, "companies")) == 2
 
 
+def test_a_backoffice_restore_brings_a_binned_company_back_under_its_keys(
+    api: httpx.Client, simulator: PropellerSimulator
+) -> None:
+    company = create(api, name="gone", source="ERP", sourceId="C1", language="EN")
+    api.delete("/v2/companies/sourceId/C1", params={"source": "ERP"})
+    assert simulator.restore_from_recycle_bin("ERP", "C1") == 1
+    assert get(api, "/v2/companies/sourceId/C1")["id"] == company["id"]
+    again = api.post(
+        "/v2/companies", json={"name": "back", "source": "ERP", "sourceId": "C1", "language": "EN"}
+    )
+    assert_error(again, 400, 40004, "CompanyExists")
+    (stored,) = records(api, "companies")
+    assert stored["recycleBin"] is False
+    assert simulator.restore_from_recycle_bin("ERP", "C1") == 0, "nothing left in the bin"
+
+
 def test_invalid_json_is_10005_everywhere(api: httpx.Client) -> None:
     create(api, name="x", source="ERP", sourceId="C1")
     broken = b'{"name": "x",'
