@@ -561,12 +561,13 @@ class BatchApplier:
         engine.state.schedule(batch_member(target, ref), engine.clock() + delay_s)
 
     def _wait_for_parents(self, target: str, waiting: list[Delivery], counts: Counter[str]) -> None:
-        """Children whose parent is not in the target yet wait, together when several."""
+        """Children whose parent is not in the target yet wait, and come back as one batch.
+
+        Even a lone child waits as a batch: in a load it then still arrives in a bulk call
+        (as many requests as a single create, and the single path stays for retries).
+        """
         engine = self.engine
-        if len(waiting) == 1:
-            (d,) = waiting
-            with _bound(d):
-                counts[engine.fail(d, missing_parent(d.event, target))] += 1
+        if not waiting:
             return
         now = engine.clock()
         keep: list[Delivery] = []

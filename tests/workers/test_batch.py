@@ -285,15 +285,14 @@ def test_children_whose_parent_is_missing_wait_together_as_one_batch(
     assert sink.calls[-1] == ["C1", "C2"]
 
 
-def test_a_lone_waiting_child_takes_the_single_path_and_its_budget_ends_in_the_dlq(
-    engine: Engine, clock: Clock
-) -> None:
+def test_a_waiting_childs_budget_ends_in_the_dlq(engine: Engine, clock: Clock) -> None:
     assert BatchApplier(engine).process(batch(engine, event("C1", "P9"))) == {"parked": 1}
-    (single,) = parked(engine, clock)
-    assert "batch" not in single
+    (member,) = parked(engine, clock)
+    assert [d["dependency_waits"] for d in member["batch"]] == [1], "even alone, as a batch"
+    (first,) = member["batch"]
     waiting = [
-        Delivery.model_validate({**single, "dependency_waits": 2}),
-        Delivery.model_validate({**single, "dependency_waits": 2, "event": event("C2", "P9")}),
+        Delivery.model_validate({**first, "dependency_waits": 2}),
+        Delivery.model_validate({**first, "dependency_waits": 2, "event": event("C2", "P9")}),
     ]
     engine.state.mark_produced(TARGET, waiting[1].delivery_id, flow="customers")
     assert BatchApplier(engine).process(waiting) == {"dead_lettered": 2}

@@ -34,8 +34,9 @@ log = structlog.get_logger("erpsync.worker")
 #: CSV columns a company row may carry besides externalId, name and parentExternalId
 _ROW_TEXT_FIELDS = ("email", "phone", "vat", "website")
 #: the changed-since listing that finds the ids of imported companies starts this long
-#: before the import was sent (HIPE's clock and ours may differ a little)
-IMPORT_LISTING_MARGIN_S = 120.0
+#: before the import was sent (HIPE's clock and ours may differ a little); a company the
+#: listing misses is looked up by its external id, one call
+IMPORT_LISTING_MARGIN_S = 30.0
 
 
 def survives_csv(column: str, value: str) -> bool:
@@ -168,6 +169,8 @@ class HipeSink:
             return None
         if context.ledger is not None and context.ledger.deleted:
             return None  # archived in HIPE: the single path unarchives it
+        if context.parent is not None and not context.parent.target_id:
+            raise missing_parent(event, self.target)  # as apply: the parent is not in HIPE
         body = self.company_input(event, None)
         if not body.name or not survives_csv("name", body.name):
             return None  # the single path refuses or sends it unaltered through JSON
@@ -240,13 +243,23 @@ class HipeSink:
         return [r for r in results if r is not None]
 
     def _imported_ids(self, keys: set[str], since: datetime) -> dict[str, list[int]]:
-        """HIPE's ids of the imported companies, from one changed-since listing."""
+        """HIPE's ids of the imported companies, from one changed-since listing.
+
+        The listing pages by ``updatedAt``; companies other workers write meanwhile move to
+        its end, so a page may shift and a company be missed, or the adapter may refuse a
+        page it saw twice. Whatever the listing did not find is looked up one by one.
+        """
         found: dict[str, list[int]] = {}
         if not keys:
             return found
-        for company in self.client.iter_companies_changed_since(since):
-            if company.external_id in keys:
-                found.setdefault(company.external_id, []).append(company.id)
+        try:
+            for company in self.client.iter_companies_changed_since(since):
+                if company.external_id in keys:
+                    ids = found.setdefault(company.external_id, [])
+                    if company.id not in ids:
+                        ids.append(company.id)
+        except SyncError as error:
+            log.info("sync.import_listing_cut", error=str(error), found=len(found))
         return found
 
     def _finish(self, item: ImportItem, ids: list[int] | None) -> BulkItemResult:

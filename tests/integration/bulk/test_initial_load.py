@@ -48,6 +48,10 @@ def test_2000_customers_arrive_through_bulk_calls_and_csv_imports(
     p.wait_converged(timeout_s=300, targets=BULK_TARGETS)
 
     assert_equal_to_source(p)  # parents linked; one HIPE company per external id
+    source = erp_customers(p)
+    phones = {c["externalId"]: c["phone"] for c in p.records("hipe", "companies")}
+    wrong = [k for k, c in source.items() if phones[k] != c["Telephone"]]
+    assert not wrong, f"HIPE phones altered (a CSV formula guard?): {wrong[:5]}"
     propeller, hipe = p.stats("propeller"), p.stats("hipe")
     bulk_calls = requests(propeller, "POST", BULK_ROUTE)
     assert 2000 // BATCH_SIZE <= bulk_calls <= 2000 // BATCH_SIZE + 6, propeller["requests"]
