@@ -77,6 +77,7 @@ from workers.engine import (
     Engine,
     Sink,
     invalid_source_data,
+    log_context,
     missing_parent,
 )
 from workers.state import LedgerEntry, State
@@ -282,15 +283,7 @@ def batch_member(target: str, ref: str) -> dict[str, Any]:
 @contextlib.contextmanager
 def _bound(delivery: Delivery) -> Iterator[None]:
     """The log context of one delivery, as :meth:`Engine.process` binds it."""
-    event = delivery.event
-    with structlog.contextvars.bound_contextvars(
-        flow=event.flow,
-        target=delivery.target,
-        entity=event.entity,
-        key=event.key,
-        event_id=event.event_id,
-        attempt=delivery.attempt,
-    ):
+    with structlog.contextvars.bound_contextvars(**log_context(delivery)):
         yield
 
 
@@ -309,21 +302,22 @@ class _Locks:
     held: dict[str, str] = field(default_factory=dict)  # lock key -> token
     last_extended: float = 0.0
 
-    def take(self, lock_key: str) -> bool:
-        token = self.engine.state.acquire(lock_key, self.engine.policy.lock_ttl_s)
-        if token is None:
-            return False
-        self.held[lock_key] = token
-        return True
+    def take_all(self, lock_keys: list[str]) -> list[bool]:
+        """Take these locks in one round trip; True where taken (False: another holder)."""
+        tokens = self.engine.state.acquire_many(lock_keys, self.engine.policy.lock_ttl_s)
+        for lock_key, token in zip(lock_keys, tokens, strict=True):
+            if token is not None:
+                self.held[lock_key] = token
+        return [token is not None for token in tokens]
 
-    def release(self, lock_key: str) -> None:
-        token = self.held.pop(lock_key, None)
-        if token is not None:
-            self.engine.state.release(lock_key, token)
+    def release(self, lock_keys: list[str]) -> None:
+        """Give these locks back in one round trip."""
+        pairs = [(k, t) for k in lock_keys if (t := self.held.pop(k, None)) is not None]
+        if pairs:
+            self.engine.state.release_many(pairs)
 
     def release_all(self) -> None:
-        for lock_key in list(self.held):
-            self.release(lock_key)
+        self.release(list(self.held))
 
     def keepalive(self) -> None:
         """Extend every held lock (a long import must not outlive its locks)."""
@@ -406,7 +400,7 @@ class BatchApplier:
     ) -> list[_Item]:
         """Locks, ledger skips, parent checks and mapping; returns what the call carries."""
         engine, state = self.engine, self.engine.state
-        locked: list[Delivery] = []
+        candidates: list[Delivery] = []
         seen: set[tuple[str, str]] = set()
         for d in group:
             event = d.event
@@ -415,12 +409,18 @@ class BatchApplier:
                 later.append(d)
                 continue
             seen.add(record)
-            if not locks.take(state.keys.record_lock(target, event.entity, event.key)):
-                state.incr(target, "parked_busy")
-                engine.park(d, engine.policy.busy_delay_s * (1 + engine.rng.random()))
-                counts["parked"] += 1
+            candidates.append(d)
+        lock_keys = [
+            state.keys.record_lock(target, d.event.entity, d.event.key) for d in candidates
+        ]
+        locked: list[Delivery] = []
+        for d, taken in zip(candidates, locks.take_all(lock_keys), strict=True):
+            if taken:
+                locked.append(d)
                 continue
-            locked.append(d)
+            state.incr(target, "parked_busy")
+            engine.park(d, engine.policy.busy_delay_s * (1 + engine.rng.random()))
+            counts["parked"] += 1
 
         wanted = {(d.event.entity, d.event.key) for d in locked}
         wanted |= {
@@ -434,6 +434,7 @@ class BatchApplier:
         items: list[_Item] = []
         carried: set[tuple[str, str]] = set()
         waiting: list[Delivery] = []
+        leaving: list[str] = []
         for d in locked:
             event = d.event
             ledger = ledgers.get((event.entity, event.key))
@@ -443,12 +444,12 @@ class BatchApplier:
                 items.append(route)
                 carried.add((event.entity, event.key))
                 continue
-            # Only the records the call carries stay locked through it.
-            locks.release(state.keys.record_lock(target, event.entity, event.key))
+            leaving.append(state.keys.record_lock(target, event.entity, event.key))
             if route == "waiting":
                 waiting.append(d)
             elif route == "single":
                 later.append(d)
+        locks.release(leaving)  # only the records the call carries stay locked through it
         self._wait_for_parents(target, waiting, counts)
         return items
 
@@ -530,17 +531,25 @@ class BatchApplier:
             self._whole_call_failed(target, deliveries, misaligned, counts)
             return
 
-        if any(isinstance(r, ApplyResult) for r in results):
+        done = [
+            (item.delivery, result, item.ledger)
+            for item, result in zip(items, results, strict=True)
+            if isinstance(result, ApplyResult)
+        ]
+        if done:
             engine.circuit.success(target)
-        failed: set[tuple[str, str]] = set()
+            counts.update(engine.applied_many(done))
+        failed = {
+            (item.delivery.event.entity, item.delivery.event.key)
+            for item, result in zip(items, results, strict=True)
+            if not isinstance(result, ApplyResult)
+        }
         for item, result in zip(items, results, strict=True):
+            if isinstance(result, ApplyResult):
+                continue
             d = item.delivery
             event = d.event
             with _bound(d):
-                if isinstance(result, ApplyResult):
-                    counts[engine.applied(d, result, item.ledger)] += 1
-                    continue
-                failed.add((event.entity, event.key))
                 if isinstance(result, ValidationError):
                     invalid = invalid_source_data(event, target, result)
                     counts[engine.dead_letter(d, invalid)] += 1

@@ -115,6 +115,19 @@ def invalid_source_data(event: ChangeEvent, target: str, exc: ValidationError) -
     )
 
 
+def log_context(delivery: Delivery) -> dict[str, Any]:
+    """The context every log line about a delivery carries."""
+    event = delivery.event
+    return {
+        "flow": event.flow,
+        "target": delivery.target,
+        "entity": event.entity,
+        "key": event.key,
+        "event_id": event.event_id,
+        "attempt": delivery.attempt,
+    }
+
+
 def missing_parent(event: ChangeEvent, target: str) -> DependencyError:
     """The wait reason of a record whose parent is not in the target yet."""
     return DependencyError(
@@ -160,15 +173,7 @@ class Engine:
 
     def process(self, delivery: Delivery) -> Result:
         """Apply one delivery; returns its result. Never raises for vendor failures."""
-        event, target = delivery.event, delivery.target
-        structlog.contextvars.bind_contextvars(
-            flow=event.flow,
-            target=target,
-            entity=event.entity,
-            key=event.key,
-            event_id=event.event_id,
-            attempt=delivery.attempt,
-        )
+        structlog.contextvars.bind_contextvars(**log_context(delivery))
         try:
             return self._process(delivery)
         finally:
@@ -306,7 +311,12 @@ class Engine:
             for delivery, result, previous in done:
                 self._record_applied(pipe, delivery, result, previous)
             pipe.execute()
-        return [self._after_applied(delivery, result) for delivery, result, _ in done]
+        results: list[Result] = []
+        for delivery, result, _ in done:
+            # Each log line carries its own delivery's context, as on the single path.
+            with structlog.contextvars.bound_contextvars(**log_context(delivery)):
+                results.append(self._after_applied(delivery, result))
+        return results
 
     def _record_applied(
         self, pipe: Any, delivery: Delivery, result: ApplyResult, previous: LedgerEntry | None
