@@ -206,9 +206,10 @@ class Engine:
             lock_ttl_s=self.policy.lock_ttl_s,
         )
         held = _Held(started.token)
+        probe: float | None = None
         try:
             if started.circuit_state not in (None, "closed"):
-                wait = self.circuit.admit(target, now=self.clock())
+                wait, probe = self.circuit.admit_lease(target, now=self.clock())
                 if wait > 0:
                     self.state.incr(target, "parked_circuit")
                     self.park(delivery, wait + self.rng.uniform(0, min(5.0, wait / 4 + 0.5)))
@@ -227,6 +228,8 @@ class Engine:
         finally:
             if not held.ended:
                 self.state.end(target, delivery.delivery_id, lock_key, held.token)
+            if probe is not None:
+                self.circuit.end_probe(target, probe, now=self.clock())
 
     def _apply_locked(
         self,

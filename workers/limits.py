@@ -91,6 +91,17 @@ end
 return 0
 """
 
+# End a probe that brought no news of the target: if the circuit is still half-open under
+# this probe's lease (ARGV[1]), the next caller may probe from now (ARGV[2]) on.
+_END_PROBE = """
+if redis.call('hget', KEYS[1], 'state') == 'half_open'
+   and redis.call('hget', KEYS[1], 'until') == ARGV[1] then
+  redis.call('hset', KEYS[1], 'until', ARGV[2])
+  return 1
+end
+return 0
+"""
+
 # A call went through. KEYS[1] the circuit hash. Closes an open or half-open circuit and
 # ends a run of failures; a paused circuit stays paused (an operator paused it). Returns 1
 # when something changed.
@@ -187,6 +198,7 @@ class Circuit:
         self.cooldown_max_s = cooldown_max_s
         self.probe_lease_s = probe_lease_s
         self._probe = client.register_script(_PROBE)
+        self._end_probe = client.register_script(_END_PROBE)
         self._success = client.register_script(_SUCCESS)
 
     def status(self, target: str) -> CircuitStatus:
@@ -207,19 +219,38 @@ class Circuit:
         When an open circuit's cool-down has passed, exactly one caller is admitted as the
         probe (half-open, leased so that a probe that dies frees the slot).
         """
+        return self.admit_lease(target, now)[0]
+
+    def admit_lease(self, target: str, now: float | None = None) -> tuple[float, float | None]:
+        """Like :meth:`admit`, with the lease end when this caller is the probe.
+
+        The probe hands the lease back with :meth:`end_probe` once it is done.
+        """
         now = time.time() if now is None else now
         status = self.status(target)
         if status.state == "closed":
-            return 0.0
+            return 0.0, None
         if status.state == "paused":
-            return 5.0
+            return 5.0, None
         if now < status.until:
-            return status.until - now
+            return status.until - now, None
         # Cool-down over (or a probe's lease expired): one caller becomes the probe.
-        admitted = self._probe(
-            keys=[self.keys.circuit(target)], args=[now, now + self.probe_lease_s]
-        )
-        return 0.0 if int(admitted) else 0.5
+        lease = now + self.probe_lease_s
+        admitted = self._probe(keys=[self.keys.circuit(target)], args=[now, lease])
+        return (0.0, lease) if int(admitted) else (0.5, None)
+
+    def end_probe(self, target: str, lease: float, now: float | None = None) -> bool:
+        """The probe is done; if it brought no news, the next delivery probes at once.
+
+        A probe that succeeded closed the circuit and one that failed opened it again; one
+        that never reached the target (a parent to wait for, a stale or unchanged change, a
+        busy record) or whose data the target refused leaves it half-open, and without
+        this every delivery of the target would wait for the whole lease (30 s), again
+        and again. Returns True when the slot was handed on.
+        """
+        now = time.time() if now is None else now
+        ended = self._end_probe(keys=[self.keys.circuit(target)], args=[lease, now])
+        return bool(ended)
 
     def success(self, target: str, *, client: Any = None) -> None:
         """A call went through: close the circuit and reset the failure run.

@@ -408,3 +408,18 @@ def test_a_write_whose_answer_was_lost_is_not_taken_for_the_previous_content() -
     world.drain()
     assert world.live("C1") == TargetRecord(1, "C1", "A")
     world.assert_equal_to_source()
+
+
+def test_a_probe_that_never_reaches_the_target_hands_the_probe_on_at_once() -> None:
+    """After an outage, a stale delivery admitted as the probe must not hold the target."""
+    world = scripted_world(["ok", "auth"])
+    old, a, b = upsert(world, "Z"), upsert(world, "A"), upsert(world, "B")
+    world.queue.clear()
+    assert world.engine.process(a) == "applied"
+    assert world.engine.process(b) == "parked", "401: the circuit opens"
+    assert world.engine.circuit.status(TARGET).state == "open"
+    world.clock.now += 11  # the cool-down is over: the next delivery is the probe
+    assert world.engine.process(old) == "skipped", "stale: the probe never calls the target"
+    assert world.engine.process(b) == "applied", "the next delivery probes at once"
+    assert world.engine.circuit.status(TARGET).state == "closed"
+    world.assert_equal_to_source()
