@@ -8,6 +8,7 @@ What the run does is described in :mod:`bench.chaos`.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,11 @@ SOAK = ChaosSettings(minutes=30, customers=2000, converge_timeout_s=1800)
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> ChaosReport:
-    """One short chaos run (its worker logs stay in the test's temporary directory)."""
-    return run_chaos(SHORT, tmp_path_factory.mktemp("chaos"))
+    """One short chaos run; its worker logs and ``report.json`` stay in a temporary directory."""
+    directory = tmp_path_factory.mktemp("chaos")
+    result = run_chaos(SHORT, directory)
+    (directory / "report.json").write_text(json.dumps(result.as_dict(), indent=2), "utf-8")
+    return result
 
 
 def explain(report: ChaosReport) -> str:

@@ -28,6 +28,12 @@ from workers.engine import ApplyContext, ApplyResult
 #: Atollon has no delete in its crawler: a deactivation puts the contact in this group
 INACTIVE_GROUP = "Inactive"
 PARENT_RELATION = "Mother company"
+#: ledger ``extra`` while a deactivation is unconfirmed: Atollon may have applied it (a
+#: timeout or a dropped connection after the write), so the next active change must send
+#: the empty group list that takes the contact out of ``Inactive``
+DEACTIVATING = '{"deactivating":true}'
+#: ledger ``extra`` once an active contact is confirmed
+CONFIRMED = "{}"
 
 
 class AtollonSink:
@@ -120,16 +126,22 @@ class AtollonSink:
     def apply(self, event: ChangeEvent, context: ApplyContext) -> ApplyResult:
         inactive = event.operation == "delete" or not event.payload.get("active", True)
         first = context.ledger is None
+        extra = None
         if event.entity == "product":
             product = self.client.upsert_product(self.product_input(event))
             target_id = product.product_id
         else:
-            reactivated = context.ledger is not None and context.ledger.deleted and not inactive
+            ledger = context.ledger
+            if inactive and ledger is not None and not ledger.deleted:
+                context.checkpoint(DEACTIVATING)
+            maybe_inactive = ledger is not None and (ledger.deleted or ledger.extra == DEACTIVATING)
+            reactivated = maybe_inactive and not inactive
             contact = self.client.upsert_contact(self.contact_input(event, reactivated=reactivated))
             target_id = contact.contact_id
+            extra = None if inactive else CONFIRMED
         if inactive:
             return ApplyResult("archived", target_id=target_id, deleted=True)
-        return ApplyResult("created" if first else "updated", target_id=target_id)
+        return ApplyResult("created" if first else "updated", target_id=target_id, extra=extra)
 
     def close(self) -> None:
         self.http.close()
