@@ -72,10 +72,13 @@ def backfill(
     configure_logging(settings.log_level, settings.log_format)
     from producers.runner import ProducerService
 
-    config = settings.flows.get(flow)
-    targets: list[str] = [*target] if target else [*config.targets] if config is not None else []
     service = ProducerService(settings)
     try:
+        try:
+            targets = service.backfill_targets(flow, target)
+        except ValueError as exc:
+            err_console.print(f"[red]erpsync backfill: {exc}[/]", highlight=False)
+            raise typer.Exit(2) from None
         before = _flow_counters(service, flow, targets)
         progress = Progress(
             TextColumn("{task.description}"),
@@ -99,11 +102,8 @@ def backfill(
 
             try:
                 results = service.backfill(
-                    flow, targets=target or None, force=force, on_progress=on_progress
+                    flow, targets=targets, force=force, on_progress=on_progress
                 )
-            except ValueError as exc:
-                err_console.print(f"[red]erpsync backfill: {exc}[/]", highlight=False)
-                raise typer.Exit(2) from None
             except Exception as exc:  # noqa: BLE001 (a source failure is reported, not traced)
                 err_console.print(f"[red]erpsync backfill: {flow} failed: {exc}[/]")
                 raise typer.Exit(1) from None

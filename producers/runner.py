@@ -137,6 +137,23 @@ class ProducerService:
                 on_result(result)
         return results
 
+    def backfill_targets(self, flow: str, targets: list[str] | None = None) -> list[str]:
+        """The targets a backfill of ``flow`` sends to (all of the flow's by default).
+
+        Raises ValueError for a flow that is unknown, disabled, or a work queue (billing:
+        its items are invoiced once, there is nothing to re-send), or a target it lacks.
+        """
+        config = self.settings.flows.get(flow)
+        if config is None or not config.enabled:
+            raise ValueError(f"no enabled flow named {flow!r}")
+        if config.entity == "billing":
+            raise ValueError(f"flow {flow!r} is a work queue (billing): nothing to backfill")
+        chosen: list[str] = list(config.targets) if not targets else list(targets)
+        unknown = sorted(set(chosen) - set(config.targets))
+        if unknown:
+            raise ValueError(f"flow {flow!r} has no target {', '.join(unknown)}")
+        return chosen
+
     def backfill(
         self,
         flow: str,
@@ -147,19 +164,10 @@ class ProducerService:
     ) -> list[PollResult]:
         """Re-send every source record of ``flow`` to its targets (or to ``targets``).
 
-        Raises ValueError for a flow that is unknown, disabled, or a work queue (billing:
-        its items are invoiced once, there is nothing to re-send).
+        Raises ValueError as :meth:`backfill_targets` does.
         """
-        config = self.settings.flows.get(flow)
-        if config is None or not config.enabled:
-            raise ValueError(f"no enabled flow named {flow!r}")
-        if config.entity == "billing":
-            raise ValueError(f"flow {flow!r} is a work queue (billing): nothing to backfill")
-        chosen: list[str] = list(config.targets) if targets is None else list(targets)
-        unknown = sorted(set(chosen) - set(config.targets))
-        if unknown:
-            raise ValueError(f"flow {flow!r} has no target {', '.join(unknown)}")
-        every_target = set(chosen) == set(config.targets)
+        chosen = self.backfill_targets(flow, targets)
+        every_target = set(chosen) == set(self.settings.flows[flow].targets)
         results = []
         for stream in self.streams:
             if stream.flow != flow:

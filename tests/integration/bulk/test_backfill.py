@@ -101,3 +101,19 @@ def test_forced_backfill_of_one_target_writes_it_again_and_leaves_the_others(
     assert counters["action_updated"] == 600, "the ledger kept the records' ids: updates"
     assert_equal_to_source(p)
     assert_accounted(p)
+
+    for args, problem in (
+        (["nope"], "no enabled flow named 'nope'"),
+        (["customers", "--target", "atollon"], "flow 'customers' has no target atollon"),
+    ):
+        refused = subprocess.run(
+            [sys.executable, "-m", "cli", "backfill", *args, "--json"],
+            cwd=REPO,
+            env=p.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert (refused.returncode, refused.stdout) == (2, ""), refused.stderr
+        assert problem in refused.stderr
