@@ -170,8 +170,8 @@ class ChaosReport:
     duplicates: int = 0
     lost: int = 0
     unaccounted: int = 0
-    unaccounted_sent: int = 0
-    unaccounted_unsent: int = 0
+    unaccounted_lost: int = 0
+    unaccounted_resent: int = 0
     operator_restores: int = 0
     failed_polls: int = 0
     timeline: list[str] = field(default_factory=list)
@@ -380,8 +380,6 @@ class ProducerLoop:
         self.interval_s = interval_s
         self.service = ProducerService(p.settings)
         self.restarts: Counter[str] = Counter()
-        self.events = 0
-        self.deliveries = 0
         self.failed_polls = 0
         self._busy = threading.Lock()
         self._stop = threading.Event()
@@ -398,8 +396,6 @@ class ProducerLoop:
             service = self.service
             results = service.poll_once()
         events = sum(r.events for r in results)
-        self.events += events
-        self.deliveries += sum(r.deliveries for r in results)
         clean = all(r.skipped is None for r in results)
         if not clean:
             self.failed_polls += 1
@@ -595,6 +591,24 @@ def _retry_causes(directory: Path) -> Counter[str]:
     return causes
 
 
+def _last_line(logs: list[str], event_id: str, target: str) -> str:
+    """The latest worker log line about one event at one target (time, event, error)."""
+    latest: dict[str, Any] | None = None
+    for text in logs:
+        for line in text.splitlines():
+            if event_id not in line or f'"{target}"' not in line:
+                continue
+            with contextlib.suppress(ValueError):
+                row = json.loads(line)
+                if row.get("target") == target and (
+                    latest is None or row.get("timestamp", "") > latest.get("timestamp", "")
+                ):
+                    latest = row
+    if latest is None:
+        return "none"
+    return f"{latest.get('timestamp')} {latest.get('event')} {latest.get('error', '')}".strip()
+
+
 def _exit_reason(p: Pipeline, worker: subprocess.Popen[bytes]) -> str:
     """The last critical or error line of a worker's log (what made it exit)."""
     index = p.workers.index(worker)
@@ -693,7 +707,6 @@ class ChaosRun:
             self._note(f"worker {victim.pid} SIGKILLed")
 
     def _restart_redis(self, server: EmbeddedRedis, p: Pipeline) -> None:
-        before = self._safe(lambda: self._outcomes(p)) or 0
         started = self._redis_stopped_at = time.monotonic()
         self._note("Redis stopping (SIGTERM)")
         server.stop(remove_directory=False)
@@ -703,7 +716,8 @@ class ChaosRun:
         self.report.redis_down_s = round(time.monotonic() - started, 2)
         self.report.redis_restarts += 1
         self._redis_back_at = time.monotonic()
-        self._outcomes_before_restart = before
+        # the count as reloaded from the append-only file: the next outcome is a new one
+        self._outcomes_before_restart = self._safe(lambda: self._outcomes(p)) or 0
 
     def _note_resumed(self, p: Pipeline) -> None:
         if self._redis_back_at is None or self.report.redis_outcomes_resumed_after_s is not None:
@@ -966,8 +980,11 @@ class ChaosRun:
 
     def _figures(self, p: Pipeline, producer: ProducerLoop) -> None:
         report = self.report
-        report.events = producer.events
-        report.deliveries = producer.deliveries
+        # from the counters: a poll's result does not count what went out in batches
+        report.events = p.counters("propeller").get("customers.produced", 0) + p.counters(
+            "atollon"
+        ).get("products.produced", 0)
+        report.deliveries = sum(p.counters(t).get("produced", 0) for t in TARGETS)
         report.failed_polls = producer.failed_polls
         parked: Counter[str] = Counter()
         skipped: Counter[str] = Counter()
@@ -1028,9 +1045,10 @@ class ChaosRun:
     def _accounting(self, p: Pipeline, disorder: Disorder) -> None:
         """Deliveries counted as produced without an outcome, and what became of each.
 
-        One the producer counted but never sent (it was stopped mid-publish: the next poll
-        sends the change again as a new version) is a blemish of the accounting; one that was
-        sent and then vanished is a message the broker or a killed worker lost.
+        One whose content went out again as a newer version of the record (the producer was
+        stopped mid-publish, so its snapshot did not move and the next poll sent the change
+        again) is a blemish of the accounting only. Any other was lost on its way: by the
+        broker, or by a worker killed between taking it and recording it as unacknowledged.
         """
         report = self.report
         missing: list[tuple[str, str]] = []
@@ -1041,37 +1059,41 @@ class ChaosRun:
                 if not p.redis.exists(p.keys.delivery_outcome(target, delivery_id)):
                     missing.append((target, delivery_id))
         report.unaccounted = len(missing)
-        logs = {
-            path.name: path.read_text(errors="replace")
-            for path in sorted(self.directory.glob("worker-*.log"))
-        }
+        if not missing:
+            return
+        newest: dict[tuple[str, str], int] = {}
+        for (target, _), (delivery, _) in disorder.published.items():
+            index = (target, delivery.event.event_id)
+            newest[index] = max(newest.get(index, 0), delivery.event.source_version)
+        logs = [
+            path.read_text(errors="replace") for path in sorted(self.directory.glob("worker-*.log"))
+        ]
         for target, delivery_id in missing:
-            found = disorder.published.get((target, delivery_id))
-            if found is None:
-                report.unaccounted_unsent += 1
+            event_id, _, version = delivery_id.rpartition(".")
+            if newest.get((target, event_id), 0) > int(version or 0):
+                report.unaccounted_resent += 1
                 continue
-            delivery, task_ids = found
-            received = [
-                name
-                for task_id in task_ids
-                for name, text in logs.items()
-                if task_id and f"[{task_id}] received" in text
-            ]
-            report.unaccounted_sent += 1
-            report.observations.append(
-                f"delivery sent but never finished: {target} {delivery.event.entity} "
-                f"{delivery.event.key} v{delivery.event.source_version} tasks={task_ids} "
-                f"received by {received or 'no worker'}"
+            report.unaccounted_lost += 1
+            found = disorder.published.get((target, delivery_id))
+            what = (
+                f"{found[0].event.entity} {found[0].event.key} messages {found[1]}"
+                if found
+                else "never seen published"
             )
-        if report.unaccounted_sent:
+            report.observations.append(
+                f"delivery lost: {target} {delivery_id} ({what}); last worker line: "
+                f"{_last_line(logs, event_id, target)}"
+            )
+        if report.unaccounted_lost:
             report.problems.append(
-                f"{report.unaccounted_sent} deliveries were sent and never reached an outcome"
+                f"{report.unaccounted_lost} deliveries never reached an outcome and their "
+                "change was not sent again"
             )
-        if report.unaccounted_unsent:
+        if report.unaccounted_resent:
             report.observations.append(
-                f"{report.unaccounted_unsent} deliveries counted as produced were never sent "
-                "(the producer stopped mid-publish; their changes went out again as new "
-                "versions)"
+                f"{report.unaccounted_resent} deliveries counted as produced have no outcome: "
+                "the producer was stopped while publishing them, and their change went out "
+                "again as a newer version"
             )
 
 
@@ -1128,8 +1150,8 @@ def print_text(report: ChaosReport) -> None:
         ("lost changes", report.lost),
         (
             "deliveries without outcome",
-            f"{report.unaccounted} (sent {report.unaccounted_sent}, "
-            f"never sent {report.unaccounted_unsent})",
+            f"{report.unaccounted} (lost {report.unaccounted_lost}, "
+            f"sent again as a newer version {report.unaccounted_resent})",
         ),
         ("time to converge", f"{report.converge_s} s"),
         ("total", f"{report.total_s} s"),

@@ -46,7 +46,7 @@ def test_targets_equal_the_source_with_no_duplicate_and_no_lost_change(
     assert len(report.comparisons) == 4, "customers in three targets, products in Atollon"
     assert report.duplicates == 0, explain(report)
     assert report.lost == 0, explain(report)
-    assert report.unaccounted_sent == 0, explain(report)
+    assert report.unaccounted_lost == 0, explain(report)
     assert report.problems == [], explain(report)
 
 
