@@ -357,7 +357,7 @@ class BatchApplier:
                 counts[engine.process(d)] += 1
             return
         started = time.perf_counter()
-        wait = engine.circuit.admit(target, now=engine.clock())
+        wait, probe = engine.circuit.admit_lease(target, now=engine.clock())
         if wait > 0:
             engine.state.incr(target, "parked_circuit", len(group))
             self._park_batch(target, group, wait + engine.rng.uniform(0, min(5.0, wait / 4 + 0.5)))
@@ -378,6 +378,8 @@ class BatchApplier:
         finally:
             locks.release_all()
             engine.state.redis.hdel(inflight, *(d.delivery_id for d in group))
+            if probe is not None:  # the batch was the half-open circuit's probe
+                engine.circuit.end_probe(target, probe, now=engine.clock())
         order = {id(d): i for i, d in enumerate(group)}
         for d in sorted(later, key=lambda d: order[id(d)]):  # in source order
             counts[engine.process(d)] += 1

@@ -410,3 +410,18 @@ def test_a_stored_batch_is_found_by_its_reference_until_it_is_done(engine: Engin
     assert engine.state.redis.ttl(store.key(ref)) > 0, "an abandoned batch expires"
     store.done(ref)
     assert store.get(ref) is None
+
+
+def test_a_probe_batch_that_never_calls_the_target_hands_the_probe_on(
+    engine: Engine, sink: BulkScriptedSink, clock: Clock
+) -> None:
+    sink.call_errors = [AuthError("401", system=TARGET, operation="bulk", status_code=401)]
+    BatchApplier(engine).process(batch(engine, event("C1")))
+    assert engine.circuit.status(TARGET).state == "open"
+    clock.now += 11  # the cool-down is over: the next caller probes
+    unchanged = event("C2")
+    engine.state.ledger_put(TARGET, "customer", "C2", LedgerEntry(unchanged.fingerprint, 1))
+    assert BatchApplier(engine).process(batch(engine, unchanged)) == {"skipped": 1}
+    # The probe reached nothing; the next batch probes at once instead of waiting a lease.
+    assert BatchApplier(engine).process(batch(engine, event("C3"))) == {"applied": 1}
+    assert engine.circuit.status(TARGET).state == "closed"
