@@ -27,11 +27,16 @@ def _default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+# Built once: json.dumps with options builds a new encoder on every call, and the producer
+# fingerprints every record of every poll.
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default
+)
+
+
 def canonical_json(payload: Any) -> str:
     """Normalised JSON: sorted keys, no spaces, so equal content gives equal text."""
-    return json.dumps(
-        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default
-    )
+    return _ENCODER.encode(payload)
 
 
 def fingerprint(payload: Any) -> str:
