@@ -130,18 +130,22 @@ def redis_dump(client: redis.Redis, prefix: str) -> dict[str, list[str]]:
     return dump
 
 
-def celery_deliveries(dump: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """The task arguments of every Celery message found in the queues."""
-    found = []
+def celery_deliveries(dump: dict[str, list[str]]) -> list[Any]:
+    """The deliveries the Celery messages carry: single ones, and batches (inline or stored)."""
+    found: list[Any] = []
     for key, texts in dump.items():
-        if key.rsplit(":", 1)[-1].startswith("sync."):
-            for text in texts:
-                try:
-                    body = json.loads(text)
-                except ValueError:
-                    continue
-                if isinstance(body, list) and body and isinstance(body[0], list) and body[0]:
-                    found.append(body[0][0])
+        name = key.rsplit(":", 1)[-1]
+        for text in texts:
+            try:
+                body = json.loads(text)
+            except ValueError:
+                continue
+            if ":batch:" in key and isinstance(body, list):
+                found.extend(body)  # a stored batch (its message carries the reference)
+            elif name.startswith("sync.") and isinstance(body, list) and body:
+                args = body[0]
+                if isinstance(args, list) and args and not isinstance(args[0], str):
+                    found.extend(args[0] if isinstance(args[0], list) else [args[0]])
     return found
 
 
