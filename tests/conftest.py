@@ -8,11 +8,21 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from kombu.transport import memory
 
 from cli.embedded_redis import EmbeddedRedis
 from simulators.server import RunningSandbox
 
 REDIS_ENV = "ERPSYNC_TEST_REDIS_URL"
+
+
+@pytest.fixture(autouse=True)
+def _empty_in_memory_broker() -> Iterator[None]:
+    """kombu's ``memory://`` queues live as long as the process: empty them after a test."""
+    yield
+    memory.Channel.queues.clear()
+    memory.Channel.events.clear()
+    memory.Transport.global_state.clear()
 
 
 @pytest.fixture(scope="session")
