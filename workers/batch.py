@@ -507,6 +507,7 @@ class BatchApplier:
         """The one bulk call, and each item's outcome to its own delivery."""
         engine = self.engine
         deliveries = [i.delivery for i in items]
+        engine.forget_before_write([(i.delivery, i.ledger) for i in items])
         try:
             results = sink.apply_bulk([i.payload for i in items], locks.keepalive)
         except SyncError as error:

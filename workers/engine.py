@@ -264,6 +264,7 @@ class Engine:
             self.state.redis.hset(ledger_key, "extra", extra)
 
         context = ApplyContext(ledger=ledger, parent=parent, lookup=lookup, checkpoint=checkpoint)
+        self.forget_before_write([(delivery, ledger)])
         try:
             result = sink.apply(event, context)
         except SyncError as error:
@@ -387,6 +388,35 @@ class Engine:
         current = self.state.redis.hget(ledger_key, "source_version")
         if current is not None and int(current) < event.source_version:
             self.state.redis.hset(ledger_key, "source_version", str(event.source_version))
+
+    def forget_before_write(self, items: Sequence[tuple[Delivery, LedgerEntry | None]]) -> None:
+        """The target may change now: its ledger stops vouching for the content it names.
+
+        A worker killed during the call (SIGKILL, out of memory, a lost host) records
+        nothing afterwards: if the target took the write, the ledger would still name the
+        content before it, and a later change back to that content would be skipped as
+        unchanged while the target keeps this one. So the fingerprint is cleared before the
+        call (version and target id kept; a success writes the new one), in one round trip
+        for a bulk call's records. The caller holds the records' locks.
+        """
+        unsure = [
+            delivery
+            for delivery, ledger in items
+            if ledger is not None
+            and ledger.fingerprint
+            and ledger.fingerprint != delivery.event.fingerprint
+        ]
+        if not unsure:
+            return
+        with self.state.redis.pipeline(transaction=False) as pipe:
+            for delivery in unsure:
+                event = delivery.event
+                pipe.hset(
+                    self.state.keys.ledger(delivery.target, event.entity, event.key),
+                    "fingerprint",
+                    "",
+                )
+            pipe.execute()
 
     def _forget_fingerprint(self, delivery: Delivery) -> None:
         """After a failed attempt the ledger no longer knows what the target holds.

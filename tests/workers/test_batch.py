@@ -52,6 +52,8 @@ class BulkScriptedSink:
     singles: list[str] = field(default_factory=list)
     item_errors: dict[str, SyncError] = field(default_factory=dict)
     call_errors: list[SyncError] = field(default_factory=list)
+    #: the next bulk call reaches the target, then the worker dies before it hears back
+    die_during_call: bool = False
 
     def handles(self, entity: str) -> bool:
         return entity == "customer"
@@ -76,6 +78,9 @@ class BulkScriptedSink:
     ) -> list[BulkItemResult]:
         keys = [str(i) for i in items]
         self.calls.append(keys)
+        if self.die_during_call:
+            self.die_during_call = False
+            raise WorkerKilledError
         if self.call_errors:
             raise self.call_errors.pop(0)
         results: list[BulkItemResult] = []
@@ -83,6 +88,10 @@ class BulkScriptedSink:
             error = self.item_errors.pop(k, None)
             results.append(error or ApplyResult("created", target_id=f"b-{k}"))
         return results
+
+
+class WorkerKilledError(BaseException):
+    """The worker process dies mid-call (SIGKILL): nothing after the call runs."""
 
 
 class Clock:
@@ -230,6 +239,18 @@ def test_one_call_applies_the_batch_and_each_delivery_is_counted_once(
     assert len(sink.calls) == 1
     assert engine.state.counters(TARGET)["applied"] == 3
     assert "skipped" not in engine.state.counters(TARGET)
+
+
+def test_a_worker_killed_during_the_bulk_call_leaves_no_ledger_vouching_for_the_old_content(
+    engine: Engine, sink: BulkScriptedSink
+) -> None:
+    assert BatchApplier(engine).process(batch(engine, event("C1", name="A"))) == {"applied": 1}
+    sink.die_during_call = True
+    with pytest.raises(WorkerKilledError):  # the target took B; the ledger was never told
+        BatchApplier(engine).process(batch(engine, event("C1", name="B")))
+    # Renamed back to A: the target holds B, so A must be written, not skipped.
+    assert BatchApplier(engine).process(batch(engine, event("C1", name="A"))) == {"applied": 1}
+    assert sink.calls[-1] == ["C1"]
 
 
 def test_stale_and_unchanged_deliveries_are_skipped_before_the_call(

@@ -34,6 +34,8 @@ class ScriptedSink:
     failures: list[SyncError] = field(default_factory=list)
     applied: list[tuple[str, str]] = field(default_factory=list)
     parent_required: bool = True
+    #: the next write reaches the target, then the worker dies before it hears back
+    die_after_write: bool = False
 
     def handles(self, entity: str) -> bool:
         return entity == "customer"
@@ -45,7 +47,14 @@ class ScriptedSink:
         if self.failures:
             raise self.failures.pop(0)
         self.applied.append((event.key, event.fingerprint))
+        if self.die_after_write:
+            self.die_after_write = False
+            raise WorkerKilledError
         return ApplyResult("updated" if context.ledger else "created", target_id=f"id-{event.key}")
+
+
+class WorkerKilledError(BaseException):
+    """The worker process dies mid-call (SIGKILL): nothing after the write runs."""
 
 
 class Clock:
@@ -132,6 +141,24 @@ def test_stale_event_never_overwrites_a_newer_one(engine: Engine, sink: Scripted
     assert deliver(engine, older) == "skipped"
     assert sink.applied == [("C1", newer.fingerprint)]
     assert engine.state.counters("hipe")["skipped_stale"] == 1
+
+
+def test_a_worker_killed_after_the_write_leaves_no_ledger_vouching_for_the_old_content(
+    engine: Engine, sink: ScriptedSink
+) -> None:
+    first, renamed, back = (
+        event(name="A", version=1),
+        event(name="B", version=2),
+        event(name="A", version=3),
+    )
+    assert deliver(engine, first) == "applied"
+    sink.die_after_write = True
+    with pytest.raises(WorkerKilledError):
+        deliver(engine, renamed)  # the target now holds B; the ledger was never told
+    # Renamed back to A before B's redelivery: the target holds B, so A must be written.
+    assert deliver(engine, back) == "applied"
+    assert sink.applied[-1] == ("C1", back.fingerprint)
+    assert deliver(engine, renamed) == "skipped", "B's redelivery is stale"
 
 
 def test_transient_errors_retry_then_dead_letter_with_retry_after(
