@@ -592,6 +592,27 @@ def _retry_causes(directory: Path) -> Counter[str]:
     return causes
 
 
+def _find_in_redis(client: redis.Redis, needle: str) -> list[str]:
+    """Every key whose value mentions ``needle`` (where a lost delivery may still sit)."""
+    found: list[str] = []
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key)
+        values: list[Any] = []
+        if kind == "string":
+            values = [client.get(key)]
+        elif kind == "list":
+            values = list(client.lrange(key, 0, -1))
+        elif kind == "hash":
+            values = list(client.hvals(key))
+        elif kind == "zset":
+            values = list(client.zrange(key, 0, -1))
+        elif kind == "set":
+            values = list(client.smembers(key))
+        if any(needle in str(v) for v in values):
+            found.append(f"{key!s} ({kind!s})")
+    return found
+
+
 def _last_line(logs: list[str], event_id: str, target: str) -> str:
     """The latest worker log line about one event at one target (time, event, error)."""
     latest: dict[str, Any] | None = None
@@ -865,6 +886,13 @@ class ChaosRun:
                 raise TimeoutError("the producer never captured the source without errors")
             time.sleep(0.5)
         self._note("source captured")
+        mutex_ttl = p.redis.ttl(f"{p.keys.prefix}:unacked_mutex")
+        if mutex_ttl and mutex_ttl > 0:
+            # kombu restores unacknowledged messages under this lock; a worker killed while
+            # holding it stops every restore until it expires (unacked_mutex_expire)
+            self.report.observations.append(
+                f"kombu's restore lock was held when the chaos ended ({mutex_ttl} s left)"
+            )
 
         store = DeadLetterStore(p.redis, p.keys)
         state = State(p.redis, p.keys)
@@ -1081,9 +1109,13 @@ class ChaosRun:
                 if found
                 else "never seen published"
             )
+            inflight = p.redis.hget(p.keys.inflight(target), delivery_id)
+            started = time.strftime("%H:%M:%S", time.gmtime(float(inflight))) if inflight else "no"
+            where = _find_in_redis(p.redis, event_id) if report.unaccounted_lost <= 3 else []
             report.observations.append(
                 f"delivery lost: {target} {delivery_id} ({what}); last worker line: "
-                f"{_last_line(logs, event_id, target)}"
+                f"{_last_line(logs, event_id, target)}; left in flight by a worker: {started}; "
+                f"found in Redis under: {where or 'nothing'}"
             )
         if report.unaccounted_lost:
             report.problems.append(
