@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import httpx
 import redis
 import tomli_w
 import typer
+from rich import box
 from rich.live import Live
 from rich.table import Table
 
@@ -205,8 +207,11 @@ class Demo:
             for key in self.redis.scan_iter(match=f"{self.prefix}:*", count=1000):
                 self.redis.delete(key)
 
-    def close(self) -> None:
+    def close(self, *, keep_files: bool = False) -> None:
+        """Stop everything; remove the run's directory unless its logs are wanted."""
         self.stack.close()
+        if not keep_files:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     # -- observing --------------------------------------------------------------------
     def control(self, system: str) -> httpx.Client:
@@ -426,18 +431,13 @@ class Demo:
 
 
 def _summary_table(summary: dict[str, Any]) -> Table:
-    table = Table(title="summary")
-    for column in (
-        "flow",
-        "target",
-        "created",
-        "updated",
-        "unchanged",
-        "archived",
-        "invoices",
-        "dead letters",
-    ):
-        table.add_column(column)
+    # Fits an 80-column terminal without truncating a name or a header.
+    table = Table(title="summary", box=box.ROUNDED, pad_edge=False, collapse_padding=True)
+    for column in ("flow", "target"):
+        table.add_column(column, no_wrap=True)
+    for column in ("created", "updated", "unchanged", "archived", "invoices"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("dead letters")
     for flow, targets in summary["flows"].items():
         for target, row in targets.items():
             dead = ", ".join(f"{code}: {n}" for code, n in row["dead_lettered"].items()) or "0"
@@ -470,10 +470,17 @@ def demo(
         (err_console if json_output else console).print(text, highlight=False)
 
     def interrupted(signum: int, frame: object) -> None:
+        # Ctrl-C under `uv run` (scripts/demo) arrives twice: from the terminal and forwarded
+        # by uv. A second KeyboardInterrupt would cut the clean-up short (the worker outlived
+        # the demo and its Redis), so later signals are ignored while it runs (it is bounded).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, interrupted)
     signal.signal(signal.SIGTERM, interrupted)  # stop like Ctrl-C: clean up everything
     run = Demo(records=records, faults=faults)
+    keep_files = True  # a failed run keeps its logs (worker.log, redis/redis.log) for a look
     try:
         try:
             run.start(say)
@@ -519,10 +526,14 @@ def demo(
                 while True:
                     run.producer.poll_once()
                     time.sleep(2)
-        if not (summary["converged"] and summary["edits_arrived"]):
+        keep_files = not (summary["converged"] and summary["edits_arrived"])
+        if keep_files:
             raise typer.Exit(1)
     except KeyboardInterrupt:
+        keep_files = False
         say("Interrupted: stopping everything the demo started…")
         raise typer.Exit(130) from None
     finally:
-        run.close()
+        run.close(keep_files=keep_files)
+        if keep_files:
+            err_console.print(f"erpsync demo: logs kept in {run.directory}", highlight=False)
