@@ -19,26 +19,31 @@ from tests.integration.pipeline import REPO
 pytestmark = pytest.mark.integration
 
 
-def demo_env(tmp: Path) -> dict[str, str]:
+def demo_env(tmp: Path, columns: int = 200) -> dict[str, str]:
     """No Redis configured; temporary files go to ``tmp``, to see what the demo leaves there."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ERPSYNC_")}
-    env["COLUMNS"] = "200"
+    env["COLUMNS"] = str(columns)
     env["TMPDIR"] = str(tmp)
     return env
 
 
-def test_demo_converges_and_every_edit_arrives(tmp_path: Path) -> None:
+def run_demo(tmp: Path, *args: str, columns: int = 200) -> str:
+    """``erpsync demo ARGS`` to the end; its standard output, once it has exited 0."""
     result = subprocess.run(
-        [sys.executable, "-m", "cli", "demo", "--records", "80", "--json"],
+        [sys.executable, "-m", "cli", "demo", *args],
         cwd=REPO,
-        env=demo_env(tmp_path),
+        env=demo_env(tmp, columns),
         capture_output=True,
         text=True,
         timeout=280,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads(result.stdout)
+    return result.stdout
+
+
+def test_demo_converges_and_every_edit_arrives(tmp_path: Path) -> None:
+    summary = json.loads(run_demo(tmp_path, "--records", "80", "--json"))
     assert summary["converged"]
     assert summary["edits_arrived"]
     flows = summary["flows"]
@@ -51,18 +56,8 @@ def test_demo_converges_and_every_edit_arrives(tmp_path: Path) -> None:
 
 
 def test_the_summary_fits_an_80_column_terminal_uncut(tmp_path: Path) -> None:
-    env = demo_env(tmp_path) | {"COLUMNS": "80"}
-    result = subprocess.run(
-        [sys.executable, "-m", "cli", "demo", "--records", "20"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=280,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    summary = result.stdout[result.stdout.index("summary") :]
+    output = run_demo(tmp_path, "--records", "20", columns=80)
+    summary = output[output.index("summary") :]
     assert "…" not in summary, summary
     for word in ("customers", "propeller", "onlineerp", "unchanged", "archived", "invoices"):
         assert word in summary
