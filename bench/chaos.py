@@ -58,7 +58,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,6 +155,7 @@ class ChaosReport:
     faults_injected: dict[str, dict[str, int]] = field(default_factory=dict)
     faults_met: dict[str, int] = field(default_factory=dict)
     retries: int = 0
+    resent_lost: int = 0
     dependency_waits: int = 0
     parked: dict[str, int] = field(default_factory=dict)
     duplicates_published: int = 0
@@ -767,7 +768,9 @@ class ChaosRun:
         try:
             with _redis_env(server.url):
                 config = pipeline_config(
-                    sandbox, "x", systems={"hipe": {"timeout_s": HIPE_TIMEOUT_S}}
+                    sandbox,
+                    "x",
+                    systems={"hipe": {"timeout_s": HIPE_TIMEOUT_S}},
                 )
             config["log_level"] = "INFO"  # the workers' log lines say what they met
             p = Pipeline(sandbox, self.directory, config)
@@ -897,9 +900,11 @@ class ChaosRun:
         store = DeadLetterStore(p.redis, p.keys)
         state = State(p.redis, p.keys)
         app = create_app(p.settings)
-        operator = DlqOperator(
-            store, state, actor="chaos", publish=lambda deliveries: publish(app, deliveries)
-        )
+
+        def resend(deliveries: Sequence[Delivery]) -> int:
+            return publish(app, deliveries, state=state)  # recorded as pending, as a producer's
+
+        operator = DlqOperator(store, state, actor="chaos", publish=resend)
         seen: dict[str, DeadLetter] = {}
         resolved: Counter[str] = Counter()
         quiet_since: float | None = None
@@ -981,9 +986,14 @@ class ChaosRun:
             return False
 
     def _parked(self, p: Pipeline) -> bool:
-        """Deliveries wait in the delayed set or are being re-published by a pump."""
+        """Deliveries wait in the delayed set, are being re-published by a pump, or are
+        pending without an outcome (among them any the broker lost, until they are resent)."""
         try:
-            return bool(p.redis.zcard(p.keys.delayed()) or p.redis.zcard(p.keys.delayed_claimed()))
+            return bool(
+                p.redis.zcard(p.keys.delayed())
+                or p.redis.zcard(p.keys.delayed_claimed())
+                or any(p.redis.zcard(p.keys.pending(t)) for t in TARGETS)
+            )
         except redis.RedisError:
             return True
 
@@ -993,6 +1003,7 @@ class ChaosRun:
             f"queued={queued} unacked={p.redis.hlen(unacked_key(p.keys))} "
             f"delayed={p.redis.zcard(p.keys.delayed())} "
             f"claimed={p.redis.zcard(p.keys.delayed_claimed())} "
+            f"pending={sum(p.redis.zcard(p.keys.pending(t)) for t in TARGETS)} "
             f"dead_letters={DeadLetterStore(p.redis, p.keys).count()}"
         )
 
@@ -1020,6 +1031,7 @@ class ChaosRun:
         for target in TARGETS:
             c = p.counters(target)
             report.retries += c.get("retries", 0)
+            report.resent_lost += c.get("resent_lost", 0)
             report.dependency_waits += c.get("dependency_waits", 0)
             for name, value in c.items():
                 if name.startswith("parked_"):
@@ -1111,10 +1123,13 @@ class ChaosRun:
             )
             inflight = p.redis.hget(p.keys.inflight(target), delivery_id)
             started = time.strftime("%H:%M:%S", time.gmtime(float(inflight))) if inflight else "no"
+            seen = p.redis.zscore(p.keys.pending(target), delivery_id)
+            pending = time.strftime("%H:%M:%S", time.gmtime(float(seen))) if seen else "no"
             where = _find_in_redis(p.redis, event_id) if report.unaccounted_lost <= 3 else []
             report.observations.append(
                 f"delivery lost: {target} {delivery_id} ({what}); last worker line: "
                 f"{_last_line(logs, event_id, target)}; left in flight by a worker: {started}; "
+                f"pending, last seen moving: {pending}; "
                 f"found in Redis under: {where or 'nothing'}"
             )
         if report.unaccounted_lost:
@@ -1165,6 +1180,7 @@ def print_text(report: ChaosReport) -> None:
         ("faults injected", report.faults_injected),
         ("faults met by workers", report.faults_met),
         ("retries", report.retries),
+        ("lost by the broker, sent again", report.resent_lost),
         ("dependency waits", report.dependency_waits),
         ("parked", report.parked),
         (

@@ -77,6 +77,15 @@ class Keys:
         """Hash: delivery id -> start time of deliveries being applied now."""
         return f"{self.prefix}:inflight:{target}"
 
+    def pending(self, target: str) -> str:
+        """Sorted set: delivery id -> when a delivery not yet at its outcome was last seen
+        moving (sent, started, parked until); see :meth:`workers.state.State.register`."""
+        return f"{self.prefix}:pending:{target}"
+
+    def pending_payload(self, target: str) -> str:
+        """Hash: delivery id -> the delivery (JSON) of each :meth:`pending` member."""
+        return f"{self.prefix}:pending:{target}:payload"
+
     def workers(self) -> str:
         """Hash: worker hostname -> time it became ready."""
         return f"{self.prefix}:workers"

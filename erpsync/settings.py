@@ -219,6 +219,12 @@ class WorkerSettings(_Model):
     )
     circuit_cooldown_s: float = Field(default=15.0, gt=0, description="first open period")
     circuit_cooldown_max_s: float = Field(default=300.0, gt=0, description="longest open period")
+    # A delivery sent, started or due that has not reached its outcome after this long, and
+    # is no longer in its queue, is sent again (the broker lost it: see workers.pump). Keep
+    # it above the longest task and above visibility_timeout_s (kombu restores first).
+    delivery_lease_s: float = Field(
+        default=600.0, ge=5, description="a delivery with no progress for this long is resent"
+    )
     pump_interval_s: float = Field(
         default=0.2, gt=0, le=10, description="how often due retries are re-queued"
     )

@@ -8,11 +8,19 @@ poll sends those changes again). Each message names its delivery in a few words
 (``argsrepr``, what Flower and the task events show as the arguments) rather than the
 whole payload: Celery would otherwise render a 1,000-character ``repr`` of every delivery,
 which costs more CPU than the rest of publishing it.
+
+With a :class:`~workers.state.State`, each delivery is also recorded as *pending* before it
+is sent (in the same round trip as its count), and every message carries the time it was
+sent (header :data:`SENT_AT`): the pump sends a pending delivery again when it made no
+progress for a lease and every message sent after it has left its queue (the broker lost
+it; see :mod:`workers.pump`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any, TypeVar, cast
 
@@ -20,10 +28,14 @@ from celery import Celery
 
 from erpsync.events import Delivery
 from workers.app import TASK_APPLY, TASK_APPLY_BATCH, queue_for
-from workers.state import State
+from workers.state import State, pending_id
 
 #: messages per pipelined chunk
 CHUNK = 200
+#: message header: when the message was sent (epoch seconds), read back by the pump
+SENT_AT = "erpsync_sent_at"
+#: the clock of :data:`SENT_AT` and of the pending records (tests move it)
+clock: Callable[[], float] = time.time
 
 T = TypeVar("T")
 
@@ -64,6 +76,7 @@ def send_delivery(
         queue=queue or queue_for(str(payload["target"])),
         producer=producer,
         argsrepr=describe(payload),
+        headers={SENT_AT: clock()},
     )
 
 
@@ -84,12 +97,22 @@ def send_batch(
         queue=queue_for(target),
         producer=producer,
         argsrepr=argsrepr or describe_batch(cast(list[dict[str, Any]], batch)),
+        headers={SENT_AT: clock()},
     )
 
 
-def _mark(state: State | None, deliveries: Iterable[Delivery]) -> None:
+def _encode(payload: Mapping[str, Any]) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+def _mark(
+    state: State | None, deliveries: Sequence[Delivery], payloads: Sequence[dict[str, Any]]
+) -> None:
+    """Count the deliveries as produced (once each) and record them as pending."""
     if state is not None:
         state.mark_produced_many((d.target, d.delivery_id, d.event.flow) for d in deliveries)
+        pairs = zip(deliveries, payloads, strict=True)
+        state.register(((d.target, d.delivery_id, _encode(p)) for d, p in pairs), now=clock())
 
 
 def publish(
@@ -100,15 +123,17 @@ def publish(
 ) -> int:
     """Send each delivery to ``sync.<target>`` over one connection; returns how many.
 
-    With ``state`` (producers), each delivery is counted as produced, once.
+    With ``state`` (producers, replays), each delivery is counted as produced, once, and
+    recorded as pending.
     """
     sent = 0
     with app.producer_or_acquire() as producer:
         for chunk in _chunks(deliveries):
-            _mark(state, chunk)
+            payloads = [delivery.model_dump(mode="json") for delivery in chunk]
+            _mark(state, chunk, payloads)
             with producer.batch(max_size=CHUNK):
-                for delivery in chunk:
-                    send_delivery(app, delivery.model_dump(mode="json"), producer=producer)
+                for payload in payloads:
+                    send_delivery(app, payload, producer=producer)
             sent += len(chunk)
     return sent
 
@@ -132,8 +157,8 @@ def publish_batches(app: Celery, batches: Iterable[Sequence[Delivery]], *, state
             target = batch[0].target
             if any(d.target != target for d in batch):
                 raise ValueError("a batch holds deliveries of one target")
-            _mark(state, batch)
             payloads = [d.model_dump(mode="json") for d in batch]
+            _mark(state, batch, payloads)
             send_batch(
                 app,
                 target,
@@ -145,16 +170,40 @@ def publish_batches(app: Celery, batches: Iterable[Sequence[Delivery]], *, state
     return sent
 
 
-def publish_raw(app: Celery, payloads: Iterable[dict[str, object]]) -> int:
+def _pending_again(state: State, chunk: Sequence[dict[str, Any]]) -> None:
+    """Parked deliveries going back to their queue are pending from now (see the pump)."""
+    from workers.batch import BatchStore
+
+    now = clock()
+    singles: list[tuple[str, str, str]] = []
+    in_batches: list[tuple[str, str]] = []
+    for payload in chunk:
+        ref = payload.get("batch")
+        if isinstance(ref, str):
+            stored = BatchStore(state).get(ref) or []
+            in_batches += [ids for ids in map(pending_id, stored) if ids is not None]
+        elif (ids := pending_id(payload)) is not None:
+            singles.append((ids[0], ids[1], _encode(payload)))
+    state.register(singles, now=now)
+    state.touch(in_batches, now=now)
+
+
+def publish_raw(
+    app: Celery, payloads: Iterable[dict[str, object]], *, state: State | None = None
+) -> int:
     """Re-publish parked deliveries as they were stored (already validated when parked).
 
     A parked batch (``{"target", "batch": <reference>}``, see
     :func:`workers.batch.batch_member`) goes back as one ``sync.apply_batch`` message.
-    Returns how many messages were sent.
+    With ``state``, each single delivery is recorded as pending (seen moving now) before
+    it is sent, and each pending delivery of a batch is marked seen moving now. Returns how
+    many messages were sent.
     """
     sent = 0
     with app.producer_or_acquire() as producer:
         for chunk in _chunks(payloads):
+            if state is not None:
+                _pending_again(state, chunk)
             with producer.batch(max_size=CHUNK):
                 for payload in chunk:
                     if "batch" in payload:

@@ -10,6 +10,12 @@
   time, never in Celery countdowns (with the Redis broker a countdown longer than the
   visibility timeout is delivered again and again). Moving a due entry back to its queue
   goes through a *claimed* set, so a crash between taking and re-publishing loses nothing.
+* **Pending deliveries**: every delivery from the moment it is sent until it reaches its
+  outcome, with the time it was last seen moving (sent, started, parked until). The broker
+  can lose a message (kombu's Redis transport pops it before recording it as
+  unacknowledged, so a worker killed in between, or a Redis restart then, loses it); the
+  pump sends again, from here, a delivery that made no progress for a lease and is no
+  longer in its queue (:meth:`State.claim_overdue`). The ledger makes the copy harmless.
 * **Accounting**: each delivery's outcome (applied, skipped, dead-lettered) is counted once
   per target, even when the broker delivers the message twice; tests and ``erpsync status``
   read ``produced = applied + skipped + dead_lettered``.
@@ -22,7 +28,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -48,6 +54,38 @@ for _, member in ipairs(due) do
   redis.call('zadd', KEYS[2], ARGV[3], member)
 end
 return due
+"""
+
+# Forget claimed members (ARGV[2..]) still claimed at ARGV[1]: a member claimed again since
+# (parked again with the same content, then taken by another pump) stays claimed.
+_DONE = """
+local forgotten = 0
+for i = 2, #ARGV do
+  local score = redis.call('zscore', KEYS[1], ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[1]) then
+    redis.call('zrem', KEYS[1], ARGV[i])
+    forgotten = forgotten + 1
+  end
+end
+return forgotten
+"""
+
+# Pending deliveries last seen moving at or before ARGV[1] (up to ARGV[2]) are taken to be
+# sent again: each is marked seen now (ARGV[3]), so that no other pump takes it for another
+# lease, and its stored delivery returned. A member without one is forgotten.
+_OVERDUE = """
+local due = redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local found = {}
+for _, id in ipairs(due) do
+  local payload = redis.call('hget', KEYS[2], id)
+  if payload then
+    redis.call('zadd', KEYS[1], ARGV[3], id)
+    table.insert(found, payload)
+  else
+    redis.call('zrem', KEYS[1], id)
+  end
+end
+return found
 """
 
 # Claimed members older than ARGV[1] (a pump died before re-publishing) go back, due now.
@@ -143,6 +181,20 @@ class LedgerEntry:
         )
 
 
+def pending_id(payload: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(target, delivery id) of a delivery as stored or sent (a dict); None for a batch.
+
+    :attr:`erpsync.events.Delivery.delivery_id` without validating the whole delivery.
+    """
+    event, target = payload.get("event"), payload.get("target")
+    if not isinstance(event, Mapping) or not isinstance(target, str):
+        return None
+    event_id, version = event.get("event_id"), event.get("source_version")
+    if not isinstance(event_id, str) or not isinstance(version, int):
+        return None
+    return target, f"{event_id}.{version}"
+
+
 def queue_script(pipe: Any, script: Script, keys: list[str], args: list[Any]) -> None:
     """Queue a Lua script on a pipeline as EVAL of its text.
 
@@ -207,6 +259,8 @@ class State:
         self._swap = client.register_script(_SWAP)
         self._forget = client.register_script(_FORGET)
         self._produced = client.register_script(_PRODUCED)
+        self._done = client.register_script(_DONE)
+        self._overdue = client.register_script(_OVERDUE)
 
     # -- ledger -----------------------------------------------------------------------
     def ledger_get(self, target: str, entity: str, key: str) -> LedgerEntry | None:
@@ -231,8 +285,8 @@ class State:
         now: float,
         lock_ttl_s: float,
     ) -> Start:
-        """Mark a delivery in flight, read its target's circuit, take its record's lock and
-        read its ledger under the lock, in one round trip (they were four).
+        """Mark a delivery in flight (and seen moving, when pending), read its target's
+        circuit, take its record's lock and read its ledger under the lock, in one round trip.
 
         Commands of a pipeline run in order, so the ledger is read after the lock is taken;
         when the lock was not taken, the ledger read is ignored.
@@ -241,11 +295,12 @@ class State:
         token = _holder()
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(self.keys.inflight(target), delivery_id, f"{now:.3f}")
+            pipe.zadd(self.keys.pending(target), {delivery_id: now}, xx=True)
             pipe.hget(self.keys.circuit(target), "state")
             pipe.set(lock_key, token, nx=True, px=_ttl_ms(lock_ttl_s))
             pipe.hgetall(self.keys.ledger(target, entity, key))
             pipe.get(lock_key)
-            _, circuit_state, taken, ledger, holder = pipe.execute()
+            _, _, circuit_state, taken, ledger, holder = pipe.execute()
         if not taken:
             return Start(circuit_state, None, holder, None)
         return Start(
@@ -287,8 +342,22 @@ class State:
             return token
         return None
 
-    def release(self, lock_key: str, token: str) -> None:
-        self._release(keys=[lock_key], args=[token])
+    def release(self, lock_key: str, token: str, *, patience_s: float = 15.0) -> None:
+        """Give a lock back; through a Redis restart, tried again for up to ``patience_s``.
+
+        A lock whose release is lost stays taken until its TTL: a producer's stream lock
+        (5 minutes) would stop that stream's polls for as long, though its holder lives on.
+        """
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                self._release(keys=[lock_key], args=[token])
+            except (redis.ConnectionError, redis.TimeoutError):
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.5)
+            else:
+                return
 
     def acquire_many(self, lock_keys: list[str], ttl_s: float) -> list[str | None]:
         """:meth:`acquire` for many locks (a batch's records) in one round trip.
@@ -320,22 +389,41 @@ class State:
 
     # -- delayed set ------------------------------------------------------------------
     def schedule(self, payload: dict[str, Any], due_at: float) -> None:
-        """Park a delivery until ``due_at`` (epoch seconds)."""
+        """Park a delivery (or a batch) until ``due_at`` (epoch seconds).
+
+        A pending delivery is marked seen moving at ``due_at``, after it is parked: its
+        lease runs from when it is due.
+        """
         member = json.dumps(payload, separators=(",", ":"), sort_keys=True)
-        self.redis.zadd(self.keys.delayed(), {member: due_at})
+        pending = pending_id(payload)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.keys.delayed(), {member: due_at})
+            if pending is not None:
+                pipe.zadd(self.keys.pending(pending[0]), {pending[1]: due_at}, xx=True)
+            pipe.execute()
 
     def claim_due(self, *, now: float | None = None, limit: int = 500) -> list[str]:
-        """Take due deliveries into the claimed set; re-publish each, then :meth:`done`."""
+        """Take due deliveries into the claimed set (scored ``now``, the claim's time);
+        re-publish each, then :meth:`done`."""
         now = time.time() if now is None else now
         claimed: list[str] = self._claim(
             keys=[self.keys.delayed(), self.keys.delayed_claimed()], args=[now, limit, now]
         )
         return claimed
 
-    def done(self, members: list[str]) -> None:
-        """Forget claimed deliveries once they are back on their queue."""
-        if members:
+    def done(self, members: list[str], *, claimed_at: float | None = None) -> None:
+        """Forget claimed deliveries once they are back on their queue.
+
+        With ``claimed_at`` (the ``now`` of :meth:`claim_due`), only members still claimed
+        then: the same content parked again and claimed by another pump meanwhile stays
+        claimed until that pump is done with it (or its claim is recovered).
+        """
+        if not members:
+            return
+        if claimed_at is None:
             self.redis.zrem(self.keys.delayed_claimed(), *members)
+        else:
+            self._done(keys=[self.keys.delayed_claimed()], args=[claimed_at, *members])
 
     def recover_claims(self, *, older_than_s: float = 60.0, now: float | None = None) -> int:
         """Put back claims a dead pump never re-published; returns how many."""
@@ -349,6 +437,59 @@ class State:
         total: int = self.redis.zcard(self.keys.delayed())
         claimed: int = self.redis.zcard(self.keys.delayed_claimed())
         return total + claimed
+
+    # -- pending deliveries -----------------------------------------------------------
+    def register(
+        self, sent: Iterable[tuple[str, str, str]], *, now: float, client: Any = None
+    ) -> None:
+        """Record deliveries as pending, seen moving ``now``: (target, delivery id, JSON).
+
+        Called before they are sent (``client``: a pipeline to queue the writes on).
+        """
+        if client is None:
+            with self.redis.pipeline(transaction=False) as pipe:
+                self.register(sent, now=now, client=pipe)
+                pipe.execute()
+            return
+        payloads: dict[str, dict[str, str]] = {}
+        for target, delivery_id, payload in sent:
+            payloads.setdefault(target, {})[delivery_id] = payload
+        for target, mapping in payloads.items():
+            client.hset(self.keys.pending_payload(target), mapping=mapping)
+            client.zadd(self.keys.pending(target), dict.fromkeys(mapping, now))
+
+    def touch(self, pending: Iterable[tuple[str, str]], *, now: float) -> None:
+        """Mark pending deliveries (target, delivery id) seen moving ``now`` (a batch sent
+        back or started); one that is not pending (already at its outcome) stays so."""
+        by_target: dict[str, list[str]] = {}
+        for target, delivery_id in pending:
+            by_target.setdefault(target, []).append(delivery_id)
+        if not by_target:
+            return
+        with self.redis.pipeline(transaction=False) as pipe:
+            for target, ids in by_target.items():
+                pipe.zadd(self.keys.pending(target), dict.fromkeys(ids, now), xx=True)
+            pipe.execute()
+
+    def settle(self, client: Any, target: str, delivery_id: str) -> None:
+        """Queue on ``client``: the delivery reached its outcome, it is pending no more."""
+        client.zrem(self.keys.pending(target), delivery_id)
+        client.hdel(self.keys.pending_payload(target), delivery_id)
+
+    def claim_overdue(
+        self, target: str, seen_before: float, *, now: float, limit: int = 500
+    ) -> list[str]:
+        """Pending deliveries of ``target`` last seen moving at or before ``seen_before``,
+        marked seen ``now`` (so they are taken once per lease); returns their JSON."""
+        found: list[str] = self._overdue(
+            keys=[self.keys.pending(target), self.keys.pending_payload(target)],
+            args=[seen_before, limit, now],
+        )
+        return found
+
+    def pending_count(self, target: str) -> int:
+        count: int = self.redis.zcard(self.keys.pending(target))
+        return count
 
     # -- accounting -------------------------------------------------------------------
     def mark_produced(self, target: str, delivery_id: str, *, flow: str | None = None) -> bool:
@@ -386,14 +527,14 @@ class State:
     def record_outcome(
         self, target: str, delivery_id: str, outcome: Outcome, *, also: tuple[str, ...] = ()
     ) -> bool:
-        """Count a delivery's final outcome, once; False when it already had one.
+        """Count a delivery's final outcome, once; False when it already had one. Either
+        way the delivery is pending no more.
 
         ``also`` names further counters bumped with it, only when it is counted.
         """
-        counted = self._outcome(
-            keys=[self.keys.delivery_outcome(target, delivery_id), self.keys.counters(target)],
-            args=[outcome, self.outcome_ttl_s, *also],
-        )
+        with self.redis.pipeline(transaction=False) as pipe:
+            self.queue_outcome(pipe, target, delivery_id, outcome, also=also)
+            counted = pipe.execute()[0]
         return bool(counted)
 
     def queue_outcome(
@@ -412,6 +553,7 @@ class State:
             [self.keys.delivery_outcome(target, delivery_id), self.keys.counters(target)],
             [outcome, self.outcome_ttl_s, *also],
         )
+        self.settle(client, target, delivery_id)
 
     def forget_outcome(
         self, target: str, delivery_id: str, outcome: Outcome, *, flow: str | None = None

@@ -71,6 +71,8 @@ def apply_batch(self: Any, batch: str | list[dict[str, Any]]) -> dict[str, int]:
             runtime.state.incr("malformed", "messages")
             log.error("sync.malformed_message", errors=exc.error_count())  # noqa: TRY400
     try:
+        # Its deliveries' leases run from now (see workers.pump), as a single one's does.
+        runtime.state.touch(((d.target, d.delivery_id) for d in parsed), now=time.time())
         counts = BatchApplier(runtime.engine).process(parsed)
     except redis.RedisError as exc:
         # Outcomes are counted once per delivery, so the whole batch can come back.
@@ -96,7 +98,14 @@ def _start_pump(sender: WorkController | None = None, **_: Any) -> None:
     global _pump
     runtime = get_runtime()
     configure_logging(runtime.settings.log_level, runtime.settings.log_format)
-    _pump = Pump(app, runtime.state, interval_s=runtime.settings.worker.pump_interval_s).start()
+    settings = runtime.settings
+    _pump = Pump(
+        app,
+        runtime.state,
+        interval_s=settings.worker.pump_interval_s,
+        targets=sorted({t for flow in settings.flows.values() for t in flow.targets}),
+        lease_s=settings.worker.delivery_lease_s,
+    ).start()
     hostname = getattr(sender, "hostname", None) or "worker"
     runtime.redis.hset(runtime.keys.workers(), hostname, f"{time.time():.3f}")
     log.info(

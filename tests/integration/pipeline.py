@@ -38,6 +38,7 @@ FAST_WORKER: dict[str, Any] = {
     "concurrency": 8,
     "visibility_timeout_s": 15.0,
     "unacked_restore_interval_s": 1.0,
+    "delivery_lease_s": 20.0,
     "transient_max_attempts": 12,
     "transient_base_s": 0.2,
     "transient_cap_s": 2.0,

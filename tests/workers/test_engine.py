@@ -252,3 +252,61 @@ def test_dependency_error_from_the_sink_waits(engine: Engine, sink: ScriptedSink
     ]
     assert deliver(engine, event()) == "parked"
     assert engine.state.counters("hipe")["dependency_waits"] == 1
+
+
+def pending(engine: Engine, d: Delivery) -> float | None:
+    """When the delivery was last seen moving, while it is pending (None: it is not)."""
+    score = engine.state.redis.zscore(engine.state.keys.pending("hipe"), d.delivery_id)
+    return None if score is None else float(score)
+
+
+def register(engine: Engine, d: Delivery, now: float) -> None:
+    """What a publisher does before it sends the delivery (see workers.publish)."""
+    engine.state.register([("hipe", d.delivery_id, d.model_dump_json())], now=now)
+
+
+def test_a_delivery_is_pending_until_its_outcome_and_parked_until_it_is_due(
+    engine: Engine, sink: ScriptedSink, clock: Clock
+) -> None:
+    busy = TransientError("503", system="hipe", operation="create", status_code=503)
+    sink.failures = [busy]
+    d = Delivery(event=event(), target="hipe")
+    register(engine, d, clock.now - 5)
+    assert engine.process(d) == "parked"
+    due_at = float(
+        engine.state.redis.zrange(engine.state.keys.delayed(), 0, 0, withscores=True)[0][1]
+    )
+    assert pending(engine, d) == due_at, "a parked delivery's lease runs from when it is due"
+    (again,) = due(engine, clock)
+    register(engine, again, clock.now + 100)  # the pump sends it back
+    clock.now += 100
+    assert engine.process(again) == "applied"
+    assert pending(engine, d) is None
+    assert engine.state.redis.hlen(engine.state.keys.pending_payload("hipe")) == 0
+
+
+def test_a_started_delivery_is_seen_moving_and_every_outcome_settles_it(
+    engine: Engine, sink: ScriptedSink, clock: Clock
+) -> None:
+    killed = Delivery(event=event("C1"), target="hipe")
+    register(engine, killed, clock.now - 50)
+    sink.die_after_write = True
+    with pytest.raises(WorkerKilledError):
+        engine.process(killed)
+    assert pending(engine, killed) == clock.now, "its lease runs from its start"
+
+    duplicate = Delivery(event=event("C2"), target="hipe")
+    assert deliver(engine, duplicate.event) == "applied"
+    register(engine, duplicate, clock.now)  # sent once more after it was applied
+    assert engine.process(duplicate) == "skipped"
+    assert pending(engine, duplicate) is None, "a duplicate's skip settles it too"
+
+    sink.failures = [PermanentError("bad", system="hipe", operation="create")]
+    hopeless = Delivery(event=event("C3"), target="hipe")
+    register(engine, hopeless, clock.now)
+    assert engine.process(hopeless) == "dead_lettered"
+    assert pending(engine, hopeless) is None
+
+    never_sent = Delivery(event=event("C4"), target="hipe")
+    engine.state.start("hipe", "customer", "C4", never_sent.delivery_id, now=1.0, lock_ttl_s=1)
+    assert pending(engine, never_sent) is None, "starting one never makes it pending"

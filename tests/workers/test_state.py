@@ -8,6 +8,7 @@ import sys
 
 import fakeredis
 import pytest
+import redis
 
 from erpsync.keys import Keys
 from workers.limits import Circuit, RateLimiter
@@ -152,3 +153,35 @@ def test_backoff_uses_full_jitter_capped_and_honours_retry_after() -> None:
     assert max(delays) > 6, "spread over the whole range"
     assert min(delays) < 2, "spread over the whole range"
     assert policy.transient_delay(1, 30.0, rng) >= 30.0
+
+
+def test_a_lock_is_given_back_through_a_redis_restart(
+    state: State, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A producer's poll ends while Redis restarts: its stream lock must not stay taken
+    for its TTL (5 minutes of no polls) though the producer lives on."""
+    token = state.acquire("t:lock:stream", ttl_s=300)
+    assert token is not None
+    release = state._release
+    failures = [redis.ConnectionError("Connection refused")] * 2
+
+    def flaky(*, keys: list[str], args: list[str]) -> object:
+        if failures:
+            raise failures.pop()
+        return release(keys=keys, args=args)
+
+    monkeypatch.setattr(state, "_release", flaky)
+    monkeypatch.setattr("workers.state.time.sleep", lambda _s: None)
+    state.release("t:lock:stream", token)
+    assert state.acquire("t:lock:stream", ttl_s=300) is not None, "given back once Redis was"
+
+
+def test_a_lock_release_gives_up_when_redis_stays_away(
+    state: State, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down(**_kwargs: object) -> object:
+        raise redis.ConnectionError("Connection refused")
+
+    monkeypatch.setattr(state, "_release", down)
+    with pytest.raises(redis.ConnectionError):
+        state.release("t:lock:stream", "token", patience_s=0)
