@@ -21,8 +21,16 @@ a batch is one message, acknowledged once its every delivery has an outcome or i
    carry (deletion, deactivation, a
    record the sink must handle itself)  → the single path, after the bulk call;
 5. parent neither applied nor earlier
-   in the batch                         → waits (dependency); the waiting deliveries of a
-                                          batch wait together and come back as one batch;
+   in the batch                         → while the parent is on its way (its record
+                                          locked by another batch or delivery applying it
+                                          now, or stored in a batch not yet started), the
+                                          batch waits for it in the worker, woken as soon
+                                          as a batch of this process lands (else every
+                                          :data:`PARENT_RECHECK_S`), at most
+                                          :data:`PARENT_WAIT_S`; otherwise (or still
+                                          missing then) the children wait (dependency):
+                                          the waiting deliveries of a batch wait together
+                                          and come back as one batch;
 6. ONE bulk call for the rest; each per-record outcome goes to its own delivery:
    success                              → ledger + applied;
    failure                              → the single path's handling for that delivery
@@ -38,6 +46,16 @@ a batch is one message, acknowledged once its every delivery has an outcome or i
    permanent (the request was refused)  → every delivery takes the single path, so a bad
                                           record dead-letters alone and the rest arrive.
 
+Waiting for a parent in the worker rather than in the delayed set matters for loads: the
+producer cuts a large poll into batches flush by flush, so a child's parent is often in an
+earlier batch that a concurrent worker thread is still applying. Parked, the child would
+come back behind the whole backlog, after a dependency delay, and its batch would go out
+as a second, smaller call; waiting a moment keeps one call per batch, in order. Only a
+parent that is on its way is waited for (one in a batch that is merely queued, for a
+short grace: the time its worker takes to lock it; one parked in the delayed set, not at
+all), so a parent that is not coming costs no wait, and a batch does not wait long for one
+queued behind it.
+
 A whole-call transient failure keeps the batch together (rather than parking each delivery
 as a single one) because the usual cause is the target's rate limit or a short outage:
 turning one refused bulk call into hundreds of single calls would make both worse.
@@ -50,6 +68,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 import uuid
 from collections import Counter
@@ -95,6 +114,15 @@ HIPE_IMPORT_MAX_ROWS = 1000
 BULK_ENTITIES = frozenset({"customer"})
 #: how often the record locks of a long bulk call (an import) are extended, seconds
 KEEPALIVE_EVERY_S = 1.0
+#: the longest a batch waits in the worker for parents on their way, seconds; then its
+#: children still waiting go to the delayed set (a dependency wait, as before)
+PARENT_WAIT_S = 10.0
+#: how often a waiting batch looks again when no batch of its own process has landed
+#: (a parent applied by another worker process or by the single path), seconds
+PARENT_RECHECK_S = 0.05
+#: how long a parent stored in a batch that no worker has locked yet is waited for:
+#: enough for a batch taken a moment before this one to lock its records, seconds
+PARENT_START_GRACE_S = 1.0
 
 BulkItemResult = ApplyResult | SyncError | ValidationError
 
@@ -163,12 +191,13 @@ def bulk_routes(settings: Settings) -> dict[str, BulkRoute]:
 def plan_batches(deliveries: Sequence[Delivery], size: int) -> list[list[Delivery]]:
     """Cut one target's deliveries into batches of at most ``size``, parents first.
 
-    A *family* is a record and its descendants among ``deliveries``. Families keep the
-    order of their first member; inside one, parents come before children (then source
-    order); a family goes into the current batch if it fits, else starts a new one, and a
-    family larger than ``size`` spans consecutive batches. So a child's parent, when it is
-    in this load, is earlier in the same batch, or (only for a family too big for one
-    batch) in an earlier batch.
+    A *family* is a record and its descendants among ``deliveries``. Families are placed
+    in the order of their first member; inside one, parents come before children (then
+    source order); a family goes into the first batch with room for all of it (so batches
+    end full: as few calls as the load allows), else starts a new one, and a family larger
+    than ``size`` spans consecutive new batches. So a child's parent, when it is in this
+    load, is earlier in the same batch, or (only for a family too big for one batch) in an
+    earlier batch.
     """
     if size < 1:
         raise ValueError("a batch holds at least one delivery")
@@ -194,19 +223,19 @@ def plan_batches(deliveries: Sequence[Delivery], size: int) -> list[list[Deliver
             order.append(root)
         families[root].append((len(ancestry), position[d.event.key], d))
     batches: list[list[Delivery]] = []
-    current: list[Delivery] = []
     for root in order:
         members = [d for _, _, d in sorted(families[root], key=lambda m: (m[0], m[1]))]
-        if current and len(current) + len(members) > size:
-            batches.append(current)
-            current = []
-        for d in members:
-            if len(current) >= size:
-                batches.append(current)
-                current = []
-            current.append(d)
-    if current:
-        batches.append(current)
+        if len(members) <= size:
+            # First fit: the first batch with room for the whole family, else a new one.
+            # Batches end full (a call's worth), not cut short where a family did not fit.
+            room = next((b for b in batches if len(b) + len(members) <= size), None)
+            if room is None:
+                room = []
+                batches.append(room)
+            room.extend(members)
+            continue
+        for start in range(0, len(members), size):
+            batches.append(members[start : start + size])
     return batches
 
 
@@ -230,6 +259,26 @@ def split_for_bulk(
     return singles, batches
 
 
+# Forget a done batch: its content, and its records' entries in the pending index that
+# still name it (a record may have moved on to a newer batch since). KEYS[1] the batch,
+# KEYS[2] its index entry (JSON: the value, then the fields), KEYS[3] the index.
+_DONE = """
+local entry = redis.call('get', KEYS[2])
+if entry then
+  local list = cjson.decode(entry)
+  for i = 2, #list do
+    if redis.call('hget', KEYS[3], list[i]) == list[1] then
+      redis.call('hdel', KEYS[3], list[i])
+    end
+  end
+end
+redis.call('del', KEYS[1], KEYS[2])
+"""
+
+#: how the pending index marks a batch parked in the delayed set (not on a queue)
+PARKED = "parked"
+
+
 class BatchStore:
     """Batches kept in Redis; messages and the delayed set carry only their reference.
 
@@ -238,25 +287,55 @@ class BatchStore:
     loses it, and the bigger the message, the wider that window. With a reference the
     window is as narrow as for a single delivery. The content stays until its batch is done
     (every delivery has an outcome or is parked elsewhere), at most ``ttl_s``.
+
+    A *pending index* names, for each record of a stored batch, the batch that carries it
+    (until that batch is done), so that a batch whose children's parents are not in the
+    target yet can tell a parent on its way from one that is not coming.
     """
 
     def __init__(self, state: State) -> None:
         self.redis = state.redis
         self.prefix = state.keys.prefix
         self.ttl_s = state.outcome_ttl_s
+        self._done = self.redis.register_script(_DONE)
 
     def key(self, ref: str) -> str:
         """String: one batch's deliveries (JSON)."""
         return f"{self.prefix}:batch:{ref}"
 
-    def put(self, deliveries: Sequence[Delivery]) -> str:
-        """Store a batch; returns its reference."""
-        return self.put_payloads([d.model_dump(mode="json") for d in deliveries])
+    def index_key(self) -> str:
+        """Hash: (target, entity, key) of a record in a stored batch -> that batch's ref
+        (followed by `` parked`` for a batch parked in the delayed set)."""
+        return f"{self.prefix}:bulk-pending"
 
-    def put_payloads(self, payloads: Sequence[dict[str, Any]]) -> str:
+    def fields_key(self, ref: str) -> str:
+        """String: one stored batch's index value, then its fields (JSON), to forget them."""
+        return f"{self.prefix}:bulk-pending:{ref}"
+
+    @staticmethod
+    def field(target: str, entity: str, key: str) -> str:
+        """A record's field in the pending index."""
+        return f"{target}|{entity}|{key}"
+
+    def put(self, deliveries: Sequence[Delivery], *, parked: bool = False) -> str:
+        """Store a batch (``parked``: for the delayed set); returns its reference."""
+        return self.put_payloads([d.model_dump(mode="json") for d in deliveries], parked=parked)
+
+    def put_payloads(self, payloads: Sequence[dict[str, Any]], *, parked: bool = False) -> str:
         """Store a batch of deliveries already dumped as JSON; returns its reference."""
         ref = uuid.uuid4().hex
-        self.redis.set(self.key(ref), json.dumps(payloads, separators=(",", ":")), ex=self.ttl_s)
+        value = f"{ref} {PARKED}" if parked else ref
+        fields = [
+            self.field(str(p["target"]), str(p["event"]["entity"]), str(p["event"]["key"]))
+            for p in payloads
+        ]
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self.key(ref), json.dumps(payloads, separators=(",", ":")), ex=self.ttl_s)
+            if fields:
+                pipe.set(self.fields_key(ref), json.dumps([value, *fields]), ex=self.ttl_s)
+                pipe.hset(self.index_key(), mapping=dict.fromkeys(fields, value))
+                pipe.expire(self.index_key(), self.ttl_s)
+            pipe.execute()
         return ref
 
     def get(self, ref: str) -> list[dict[str, Any]] | None:
@@ -267,9 +346,29 @@ class BatchStore:
         loaded: list[dict[str, Any]] = json.loads(raw)
         return loaded
 
+    def pending(self, records: Sequence[tuple[str, str, str]]) -> list[bool]:
+        """Per (target, entity, key): True while a batch on a queue carries it.
+
+        A batch parked in the delayed set (a retry, a wait) does not count: it is not
+        coming soon.
+        """
+        if not records:
+            return []
+        raw = self.redis.hmget(self.index_key(), [self.field(*r) for r in records])
+        values = [v.decode() if isinstance(v, bytes) else v for v in raw]
+        refs = [None if v is None or v.endswith(f" {PARKED}") else v for v in values]
+        named = sorted({ref for ref in refs if ref is not None})
+        if not named:
+            return [False] * len(records)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for ref in named:
+                pipe.exists(self.key(ref))
+            stored = {ref for ref, found in zip(named, pipe.execute(), strict=True) if found}
+        return [ref in stored for ref in refs]
+
     def done(self, ref: str) -> None:
         """Forget a batch whose every delivery has an outcome or is parked on its own."""
-        self.redis.delete(self.key(ref))
+        self._done(keys=[self.key(ref), self.fields_key(ref), self.index_key()])
 
 
 def batch_member(target: str, ref: str) -> dict[str, Any]:
@@ -278,6 +377,38 @@ def batch_member(target: str, ref: str) -> dict[str, Any]:
 
 
 # -- how a batch is applied (workers) -----------------------------------------------------
+
+
+class _Landings:
+    """Batches of this worker process that applied records or ended.
+
+    A batch waiting for parents sleeps on this instead of polling Redis in a tight loop: a
+    parent applied by another thread of the process wakes it at once.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._count = 0
+
+    def count(self) -> int:
+        """How many landings so far (what :meth:`wait` compares with)."""
+        with self._changed:
+            return self._count
+
+    def landed(self) -> None:
+        """A batch applied records or ended: every waiting batch looks again."""
+        with self._changed:
+            self._count += 1
+            self._changed.notify_all()
+
+    def wait(self, since: int, timeout_s: float) -> None:
+        """Until a landing after ``since`` (a :meth:`count`), at most ``timeout_s``."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._count != since, max(0.0, timeout_s))
+
+
+#: this process's landings (worker threads share it)
+LANDINGS = _Landings()
 
 
 @contextlib.contextmanager
@@ -292,6 +423,18 @@ class _Item:
     delivery: Delivery
     ledger: LedgerEntry | None
     payload: Any
+
+
+@dataclass
+class _Triaged:
+    """A batch's admission so far: what the call carries, and where the rest went."""
+
+    items: list[_Item]
+    carried: set[tuple[str, str]]
+    ledgers: dict[tuple[str, str], LedgerEntry]
+    leaving: list[str]
+    later: list[Delivery]
+    lookup: Callable[[str, str], LedgerEntry | None] = field(repr=False, default=lambda e, k: None)
 
 
 @dataclass
@@ -337,6 +480,12 @@ class BatchApplier:
     """Applies ``sync.apply_batch`` messages through a target's bulk endpoint."""
 
     engine: Engine
+    #: how long, at most, a batch waits here for parents on their way (step 5)
+    parent_wait_s: float = PARENT_WAIT_S
+    #: how often a waiting batch looks again without a landing in this process
+    recheck_s: float = PARENT_RECHECK_S
+    #: how long a parent merely stored in a batch (not locked yet) is waited for
+    start_grace_s: float = PARENT_START_GRACE_S
 
     def process(self, deliveries: Sequence[Delivery]) -> dict[str, int]:
         """Take every delivery to its outcome or park it; returns counts per result."""
@@ -380,6 +529,7 @@ class BatchApplier:
             engine.state.redis.hdel(inflight, *(d.delivery_id for d in group))
             if probe is not None:  # the batch was the half-open circuit's probe
                 engine.circuit.end_probe(target, probe, now=engine.clock())
+            LANDINGS.landed()
         order = {id(d): i for i, d in enumerate(group)}
         for d in sorted(later, key=lambda d: order[id(d)]):  # in source order
             counts[engine.process(d)] += 1
@@ -402,6 +552,7 @@ class BatchApplier:
     ) -> list[_Item]:
         """Locks, ledger skips, parent checks and mapping; returns what the call carries."""
         engine, state = self.engine, self.engine.state
+        landings = LANDINGS.count()  # before any ledger is read: no landing goes unseen
         candidates: list[Delivery] = []
         seen: set[tuple[str, str]] = set()
         for d in group:
@@ -445,15 +596,104 @@ class BatchApplier:
             if isinstance(route, _Item):
                 items.append(route)
                 carried.add((event.entity, event.key))
-                continue
-            leaving.append(state.keys.record_lock(target, event.entity, event.key))
-            if route == "waiting":
-                waiting.append(d)
-            elif route == "single":
-                later.append(d)
+            elif route == "waiting":
+                waiting.append(d)  # keeps its lock while it waits here
+            else:
+                leaving.append(state.keys.record_lock(target, event.entity, event.key))
+                if route == "single":
+                    later.append(d)
+        if waiting:
+            locks.release(leaving)  # what has ended here is not held through the wait
+            leaving.clear()
+            batch = _Triaged(items, carried, ledgers, leaving, later, lookup)
+            waiting = self._await_parents(target, sink, group, waiting, batch, landings, counts)
+            leaving.extend(
+                state.keys.record_lock(target, d.event.entity, d.event.key) for d in waiting
+            )
         locks.release(leaving)  # only the records the call carries stay locked through it
         self._wait_for_parents(target, waiting, counts)
         return items
+
+    def _await_parents(
+        self,
+        target: str,
+        sink: BulkSink,
+        group: list[Delivery],
+        waiting: list[Delivery],
+        batch: _Triaged,
+        landings: int,
+        counts: Counter[str],
+    ) -> list[Delivery]:
+        """Children whose parents are on their way wait for them here, a while (step 5).
+
+        Wakes when a batch of this process lands, else every ``recheck_s``, and reads the
+        missing parents' ledgers again; a child whose parent arrived joins the call (after
+        the rest, so after any parent it carries). Returns the children still waiting: no
+        parent of theirs is on its way, or ``parent_wait_s`` is over.
+        """
+        state = self.engine.state
+        began = time.monotonic()
+        while waiting:
+            elapsed = time.monotonic() - began
+            if elapsed >= self.parent_wait_s or not self._on_their_way(
+                target, group, waiting, grace=elapsed < self.start_grace_s
+            ):
+                break
+            LANDINGS.wait(landings, min(self.recheck_s, self.parent_wait_s - elapsed))
+            landings = LANDINGS.count()
+            parents = {(d.event.entity, d.event.parent_key or "") for d in waiting}
+            batch.ledgers.update(self._ledgers(target, sorted(parents - batch.carried)))
+            still: list[Delivery] = []
+            for d in waiting:
+                event = d.event
+                ledger = batch.ledgers.get((event.entity, event.key))
+                with _bound(d):
+                    route = self._triage(
+                        target, sink, d, ledger, batch.ledgers, batch.carried, batch.lookup, counts
+                    )
+                if isinstance(route, _Item):
+                    batch.items.append(route)
+                    batch.carried.add((event.entity, event.key))
+                elif route == "waiting":
+                    still.append(d)
+                else:
+                    batch.leaving.append(state.keys.record_lock(target, event.entity, event.key))
+                    if route == "single":
+                        batch.later.append(d)
+            waiting = still
+        return waiting
+
+    def _on_their_way(
+        self, target: str, group: list[Delivery], waiting: list[Delivery], *, grace: bool
+    ) -> bool:
+        """True when a parent some child waits for is being applied by another worker.
+
+        That is: its record is locked by another batch (waiting for its own parents, or in
+        its call) or by a single delivery; or, during the grace, a batch on a queue carries
+        it (a batch taken a moment before this one, not locked yet). A parent among this
+        batch's own waiting children is on its way when theirs are. A parent this batch
+        ended otherwise (skipped, dead-lettered, sent down the single path) is not.
+        """
+        state = self.engine.state
+        ours = {(d.event.entity, d.event.key) for d in group}
+        outside = sorted(
+            {
+                (d.event.entity, d.event.parent_key)
+                for d in waiting
+                if d.event.parent_key is not None
+                and (d.event.entity, d.event.parent_key) not in ours
+            }
+        )
+        if not outside:
+            return False
+        with state.redis.pipeline(transaction=False) as pipe:
+            for entity, key in outside:
+                pipe.exists(state.keys.record_lock(target, entity, key))
+            if any(pipe.execute()):
+                return True
+        if not grace:
+            return False
+        return any(BatchStore(state).pending([(target, e, k) for e, k in outside]))
 
     def _triage(
         self,
@@ -542,6 +782,7 @@ class BatchApplier:
         if done:
             engine.circuit.success(target)
             counts.update(engine.applied_many(done))
+            LANDINGS.landed()  # children waiting in other batches of this process go now
         failed = {
             (item.delivery.event.entity, item.delivery.event.key)
             for item, result in zip(items, results, strict=True)
@@ -569,7 +810,7 @@ class BatchApplier:
     # -- parking -------------------------------------------------------------------------
     def _park_batch(self, target: str, deliveries: Sequence[Delivery], delay_s: float) -> None:
         engine = self.engine
-        ref = BatchStore(engine.state).put(deliveries)
+        ref = BatchStore(engine.state).put(deliveries, parked=True)
         engine.state.schedule(batch_member(target, ref), engine.clock() + delay_s)
 
     def _wait_for_parents(self, target: str, waiting: list[Delivery], counts: Counter[str]) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +56,9 @@ class BulkScriptedSink:
     call_errors: list[SyncError] = field(default_factory=list)
     #: the next bulk call reaches the target, then the worker dies before it hears back
     die_during_call: bool = False
+    #: when set, a bulk call says it started (``entered``) and waits for ``release``
+    entered: threading.Event | None = None
+    release: threading.Event | None = None
 
     def handles(self, entity: str) -> bool:
         return entity == "customer"
@@ -78,6 +83,10 @@ class BulkScriptedSink:
     ) -> list[BulkItemResult]:
         keys = [str(i) for i in items]
         self.calls.append(keys)
+        if self.entered is not None and self.release is not None:
+            entered, self.entered = self.entered, None
+            entered.set()
+            assert self.release.wait(30), "the test never released the call"
         if self.die_during_call:
             self.die_during_call = False
             raise WorkerKilledError
@@ -200,6 +209,14 @@ def test_a_family_larger_than_a_batch_spans_consecutive_batches_in_order() -> No
     batches = plan_batches(loads, size=2)
     assert [keys_of(b) for b in batches] == [["P", "K0"], ["K1", "K2"], ["K3", "Z"]]
     assert all(len(b) <= 2 for b in batches)
+
+
+def test_batches_end_full_when_a_later_family_fits_where_an_earlier_did_not() -> None:
+    loads = [delivery("A"), delivery("B"), delivery("B1", "B"), delivery("C"),
+             delivery("C1", "C"), delivery("C2", "C"), delivery("D"), delivery("E")]  # fmt: skip
+    batches = plan_batches(loads, size=4)
+    assert [keys_of(b) for b in batches] == [["A", "B", "B1", "D"], ["C", "C1", "C2", "E"]]
+    assert len(plan_batches([delivery(f"K{i}") for i in range(1000)], size=200)) == 5
 
 
 def test_a_parent_cycle_in_the_source_does_not_hang_the_planner() -> None:
@@ -446,3 +463,145 @@ def test_a_probe_batch_that_never_calls_the_target_hands_the_probe_on(
     # The probe reached nothing; the next batch probes at once instead of waiting a lease.
     assert BatchApplier(engine).process(batch(engine, event("C3"))) == {"applied": 1}
     assert engine.circuit.status(TARGET).state == "closed"
+
+
+# -- children whose parents are on their way ------------------------------------------------
+
+
+def in_thread(work: Callable[[], dict[str, int]]) -> tuple[threading.Thread, list[Any]]:
+    """Run ``work`` in a worker thread of its own; its result lands in the list."""
+    results: list[Any] = []
+    thread = threading.Thread(target=lambda: results.append(work()), daemon=True)
+    thread.start()
+    return thread, results
+
+
+def count_pipelines(engine: Engine) -> list[int]:
+    """Count the Redis round trips (pipelines) the engine's client makes from now on."""
+    made = [0]
+    client = engine.state.redis
+    pipeline = client.pipeline
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        made[0] += 1
+        return pipeline(*args, **kwargs)
+
+    client.pipeline = counted  # type: ignore[method-assign]
+    return made
+
+
+def test_a_child_batch_waits_for_its_parents_batch_in_flight_and_follows_it_in_one_call(
+    engine: Engine, sink: BulkScriptedSink
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+    sink.entered, sink.release = entered, release
+    parents = batch(engine, event("P1"), event("P2"))
+    children = batch(engine, event("C1", "P1"), event("X"), event("C2", "P2"))
+    applier = BatchApplier(engine, parent_wait_s=30, recheck_s=0.05)
+    first, first_result = in_thread(lambda: applier.process(parents))
+    assert entered.wait(10), "the parents' call started"
+    second, second_result = in_thread(lambda: applier.process(children))
+    round_trips = count_pipelines(engine)
+    time.sleep(0.5)  # the children's batch waits: no call, nothing parked, no spinning
+    assert sink.calls == [["P1", "P2"]]
+    assert engine.state.redis.zcard(engine.state.keys.delayed()) == 0
+    assert round_trips[0] <= 40, f"{round_trips[0]} round trips in 0.5 s: a busy loop"
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert (first_result, second_result) == ([{"applied": 2}], [{"applied": 3}])
+    assert sink.calls == [["P1", "P2"], ["X", "C1", "C2"]], "one call, after the parents'"
+    counters = engine.state.counters(TARGET)
+    assert "dependency_waits" not in counters
+    assert counters["applied"] == 5
+
+
+def test_a_parent_applied_by_another_worker_process_is_seen_without_a_landing_here(
+    engine: Engine, sink: BulkScriptedSink
+) -> None:
+    state = engine.state
+    lock = state.keys.record_lock(TARGET, "customer", "P1")
+    token = state.acquire(lock, 60)  # another worker (process) is applying P1
+    assert token is not None
+
+    def other_worker_applies() -> None:
+        state.ledger_put(TARGET, "customer", "P1", LedgerEntry("f", 1, target_id="1"))
+        state.release(lock, token)
+
+    timer = threading.Timer(0.3, other_worker_applies)
+    timer.start()
+    applier = BatchApplier(engine, parent_wait_s=30, recheck_s=0.05)
+    assert applier.process(batch(engine, event("C1", "P1"))) == {"applied": 1}
+    timer.join()
+    assert sink.calls == [["C1"]]
+    assert "dependency_waits" not in state.counters(TARGET)
+
+
+def test_a_parent_in_a_batch_a_moment_before_this_one_is_waited_for_until_it_locks(
+    engine: Engine, sink: BulkScriptedSink
+) -> None:
+    parents = batch(engine, event("P1"))
+    BatchStore(engine.state).put(parents)  # queued; its worker has not locked it yet
+    applier = BatchApplier(engine, parent_wait_s=30, recheck_s=0.05, start_grace_s=5)
+    timer = threading.Timer(0.2, lambda: applier.process(parents))
+    timer.start()
+    assert applier.process(batch(engine, event("C1", "P1"))) == {"applied": 1}
+    timer.join()
+    assert sink.calls == [["P1"], ["C1"]]
+
+
+def test_a_parent_that_is_not_on_its_way_costs_no_wait(
+    engine: Engine, sink: BulkScriptedSink, clock: Clock
+) -> None:
+    applier = BatchApplier(engine, parent_wait_s=30, start_grace_s=0.2)
+    began = time.monotonic()
+    assert applier.process(batch(engine, event("C1", "P9"))) == {"parked": 1}
+    assert time.monotonic() - began < 5, "nothing carries P9: no wait"
+    # P7 waits in a batch parked in the delayed set: not coming soon, no wait either.
+    BatchStore(engine.state).put(batch(engine, event("P7")), parked=True)
+    began = time.monotonic()
+    assert applier.process(batch(engine, event("C3", "P7"))) == {"parked": 1}
+    assert time.monotonic() - began < 5
+    # P8 is in a queued batch that no worker takes: a wait of the grace only.
+    BatchStore(engine.state).put(batch(engine, event("P8")))
+    began = time.monotonic()
+    assert applier.process(batch(engine, event("C2", "P8"))) == {"parked": 1}
+    assert 0.2 <= time.monotonic() - began < 5
+    members = parked(engine, clock)
+    assert sorted(m["batch"][0]["event"]["key"] for m in members) == ["C1", "C2", "C3"]
+    assert sink.calls == []
+
+
+def test_a_child_waits_here_at_most_parent_wait_s_then_as_a_dependency_wait(
+    engine: Engine, sink: BulkScriptedSink, clock: Clock
+) -> None:
+    state = engine.state
+    assert state.acquire(state.keys.record_lock(TARGET, "customer", "P1"), 60) is not None
+    applier = BatchApplier(engine, parent_wait_s=0.5, recheck_s=0.05)
+    began = time.monotonic()
+    result = applier.process(batch(engine, event("C1", "P1"), event("C2")))
+    assert result == {"applied": 1, "parked": 1}
+    assert 0.5 <= time.monotonic() - began < 5
+    assert sink.calls == [["C2"]]
+    (member,) = parked(engine, clock)
+    assert [(d["event"]["key"], d["dependency_waits"]) for d in member["batch"]] == [("C1", 1)]
+    assert state.counters(TARGET)["dependency_waits"] == 1
+
+
+def test_the_pending_index_names_each_record_s_latest_stored_batch_until_it_is_done(
+    engine: Engine,
+) -> None:
+    store = BatchStore(engine.state)
+    first = store.put(batch(engine, event("C1"), event("C2")))
+    second = store.put(batch(engine, event("C2")))  # C2 moved on to a newer batch
+    records = [(TARGET, "customer", k) for k in ("C1", "C2", "C3")]
+    assert store.pending(records) == [True, True, False]
+    store.done(first)
+    assert store.pending(records) == [False, True, False]
+    store.done(second)
+    assert store.pending(records) == [False, False, False]
+    waiting = store.put(batch(engine, event("C3")), parked=True)
+    assert store.pending(records) == [False, False, False], "parked: not on a queue"
+    store.done(waiting)
+    assert engine.state.redis.hlen(store.index_key()) == 0, "a done batch leaves no entry"
+    assert not engine.state.redis.exists(store.fields_key(first), store.fields_key(waiting))
