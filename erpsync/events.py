@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import json.encoder
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,6 +41,11 @@ def canonical_json(payload: Any) -> str:
     return _ENCODER.encode(payload)
 
 
+#: a string as :func:`canonical_json` writes it (the encoder's own function), for code that
+#: assembles canonical text without building the payload first
+canonical_string: Callable[[str], str] = json.encoder.encode_basestring
+
+
 def fingerprint(payload: Any) -> str:
     """Content hash of a normalised payload (what changed is detected by comparing these)."""
     return hashlib.blake2b(canonical_json(payload).encode(), digest_size=16).hexdigest()
@@ -52,7 +59,42 @@ def event_id(source: str, entity: str, key: str, content_fingerprint: str) -> st
 
 def content_fingerprint(operation: Operation, payload: Any) -> str:
     """The fingerprint of a change: the operation and the normalised payload."""
-    return fingerprint({"op": operation, "payload": payload})
+    return Content.of(operation, payload).fingerprint
+
+
+class Content(NamedTuple):
+    """A change's content normalised once: the payload's canonical text and its fingerprint.
+
+    The producer fingerprints every record of a scan; a changed record's event is then
+    built from this (:meth:`ChangeEvent.create`) without serialising or hashing it again.
+    A tuple: a scan makes one per record.
+    """
+
+    operation: Operation
+    #: ``canonical_json(payload)``
+    text: str
+    #: ``fingerprint({"op": operation, "payload": payload})``, as every release computed it
+    fingerprint: str
+
+    @classmethod
+    def of(cls, operation: Operation, payload: Any) -> Content:
+        """The content of ``payload``."""
+        return cls.from_text(operation, canonical_json(payload))
+
+    @classmethod
+    def from_text(cls, operation: Operation, text: str) -> Content:
+        """The content whose payload has the canonical text ``text``."""
+        wrapped = _WRAPPED[operation] + text + "}"
+        return cls(operation, text, hashlib.blake2b(wrapped.encode(), digest_size=16).hexdigest())
+
+
+# canonical_json({"op": operation, "payload": payload}) spelled out: sorted keys put "op"
+# first, and the payload's part is its own canonical text. The same bytes, so the same
+# fingerprints as earlier releases stored (a test holds them equal).
+_WRAPPED: dict[str, str] = {
+    operation: f'{{"op":{canonical_string(operation)},"payload":'
+    for operation in get_args(Operation)
+}
 
 
 class ChangeEvent(BaseModel):
@@ -85,18 +127,26 @@ class ChangeEvent(BaseModel):
         source_version: int,
         parent_key: str | None = None,
         detected_at: datetime | None = None,
+        content: Content | None = None,
     ) -> ChangeEvent:
-        """Build an event, computing its fingerprint and id from the payload."""
-        content = content_fingerprint(operation, payload)
+        """Build an event, its fingerprint and id from the payload.
+
+        ``content`` is the payload already normalised (:meth:`Content.of`), so that a
+        producer which fingerprinted the record to find the change does not do it twice.
+        """
+        if content is None:
+            content = Content.of(operation, payload)
+        elif content.operation != operation:
+            raise ValueError(f"content of a {content.operation}, event of a {operation}")
         return cls(
-            event_id=event_id(source, entity, key, content),
+            event_id=event_id(source, entity, key, content.fingerprint),
             flow=flow,
             source=source,
             entity=entity,
             key=key,
             operation=operation,
-            payload=json.loads(canonical_json(payload)),
-            fingerprint=content,
+            payload=json.loads(content.text),
+            fingerprint=content.fingerprint,
             source_version=source_version,
             detected_at=detected_at or datetime.now(UTC),
             parent_key=parent_key,

@@ -27,7 +27,7 @@ import queue
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -35,7 +35,7 @@ import redis
 import structlog
 from celery import Celery
 
-from erpsync.events import ChangeEvent, Delivery, Operation, content_fingerprint
+from erpsync.events import ChangeEvent, Content, Delivery, canonical_json
 from erpsync.keys import Keys
 from workers.batch import BulkRoute, split_for_bulk
 from workers.publish import publish, publish_batches
@@ -51,6 +51,25 @@ class SourceRecord:
     key: str
     payload: dict[str, Any]
     parent_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UncheckedRecord:
+    """A record read without the source model: its key, its content, and the raw record.
+
+    A stream's fast path for the many records a scan finds unchanged: ``content`` is what
+    the stream's validated mapping gives (:meth:`~erpsync.events.Content.of` its payload),
+    assembled straight from the raw record. One found changed is validated and mapped by
+    :meth:`SnapshotStream.confirm` before anything is published.
+    """
+
+    key: str
+    content: Content
+    raw: Any = field(repr=False)
+
+
+#: what a stream's pages hold
+Record = SourceRecord | UncheckedRecord
 
 
 @dataclass
@@ -112,8 +131,17 @@ class SnapshotStream(ABC):
     detects_deletions: ClassVar[bool] = True
 
     @abstractmethod
-    def pages(self) -> Iterator[list[SourceRecord]]:
+    def pages(self) -> Iterator[Sequence[Record]]:
         """Every record of the source, a page at a time."""
+
+    def confirm(self, records: list[UncheckedRecord]) -> list[SourceRecord]:
+        """Unchecked records found changed, validated and mapped as the stream maps records.
+
+        One result per record, in order, as a stream without a fast path would have
+        yielded it (an invalid one mapped as it is, for the targets to dead-letter). Only a
+        stream whose pages hold UncheckedRecords needs it.
+        """
+        raise TypeError(f"{type(self).__name__} yields unchecked records but cannot confirm them")
 
     def load_bookmark(self, bookmark: str | None) -> None:  # noqa: B027 (optional hook)
         """Cursor streams: where the last poll stopped (None on the first poll)."""
@@ -164,9 +192,7 @@ def _positions(text: str) -> list[int]:
 _DONE = object()
 
 
-def _prefetched(
-    pages: Iterator[list[SourceRecord]], depth: int = 2
-) -> Iterator[list[SourceRecord]]:
+def _prefetched(pages: Iterator[Sequence[Record]], depth: int = 2) -> Iterator[Sequence[Record]]:
     """``pages``, read ahead by a thread: the next page is fetched while this one is compared.
 
     The source's answer time (an ERP robot, a remote API) then overlaps the fingerprinting
@@ -215,8 +241,7 @@ def _prefetched(
 @dataclass
 class _Change:
     record: SourceRecord
-    operation: Operation
-    fingerprint: str
+    content: Content
 
 
 @dataclass
@@ -317,26 +342,37 @@ class Producer:
         for page in _prefetched(stream.pages()):
             if not page:
                 continue
-            fingerprints = [content_fingerprint("upsert", r.payload) for r in page]
+            # Each record normalised and fingerprinted once; a changed one's event reuses it.
+            keys = [r.key for r in page]
+            contents = [
+                r.content if isinstance(r, UncheckedRecord) else Content.of("upsert", r.payload)
+                for r in page
+            ]
             if mode.backfill:
                 self.redis.pexpire(lock_key, lock_ttl_ms)
                 changed: list[int] = list(range(len(page)))
                 missing: set[int] = set(changed)
             else:
-                answer = self._compare(
-                    keys=[snapshot, lock_key],
-                    args=[lock_ttl_ms, json.dumps([[r.key for r in page], fingerprints])],
+                changed, missing = self._compare_page(snapshot, lock_key, keys, contents)
+            records, differing = self._checked(stream, page, keys, contents, changed)
+            if differing and not mode.backfill:
+                # Compared again as what they really are (see _checked).
+                again, vanished = self._compare_page(
+                    snapshot,
+                    lock_key,
+                    [keys[i] for i in differing],
+                    [contents[i] for i in differing],
                 )
-                changed_text, _, missing_text = str(answer).partition(";")
-                changed = _positions(changed_text)
-                missing = set(_positions(missing_text))
-            for index, record in enumerate(page):
-                if record.key not in seen:
-                    seen.add(record.key)
+                still = {differing[i] for i in again}
+                changed = [i for i in changed if i in still or i not in differing]
+                missing = (missing - set(differing)) | {differing[i] for i in vanished}
+            for index, key in enumerate(keys):
+                if key not in seen:
+                    seen.add(key)
                     # A key first met in this scan is in the snapshot only if it was
                     # before the scan (flushes add only keys already seen).
                     known += index not in missing
-            pending.extend(_Change(page[i], "upsert", fingerprints[i]) for i in changed)
+            pending.extend(_Change(records[i], contents[i]) for i in changed)
             result.records += len(page)
             if len(pending) >= self.batch_size:
                 self._flush(stream, pending, result, mode)
@@ -351,8 +387,7 @@ class Producer:
             ]
             for key in deleted:
                 payload = {"key": key, "active": False}
-                fingerprint = content_fingerprint("delete", payload)
-                pending.append(_Change(SourceRecord(key, payload), "delete", fingerprint))
+                pending.append(_Change(SourceRecord(key, payload), Content.of("delete", payload)))
         self._flush(stream, pending, result, mode)
         if mode.on_progress is not None:
             mode.on_progress(result)
@@ -361,6 +396,61 @@ class Producer:
             self.redis.set(cursor_key, bookmark)
             state_key = self.keys.stream_state(stream.source, stream.entity)
             self.redis.hset(state_key, "cursor", bookmark)
+
+    def _compare_page(
+        self, snapshot: str, lock_key: str, keys: list[str], contents: list[Content]
+    ) -> tuple[list[int], set[int]]:
+        """Positions whose fingerprint differs from the snapshot's, and those it lacks.
+
+        One round trip, which also extends the stream's lock.
+        """
+        fingerprints = [c.fingerprint for c in contents]
+        answer = self._compare(
+            keys=[snapshot, lock_key],
+            args=[int(self.lock_ttl_s * 1000), json.dumps([keys, fingerprints])],
+        )
+        changed_text, _, missing_text = str(answer).partition(";")
+        return _positions(changed_text), set(_positions(missing_text))
+
+    @staticmethod
+    def _checked(
+        stream: SnapshotStream,
+        page: Sequence[Record],
+        keys: list[str],
+        contents: list[Content],
+        changed: list[int],
+    ) -> tuple[dict[int, SourceRecord], list[int]]:
+        """The records at the ``changed`` positions as published, and where a fast path erred.
+
+        Unchecked records are validated and mapped by the stream (:meth:`~SnapshotStream.
+        confirm`, one call for the page), so that an event carries exactly what a stream
+        without a fast path would publish, invalid records included. Their canonical text
+        must be the one the fast path assembled; where it is not (the fast path must never
+        let that happen), ``keys`` and ``contents`` take what the record really is, and its
+        position is returned, to be compared with the snapshot again: the events stay
+        exactly the changes.
+        """
+        records: dict[int, SourceRecord] = {}
+        unchecked: dict[int, UncheckedRecord] = {}
+        for index in changed:
+            record = page[index]
+            if isinstance(record, UncheckedRecord):
+                unchecked[index] = record
+            else:
+                records[index] = record
+        if not unchecked:
+            return records, []
+        confirmed = stream.confirm(list(unchecked.values()))
+        differing: list[int] = []
+        for index, record in zip(unchecked, confirmed, strict=True):
+            records[index] = record
+            text = canonical_json(record.payload)
+            if record.key != keys[index] or text != contents[index].text:
+                log.warning("producer.fast_path_differs", stream=stream.name, key=record.key)
+                keys[index] = record.key
+                contents[index] = Content.from_text("upsert", text)
+                differing.append(index)
+        return records, differing
 
     def _flush(
         self, stream: SnapshotStream, changes: list[_Change], result: PollResult, mode: _Mode
@@ -377,10 +467,11 @@ class Producer:
                     source=stream.source,
                     entity=stream.entity,
                     key=change.record.key,
-                    operation=change.operation,
+                    operation=change.content.operation,
                     payload=change.record.payload,
                     source_version=first + offset,
                     parent_key=change.record.parent_key,
+                    content=change.content,
                 )
             )
         deliveries = [Delivery(event=e, target=t) for e in events for t in stream.targets]
@@ -392,10 +483,14 @@ class Producer:
         publish_batches(self.app, batches, state=self.state)
         snapshot = self.keys.snapshot(stream.source, stream.entity)
         with self.redis.pipeline(transaction=False) as pipe:
-            upserts = {c.record.key: c.fingerprint for c in changes if c.operation == "upsert"}
+            upserts = {
+                c.record.key: c.content.fingerprint
+                for c in changes
+                if c.content.operation == "upsert"
+            }
             if upserts and mode.update_snapshot:
                 pipe.hset(snapshot, mapping=upserts)  # type: ignore[arg-type]
-            gone = [c.record.key for c in changes if c.operation == "delete"]
+            gone = [c.record.key for c in changes if c.content.operation == "delete"]
             if gone and mode.update_snapshot:
                 pipe.hdel(snapshot, *gone)
             pipe.hset(
@@ -404,8 +499,8 @@ class Producer:
             )
             pipe.execute()
         result.events += len(events)
-        result.changed += sum(1 for c in changes if c.operation == "upsert")
-        result.deleted += sum(1 for c in changes if c.operation == "delete")
+        result.changed += sum(1 for c in changes if c.content.operation == "upsert")
+        result.deleted += sum(1 for c in changes if c.content.operation == "delete")
         result.deliveries += len(deliveries)
         result.batches += len(batches)
         for d in deliveries:

@@ -8,11 +8,17 @@ even match the ERP's own model (a customer saved without ``NomClient``) is read 
 :class:`~adapters.onlineerp.InvalidRecord` and mapped as it is, its invalid values in
 place, so that the targets refuse it and say which field; only a record without a key
 cannot be followed, and is left out with a warning.
+
+Customers take a fast path: a customer whose values have the types the ERP model declares
+is fingerprinted from canonical text assembled straight from the ERP's JSON
+(:func:`customer_text`, the same text as the model's path), so that the many customers a
+poll finds unchanged are neither validated nor mapped; one found changed is validated and
+mapped (:meth:`OnlineErpCustomers.confirm`) before its event is built.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -20,9 +26,16 @@ from typing import Any
 import structlog
 from pydantic import BaseModel
 
-from adapters.onlineerp import ErpCustomer, ErpProduct, InvalidRecord, OnlineErpClient
+from adapters.onlineerp import (
+    ErpAddress,
+    ErpCustomer,
+    ErpProduct,
+    InvalidRecord,
+    OnlineErpClient,
+)
+from erpsync.events import Content, canonical_json, canonical_string
 from erpsync.mapping import resolve
-from producers.base import SnapshotStream, SourceRecord
+from producers.base import Record, SnapshotStream, SourceRecord, UncheckedRecord
 
 log = structlog.get_logger("erpsync.producer")
 
@@ -72,6 +85,86 @@ def customer_payload(customer: ErpCustomer, source_fields: Mapping[str, str]) ->
         ),
         "custom": _extra(customer, source_fields),
     }
+
+
+#: the names the ERP models also read their fields by (``validate_by_name``): a record that
+#: uses one is left to the model
+_CUSTOMER_NAMES = frozenset(ErpCustomer.model_fields)
+_ADDRESS_NAMES = frozenset(ErpAddress.model_fields)
+#: the values the models give the fields a record leaves out, by the ERP's names
+_CUSTOMER_DEFAULTS = {
+    f.alias: f.default for f in ErpCustomer.model_fields.values() if not f.is_required()
+}
+_ADDRESS_DEFAULTS = {
+    f.alias: f.default for f in ErpAddress.model_fields.values() if not f.is_required()
+}
+
+
+class _NotTextError(Exception):
+    """A value the model would not take as a text as it is (the fast path gives up)."""
+
+
+def _json_text(value: Any) -> str:
+    """``canonical_json(_text(value))`` for a text or None; anything else raises _NotTextError."""
+    if value is None:
+        return "null"
+    if type(value) is not str:
+        raise _NotTextError
+    value = value.strip()
+    return canonical_string(value) if value else "null"
+
+
+def customer_text(raw: Any, source_fields: Mapping[str, str]) -> str | None:
+    """``canonical_json(customer_payload(ErpCustomer.model_validate(raw), source_fields))``.
+
+    Assembled from the raw JSON without pydantic, about four times cheaper, for the values
+    the model takes as they are: text fields text or null, ``EstActif`` a boolean,
+    ``Adresse`` an object or null, a non-empty ``NoClient``. Anything else (a record the
+    model would coerce, or refuse) is None: read it with the model. The keys below are in
+    sorted order; tests hold the result equal to the model's path over generated records.
+    """
+    if type(raw) is not dict or not _CUSTOMER_NAMES.isdisjoint(raw):
+        return None
+    number = raw.get("NoClient")
+    name = raw.get("NomClient")
+    active = raw.get("EstActif", True)
+    if type(number) is not str or not number or type(name) is not str or type(active) is not bool:
+        return None
+    address = raw.get("Adresse")
+    try:
+        if address is None:
+            address_text = "null"
+        elif type(address) is dict and _ADDRESS_NAMES.isdisjoint(address):
+            address_text = (
+                f'{{"city":{_json_text(address.get("Ville"))},'
+                f'"country":{_json_text(address.get("Pays"))},'
+                f'"line1":{_json_text(address.get("Ligne1"))},'
+                f'"postal_code":{_json_text(address.get("CodePostal"))},'
+                f'"region":{_json_text(address.get("Province"))}}}'
+            )
+        else:
+            return None
+        fields = (
+            f'"email":{_json_text(raw.get("Courriel"))},"key":{canonical_string(number)},'
+            f'"language":{_json_text(raw.get("Langue"))},"name":{_json_text(name)},'
+            f'"parent_key":{_json_text(raw.get("NoClientParent"))},'
+            f'"phone":{_json_text(raw.get("Telephone"))},'
+            f'"tax_number":{_json_text(raw.get("NoTPS"))}}}'
+        )
+    except _NotTextError:
+        return None
+    if source_fields:
+        # resolved in what model_dump(by_alias=True) gives: the defaults filled in
+        dumped = {**_CUSTOMER_DEFAULTS, **raw}
+        if address is not None:
+            dumped["Adresse"] = {**_ADDRESS_DEFAULTS, **address}
+        custom_text = canonical_json(_raw_extra(dumped, source_fields))
+    else:
+        custom_text = "{}"
+    return (
+        f'{{"active":{"true" if active else "false"},"address":{address_text},'
+        f'"custom":{custom_text},{fields}'
+    )
 
 
 def product_payload(product: ErpProduct, source_fields: Mapping[str, str]) -> dict[str, Any]:
@@ -171,21 +264,38 @@ class OnlineErpCustomers(SnapshotStream):
     source_fields: Mapping[str, str] = field(default_factory=dict, kw_only=True)
     page_size: int | None = field(default=None, kw_only=True)
 
-    def pages(self) -> Iterator[list[SourceRecord]]:
-        for page in self.client.iter_checked_customer_pages(page_size=self.page_size):
-            records: list[SourceRecord] = []
-            for c in page:
-                if not isinstance(c, InvalidRecord):
-                    payload = customer_payload(c, self.source_fields)
-                    records.append(SourceRecord(c.number, payload, _text(c.parent_number)))
-                elif _keyed(self.name, c):
-                    payload = invalid_customer_payload(c, self.source_fields)
-                    parent = payload["parent_key"]
-                    key = str(c.key)
-                    records.append(
-                        SourceRecord(key, payload, parent if isinstance(parent, str) else None)
-                    )
+    def pages(self) -> Iterator[Sequence[Record]]:
+        for page in self.client.iter_raw_customer_pages(page_size=self.page_size):
+            records: list[Record] = []
+            for item in page:
+                text = customer_text(item, self.source_fields)
+                if text is not None:
+                    content = Content.from_text("upsert", text)
+                    records.append(UncheckedRecord(item["NoClient"], content, item))
+                    continue
+                customer = self.client.check_customer(item)
+                if not isinstance(customer, InvalidRecord) or _keyed(self.name, customer):
+                    records.append(self._record(customer))
             yield records
+
+    def confirm(self, records: list[UncheckedRecord]) -> list[SourceRecord]:
+        confirmed = []
+        for unchecked in records:
+            customer = self.client.check_customer(unchecked.raw)
+            if isinstance(customer, InvalidRecord) and customer.key is None:
+                # The fast path took its key as it is; the model's path strips it (blank).
+                customer = InvalidRecord(unchecked.key, customer.raw, customer.problems)
+            confirmed.append(self._record(customer))
+        return confirmed
+
+    def _record(self, customer: ErpCustomer | InvalidRecord) -> SourceRecord:
+        """A customer (an invalid one with a key) as this stream publishes it."""
+        if not isinstance(customer, InvalidRecord):
+            payload = customer_payload(customer, self.source_fields)
+            return SourceRecord(customer.number, payload, _text(customer.parent_number))
+        payload = invalid_customer_payload(customer, self.source_fields)
+        parent = payload["parent_key"]
+        return SourceRecord(str(customer.key), payload, parent if isinstance(parent, str) else None)
 
 
 @dataclass

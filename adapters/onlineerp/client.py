@@ -210,16 +210,7 @@ class OnlineErpClient:
         for page in self._raw_pages(
             entity, key, operation=operation, filter=None, page_size=page_size
         ):
-            checked: list[M | InvalidRecord] = []
-            for item in page:
-                try:
-                    checked.append(model.model_validate(item))
-                except ValidationError as exc:
-                    raw = item if isinstance(item, dict) else {}
-                    value = raw.get(key)
-                    record_key = value.strip() if isinstance(value, str) else None
-                    checked.append(InvalidRecord(record_key or None, raw, tuple(_problems(exc))))
-            yield checked
+            yield [_checked(model, key, item) for item in page]
 
     def _raw_pages(
         self,
@@ -343,6 +334,21 @@ class OnlineErpClient:
         return self._checked_pages(
             CUSTOMER, ErpCustomer, "NoClient", operation="list customers", page_size=page_size
         )
+
+    def iter_raw_customer_pages(self, *, page_size: int | None = None) -> Iterator[list[Any]]:
+        """Every customer in key order, one list per page, as the ERP sent it (unvalidated).
+
+        For a reader that validates only some records (:meth:`check_customer`): the
+        producer's change detection, which fingerprints every customer of every poll.
+        """
+        return self._raw_pages(
+            CUSTOMER, "NoClient", operation="list customers", filter=None, page_size=page_size
+        )
+
+    @staticmethod
+    def check_customer(item: Any) -> ErpCustomer | InvalidRecord:
+        """One customer of a raw page, read as :meth:`iter_checked_customer_pages` reads it."""
+        return _checked(ErpCustomer, "NoClient", item)
 
     def iter_customers(
         self, *, filter: str | None = None, page_size: int | None = None
@@ -475,6 +481,17 @@ class OnlineErpClient:
     def get_invoice(self, no_facture: str) -> ErpInvoiceCreated | None:
         """The invoice with this ``NoFacture``, or None."""
         return self._get(CUSTOMER_INVOICE, no_facture, ErpInvoiceCreated, "get invoice")
+
+
+def _checked(model: type[M], key: str, item: Any) -> M | InvalidRecord:
+    """``item`` validated, or an InvalidRecord naming its key (when it has one)."""
+    try:
+        return model.model_validate(item)
+    except ValidationError as exc:
+        raw = item if isinstance(item, dict) else {}
+        value = raw.get(key)
+        record_key = value.strip() if isinstance(value, str) else None
+        return InvalidRecord(record_key or None, raw, tuple(_problems(exc)))
 
 
 def _item_path(entity: str, key: str) -> str:
