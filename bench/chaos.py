@@ -17,8 +17,8 @@ with append-only persistence, seeds the ERP with thousands of customers, and the
   records, answers slower than HIPE's client timeout (``timeout_s`` = 1 s) on another share,
   and now and then a permanent vendor error (Propeller 40005, HIPE 422, Atollon FAIL) that
   must be dead-lettered; failed page reads on the ERP too (the producer's side);
-* **workers SIGKILLed** at random every few seconds (sometimes all of them at once) and
-  restarted, as a supervisor would;
+* **workers SIGKILLed** at random every few seconds (sometimes all of them at once), once
+  they consume, and restarted, as a supervisor would;
 * **the producer restarted**: a new ``ProducerService``, cleanly between polls or while a
   poll is in flight (its clients closed under it);
 * **Redis restarted once**, half-way (stopped with SIGTERM, down for a few seconds, started
@@ -155,7 +155,7 @@ class ChaosReport:
     faults_injected: dict[str, dict[str, int]] = field(default_factory=dict)
     faults_met: dict[str, int] = field(default_factory=dict)
     retries: int = 0
-    resent_lost: int = 0
+    resent_overdue: int = 0
     dependency_waits: int = 0
     parked: dict[str, int] = field(default_factory=dict)
     duplicates_published: int = 0
@@ -666,6 +666,7 @@ class ChaosRun:
         self._redis_back_at: float | None = None
         self._outcomes_before_restart = 0
         self._noted: set[int] = set()
+        self._ready_pids: set[int] = set()
 
     # -- helpers ----------------------------------------------------------------------
     def _note(self, what: str) -> None:
@@ -716,10 +717,24 @@ class ChaosRun:
             self.report.worker_restarts += 1
             self._note(f"worker {worker.pid} started (worker-{len(p.workers) - 1}.log)")
 
-    def _kill(self, p: Pipeline) -> None:
-        alive = self._alive(p)
+    def _ready(self, p: Pipeline, worker: subprocess.Popen[bytes]) -> bool:
+        """The worker has consumed since it started (its log says ``worker.ready``)."""
+        if worker.pid not in self._ready_pids:
+            path = p.directory / f"worker-{p.workers.index(worker)}.log"
+            with contextlib.suppress(OSError):
+                if b'"worker.ready"' in path.read_bytes():
+                    self._ready_pids.add(worker.pid)
+        return worker.pid in self._ready_pids
+
+    def _kill(self, p: Pipeline) -> bool:
+        """SIGKILL one ready worker, or all of them; False when none is ready yet.
+
+        Only workers that became ready are killed: on a loaded machine a worker takes
+        seconds to start, and killing it before it consumes only stops all progress.
+        """
+        alive = [w for w in self._alive(p) if self._ready(p, w)]
         if not alive:
-            return
+            return False
         victims = alive if self.rng.random() < self.s.kill_all_share else [self.rng.choice(alive)]
         if len(victims) > 1:
             self.report.kill_all += 1
@@ -728,6 +743,7 @@ class ChaosRun:
                 p.kill_worker(victim, signal.SIGKILL)
             self.report.kills += 1
             self._note(f"worker {victim.pid} SIGKILLed")
+        return True
 
     def _restart_redis(self, server: EmbeddedRedis, p: Pipeline) -> None:
         started = self._redis_stopped_at = time.monotonic()
@@ -854,8 +870,8 @@ class ChaosRun:
         try:
             while (now := time.monotonic()) < end:
                 if now >= next_kill:
-                    self._kill(p)
-                    next_kill = now + self.rng.uniform(*s.kill_every_s)
+                    killed = self._kill(p)
+                    next_kill = now + (self.rng.uniform(*s.kill_every_s) if killed else 0.5)
                 self._supervise(p)
                 if now >= next_rotation:
                     rotation += 1
@@ -902,7 +918,7 @@ class ChaosRun:
         app = create_app(p.settings)
 
         def resend(deliveries: Sequence[Delivery]) -> int:
-            return publish(app, deliveries, state=state)  # recorded as pending, as a producer's
+            return publish(app, deliveries, state=state, count=False)  # as `erpsync dlq replay`
 
         operator = DlqOperator(store, state, actor="chaos", publish=resend)
         seen: dict[str, DeadLetter] = {}
@@ -1031,7 +1047,7 @@ class ChaosRun:
         for target in TARGETS:
             c = p.counters(target)
             report.retries += c.get("retries", 0)
-            report.resent_lost += c.get("resent_lost", 0)
+            report.resent_overdue += c.get("resent_overdue", 0)
             report.dependency_waits += c.get("dependency_waits", 0)
             for name, value in c.items():
                 if name.startswith("parked_"):
@@ -1180,7 +1196,7 @@ def print_text(report: ChaosReport) -> None:
         ("faults injected", report.faults_injected),
         ("faults met by workers", report.faults_met),
         ("retries", report.retries),
-        ("lost by the broker, sent again", report.resent_lost),
+        ("resent after their lease (broker losses)", report.resent_overdue),
         ("dependency waits", report.dependency_waits),
         ("parked", report.parked),
         (

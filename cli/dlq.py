@@ -123,6 +123,7 @@ def _session(actor: str | None, *, publisher: bool = False) -> Iterator[_Session
             max_entries=settings.dlq.max_entries, max_age_s=settings.dlq.max_age_days * 86400
         ),
     )
+    state = State(client, keys)
     celery_app = None
     publish_fn = None
     if publisher:
@@ -133,12 +134,12 @@ def _session(actor: str | None, *, publisher: bool = False) -> Iterator[_Session
         app_ = celery_app
 
         def publish_fn(deliveries: Sequence[Delivery]) -> int:
-            return publish(app_, deliveries)
+            return publish(app_, deliveries, state=state, count=False)  # pending until done
 
     try:
         yield _Session(
             settings,
-            DlqOperator(store, State(client, keys), actor=actor, publish=publish_fn),
+            DlqOperator(store, state, actor=actor, publish=publish_fn),
         )
     finally:
         if celery_app is not None:

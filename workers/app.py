@@ -53,6 +53,11 @@ def configure(settings: Settings, celery_app: Celery = app) -> Celery:
             "visibility_timeout": worker.visibility_timeout_s,
             "unacked_restore_interval": worker.unacked_restore_interval_s,
             "unacked_restore_throttle": 1,
+            # kombu restores unacked messages under a lock held for one pass (milliseconds);
+            # a worker killed inside a pass leaves it held until it expires (kombu: 5 min, so
+            # no message of a dead worker came back for as long). Two passes at once are
+            # safe: each restore is a transaction on the unacked hash.
+            "unacked_mutex_expire": 30,
         },
         result_backend=None,
         task_ignore_result=True,

@@ -106,11 +106,16 @@ def _encode(payload: Mapping[str, Any]) -> str:
 
 
 def _mark(
-    state: State | None, deliveries: Sequence[Delivery], payloads: Sequence[dict[str, Any]]
+    state: State | None,
+    deliveries: Sequence[Delivery],
+    payloads: Sequence[dict[str, Any]],
+    *,
+    count: bool = True,
 ) -> None:
     """Count the deliveries as produced (once each) and record them as pending."""
     if state is not None:
-        state.mark_produced_many((d.target, d.delivery_id, d.event.flow) for d in deliveries)
+        if count:
+            state.mark_produced_many((d.target, d.delivery_id, d.event.flow) for d in deliveries)
         pairs = zip(deliveries, payloads, strict=True)
         state.register(((d.target, d.delivery_id, _encode(p)) for d, p in pairs), now=clock())
 
@@ -120,17 +125,18 @@ def publish(
     deliveries: Iterable[Delivery],
     *,
     state: State | None = None,
+    count: bool = True,
 ) -> int:
     """Send each delivery to ``sync.<target>`` over one connection; returns how many.
 
-    With ``state`` (producers, replays), each delivery is counted as produced, once, and
-    recorded as pending.
+    With ``state``, each delivery is recorded as pending and, unless ``count`` is False
+    (a dead letter's replay: it was counted when first produced), counted as produced, once.
     """
     sent = 0
     with app.producer_or_acquire() as producer:
         for chunk in _chunks(deliveries):
             payloads = [delivery.model_dump(mode="json") for delivery in chunk]
-            _mark(state, chunk, payloads)
+            _mark(state, chunk, payloads, count=count)
             with producer.batch(max_size=CHUNK):
                 for payload in payloads:
                     send_delivery(app, payload, producer=producer)

@@ -122,8 +122,8 @@ class Pump:
                 if not found:
                     break
                 publish_raw(self.app, (json.loads(p) for p in found))
-                self.state.incr(target, "resent_lost", len(found))
-                log.warning("pump.resent_lost", target=target, count=len(found))
+                self.state.incr(target, "resent_overdue", len(found))
+                log.warning("pump.resent_overdue", target=target, count=len(found))
                 resent += len(found)
                 if len(found) < self.batch:
                     break

@@ -98,3 +98,20 @@ def test_a_reactivation_after_a_deactivation_whose_answer_was_lost_leaves_inacti
     (retry,) = [Delivery.model_validate(json.loads(m)) for m in members]
     assert engine.process(retry) == "skipped"  # stale: version 2 < 3
     assert INACTIVE_GROUP not in groups(atollon, "C1")
+
+
+def test_a_first_write_that_deactivates_and_loses_its_answer_leaves_no_contact_inactive(
+    engine: Engine, atollon: RunningSandbox
+) -> None:
+    """Found by the chaos run (issue 8): a customer deactivated before its creation reached
+    Atollon; the deactivation's upsert was applied, its answer lost; the create retried
+    then kept the contact in the Inactive group, and the ledger said active."""
+    with control(atollon) as client:
+        rule = {"drop_rate": 1.0, "drop_phase": "after", "methods": ["POST"], "count": 1}
+        client.post("/_sandbox/faults", json=rule).raise_for_status()
+    assert engine.process(change("C1", 2, active=False)) == "parked"
+    assert INACTIVE_GROUP in groups(atollon, "C1"), "Atollon took the write"
+
+    # Reactivated in the ERP before the retry comes back.
+    assert engine.process(change("C1", 3, active=True)) == "applied"
+    assert INACTIVE_GROUP not in groups(atollon, "C1")

@@ -132,7 +132,7 @@ def test_a_delivery_popped_by_a_worker_killed_before_kombu_recorded_it_is_sent_a
     assert queued(state) == []
     assert pump.sweep(now=T0 + LEASE_S) == 1
     assert queued(state) == [d.delivery_id]
-    assert state.counters("hipe")["resent_lost"] == 1
+    assert state.counters("hipe")["resent_overdue"] == 1
     assert pump.sweep(now=T0 + LEASE_S + 1) == 0, "sent again once per lease, not per sweep"
     assert pump.sweep(now=T0 + 2 * LEASE_S + 1) == 0, "…nor while its copy waits in line"
 
@@ -289,3 +289,14 @@ def test_pending_deliveries_survive_a_redis_restart_and_a_message_lost_in_it_is_
         finally:
             celery_app.close()
             connection.close()
+
+
+def test_a_replayed_dead_letter_is_pending_and_not_counted_again(
+    app: Celery, state: State, pump: Pump, clock: Clock
+) -> None:
+    """`erpsync dlq replay` sends with count=False: lost on its way, it is sent again."""
+    d = delivery("C1")
+    publish(app, [d], state=state, count=False)
+    assert "produced" not in state.counters("hipe"), "counted when it was first produced"
+    lose_next(state)
+    assert pump.sweep(now=T0 + LEASE_S) == 1

@@ -132,7 +132,9 @@ class AtollonSink:
             target_id = product.product_id
         else:
             ledger = context.ledger
-            if inactive and ledger is not None and not ledger.deleted:
+            # Also for a contact with no ledger yet: a first write that deactivates may be
+            # applied with its answer lost, and the create that follows would keep the group.
+            if inactive and (ledger is None or not ledger.deleted):
                 context.checkpoint(DEACTIVATING)
             maybe_inactive = ledger is not None and (ledger.deleted or ledger.extra == DEACTIVATING)
             reactivated = maybe_inactive and not inactive
