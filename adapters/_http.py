@@ -4,7 +4,9 @@ It owns the three things that must be done the same way everywhere:
 
 * building an ``httpx.Client`` from a system's settings (timeouts, TLS, pool limits);
 * sending a request and turning transport failures (timeouts, refused or dropped
-  connections, protocol errors) into :class:`~erpsync.errors.TransientError`;
+  connections, protocol errors) into :class:`~erpsync.errors.TransientError`, except a
+  server certificate that fails TLS verification: that is configuration (auth class, the
+  circuit opens), since retrying cannot make an untrusted certificate trusted;
 * classifying a failed response through a vendor's :class:`ErrorTable`: vendor code first,
   then HTTP status, then the generic defaults below. The table is data: ``erpsync errors``
   prints it, and the configuration may override the class of any code.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import ssl
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -96,6 +99,14 @@ class ErrorRule:
             "action": DEFAULT_ACTIONS[cls].value,
             "hint": self.hint,
         }
+
+
+TLS_HINT = (
+    "TLS verification of {host} failed: its certificate is not trusted (expired, "
+    "self-signed, issued for another name, or a proxy intercepting TLS). Fix the "
+    "certificate, or trust its issuing CA (SSL_CERT_FILE naming a CA bundle); deliveries "
+    "wait behind the open circuit meanwhile. verify_tls = false only for a sandbox"
+)
 
 
 def generic_rules(system: str) -> list[ErrorRule]:
@@ -188,6 +199,13 @@ def generic_rules(system: str) -> list[ErrorRule]:
             "connection refused",
             t,
             "the target cannot be reached; check base_url and the network",
+        ),
+        ErrorRule(
+            system,
+            "exception:TLSVerify",
+            "TLS verification failed",
+            a,
+            TLS_HINT.format(host="the server"),
         ),
         ErrorRule(
             system,
@@ -330,6 +348,16 @@ def send(
     except httpx.TimeoutException as exc:
         raise _transport_error(table, "exception:Timeout", operation, type(exc).__name__) from exc
     except httpx.ConnectError as exc:
+        refused = _tls_verification_error(exc)
+        if refused is not None:
+            host = _host(exc, client)
+            raise _transport_error(
+                table,
+                "exception:TLSVerify",
+                operation,
+                f"TLS verification of {host} failed ({_verify_message(refused)})",
+                hint=TLS_HINT.format(host=host),
+            ) from exc
         raise _transport_error(
             table, "exception:ConnectError", operation, "connection failed"
         ) from exc
@@ -344,6 +372,34 @@ def send(
             operation=operation,
             hint="base_url must start with http:// or https://",
         ) from exc
+
+
+def _tls_verification_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure behind a connect error, if that is its cause
+    (httpx wraps httpcore's error, which wraps the ``ssl`` one)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _verify_message(error: ssl.SSLCertVerificationError) -> str:
+    """What OpenSSL found wrong with the certificate ("certificate has expired"...)."""
+    message = getattr(error, "verify_message", None)
+    return str(message) if message else "certificate not trusted"
+
+
+def _host(exc: httpx.RequestError, client: httpx.Client) -> str:
+    """The host a failed request went to (never the full URL: it may carry a token)."""
+    try:
+        url = exc.request.url
+    except RuntimeError:
+        url = client.base_url
+    return url.host or "the server"
 
 
 def _read_bounded(
@@ -391,6 +447,7 @@ def _transport_error(
     *,
     status_code: int | None = None,
     response_excerpt: str | None = None,
+    hint: str | None = None,
 ) -> SyncError:
     rule = table.lookup(vendor_code=match, status_code=None)
     error_class = table.overrides.get(rule.match, rule.error_class)
@@ -400,7 +457,7 @@ def _transport_error(
         operation=operation,
         status_code=status_code,
         response_excerpt=response_excerpt,
-        hint=rule.hint,
+        hint=hint or rule.hint,
     )
 
 

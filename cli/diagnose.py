@@ -93,6 +93,8 @@ def _check(system: HttpSystemSettings, settings: Settings) -> str:
 
 def _why(name: str, error: SyncError) -> str:
     if isinstance(error, AuthError):
+        if error.status_code is None:  # refused before any answer: TLS verification, URL
+            return str(error)
         if name == "onlineerp" and error.status_code == 403:
             return "wrong company id (the licence does not hold COMPANY_ID)"
         if name == "atollon" and error.status_code == 403:
