@@ -201,6 +201,11 @@ def target_faults(system: str, rng: random.Random, *, permanent: bool) -> list[d
     if permanent:
         rules.append(PERMANENT[system])
     rules += [
+        # One of each kind for certain in every rotation, whatever the traffic: a run on a
+        # loaded machine sends a target few requests, and a share alone may then meet none.
+        {"count": 1, "statuses": [429], "retry_after_s": 0.5},
+        {"count": 1, "statuses": [503]},
+        {"count": 1, "drop_rate": 1.0, "drop_phase": "before"},
         {"rate": 0.05, "statuses": [429], "retry_after_s": 0.5},
         {"rate": 0.05, "statuses": [500, 502, 503, 504]},
         {"drop_rate": 0.03, "drop_phase": "before"},
