@@ -99,7 +99,7 @@ from workers.engine import (
     log_context,
     missing_parent,
 )
-from workers.state import LedgerEntry, State
+from workers.state import LedgerEntry, State, _holder
 
 log = structlog.get_logger("erpsync.worker")
 
@@ -437,9 +437,42 @@ class _Triaged:
     lookup: Callable[[str, str], LedgerEntry | None] = field(repr=False, default=lambda e, k: None)
 
 
+# Take a batch's record locks in one call. KEYS: the locks; ARGV[1] the TTL in ms, ARGV[2]
+# the batch's token. Returns per lock "+" when taken, else "-" and its holder's token.
+_TAKE_ALL = """
+local answers = {}
+for i = 1, #KEYS do
+  if redis.call('set', KEYS[i], ARGV[2], 'NX', 'PX', ARGV[1]) then
+    answers[i] = '+'
+  else
+    answers[i] = '-' .. (redis.call('get', KEYS[i]) or '')
+  end
+end
+return answers
+"""
+
+# Give locks back in one call, each only if its token is still the one given (ARGV[i]).
+_GIVE_ALL = """
+local given = 0
+for i = 1, #KEYS do
+  if redis.call('get', KEYS[i]) == ARGV[i] then
+    redis.call('del', KEYS[i])
+    given = given + 1
+  end
+end
+return given
+"""
+
+
 @dataclass
 class _Locks:
-    """The record locks of one batch, released together."""
+    """The record locks of one batch, released together.
+
+    They are taken and given back by one script call each (a batch's hundreds of locks as
+    hundreds of commands cost the worker more CPU than the rest of its bookkeeping), under
+    one token naming this process, as :meth:`State.acquire` names it: a lock left by a
+    worker that died is taken over the same way.
+    """
 
     engine: Engine
     held: dict[str, str] = field(default_factory=dict)  # lock key -> token
@@ -447,17 +480,29 @@ class _Locks:
 
     def take_all(self, lock_keys: list[str]) -> list[bool]:
         """Take these locks in one round trip; True where taken (False: another holder)."""
-        tokens = self.engine.state.acquire_many(lock_keys, self.engine.policy.lock_ttl_s)
-        for lock_key, token in zip(lock_keys, tokens, strict=True):
-            if token is not None:
-                self.held[lock_key] = token
-        return [token is not None for token in tokens]
+        if not lock_keys:
+            return []
+        state = self.engine.state
+        ttl_s = self.engine.policy.lock_ttl_s
+        token = _holder()
+        take = state.redis.register_script(_TAKE_ALL)
+        answers: list[str] = take(keys=lock_keys, args=[max(1, int(ttl_s * 1000)), token])
+        taken: list[bool] = []
+        for lock_key, answer in zip(lock_keys, answers, strict=True):
+            mine: str | None = token
+            if answer != "+":  # held: taken over only from a dead process of this host
+                mine = state.take_over(lock_key, answer[1:] or None, ttl_s)
+            if mine is not None:
+                self.held[lock_key] = mine
+            taken.append(mine is not None)
+        return taken
 
     def release(self, lock_keys: list[str]) -> None:
         """Give these locks back in one round trip."""
         pairs = [(k, t) for k in lock_keys if (t := self.held.pop(k, None)) is not None]
         if pairs:
-            self.engine.state.release_many(pairs)
+            give = self.engine.state.redis.register_script(_GIVE_ALL)
+            give(keys=[k for k, _ in pairs], args=[t for _, t in pairs])
 
     def release_all(self) -> None:
         self.release(list(self.held))
@@ -591,8 +636,7 @@ class BatchApplier:
         for d in locked:
             event = d.event
             ledger = ledgers.get((event.entity, event.key))
-            with _bound(d):
-                route = self._triage(target, sink, d, ledger, ledgers, carried, lookup, counts)
+            route = self._triage(target, sink, d, ledger, ledgers, carried, lookup, counts)
             if isinstance(route, _Item):
                 items.append(route)
                 carried.add((event.entity, event.key))
@@ -647,10 +691,9 @@ class BatchApplier:
             for d in waiting:
                 event = d.event
                 ledger = batch.ledgers.get((event.entity, event.key))
-                with _bound(d):
-                    route = self._triage(
-                        target, sink, d, ledger, batch.ledgers, batch.carried, batch.lookup, counts
-                    )
+                route = self._triage(
+                    target, sink, d, ledger, batch.ledgers, batch.carried, batch.lookup, counts
+                )
                 if isinstance(route, _Item):
                     batch.items.append(route)
                     batch.carried.add((event.entity, event.key))
@@ -712,11 +755,15 @@ class BatchApplier:
         "single" (the sink wants the single path).
         """
         engine, event = self.engine, d.event
+        # The delivery's log context is bound only where something is logged (an item on
+        # its way into the call logs nothing here; binding it costs as much as mapping it).
         if ledger is not None and ledger.source_version > event.source_version:
-            counts[engine.skip(d, "stale")] += 1
+            with _bound(d):
+                counts[engine.skip(d, "stale")] += 1
             return "done"
         if ledger is not None and ledger.fingerprint == event.fingerprint:
-            counts[engine.skip(d, "unchanged")] += 1
+            with _bound(d):
+                counts[engine.skip(d, "unchanged")] += 1
             return "done"
         parent = None
         if event.parent_key and sink.needs_parent(event):
@@ -727,10 +774,12 @@ class BatchApplier:
         try:
             payload = sink.bulk_item(event, context)
         except ValidationError as exc:
-            counts[engine.dead_letter(d, invalid_source_data(event, target, exc))] += 1
+            with _bound(d):
+                counts[engine.dead_letter(d, invalid_source_data(event, target, exc))] += 1
             return "done"
         except SyncError as error:
-            counts[engine.fail(d, error)] += 1
+            with _bound(d):
+                counts[engine.fail(d, error)] += 1
             return "done"
         if payload is None:
             return "single"
