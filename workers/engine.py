@@ -140,6 +140,11 @@ def missing_parent(event: ChangeEvent, target: str) -> DependencyError:
     )
 
 
+def _applied_counters(flow: str, result: ApplyResult) -> tuple[str, ...]:
+    """The counters bumped with an "applied" outcome, besides "applied"."""
+    return (f"action_{result.action}", f"{flow}.applied", f"{flow}.action_{result.action}")
+
+
 @dataclass
 class _Held:
     """The record lock one delivery holds, and whether it was already given back."""
@@ -311,10 +316,20 @@ class Engine:
 
         The caller holds every record's lock and has told the circuit of the success.
         """
-        with self.state.redis.pipeline(transaction=False) as pipe:
-            for delivery, result, previous in done:
-                self._record_applied(pipe, delivery, result, previous)
-            pipe.execute()
+        by_target: dict[str, list[tuple[str, str, str, LedgerEntry, tuple[str, ...]]]] = {}
+        for delivery, result, previous in done:
+            event = delivery.event
+            by_target.setdefault(delivery.target, []).append(
+                (
+                    delivery.delivery_id,
+                    event.entity,
+                    event.key,
+                    self._applied_entry(delivery, result, previous),
+                    _applied_counters(event.flow, result),
+                )
+            )
+        for target, applied in by_target.items():
+            self.state.record_applied_many(target, applied)
         results: list[Result] = []
         for delivery, result, _ in done:
             # Each log line carries its own delivery's context, as on the single path.
@@ -327,27 +342,23 @@ class Engine:
     ) -> None:
         """Queue the ledger write and the outcome count of an applied delivery."""
         event, target = delivery.event, delivery.target
-        self.state.ledger_put(
-            target,
-            event.entity,
-            event.key,
-            LedgerEntry(
-                fingerprint=event.fingerprint,
-                source_version=event.source_version,
-                target_id=result.target_id or (previous.target_id if previous else None),
-                deleted=result.deleted,
-                applied_at=self.clock(),
-                extra=result.extra,
-            ),
-            client=pipe,
-        )
-        flow = event.flow
-        self.state.queue_outcome(
-            pipe,
-            target,
-            delivery.delivery_id,
-            "applied",
-            also=(f"action_{result.action}", f"{flow}.applied", f"{flow}.action_{result.action}"),
+        entry = self._applied_entry(delivery, result, previous)
+        self.state.ledger_put(target, event.entity, event.key, entry, client=pipe)
+        also = _applied_counters(event.flow, result)
+        self.state.queue_outcome(pipe, target, delivery.delivery_id, "applied", also=also)
+
+    def _applied_entry(
+        self, delivery: Delivery, result: ApplyResult, previous: LedgerEntry | None
+    ) -> LedgerEntry:
+        """The ledger of an applied delivery."""
+        event = delivery.event
+        return LedgerEntry(
+            fingerprint=event.fingerprint,
+            source_version=event.source_version,
+            target_id=result.target_id or (previous.target_id if previous else None),
+            deleted=result.deleted,
+            applied_at=self.clock(),
+            extra=result.extra,
         )
 
     def _after_applied(self, delivery: Delivery, result: ApplyResult) -> Result:
