@@ -565,10 +565,12 @@ class BatchApplier:
         engine.state.redis.hset(inflight, mapping={d.delivery_id: now_text for d in group})
         locks = _Locks(engine)
         later: list[Delivery] = []  # single path, once this batch's locks are released
+        timings: dict[str, float] = {}  # where the batch's time went, for its log line
         try:
-            items = self._admit(target, sink, group, locks, later, counts)
+            items = self._admit(target, sink, group, locks, later, counts, timings)
+            timings["admitted_s"] = time.perf_counter() - started
             if items:
-                self._apply(target, sink, items, locks, counts)
+                self._apply(target, sink, items, locks, counts, timings)
         finally:
             locks.release_all()
             engine.state.redis.hdel(inflight, *(d.delivery_id for d in group))
@@ -583,6 +585,7 @@ class BatchApplier:
             target=target,
             size=len(group),
             duration_s=round(time.perf_counter() - started, 3),
+            **{name: round(seconds, 3) for name, seconds in timings.items()},
             **counts,
         )
 
@@ -594,6 +597,7 @@ class BatchApplier:
         locks: _Locks,
         later: list[Delivery],
         counts: Counter[str],
+        timings: dict[str, float],
     ) -> list[_Item]:
         """Locks, ledger skips, parent checks and mapping; returns what the call carries."""
         engine, state = self.engine, self.engine.state
@@ -650,7 +654,9 @@ class BatchApplier:
             locks.release(leaving)  # what has ended here is not held through the wait
             leaving.clear()
             batch = _Triaged(items, carried, ledgers, leaving, later, lookup)
+            began = time.perf_counter()
             waiting = self._await_parents(target, sink, group, waiting, batch, landings, counts)
+            timings["parents_waited_s"] = time.perf_counter() - began
             leaving.extend(
                 state.keys.record_lock(target, d.event.entity, d.event.key) for d in waiting
             )
@@ -792,11 +798,13 @@ class BatchApplier:
         items: list[_Item],
         locks: _Locks,
         counts: Counter[str],
+        timings: dict[str, float],
     ) -> None:
         """The one bulk call, and each item's outcome to its own delivery."""
         engine = self.engine
         deliveries = [i.delivery for i in items]
         engine.forget_before_write([(i.delivery, i.ledger) for i in items])
+        began = time.perf_counter()
         try:
             results = sink.apply_bulk([i.payload for i in items], locks.keepalive)
         except SyncError as error:
@@ -813,6 +821,8 @@ class BatchApplier:
             )
             self._whole_call_failed(target, deliveries, crashed, counts)
             return
+        finally:
+            timings["call_s"] = time.perf_counter() - began  # the rate limit's wait included
         if len(results) != len(items):
             misaligned = TransientError(
                 f"{target} bulk call answered {len(results)} results for {len(items)} items",
@@ -832,6 +842,7 @@ class BatchApplier:
             engine.circuit.success(target)
             counts.update(engine.applied_many(done))
             LANDINGS.landed()  # children waiting in other batches of this process go now
+            timings["recorded_s"] = time.perf_counter() - began - timings["call_s"]
         failed = {
             (item.delivery.event.entity, item.delivery.event.key)
             for item, result in zip(items, results, strict=True)

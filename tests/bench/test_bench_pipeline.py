@@ -99,6 +99,14 @@ def test_rate_limited_target_reports_share_used_and_429s(report: dict[str, Any])
         assert row["share_of_limit"] == pytest.approx(
             row["records_per_s"] / row["allowed_records_per_s"]
         )
+    if "bulk" in limited:
+        # The producer's batches drained as a backlog; the same load timed from the poll.
+        bulk = limited["bulk"]
+        assert bulk["batches"] >= 1
+        assert bulk["http_requests"] >= bulk["batches"], "one call per batch, at least"
+        polled = bulk["from_poll"]
+        assert positive(polled["share_of_limit"])
+        assert polled["seconds"] >= polled["poll_seconds"], "that window holds the poll"
 
 
 def test_change_detection_emits_exactly_the_changes(report: dict[str, Any]) -> None:

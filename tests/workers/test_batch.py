@@ -258,6 +258,31 @@ def test_one_call_applies_the_batch_and_each_delivery_is_counted_once(
     assert "skipped" not in engine.state.counters(TARGET)
 
 
+def test_each_success_of_a_call_is_recorded_as_the_single_path_records_it(
+    engine: Engine, sink: BulkScriptedSink, clock: Clock
+) -> None:
+    state = engine.state
+    deliveries = batch(engine, event("C1"), event("C2"))
+    state.register(((TARGET, d.delivery_id, "{}") for d in deliveries), now=clock.now)
+    state.ledger_put(TARGET, "customer", "C2", LedgerEntry("old", 0, target_id="b-C2", extra="x"))
+    assert BatchApplier(engine).process(deliveries) == {"applied": 2}
+    for d in deliveries:
+        ledger = state.ledger_get(TARGET, "customer", d.event.key)
+        assert ledger is not None
+        assert (ledger.fingerprint, ledger.source_version, ledger.applied_at) == (
+            d.event.fingerprint, d.event.source_version, clock.now
+        )  # fmt: skip
+        assert ledger.target_id == f"b-{d.event.key}"
+    c2 = state.ledger_get(TARGET, "customer", "C2")
+    assert c2 is not None
+    assert c2.extra == "x", "fields the write does not name are kept"
+    counters = state.counters(TARGET)
+    assert (counters["applied"], counters["action_created"]) == (2, 2)
+    assert (counters["customers.applied"], counters["customers.action_created"]) == (2, 2)
+    assert state.redis.zcard(state.keys.pending(TARGET)) == 0, "pending no more"
+    assert state.redis.hlen(state.keys.pending_payload(TARGET)) == 0
+
+
 def test_a_worker_killed_during_the_bulk_call_leaves_no_ledger_vouching_for_the_old_content(
     engine: Engine, sink: BulkScriptedSink
 ) -> None:
