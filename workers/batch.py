@@ -120,9 +120,10 @@ PARENT_WAIT_S = 10.0
 #: how often a waiting batch looks again when no batch of its own process has landed
 #: (a parent applied by another worker process or by the single path), seconds
 PARENT_RECHECK_S = 0.05
-#: how long a parent stored in a batch that no worker has locked yet is waited for:
-#: enough for a batch taken a moment before this one to lock its records, seconds
-PARENT_START_GRACE_S = 1.0
+#: how long a parent stored in a batch on a queue, not locked yet, is waited for: a batch
+#: taken just before this one (batches start in the order they were queued) needs a moment
+#: to read, check and lock its records, more than a second on a busy host; seconds
+PARENT_START_GRACE_S = 5.0
 
 BulkItemResult = ApplyResult | SyncError | ValidationError
 
