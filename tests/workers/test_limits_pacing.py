@@ -1,33 +1,54 @@
-"""The shared rate limit reserves evenly spaced slots, with a margin below the target's limit."""
+"""The shared rate limit reserves evenly spaced slots, with a margin below the target's limit.
+
+The limiter reads the clock once per call; these tests give it a clock of their own, so what
+they check is the arithmetic of the slots, not how fast a loaded machine runs the calls.
+"""
 
 from __future__ import annotations
 
 import itertools
 import time
+import types
 
 import fakeredis
 import pytest
 
 from erpsync.keys import Keys
+from workers import limits
 from workers.limits import PACING, RateLimiter
 
 
+class Clock:
+    """The limiter's ``time.time``, moved by hand."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-def limiter() -> RateLimiter:
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(limits, "time", types.SimpleNamespace(time=clock.time, sleep=time.sleep))
+    return clock
+
+
+@pytest.fixture
+def limiter(clock: Clock) -> RateLimiter:
     return RateLimiter(fakeredis.FakeRedis(decode_responses=True), Keys("t"))
 
 
-def test_waiting_callers_hold_consecutive_slots(limiter: RateLimiter) -> None:
+def test_waiting_callers_hold_consecutive_slots(limiter: RateLimiter, clock: Clock) -> None:
     interval = 1 / (10 * PACING)
-    limiter.reserve("warm-up", rate_per_s=10)  # the first script call loads the script
     slots = []
-    for _ in range(4):
-        asked = time.time()
-        slots.append(asked + limiter.reserve("propeller", rate_per_s=10))
-    # Each slot is one interval after the previous one, whenever it was asked for (the
-    # tolerance is the duration of one call).
+    for asked_after in (0.0, 0.01, 0.0, 0.04):
+        clock.now += asked_after
+        slots.append(clock.now + limiter.reserve("propeller", rate_per_s=10))
+    # Each slot is one interval after the previous one, whenever it was asked for.
     for earlier, later in itertools.pairwise(slots):
-        assert later - earlier == pytest.approx(interval, abs=0.03), slots
+        assert later - earlier == pytest.approx(interval, abs=1e-6), slots
 
 
 def test_the_margin_keeps_a_second_below_the_limit(limiter: RateLimiter) -> None:
