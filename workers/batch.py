@@ -39,6 +39,8 @@ a batch is one message, acknowledged once its every delivery has an outcome or i
                                           path, which recovers it; a child whose parent
                                           failed in the same call waits for the parent);
 7. the call as a whole failed:
+   transient, a short Retry-After       → the call is made again in place once it is over
+   (a 429 of the target's limit)          (a few times; attempts counted as below);
    transient                            → the batch is retried as a batch after backoff
                                           (each delivery's attempt counted; one whose
                                           budget is spent is dead-lettered alone);
@@ -124,6 +126,10 @@ PARENT_RECHECK_S = 0.05
 #: taken just before this one (batches start in the order they were queued) needs a moment
 #: to read, check and lock its records, more than a second on a busy host; seconds
 PARENT_START_GRACE_S = 5.0
+#: a bulk call answered 429 with at most this ``Retry-After`` is retried in place, seconds
+RETRY_HERE_MAX_S = 2.0
+#: how many times in a row, at most (then the batch is parked as any transient failure)
+RETRIES_HERE = 3
 
 BulkItemResult = ApplyResult | SyncError | ValidationError
 
@@ -806,8 +812,16 @@ class BatchApplier:
         deliveries = [i.delivery for i in items]
         engine.forget_before_write([(i.delivery, i.ledger) for i in items])
         began = time.perf_counter()
+        retried_here = 0
         try:
-            results = sink.apply_bulk([i.payload for i in items], locks.keepalive)
+            while True:
+                try:
+                    results = sink.apply_bulk([i.payload for i in items], locks.keepalive)
+                    break
+                except SyncError as error:
+                    if not self._retry_here(target, deliveries, error, retried_here, locks):
+                        raise
+                    retried_here += 1
         except SyncError as error:
             self._whole_call_failed(target, deliveries, error, counts)
             return
@@ -867,6 +881,51 @@ class BatchApplier:
                     counts["parked"] += 1
                 else:
                     counts[engine.fail(d, result)] += 1
+
+    def _retry_here(
+        self,
+        target: str,
+        deliveries: list[Delivery],
+        error: SyncError,
+        retried: int,
+        locks: _Locks,
+    ) -> bool:
+        """Retry a rate-limited call in place once its ``Retry-After`` is over; True if so.
+
+        Only a short wait (at most :data:`RETRY_HERE_MAX_S`, a few times): the batch keeps
+        its place, its locks and its size, so the children waiting for its records keep
+        waiting for it instead of each going to the delayed set (a batch parked after one
+        429 sent its children down as dozens of small calls, each a request of the limit).
+        The attempt is counted per delivery and the failure by the circuit, as for a parked
+        retry; one that would spend a budget or open the circuit is parked as before.
+        """
+        engine = self.engine
+        wait = error.retry_after_s
+        if (
+            retried >= RETRIES_HERE
+            or not isinstance(error, TransientError)
+            or wait is None
+            or wait > RETRY_HERE_MAX_S
+            or any(d.attempt + 1 >= engine.policy.transient_max_attempts for d in deliveries)
+        ):
+            return False
+        circuit = engine.circuit.status(target)
+        if circuit.state != "closed" or circuit.failures + 1 >= engine.circuit.failure_threshold:
+            return False
+        now = engine.clock()
+        engine.circuit.failure(target, str(error), now=now)
+        for d in deliveries:
+            d.attempt += 1
+            d.first_failure_at = d.first_failure_at or datetime.fromtimestamp(now, UTC)
+            d.last_error = error.to_dict()
+        engine.state.incr(target, "retries", len(deliveries))
+        for d in deliveries:
+            engine.notify("retry", d, code=error.code, delay_s=wait)
+        log.info("sync.batch_retry_here", target=target, delay_s=wait, count=len(deliveries),
+                 error=str(error))  # fmt: skip
+        time.sleep(wait)
+        locks.keepalive()
+        return True
 
     # -- parking -------------------------------------------------------------------------
     def _park_batch(self, target: str, deliveries: Sequence[Delivery], delay_s: float) -> None:

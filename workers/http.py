@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import httpx
 
+from adapters._http import parse_retry_after
 from workers.limits import RateLimiter
 
 
 class RateLimitedTransport(httpx.BaseTransport):
-    """Takes a token from the target's Redis bucket before each request."""
+    """Takes a token from the target's Redis bucket before each request; a 429's
+    ``Retry-After`` holds the bucket for every worker."""
 
     def __init__(
         self,
@@ -26,7 +28,13 @@ class RateLimitedTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.limiter.acquire(self.target, self.rate_per_s, self.burst)
-        return self.inner.handle_request(request)
+        response = self.inner.handle_request(request)
+        if response.status_code == 429:
+            # Honoured by every worker, not only by the delivery that was refused.
+            wait = parse_retry_after(response.headers.get("Retry-After"))
+            if wait:
+                self.limiter.hold(self.target, self.rate_per_s, wait, self.burst)
+        return response
 
     def close(self) -> None:
         self.inner.close()

@@ -1,6 +1,6 @@
 """Per-target protections shared by every worker through Redis: rate limit and circuit.
 
-* The **rate limit** is a token bucket in Redis (one Lua call per request), so that all
+* The **rate limit** is a token bucket in Redis (a Lua call per request), so that all
   workers on all hosts together stay under the target's allowed rate; Celery's own
   ``rate_limit`` is per worker and cannot do this. A caller that must wait *reserves* the
   next free slot (the bucket goes into debt) and sleeps until it, so requests leave exactly
@@ -8,7 +8,11 @@
   retrying at the same instant; the bucket refills at :data:`PACING` of the configured rate,
   leaving the target a margin for the jitter between taking a token and the request
   arriving (at exactly the limit, a late request followed by a prompt one lands in the same
-  second as the ten before it, and a strict target answers 429).
+  second as the ten before it, and a strict target answers 429). A late sleeper can still
+  use up more than that margin (a busy host wakes a thread tens of milliseconds late), so
+  the moment each request actually leaves is recorded too (a second Lua call): a request
+  goes only when fewer than the limit's requests per window left in the last window, so a
+  prompt request after a late one waits the difference (``RateLimiter.clear_to_send``).
 * The **circuit** opens on authentication/configuration errors at once, or after a run of
   transient failures; while it is open the target's deliveries wait in the delayed set
   (no retry burned, no dead letter written). After the cool-down one delivery probes
@@ -19,6 +23,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -34,18 +39,25 @@ CircuitState = Literal["closed", "open", "half_open", "paused"]
 #: rate) absorbs the scheduling jitter of a busy worker host without a 429
 PACING = 0.95
 
-# Token bucket. KEYS[1] bucket hash; ARGV: rate per s, burst, now, cost.
-# Returns 0 when a token was taken, else the seconds to wait for one.
-_TAKE = """
+# The bucket's tokens now, refilled since its last use (the start of every bucket script).
+# KEYS[1] bucket hash; ARGV: rate per s, burst, now, then the script's own argument.
+_REFILLED = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
-local cost = tonumber(ARGV[4])
 local state = redis.call('hmget', KEYS[1], 'tokens', 'ts')
 local tokens = tonumber(state[1])
 local ts = tonumber(state[2])
 if tokens == nil then tokens = burst; ts = now end
 tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+"""
+
+# Token bucket. ARGV[4]: cost. Returns 0 when a token was taken, else the seconds to wait
+# for one.
+_TAKE = (
+    _REFILLED
+    + """
+local cost = tonumber(ARGV[4])
 local wait = 0
 if tokens >= cost then
   tokens = tokens - cost
@@ -56,27 +68,51 @@ redis.call('hset', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
 redis.call('expire', KEYS[1], 3600)
 return tostring(wait)
 """
+)
 
-# Reserve a token. KEYS[1] bucket hash; ARGV: rate per s, burst, now, longest wait.
-# Returns the seconds to wait before using the token (0: at once), or -1 when that wait
-# would be longer than allowed (then nothing is reserved). Tokens go below zero: each
-# waiting caller holds the next slot, so slots are exactly 1/rate apart.
-_RESERVE = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
+# Reserve a token. ARGV[4]: the longest wait. Returns the seconds to wait before using the
+# token (0: at once), or -1 when that wait would be longer than allowed (then nothing is
+# reserved). Tokens go below zero: each waiting caller holds the next slot, so slots are
+# exactly 1/rate apart.
+_RESERVE = (
+    _REFILLED
+    + """
 local longest = tonumber(ARGV[4])
-local state = redis.call('hmget', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1])
-local ts = tonumber(state[2])
-if tokens == nil then tokens = burst; ts = now end
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
 local wait = 0
 if tokens < 1 then wait = (1 - tokens) / rate end
 if wait > longest then return '-1' end
 redis.call('hset', KEYS[1], 'tokens', tostring(tokens - 1), 'ts', tostring(math.max(now, ts)))
 redis.call('expire', KEYS[1], 3600)
 return tostring(wait)
+"""
+)
+
+# The target said to wait (429 with Retry-After): no slot sooner than ARGV[4] seconds from
+# now. Slots already reserved keep their turn.
+_HOLD = (
+    _REFILLED
+    + """
+tokens = math.min(tokens, 1 - tonumber(ARGV[4]) * rate)
+redis.call('hset', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(math.max(now, ts)))
+redis.call('expire', KEYS[1], 3600)
+return 1
+"""
+)
+
+# The moments the latest requests to a target left. KEYS[1] a list, newest first; ARGV: N
+# (the requests allowed per window), the window in seconds, now. Returns 0 when this request
+# may leave now (its moment is recorded), else the seconds until the N-th latest leaves the
+# window.
+_SEND = """
+local allowed = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local oldest = tonumber(redis.call('lindex', KEYS[1], allowed - 1) or '')
+if oldest ~= nil and now - oldest < window then return tostring(window - (now - oldest)) end
+redis.call('lpush', KEYS[1], ARGV[3])
+redis.call('ltrim', KEYS[1], 0, allowed - 1)
+redis.call('expire', KEYS[1], 3600)
+return '0'
 """
 
 # Half-open probe: when the circuit is open (or half-open with an expired lease) and its
@@ -125,6 +161,8 @@ class RateLimiter:
         self.keys = keys
         self._take = client.register_script(_TAKE)
         self._reserve = client.register_script(_RESERVE)
+        self._send = client.register_script(_SEND)
+        self._hold = client.register_script(_HOLD)
 
     def try_acquire(self, target: str, rate_per_s: float, burst: int = 1) -> float:
         """Take one token; returns 0.0 on success, else the seconds until one is free."""
@@ -152,10 +190,45 @@ class RateLimiter:
     def acquire(
         self, target: str, rate_per_s: float, burst: int = 1, *, max_wait_s: float = 60.0
     ) -> None:
-        """Block until this caller's slot (used before every request to a limited target)."""
+        """Block until this caller's slot (used before every request to a limited target),
+        then, without bursts, until the requests that actually left allow it."""
         wait = self.reserve(target, rate_per_s, burst, max_wait_s=max_wait_s)
         if wait > 0:
             time.sleep(wait)
+        if burst <= 1:
+            self.clear_to_send(target, rate_per_s)
+
+    def clear_to_send(self, target: str, rate_per_s: float) -> float:
+        """Block until fewer than the limit's requests per window left in the last window,
+        then record this one as leaving now; returns the seconds waited.
+
+        The window holds ``N = max(1, floor(rate_per_s))`` requests and lasts ``N`` slots of
+        :meth:`reserve` (1.05 s for 10 per second): a caller woken on time never waits here,
+        one that follows a late one waits until the late one is a window old.
+        """
+        allowed = max(1, math.floor(rate_per_s))
+        window = allowed / (rate_per_s * PACING)
+        waited = 0.0
+        while True:
+            wait = float(
+                self._send(keys=[self.sent_key(target)], args=[allowed, window, time.time()])
+            )
+            if wait <= 0:
+                return waited
+            time.sleep(wait)
+            waited += wait
+
+    def hold(self, target: str, rate_per_s: float, seconds: float, burst: int = 1) -> None:
+        """The target answered 429 with ``Retry-After``: every worker's next slot is at least
+        ``seconds`` away (slots already reserved keep their turn)."""
+        self._hold(
+            keys=[self.keys.rate(target)],
+            args=[rate_per_s * PACING, burst, time.time(), max(0.0, seconds)],
+        )
+
+    def sent_key(self, target: str) -> str:
+        """List: when the latest requests to ``target`` left (epoch seconds, newest first)."""
+        return f"{self.keys.rate(target)}:sent"
 
 
 @dataclass(frozen=True)

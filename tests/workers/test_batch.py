@@ -418,6 +418,23 @@ def test_a_transient_failure_of_the_whole_call_retries_the_batch_as_a_batch(
     assert len(sink.calls) == 3
 
 
+def test_a_call_refused_with_a_short_retry_after_is_made_again_in_place(
+    engine: Engine, sink: BulkScriptedSink, clock: Clock
+) -> None:
+    limited = TransientError(
+        "429", system=TARGET, operation="bulk", status_code=429, retry_after_s=0.2
+    )
+    sink.call_errors = [limited]
+    deliveries = batch(engine, event("C1"), event("C2"))
+    began = time.monotonic()
+    assert BatchApplier(engine).process(deliveries) == {"applied": 2}
+    assert time.monotonic() - began >= 0.2, "Retry-After is honoured"
+    assert sink.calls == [["C1", "C2"], ["C1", "C2"]], "the same call, in its place"
+    assert parked(engine, clock) == [], "nothing went to the delayed set"
+    assert engine.state.counters(TARGET)["retries"] == 2, "each delivery's attempt counted"
+    assert [d.attempt for d in deliveries] == [1, 1]
+
+
 def test_a_spent_retry_budget_dead_letters_each_delivery_alone(
     engine: Engine, sink: BulkScriptedSink
 ) -> None:

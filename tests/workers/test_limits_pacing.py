@@ -7,19 +7,20 @@ they check is the arithmetic of the slots, not how fast a loaded machine runs th
 from __future__ import annotations
 
 import itertools
-import time
 import types
 
 import fakeredis
+import httpx
 import pytest
 
 from erpsync.keys import Keys
 from workers import limits
+from workers.http import RateLimitedTransport
 from workers.limits import PACING, RateLimiter
 
 
 class Clock:
-    """The limiter's ``time.time``, moved by hand."""
+    """The limiter's ``time.time`` and ``time.sleep``: moved by hand, or by sleeping."""
 
     def __init__(self, now: float = 1_800_000_000.0) -> None:
         self.now = now
@@ -27,11 +28,14 @@ class Clock:
     def time(self) -> float:
         return self.now
 
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock()
-    monkeypatch.setattr(limits, "time", types.SimpleNamespace(time=clock.time, sleep=time.sleep))
+    monkeypatch.setattr(limits, "time", types.SimpleNamespace(time=clock.time, sleep=clock.sleep))
     return clock
 
 
@@ -71,3 +75,44 @@ def test_slots_are_shared_by_workers_and_kept_per_target(limiter: RateLimiter) -
     assert limiter.reserve("atollon", rate_per_s=5) == 0
     assert other.reserve("atollon", rate_per_s=5) > 0, "another worker waits its turn"
     assert other.reserve("propeller", rate_per_s=5) == 0, "per target"
+
+
+def test_requests_that_left_late_hold_back_the_next_ones(
+    limiter: RateLimiter, clock: Clock
+) -> None:
+    # 2 per second: a window of 2 requests lasts 2 slots (1.05 s). The first left on time,
+    # the second late (a busy host woke it 0.3 s after its slot): the third waits until the
+    # first is a window old, and the fourth until the late one is, never sooner.
+    window = 2 / (2 * PACING)
+    began = clock.now
+    assert limiter.clear_to_send("propeller", rate_per_s=2) == 0
+    clock.now += 0.3
+    assert limiter.clear_to_send("propeller", rate_per_s=2) == 0
+    limiter.clear_to_send("propeller", rate_per_s=2)
+    assert clock.now - began == pytest.approx(window, abs=1e-3)
+    limiter.clear_to_send("propeller", rate_per_s=2)
+    assert clock.now - began == pytest.approx(0.3 + window, abs=1e-3)
+    assert limiter.redis.llen(limiter.sent_key("propeller")) == 2, "only a window's worth kept"
+
+
+def test_on_time_requests_are_never_held_back_by_what_left(
+    limiter: RateLimiter, clock: Clock
+) -> None:
+    # Callers that wake on their slots: the record of what left adds no wait, and more
+    # than a window's worth (20) leave at the bucket's pace.
+    began = clock.now
+    for _ in range(25):
+        limiter.acquire("hipe", rate_per_s=20)
+    assert clock.now - began == pytest.approx(24 / (20 * PACING), abs=1e-3)
+
+
+def test_a_429_s_retry_after_holds_every_worker_s_next_slot(limiter: RateLimiter) -> None:
+    answers = iter([httpx.Response(429, headers={"Retry-After": "0.5"}), httpx.Response(200)])
+    transport = RateLimitedTransport(
+        httpx.MockTransport(lambda request: next(answers)), limiter, "propeller", 10
+    )
+    with httpx.Client(transport=transport, base_url="https://propeller.test") as client:
+        assert client.get("/companies").status_code == 429
+    other = RateLimiter(limiter.redis, Keys("t"))  # another worker
+    assert other.reserve("propeller", rate_per_s=10) == pytest.approx(0.5, abs=1e-3)
+    assert other.reserve("hipe", rate_per_s=10) == 0, "per target"

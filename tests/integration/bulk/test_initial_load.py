@@ -59,7 +59,8 @@ def test_2000_customers_arrive_through_bulk_calls_and_csv_imports(
     assert propeller["by_method"].get("PATCH", 0) == 0, "no single updates"
     # A child's parent in an earlier batch (an earlier flush of the poll) was still being
     # applied by another worker thread: the child's batch waited for it in the worker.
-    assert p.counters("propeller").get("dependency_waits", 0) == 0
+    counters = p.counters("propeller")
+    assert counters.get("dependency_waits", 0) == 0, (counters, p.worker_logs())
     imports = requests(hipe, "POST", "/api/imports")
     assert 2 <= imports <= 6, hipe["requests"]
     assert requests(hipe, "POST", "/api/companies") == 0, "no single creates"
