@@ -688,36 +688,52 @@ class BatchApplier:
         the rest, so after any parent it carries). Returns the children still waiting: no
         parent of theirs is on its way, or ``parent_wait_s`` is over.
         """
-        state = self.engine.state
         began = time.monotonic()
         while waiting:
             elapsed = time.monotonic() - began
-            if elapsed >= self.parent_wait_s or not self._on_their_way(
-                target, group, waiting, grace=elapsed < self.start_grace_s
-            ):
+            if elapsed >= self.parent_wait_s:
+                break
+            if not self._on_their_way(target, group, waiting, grace=elapsed < self.start_grace_s):
+                # A parent that was on its way when the ledgers were read may have landed
+                # since (its ledger is written before its lock and its index entry go):
+                # read once more before sending the rest to the delayed set.
+                waiting = self._retriage(target, sink, waiting, batch, counts)
                 break
             LANDINGS.wait(landings, min(self.recheck_s, self.parent_wait_s - elapsed))
             landings = LANDINGS.count()
-            parents = {(d.event.entity, d.event.parent_key or "") for d in waiting}
-            batch.ledgers.update(self._ledgers(target, sorted(parents - batch.carried)))
-            still: list[Delivery] = []
-            for d in waiting:
-                event = d.event
-                ledger = batch.ledgers.get((event.entity, event.key))
-                route = self._triage(
-                    target, sink, d, ledger, batch.ledgers, batch.carried, batch.lookup, counts
-                )
-                if isinstance(route, _Item):
-                    batch.items.append(route)
-                    batch.carried.add((event.entity, event.key))
-                elif route == "waiting":
-                    still.append(d)
-                else:
-                    batch.leaving.append(state.keys.record_lock(target, event.entity, event.key))
-                    if route == "single":
-                        batch.later.append(d)
-            waiting = still
+            waiting = self._retriage(target, sink, waiting, batch, counts)
         return waiting
+
+    def _retriage(
+        self,
+        target: str,
+        sink: BulkSink,
+        waiting: list[Delivery],
+        batch: _Triaged,
+        counts: Counter[str],
+    ) -> list[Delivery]:
+        """Read the waiting children's parents' ledgers again and triage them once more;
+        returns those still waiting."""
+        state = self.engine.state
+        parents = {(d.event.entity, d.event.parent_key or "") for d in waiting}
+        batch.ledgers.update(self._ledgers(target, sorted(parents - batch.carried)))
+        still: list[Delivery] = []
+        for d in waiting:
+            event = d.event
+            ledger = batch.ledgers.get((event.entity, event.key))
+            route = self._triage(
+                target, sink, d, ledger, batch.ledgers, batch.carried, batch.lookup, counts
+            )
+            if isinstance(route, _Item):
+                batch.items.append(route)
+                batch.carried.add((event.entity, event.key))
+            elif route == "waiting":
+                still.append(d)
+            else:
+                batch.leaving.append(state.keys.record_lock(target, event.entity, event.key))
+                if route == "single":
+                    batch.later.append(d)
+        return still
 
     def _on_their_way(
         self, target: str, group: list[Delivery], waiting: list[Delivery], *, grace: bool

@@ -579,6 +579,21 @@ def test_a_parent_applied_by_another_worker_process_is_seen_without_a_landing_he
     assert "dependency_waits" not in state.counters(TARGET)
 
 
+def test_a_parent_that_lands_between_the_ledger_read_and_the_look_around_is_not_missed(
+    engine: Engine, sink: BulkScriptedSink
+) -> None:
+    class LandsMeanwhile(BatchApplier):
+        def _on_their_way(self, *args: Any, **kwargs: Any) -> bool:
+            # P1's batch ends right after this batch read the ledgers: ledger written,
+            # lock and index entry gone, so nothing says it is on its way any more.
+            engine.state.ledger_put(TARGET, "customer", "P1", LedgerEntry("f", 1, target_id="1"))
+            return super()._on_their_way(*args, **kwargs)
+
+    assert LandsMeanwhile(engine).process(batch(engine, event("C1", "P1"))) == {"applied": 1}
+    assert sink.calls == [["C1"]]
+    assert "dependency_waits" not in engine.state.counters(TARGET)
+
+
 def test_a_parent_in_a_batch_a_moment_before_this_one_is_waited_for_until_it_locks(
     engine: Engine, sink: BulkScriptedSink
 ) -> None:
