@@ -25,17 +25,24 @@ from tests.integration.pipeline import REPO, Pipeline
 pytestmark = pytest.mark.integration
 
 
-def backfill(p: Pipeline, *args: str) -> dict[str, Any]:
-    """Run ``erpsync backfill`` as a user would, and read its JSON report."""
-    done = subprocess.run(
+def run_backfill(
+    p: Pipeline, *args: str, timeout_s: float = 240
+) -> subprocess.CompletedProcess[str]:
+    """Run ``erpsync backfill ... --json`` as a user would."""
+    return subprocess.run(
         [sys.executable, "-m", "cli", "backfill", *args, "--json"],
         cwd=REPO,
         env=p.env(),
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=timeout_s,
         check=False,
     )
+
+
+def backfill(p: Pipeline, *args: str) -> dict[str, Any]:
+    """Run ``erpsync backfill`` as a user would, and read its JSON report."""
+    done = run_backfill(p, *args)
     assert done.returncode == 0, done.stderr[-3000:]
     report: dict[str, Any] = json.loads(done.stdout)
     return report
@@ -106,14 +113,6 @@ def test_forced_backfill_of_one_target_writes_it_again_and_leaves_the_others(
         (["nope"], "no enabled flow named 'nope'"),
         (["customers", "--target", "atollon"], "flow 'customers' has no target atollon"),
     ):
-        refused = subprocess.run(
-            [sys.executable, "-m", "cli", "backfill", *args, "--json"],
-            cwd=REPO,
-            env=p.env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        refused = run_backfill(p, *args, timeout_s=120)
         assert (refused.returncode, refused.stdout) == (2, ""), refused.stderr
         assert problem in refused.stderr
