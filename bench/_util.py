@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import redis
+
 ClientT = TypeVar("ClientT")
 
 #: a process using at least this share of one core is taken as CPU-bound
@@ -322,3 +324,24 @@ def rounded(value: float, digits: int = 3) -> float:
 def print_json(report: dict[str, Any]) -> None:
     """The report as one JSON document on stdout."""
     print(json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False, default=str))
+
+
+def key_values(client: redis.Redis, key: str) -> tuple[str, list[Any]]:
+    """A Redis key's type and everything it holds, whatever the type (a hash's field names
+    and values; a stream's entries as JSON)."""
+    kind = str(client.type(key))
+    values: list[Any] = []
+    if kind == "string":
+        values = [client.get(key)]
+    elif kind == "hash":
+        fields = client.hgetall(key)
+        values = [*fields.keys(), *fields.values()]
+    elif kind == "list":
+        values = list(client.lrange(key, 0, -1))
+    elif kind == "set":
+        values = list(client.smembers(key))
+    elif kind == "zset":
+        values = list(client.zrange(key, 0, -1))
+    elif kind == "stream":
+        values = [json.dumps(entry) for entry in client.xrange(key) or []]
+    return kind, values

@@ -68,7 +68,7 @@ import redis
 from celery import Celery
 from celery.signals import after_task_publish
 
-from bench._util import machine_info, print_json
+from bench._util import key_values, machine_info, print_json
 from cli.embedded_redis import EmbeddedRedis
 from erpsync.events import Delivery
 from erpsync.logging import configure_logging
@@ -602,18 +602,7 @@ def _find_in_redis(client: redis.Redis, needle: str) -> list[str]:
     """Every key whose value mentions ``needle`` (where a lost delivery may still sit)."""
     found: list[str] = []
     for key in client.scan_iter(count=1000):
-        kind = client.type(key)
-        values: list[Any] = []
-        if kind == "string":
-            values = [client.get(key)]
-        elif kind == "list":
-            values = list(client.lrange(key, 0, -1))
-        elif kind == "hash":
-            values = list(client.hvals(key))
-        elif kind == "zset":
-            values = list(client.zrange(key, 0, -1))
-        elif kind == "set":
-            values = list(client.smembers(key))
+        kind, values = key_values(client, key)
         if any(needle in str(v) for v in values):
             found.append(f"{key!s} ({kind!s})")
     return found

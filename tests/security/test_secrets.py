@@ -42,6 +42,7 @@ from pydantic import SecretStr, ValidationError
 
 from adapters._http import make_client
 from adapters.hipe import HipeClient
+from bench._util import key_values
 from erpsync.errors import ConfigError, SyncError
 from erpsync.events import Delivery
 from erpsync.settings import (
@@ -109,23 +110,7 @@ def redis_dump(client: redis.Redis, prefix: str) -> dict[str, list[str]]:
     dump: dict[str, list[str]] = {}
     for key in client.scan_iter(match=f"{prefix}:*", count=1000):
         name = str(key)
-        kind = str(client.type(name))
-        values: list[Any]
-        if kind == "string":
-            values = [client.get(name)]
-        elif kind == "hash":
-            fields = client.hgetall(name)
-            values = [*fields.keys(), *fields.values()]
-        elif kind == "list":
-            values = list(client.lrange(name, 0, -1))
-        elif kind == "set":
-            values = list(client.smembers(name))
-        elif kind == "zset":
-            values = list(client.zrange(name, 0, -1))
-        elif kind == "stream":
-            values = [json.dumps(entry) for entry in client.xrange(name) or []]
-        else:
-            values = []
+        _, values = key_values(client, name)
         dump[name] = [text for v in values if v is not None for text in decoded(str(v))]
     return dump
 
