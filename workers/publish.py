@@ -59,11 +59,11 @@ def describe(payload: Mapping[str, Any]) -> str:
     )
 
 
-def describe_batch(payloads: Sequence[Mapping[str, Any]]) -> str:
+def describe_batch(size: int, first: Mapping[str, Any] | None) -> str:
     """A batch of deliveries in a few words: its size, target and first record."""
-    if not payloads:
+    if not size or first is None:
         return "empty batch"
-    return f"batch of {len(payloads)}, first: {describe(payloads[0])}"
+    return f"batch of {size}, first: {describe(first)}"
 
 
 def send_delivery(
@@ -90,13 +90,17 @@ def send_batch(
 ) -> None:
     """Send one ``sync.apply_batch`` message: a stored batch's reference, or deliveries."""
     if argsrepr is None:
-        argsrepr = f"stored batch {batch} → {target}" if isinstance(batch, str) else None
+        argsrepr = (
+            f"stored batch {batch} → {target}"
+            if isinstance(batch, str)
+            else describe_batch(len(batch), batch[0] if batch else None)
+        )
     app.send_task(
         TASK_APPLY_BATCH,
         args=[batch],
         queue=queue_for(target),
         producer=producer,
-        argsrepr=argsrepr or describe_batch(cast(list[dict[str, Any]], batch)),
+        argsrepr=argsrepr,
         headers={SENT_AT: clock()},
     )
 
@@ -163,14 +167,14 @@ def publish_batches(app: Celery, batches: Iterable[Sequence[Delivery]], *, state
             target = batch[0].target
             if any(d.target != target for d in batch):
                 raise ValueError("a batch holds deliveries of one target")
-            payloads = [d.model_dump(mode="json") for d in batch]
-            _mark(state, batch, payloads)
+            first = batch[0].model_dump(mode="json")
+            # Stored, counted and recorded as pending in one call before it is sent.
             send_batch(
                 app,
                 target,
-                store.put_payloads(payloads),
+                store.put_sent(target, batch, now=clock()),
                 producer=producer,
-                argsrepr=describe_batch(payloads),
+                argsrepr=describe_batch(len(batch), first),
             )
             sent += len(batch)
     return sent

@@ -492,6 +492,35 @@ def test_a_stored_batch_is_found_by_its_reference_until_it_is_done(engine: Engin
     assert store.get(ref) is None
 
 
+def test_a_batch_sent_by_a_producer_is_stored_counted_once_and_pending(
+    engine: Engine,
+) -> None:
+    # What a producer's bulk batch leaves in Redis before its message is sent: the batch,
+    # its records in the pending index, each delivery counted as produced once and
+    # recorded as pending (its JSON, for the pump to send again if the broker loses it).
+    state, store = engine.state, BatchStore(engine.state)
+    deliveries = [
+        Delivery(event=event("C1", name='Café Ñoño 😀 "quoted"'), target=TARGET),
+        Delivery(event=event("C2", "C1"), target=TARGET),
+    ]
+    ref = store.put_sent(TARGET, deliveries, now=1234.5)
+    assert [Delivery.model_validate(d) for d in store.get(ref) or []] == deliveries
+    assert store.pending([(TARGET, "customer", "C1"), (TARGET, "customer", "C9")]) == [True, False]
+    counters = state.counters(TARGET)
+    assert (counters["produced"], counters["customers.produced"]) == (2, 2)
+    pending = state.redis.zrange(state.keys.pending(TARGET), 0, -1, withscores=True)
+    assert sorted(pending) == sorted((d.delivery_id, 1234.5) for d in deliveries)
+    stored = state.redis.hgetall(state.keys.pending_payload(TARGET))
+    assert {k: Delivery.model_validate_json(v) for k, v in stored.items()} == {
+        d.delivery_id: d for d in deliveries
+    }
+    # The same deliveries sent again (a producer retrying) are not counted twice.
+    store.put_sent(TARGET, deliveries, now=1240.0)
+    assert state.counters(TARGET)["produced"] == 2
+    store.done(ref)
+    assert store.get(ref) is None
+
+
 def test_a_probe_batch_that_never_calls_the_target_hands_the_probe_on(
     engine: Engine, sink: BulkScriptedSink, clock: Clock
 ) -> None:
