@@ -286,27 +286,30 @@ redis.call('del', KEYS[1], KEYS[2])
 # delivery counted as produced once (_OUTCOME's rule) and recorded as pending, seen moving
 # now. KEYS: the batch, its index entry, the pending index, the target's counters, pending
 # set and pending payloads, then per delivery its produced marker. ARGV[1] the TTL (s),
-# ARGV[2] now, ARGV[3] the batch (JSON), ARGV[4] its index entry (JSON: the index value,
-# then the fields), ARGV[5] JSON: per delivery [delivery id, flow counter field or '', the
-# delivery (JSON)]. Returns how many were counted now. (Packing tens of thousands of
-# arguments cost the producer more CPU than reading the source; a JSON argument is one.)
+# ARGV[2] now, ARGV[3] the index entry (JSON: the index value, then the fields), ARGV[4]
+# JSON: per delivery [delivery id, flow counter field or ''], then per delivery its JSON
+# (the batch stored is their JSON array). Returns how many were counted now. (Packing
+# tens of thousands of arguments cost the producer more CPU than reading the source.)
 _PUT_SENT = """
 local ttl = tonumber(ARGV[1])
-redis.call('set', KEYS[1], ARGV[3], 'EX', ttl)
-local entry = cjson.decode(ARGV[4])
+local items = cjson.decode(ARGV[4])
+local texts = {}
+for i = 1, #items do texts[i] = ARGV[4 + i] end
+redis.call('set', KEYS[1], '[' .. table.concat(texts, ',') .. ']', 'EX', ttl)
+local entry = cjson.decode(ARGV[3])
 if #entry > 1 then
-  redis.call('set', KEYS[2], ARGV[4], 'EX', ttl)
+  redis.call('set', KEYS[2], ARGV[3], 'EX', ttl)
   for i = 2, #entry do redis.call('hset', KEYS[3], entry[i], entry[1]) end
   redis.call('expire', KEYS[3], ttl)
 end
 local bumps, counted = {}, 0
-for i, item in ipairs(cjson.decode(ARGV[5])) do
+for i, item in ipairs(items) do
   if redis.call('set', KEYS[6 + i], 'produced', 'NX', 'EX', ttl) then
     counted = counted + 1
     bumps['produced'] = (bumps['produced'] or 0) + 1
     if item[2] ~= '' then bumps[item[2]] = (bumps[item[2]] or 0) + 1 end
   end
-  redis.call('hset', KEYS[6], item[1], item[3])
+  redis.call('hset', KEYS[6], item[1], texts[i])
   redis.call('zadd', KEYS[5], ARGV[2], item[1])
 end
 for field, amount in pairs(bumps) do redis.call('hincrby', KEYS[4], field, amount) end
@@ -387,11 +390,9 @@ class BatchStore:
         round trip and one JSON argument, whatever its size.
         """
         ref = uuid.uuid4().hex
-        texts = [d.model_dump_json() for d in deliveries]
         fields = [self.field(target, d.event.entity, d.event.key) for d in deliveries]
         items = [
-            [d.delivery_id, f"{d.event.flow}.produced" if d.event.flow else "", text]
-            for d, text in zip(deliveries, texts, strict=True)
+            [d.delivery_id, f"{d.event.flow}.produced" if d.event.flow else ""] for d in deliveries
         ]
         keys = [
             self.key(ref),
@@ -405,9 +406,9 @@ class BatchStore:
         args: list[str | float] = [
             self.ttl_s,
             repr(now),
-            f"[{','.join(texts)}]",
             json.dumps([ref, *fields], ensure_ascii=False),
             json.dumps(items, ensure_ascii=False, separators=(",", ":")),
+            *(d.model_dump_json() for d in deliveries),
         ]
         self._put_sent(keys=keys, args=args)
         return ref
