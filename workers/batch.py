@@ -69,6 +69,8 @@ so a batch message delivered twice changes nothing.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import json
 import threading
 import time
@@ -126,6 +128,8 @@ PARENT_RECHECK_S = 0.05
 #: taken just before this one (batches start in the order they were queued) needs a moment
 #: to read, check and lock its records, more than a second on a busy host; seconds
 PARENT_START_GRACE_S = 5.0
+#: how many batches of one worker process work at once between their waits (see _Turns)
+BATCH_TURNS = 2
 #: a bulk call answered 429 with at most this ``Retry-After`` is retried in place, seconds
 RETRY_HERE_MAX_S = 2.0
 #: how many times in a row, at most (then the batch is parked as any transient failure)
@@ -486,6 +490,73 @@ class _Landings:
 LANDINGS = _Landings()
 
 
+class _Turns:
+    """Turns of this worker process's batches at their own work, ``size`` at once, in order.
+
+    A batch's own work (reading and locking its records, mapping them, recording the
+    call's outcomes) is CPU under one interpreter lock; its waits (the bulk call, the rate
+    limit, parents on their way) are not. Eight worker threads each working a 200-record
+    batch at once did the same work with 1.7 times the CPU of two (measured: 0.27 against
+    0.16 ms a record, the threads' memory interleaved), and no sooner. So a batch works
+    only in its turn and gives the turn up while it waits; turns go in the order the
+    batches arrived, those coming back from a wait first (their records are locked and
+    their children wait for them), so a parent's batch is never queued behind its
+    children's. A batch never waits for another while it holds a turn.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._changed = threading.Condition()
+        self._working = 0
+        self._queue: list[tuple[int, int]] = []  # (0: coming back, 1: new), arrival
+        self._arrivals = itertools.count()
+        self._held = threading.local()
+
+    def _take(self, rank: int) -> None:
+        place = (rank, next(self._arrivals))
+        with self._changed:
+            heapq.heappush(self._queue, place)
+            self._changed.wait_for(lambda: self._working < self.size and self._queue[0] == place)
+            heapq.heappop(self._queue)
+            self._working += 1
+            self._changed.notify_all()
+        self._held.value = True
+
+    def _give_up(self) -> None:
+        self._held.value = False
+        with self._changed:
+            self._working -= 1
+            self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        """This thread's batch works (waiting for its turn first, unless it has it)."""
+        if getattr(self._held, "value", False):
+            yield
+            return
+        self._take(1)
+        try:
+            yield
+        finally:
+            self._give_up()
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """The batch waits: its turn goes to the next meanwhile (none held: nothing)."""
+        if not getattr(self._held, "value", False):
+            yield
+            return
+        self._give_up()
+        try:
+            yield
+        finally:
+            self._take(0)
+
+
+#: this process's turns (worker threads share them)
+TURNS = _Turns(BATCH_TURNS)
+
+
 @contextlib.contextmanager
 def _bound(delivery: Delivery) -> Iterator[None]:
     """The log context of one delivery, as :meth:`Engine.process` binds it."""
@@ -622,8 +693,9 @@ class BatchApplier:
         engine = self.engine
         sink = engine.sinks().get(target)
         if not isinstance(sink, BulkSink):
-            for d in group:  # no bulk endpoint: each delivery goes its single path
-                counts[engine.process(d)] += 1
+            with TURNS.waiting():  # the single path's calls are waits
+                for d in group:  # no bulk endpoint: each delivery goes its single path
+                    counts[engine.process(d)] += 1
             return
         started = time.perf_counter()
         wait, probe = engine.circuit.admit_lease(target, now=engine.clock())
@@ -641,20 +713,23 @@ class BatchApplier:
         locks = _Locks(engine)
         later: list[Delivery] = []  # single path, once this batch's locks are released
         timings: dict[str, float] = {}  # where the batch's time went, for its log line
-        try:
-            items = self._admit(target, sink, group, locks, later, counts, timings)
-            timings["admitted_s"] = time.perf_counter() - started
-            if items:
-                self._apply(target, sink, items, locks, counts, timings)
-        finally:
-            locks.release_all()
-            engine.state.redis.hdel(inflight, *(d.delivery_id for d in group))
-            if probe is not None:  # the batch was the half-open circuit's probe
-                engine.circuit.end_probe(target, probe, now=engine.clock())
-            LANDINGS.landed()
+        with TURNS.turn():
+            timings["turn_waited_s"] = time.perf_counter() - started
+            try:
+                items = self._admit(target, sink, group, locks, later, counts, timings)
+                timings["admitted_s"] = time.perf_counter() - started
+                if items:
+                    self._apply(target, sink, items, locks, counts, timings)
+            finally:
+                locks.release_all()
+                engine.state.redis.hdel(inflight, *(d.delivery_id for d in group))
+                if probe is not None:  # the batch was the half-open circuit's probe
+                    engine.circuit.end_probe(target, probe, now=engine.clock())
+                LANDINGS.landed()
         order = {id(d): i for i, d in enumerate(group)}
-        for d in sorted(later, key=lambda d: order[id(d)]):  # in source order
-            counts[engine.process(d)] += 1
+        with TURNS.waiting():  # the single path's calls are waits
+            for d in sorted(later, key=lambda d: order[id(d)]):  # in source order
+                counts[engine.process(d)] += 1
         log.info(
             "sync.batch_done",
             target=target,
@@ -767,7 +842,8 @@ class BatchApplier:
                 # read once more before sending the rest to the delayed set.
                 waiting = self._retriage(target, sink, waiting, batch, counts)
                 break
-            LANDINGS.wait(landings, min(self.recheck_s, self.parent_wait_s - elapsed))
+            with TURNS.waiting():
+                LANDINGS.wait(landings, min(self.recheck_s, self.parent_wait_s - elapsed))
             landings = LANDINGS.count()
             waiting = self._retriage(target, sink, waiting, batch, counts)
         return waiting
@@ -898,14 +974,15 @@ class BatchApplier:
         began = time.perf_counter()
         retried_here = 0
         try:
-            while True:
-                try:
-                    results = sink.apply_bulk([i.payload for i in items], locks.keepalive)
-                    break
-                except SyncError as error:
-                    if not self._retry_here(target, deliveries, error, retried_here, locks):
-                        raise
-                    retried_here += 1
+            with TURNS.waiting():  # the call, the rate limit and any Retry-After
+                while True:
+                    try:
+                        results = sink.apply_bulk([i.payload for i in items], locks.keepalive)
+                        break
+                    except SyncError as error:
+                        if not self._retry_here(target, deliveries, error, retried_here, locks):
+                            raise
+                        retried_here += 1
         except SyncError as error:
             self._whole_call_failed(target, deliveries, error, counts)
             return

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from erpsync.events import Delivery
 from erpsync.logging import configure_logging
 from workers.app import TASK_APPLY, TASK_APPLY_BATCH, TASK_NOOP, app
-from workers.batch import BatchApplier, BatchStore
+from workers.batch import TURNS, BatchApplier, BatchStore
 from workers.metrics import WorkerMetrics, start_worker_metrics
 from workers.pump import Pump
 from workers.runtime import get_runtime, reset_runtime
@@ -60,24 +60,25 @@ def apply_batch(self: Any, batch: str | list[dict[str, Any]]) -> dict[str, int]:
     """
     runtime = get_runtime()
     store = BatchStore(runtime.state)
-    raw = store.get(batch) if isinstance(batch, str) else batch
-    if raw is None:
-        return {"done_before": 1}  # a redelivery of a batch already taken to its end
-    parsed: list[Delivery] = []
-    for item in raw:
+    with TURNS.turn():  # reading a batch is its own work too (see workers.batch._Turns)
+        raw = store.get(batch) if isinstance(batch, str) else batch
+        if raw is None:
+            return {"done_before": 1}  # a redelivery of a batch already taken to its end
+        parsed: list[Delivery] = []
+        for item in raw:
+            try:
+                parsed.append(Delivery.model_validate(item))
+            except ValidationError as exc:
+                runtime.state.incr("malformed", "messages")
+                log.error("sync.malformed_message", errors=exc.error_count())  # noqa: TRY400
         try:
-            parsed.append(Delivery.model_validate(item))
-        except ValidationError as exc:
-            runtime.state.incr("malformed", "messages")
-            log.error("sync.malformed_message", errors=exc.error_count())  # noqa: TRY400
-    try:
-        # Its deliveries' leases run from now (see workers.pump), as a single one's does.
-        runtime.state.touch(((d.target, d.delivery_id) for d in parsed), now=time.time())
-        counts = BatchApplier(runtime.engine).process(parsed)
-    except redis.RedisError as exc:
-        # Outcomes are counted once per delivery, so the whole batch can come back.
-        log.warning("sync.state_unavailable", error=str(exc))
-        raise Reject(str(exc), requeue=True) from exc
+            # Its deliveries' leases run from now (see workers.pump), as a single one's does.
+            runtime.state.touch(((d.target, d.delivery_id) for d in parsed), now=time.time())
+            counts = BatchApplier(runtime.engine).process(parsed)
+        except redis.RedisError as exc:
+            # Outcomes are counted once per delivery, so the whole batch can come back.
+            log.warning("sync.state_unavailable", error=str(exc))
+            raise Reject(str(exc), requeue=True) from exc
     if isinstance(batch, str):
         store.done(batch)
     return counts
