@@ -419,11 +419,16 @@ class BatchStore:
 
     def get(self, ref: str) -> list[dict[str, Any]] | None:
         """The batch's deliveries as stored, or None once it is done."""
-        raw = self.redis.get(self.key(ref))
+        raw = self.get_json(ref)
         if raw is None:
             return None
         loaded: list[dict[str, Any]] = json.loads(raw)
         return loaded
+
+    def get_json(self, ref: str) -> str | bytes | None:
+        """The batch's deliveries as stored (a JSON array), or None once it is done."""
+        raw: str | bytes | None = self.redis.get(self.key(ref))
+        return raw
 
     def pending(self, records: Sequence[tuple[str, str, str]]) -> list[bool]:
         """Per (target, entity, key): True while a batch on a queue carries it.

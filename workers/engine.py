@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
 import structlog
@@ -113,6 +114,10 @@ def invalid_source_data(event: ChangeEvent, target: str, exc: ValidationError) -
             for e in exc.errors(include_url=False, include_input=False)
         )[:500],
     )
+
+
+#: no further log context
+_NONE: Mapping[str, Any] = MappingProxyType({})
 
 
 def log_context(delivery: Delivery) -> dict[str, Any]:
@@ -330,12 +335,12 @@ class Engine:
             )
         for target, applied in by_target.items():
             self.state.record_applied_many(target, applied)
-        results: list[Result] = []
-        for delivery, result, _ in done:
-            # Each log line carries its own delivery's context, as on the single path.
-            with structlog.contextvars.bound_contextvars(**log_context(delivery)):
-                results.append(self._after_applied(delivery, result))
-        return results
+        # Each log line carries its own delivery's context, as on the single path (given to
+        # the line rather than bound: binding and unbinding it cost more than recording).
+        return [
+            self._after_applied(delivery, result, context=log_context(delivery))
+            for delivery, result, _ in done
+        ]
 
     def _record_applied(
         self, pipe: Any, delivery: Delivery, result: ApplyResult, previous: LedgerEntry | None
@@ -361,11 +366,16 @@ class Engine:
             extra=result.extra,
         )
 
-    def _after_applied(self, delivery: Delivery, result: ApplyResult) -> Result:
-        """What follows a recorded application: the replay resolved, the log, observers."""
+    def _after_applied(
+        self, delivery: Delivery, result: ApplyResult, *, context: Mapping[str, Any] = _NONE
+    ) -> Result:
+        """What follows a recorded application: the replay resolved, the log, observers.
+
+        ``context``: the delivery's log context, when it is not bound (bulk calls).
+        """
         if delivery.replay_of is not None:
             self.dlq.resolved(delivery.replay_of, "applied")
-        log.info("sync.applied", action=result.action, target_id=result.target_id)
+        log.info("sync.applied", action=result.action, target_id=result.target_id, **context)
         self.notify("applied", delivery, action=result.action)
         return "applied"
 

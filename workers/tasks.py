@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis
 import structlog
 from celery import signals
 from celery.exceptions import Reject
 from celery.worker.worker import WorkController
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from erpsync.events import Delivery
 from erpsync.logging import configure_logging
@@ -19,6 +20,7 @@ from workers.batch import TURNS, BatchApplier, BatchStore
 from workers.metrics import WorkerMetrics, start_worker_metrics
 from workers.pump import Pump
 from workers.runtime import get_runtime, reset_runtime
+from workers.state import State
 
 log = structlog.get_logger("erpsync.worker")
 _pump: Pump | None = None
@@ -61,16 +63,10 @@ def apply_batch(self: Any, batch: str | list[dict[str, Any]]) -> dict[str, int]:
     runtime = get_runtime()
     store = BatchStore(runtime.state)
     with TURNS.turn():  # reading a batch is its own work too (see workers.batch._Turns)
-        raw = store.get(batch) if isinstance(batch, str) else batch
+        raw = store.get_json(batch) if isinstance(batch, str) else batch
         if raw is None:
             return {"done_before": 1}  # a redelivery of a batch already taken to its end
-        parsed: list[Delivery] = []
-        for item in raw:
-            try:
-                parsed.append(Delivery.model_validate(item))
-            except ValidationError as exc:
-                runtime.state.incr("malformed", "messages")
-                log.error("sync.malformed_message", errors=exc.error_count())  # noqa: TRY400
+        parsed = _deliveries(raw, runtime.state)
         try:
             # Its deliveries' leases run from now (see workers.pump), as a single one's does.
             runtime.state.touch(((d.target, d.delivery_id) for d in parsed), now=time.time())
@@ -82,6 +78,27 @@ def apply_batch(self: Any, batch: str | list[dict[str, Any]]) -> dict[str, int]:
     if isinstance(batch, str):
         store.done(batch)
     return counts
+
+
+#: a stored batch, parsed from its JSON in one go
+_BATCH: TypeAdapter[list[Delivery]] = TypeAdapter(list[Delivery])
+
+
+def _deliveries(raw: str | bytes | list[dict[str, Any]], state: State) -> list[Delivery]:
+    """A batch's deliveries; a malformed one is counted, logged and left out."""
+    if not isinstance(raw, list):
+        try:
+            return _BATCH.validate_json(raw)
+        except ValidationError:
+            raw = json.loads(raw)  # one is malformed: which, below
+    parsed: list[Delivery] = []
+    for item in cast(list[Any], raw):
+        try:
+            parsed.append(Delivery.model_validate(item))
+        except ValidationError as exc:
+            state.incr("malformed", "messages")
+            log.error("sync.malformed_message", errors=exc.error_count())  # noqa: TRY400
+    return parsed
 
 
 @app.task(name=TASK_NOOP, ignore_result=True, acks_late=True)

@@ -521,6 +521,23 @@ def test_a_batch_sent_by_a_producer_is_stored_counted_once_and_pending(
     assert store.get(ref) is None
 
 
+def test_a_stored_batch_with_a_malformed_delivery_loses_only_that_one(engine: Engine) -> None:
+    from workers.tasks import _deliveries
+
+    good = batch(engine, event("C1"), event("C2"))
+    texts = [
+        good[0].model_dump_json(),
+        '{"target": "propeller", "event": {}}',
+        good[1].model_dump_json(),
+    ]
+    assert _deliveries(f"[{','.join(texts)}]", engine.state) == good
+    assert engine.state.counters("malformed")["messages"] == 1
+    # A well-formed batch is parsed whole, as stored.
+    stored = f"[{good[0].model_dump_json()},{good[1].model_dump_json()}]".encode()
+    assert _deliveries(stored, engine.state) == good
+    assert engine.state.counters("malformed")["messages"] == 1
+
+
 def test_a_probe_batch_that_never_calls_the_target_hands_the_probe_on(
     engine: Engine, sink: BulkScriptedSink, clock: Clock
 ) -> None:
