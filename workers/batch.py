@@ -1105,8 +1105,12 @@ class BatchApplier:
     # -- parking -------------------------------------------------------------------------
     def _park_batch(self, target: str, deliveries: Sequence[Delivery], delay_s: float) -> None:
         engine = self.engine
+        due_at = engine.clock() + delay_s
         ref = BatchStore(engine.state).put(deliveries, parked=True)
-        engine.state.schedule(batch_member(target, ref), engine.clock() + delay_s)
+        engine.state.schedule(batch_member(target, ref), due_at)
+        # Their leases run from when the batch is due, as a parked single delivery's do: a
+        # batch parked longer than the lease is not taken for lost (see workers.pump).
+        engine.state.touch(((d.target, d.delivery_id) for d in deliveries), now=due_at)
 
     def _wait_for_parents(self, target: str, waiting: list[Delivery], counts: Counter[str]) -> None:
         """Children whose parent is not in the target yet wait, and come back as one batch.

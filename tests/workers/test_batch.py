@@ -418,6 +418,27 @@ def test_a_transient_failure_of_the_whole_call_retries_the_batch_as_a_batch(
     assert len(sink.calls) == 3
 
 
+def test_a_parked_batch_s_deliveries_are_pending_from_when_it_is_due(
+    engine: Engine, sink: BulkScriptedSink, clock: Clock
+) -> None:
+    # The pump resends a pending delivery with no progress for a lease: a batch parked for
+    # longer than that (an open circuit, a long Retry-After) must not be taken for lost.
+    state = engine.state
+    deliveries = batch(engine, event("C1"), event("C2"))
+    state.register(
+        ((TARGET, d.delivery_id, d.model_dump_json()) for d in deliveries), now=clock.now
+    )
+    sink.call_errors = [
+        TransientError("429", system=TARGET, operation="bulk", status_code=429, retry_after_s=900)
+    ]
+    assert BatchApplier(engine).process(deliveries) == {"parked": 2}
+    (member,) = state.redis.zrange(state.keys.delayed(), 0, -1, withscores=True)
+    due_at = float(member[1])
+    pending = state.redis.zrange(state.keys.pending(TARGET), 0, -1, withscores=True)
+    assert sorted(pending) == sorted((d.delivery_id, due_at) for d in deliveries)
+    assert due_at >= clock.now + 900
+
+
 def test_a_call_refused_with_a_short_retry_after_is_made_again_in_place(
     engine: Engine, sink: BulkScriptedSink, clock: Clock
 ) -> None:
