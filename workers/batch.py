@@ -279,10 +279,14 @@ _DONE = """
 local entry = redis.call('get', KEYS[2])
 if entry then
   local list = cjson.decode(entry)
-  for i = 2, #list do
-    if redis.call('hget', KEYS[3], list[i]) == list[1] then
-      redis.call('hdel', KEYS[3], list[i])
+  for i = 2, #list, 1000 do
+    local fields = {unpack(list, i, math.min(i + 999, #list))}
+    local values = redis.call('hmget', KEYS[3], unpack(fields))
+    local mine = {}
+    for j = 1, #fields do
+      if values[j] == list[1] then mine[#mine + 1] = fields[j] end
     end
+    if #mine > 0 then redis.call('hdel', KEYS[3], unpack(mine)) end
   end
 end
 redis.call('del', KEYS[1], KEYS[2])
@@ -297,15 +301,24 @@ redis.call('del', KEYS[1], KEYS[2])
 # (the batch stored is their JSON array). Returns how many were counted now. (Packing
 # tens of thousands of arguments cost the producer more CPU than reading the source.)
 _PUT_SENT = """
+local function many(command, key, args)
+  for i = 1, #args, 1000 do redis.call(command, key, unpack(args, i, math.min(i + 999, #args))) end
+end
 local ttl = tonumber(ARGV[1])
 local items = cjson.decode(ARGV[4])
-local texts = {}
-for i = 1, #items do texts[i] = ARGV[4 + i] end
+local texts, payloads, seen = {}, {}, {}
+for i = 1, #items do
+  texts[i] = ARGV[4 + i]
+  payloads[2 * i - 1], payloads[2 * i] = items[i][1], texts[i]
+  seen[2 * i - 1], seen[2 * i] = ARGV[2], items[i][1]
+end
 redis.call('set', KEYS[1], '[' .. table.concat(texts, ',') .. ']', 'EX', ttl)
 local entry = cjson.decode(ARGV[3])
 if #entry > 1 then
   redis.call('set', KEYS[2], ARGV[3], 'EX', ttl)
-  for i = 2, #entry do redis.call('hset', KEYS[3], entry[i], entry[1]) end
+  local index = {}
+  for i = 2, #entry do index[#index + 1], index[#index + 2] = entry[i], entry[1] end
+  many('hset', KEYS[3], index)
   redis.call('expire', KEYS[3], ttl)
 end
 local bumps, counted = {}, 0
@@ -315,8 +328,10 @@ for i, item in ipairs(items) do
     bumps['produced'] = (bumps['produced'] or 0) + 1
     if item[2] ~= '' then bumps[item[2]] = (bumps[item[2]] or 0) + 1 end
   end
-  redis.call('hset', KEYS[6], item[1], texts[i])
-  redis.call('zadd', KEYS[5], ARGV[2], item[1])
+end
+if #items > 0 then
+  many('hset', KEYS[6], payloads)
+  many('zadd', KEYS[5], seen)
 end
 for field, amount in pairs(bumps) do redis.call('hincrby', KEYS[4], field, amount) end
 return counted

@@ -133,16 +133,21 @@ return counted
 # commands cost the worker more CPU than the bulk call, on the path its children wait on.)
 _APPLIED_MANY = """
 local items = cjson.decode(ARGV[2])
-local bumps, counted = {}, 0
+local ttl = tonumber(ARGV[1])
+local bumps, counted, ids = {}, 0, {}
 for i, item in ipairs(items) do
   redis.call('hset', KEYS[2 + 2 * i], unpack(item[2]))
-  if redis.call('set', KEYS[3 + 2 * i], 'applied', 'NX', 'EX', tonumber(ARGV[1])) then
+  if redis.call('set', KEYS[3 + 2 * i], 'applied', 'NX', 'EX', ttl) then
     counted = counted + 1
     bumps['applied'] = (bumps['applied'] or 0) + 1
     for _, field in ipairs(item[3]) do bumps[field] = (bumps[field] or 0) + 1 end
   end
-  redis.call('zrem', KEYS[2], item[1])
-  redis.call('hdel', KEYS[3], item[1])
+  ids[i] = item[1]
+end
+for i = 1, #ids, 1000 do
+  local last = math.min(i + 999, #ids)
+  redis.call('zrem', KEYS[2], unpack(ids, i, last))
+  redis.call('hdel', KEYS[3], unpack(ids, i, last))
 end
 for field, amount in pairs(bumps) do redis.call('hincrby', KEYS[1], field, amount) end
 return counted
