@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import ssl
 
+import certifi
 import httpcore
 import httpx
 import pytest
 from pydantic import SecretStr
 
-from adapters._http import ErrorTable, make_client, send
+from adapters._http import ErrorTable, make_client, send, tls_verification
 from adapters.hipe import HipeClient
 from erpsync.errors import Action, AuthError, ErrorClass, TransientError
 from erpsync.settings import HipeSettings
@@ -118,3 +119,23 @@ def test_operators_see_the_rule_and_may_override_its_class() -> None:
         overridden.check()
     assert caught.value.hint is not None
     assert f"TLS verification of {HOST} failed" in caught.value.hint
+
+
+def test_clients_share_one_tls_context_per_process_and_honour_ssl_cert_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A worker builds a client per target in every thread; each building its own context
+    # (the CA bundle loaded again, ~40 ms) cost a fresh worker a second of CPU.
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    shared = tls_verification(True)
+    assert isinstance(shared, ssl.SSLContext)
+    assert tls_verification(True) is shared
+    assert shared.verify_mode == ssl.CERT_REQUIRED
+    assert shared.check_hostname
+    assert tls_verification(False) is False
+    # An operator's own CA bundle (SSL_CERT_FILE) gets a context of its own.
+    monkeypatch.setenv("SSL_CERT_FILE", certifi.where())
+    own = tls_verification(True)
+    assert own is not shared
+    assert own is tls_verification(True)

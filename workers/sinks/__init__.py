@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import httpx
 
-from adapters._http import make_client
+from adapters._http import make_client, tls_verification
 from erpsync.mapping import TargetMapping, target_mapping
 from erpsync.settings import HttpSystemSettings, Settings
 from workers.engine import Sink
@@ -25,7 +25,7 @@ def http_client(
     transport: httpx.BaseTransport | None = None
     if system.rate_limit_per_s and limiter is not None:
         inner = httpx.HTTPTransport(
-            verify=system.verify_tls,
+            verify=tls_verification(system.verify_tls),
             limits=httpx.Limits(max_connections=system.max_connections),
         )
         transport = RateLimitedTransport(
