@@ -11,7 +11,8 @@ the project's default worker settings (pool, concurrency, prefetch), and the pro
 2. **initial load**: records/s and HTTP requests per record from the producer's first poll
    of an ERP of N customers (a three-level hierarchy) until all are in Propeller: the bulk
    path (the producer's batches, ``sync.apply_batch``) ÷ the single-record path (the same
-   poll with bulk routes off), when the bulk path exists (``workers.batch``);
+   poll with bulk routes off), when the bulk path exists (``workers.batch``); the bulk
+   load, a few seconds long, is the median of the run's rounds, each from a fresh worker;
 3. **rate-limited target**: Propeller allowing 10 requests in any second (the sandbox
    answers 429 beyond that: fault rule ``max_per_s``) with 50 ms latency, and the workers'
    shared limit set to 10/s: records/s achieved ÷ the most the limit allows (10 records/s
@@ -640,11 +641,19 @@ def run(
                     done()
         if "initial_load" in sections and report["bulk_available"]:
             done = timed("initial_load_bulk")
-            with Installation(sandbox, url, customers_flow(TARGET)) as installation:
-                installation.start_worker(f"--queues={TARGET}")
-                report["initial_load"]["bulk"] = measure_load(
-                    installation, sizes.initial_load, bulk=True
-                )
+            # A bulk load lasts a few seconds, where a moment of the shared machine's noise
+            # weighs far more than in the single path's minute: the median of rounds, each
+            # from a fresh worker (as the single path's).
+            rounds: list[dict[str, Any]] = []
+            for _ in range(sizes.rounds):
+                with Installation(sandbox, url, customers_flow(TARGET)) as installation:
+                    installation.start_worker(f"--queues={TARGET}")
+                    rounds.append(measure_load(installation, sizes.initial_load, bulk=True))
+            median = sorted(rounds, key=lambda r: float(r["seconds"]))[len(rounds) // 2]
+            report["initial_load"]["bulk"] = {
+                **median,
+                "rounds_seconds": [round(float(r["seconds"]), 3) for r in rounds],
+            }
             done()
 
         if "rate_limited" in sections:
