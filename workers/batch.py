@@ -105,7 +105,7 @@ from workers.engine import (
     log_context,
     missing_parent,
 )
-from workers.state import LedgerEntry, State, _holder
+from workers.state import MANY, LedgerEntry, State, _holder
 
 log = structlog.get_logger("erpsync.worker")
 
@@ -300,10 +300,9 @@ redis.call('del', KEYS[1], KEYS[2])
 # JSON: per delivery [delivery id, flow counter field or ''], then per delivery its JSON
 # (the batch stored is their JSON array). Returns how many were counted now. (Packing
 # tens of thousands of arguments cost the producer more CPU than reading the source.)
-_PUT_SENT = """
-local function many(command, key, args)
-  for i = 1, #args, 1000 do redis.call(command, key, unpack(args, i, math.min(i + 999, #args))) end
-end
+_PUT_SENT = (
+    MANY
+    + """
 local ttl = tonumber(ARGV[1])
 local items = cjson.decode(ARGV[4])
 local texts, payloads, seen = {}, {}, {}
@@ -336,6 +335,7 @@ end
 for field, amount in pairs(bumps) do redis.call('hincrby', KEYS[4], field, amount) end
 return counted
 """
+)
 
 # Every hash of KEYS, each as HGETALL returns it (field, value, ...; empty when none).
 _READ_LEDGERS = """
@@ -742,8 +742,7 @@ class BatchApplier:
         locks = _Locks(engine)
         later: list[Delivery] = []  # single path, once this batch's locks are released
         timings: dict[str, float] = {}  # where the batch's time went, for its log line
-        with TURNS.turn():
-            timings["turn_waited_s"] = time.perf_counter() - started
+        with TURNS.turn():  # held already when called by the task (it read the batch)
             try:
                 items = self._admit(target, sink, group, locks, later, counts, timings)
                 timings["admitted_s"] = time.perf_counter() - started

@@ -124,6 +124,17 @@ end
 return counted
 """
 
+# A script prelude: ``many(command, key, args)`` runs ``command key args...`` in chunks of
+# 1,000 arguments (Lua's unpack has a stack limit; even, so field-value pairs stay whole):
+# one command for many members instead of one a member.
+MANY = """
+local function many(command, key, args)
+  for i = 1, #args, 1000 do
+    redis.call(command, key, unpack(args, i, math.min(i + 999, #args)))
+  end
+end
+"""
+
 # Many applied deliveries of one target (a bulk call's successes) in one call: each one's
 # ledger written, its outcome counted once (_OUTCOME's rule), and it is pending no more.
 # KEYS: the target's counters, pending set and pending payloads, then per delivery its
@@ -131,7 +142,9 @@ return counted
 # [delivery id, [ledger field, value, ...], [further counter fields]]. Returns how many
 # were counted now. (One script rather than four commands a delivery: packing hundreds of
 # commands cost the worker more CPU than the bulk call, on the path its children wait on.)
-_APPLIED_MANY = """
+_APPLIED_MANY = (
+    MANY
+    + """
 local items = cjson.decode(ARGV[2])
 local ttl = tonumber(ARGV[1])
 local bumps, counted, ids = {}, 0, {}
@@ -144,14 +157,12 @@ for i, item in ipairs(items) do
   end
   ids[i] = item[1]
 end
-for i = 1, #ids, 1000 do
-  local last = math.min(i + 999, #ids)
-  redis.call('zrem', KEYS[2], unpack(ids, i, last))
-  redis.call('hdel', KEYS[3], unpack(ids, i, last))
-end
+many('zrem', KEYS[2], ids)
+many('hdel', KEYS[3], ids)
 for field, amount in pairs(bumps) do redis.call('hincrby', KEYS[1], field, amount) end
 return counted
 """
+)
 
 # Replace a lock's token only if it still is ARGV[1]; ARGV: old, new, ttl ms.
 _SWAP = """
