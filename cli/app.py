@@ -8,7 +8,18 @@ from typing import Annotated
 
 import typer
 
-from cli import backfill, demo, diagnose, dlq, engine, flower, sandbox, settings_doc, status
+from cli import (
+    backfill,
+    demo,
+    diagnose,
+    dlq,
+    engine,
+    flower,
+    reconcile,
+    sandbox,
+    settings_doc,
+    status,
+)
 
 app = typer.Typer(
     name="erpsync",
@@ -45,6 +56,7 @@ settings_doc.register(app)
 dlq.register(app)
 status.register(app)
 backfill.register(app)
+reconcile.register(app)
 
 
 def main() -> None:

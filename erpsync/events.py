@@ -172,6 +172,11 @@ class Delivery(BaseModel):
     first_failure_at: datetime | None = None
     last_error: dict[str, Any] | None = None
     replay_of: str | None = Field(default=None, description="the dead-letter entry replayed")
+    force: bool = Field(
+        default=False,
+        description="apply even when the ledger already has this fingerprint (a reconcile's "
+        "repair: the target drifted from what the ledger remembers); never past a stale check",
+    )
 
     @property
     def delivery_id(self) -> str:

@@ -114,3 +114,8 @@ class Keys:
     def dlq_audit(self) -> str:
         """Stream: every operator action on dead letters."""
         return f"{self.prefix}:dlq:audit"
+
+    # -- reconcile --------------------------------------------------------------------
+    def reconcile_last(self, flow: str) -> str:
+        """String: the last reconcile of a flow (JSON: its report, and counts per target)."""
+        return f"{self.prefix}:reconcile:{flow}"

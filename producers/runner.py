@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import structlog
@@ -20,9 +21,12 @@ from producers.atollon import AtollonBilling
 from producers.base import PollResult, Producer, SnapshotStream
 from producers.onlineerp import OnlineErpCustomers, OnlineErpProducts
 from producers.propeller import PropellerCompanies
+from producers.reconcile import DEFAULT_LIMIT, ReconcileError, Reconciliation
 from workers.app import create_app
 from workers.batch import bulk_routes
+from workers.limits import Circuit, RateLimiter
 from workers.runtime import redis_client
+from workers.sinks.view import ViewableSink
 
 log = structlog.get_logger("erpsync.producer")
 
@@ -34,6 +38,8 @@ class ProducerService:
     settings: Settings
     streams: list[SnapshotStream] = field(default_factory=list)
     clients: list[httpx.Client] = field(default_factory=list)
+    #: sinks built for reconciles (closed with the service)
+    sinks: list[Any] = field(default_factory=list)
     producer: Producer = field(init=False)
 
     def __post_init__(self) -> None:
@@ -184,6 +190,62 @@ class ProducerService:
                 stream.targets = original
         return results
 
+    def reconciliation(
+        self,
+        flow: str,
+        targets: list[str] | None = None,
+        *,
+        limit: int | None = DEFAULT_LIMIT,
+        progress: Callable[[str, str, int], None] | None = None,
+    ) -> Reconciliation:
+        """A reconcile of ``flow`` with its targets (or ``targets``), ready to run.
+
+        The targets are read through their sinks' views, with the shared rate limit of each
+        (the sinks' HTTP clients are the workers'). A target whose sink cannot show its
+        records is reported as not checked. Raises ReconcileError for a flow that is
+        unknown, disabled or a work queue, or a target the flow lacks.
+        """
+        from workers.sinks import build_sinks
+
+        try:
+            chosen = self.backfill_targets(flow, targets)
+        except ValueError as exc:
+            raise ReconcileError(str(exc).replace("backfill", "reconcile")) from None
+        streams = [s for s in self.streams if s.flow == flow]
+        if len(streams) != 1:
+            raise ReconcileError(f"flow {flow!r} has no source stream to read")
+        stream = streams[0]
+        producer = self.producer
+        sinks = build_sinks(self.settings, RateLimiter(producer.redis, producer.keys))
+        self.sinks.extend(sinks.values())
+        viewable: dict[str, ViewableSink] = {}
+        unviewable: dict[str, str] = {}
+        for target in chosen:
+            sink = sinks.get(target)
+            if sink is None or not sink.handles(stream.entity):
+                unviewable[target] = f"no sink applies {stream.entity} to {target}"
+            elif not isinstance(sink, ViewableSink):
+                unviewable[target] = f"{target} cannot show its {stream.entity} records yet"
+            else:
+                viewable[target] = sink
+        w = self.settings.worker
+        circuit = Circuit(
+            producer.redis,
+            producer.keys,
+            failure_threshold=w.circuit_failure_threshold,
+            cooldown_s=w.circuit_cooldown_s,
+            cooldown_max_s=w.circuit_cooldown_max_s,
+        )
+        return Reconciliation(
+            flow,
+            stream,
+            viewable,
+            circuit=circuit,
+            limit=limit,
+            progress=progress or (lambda what, name, count: None),
+            not_checked=unviewable,
+        )
+
     def run(
         self,
         interval_s: float,
@@ -199,5 +261,9 @@ class ProducerService:
     def close(self) -> None:
         for client in self.clients:
             client.close()
+        for sink in self.sinks:
+            close = getattr(sink, "close", None)
+            if callable(close):
+                close()
         self.producer.redis.close()
         self.producer.app.close()

@@ -7,7 +7,8 @@ open circuit): nothing is dropped silently. The decision tree, in order:
 1. circuit open or target paused  → park until the circuit lets a probe through;
 2. record locked by another worker → park a moment (per-key serialisation);
 3. ledger newer than the event      → skipped (stale: out-of-order delivery);
-   ledger has this fingerprint      → skipped (already applied: duplicate delivery);
+   ledger has this fingerprint      → skipped (already applied: duplicate delivery),
+                                      unless the delivery is forced (a reconcile's repair);
    a replay of a superseded change  → skipped (a newer change of the record exists);
 4. parent not yet in the target     → wait (dependency), dead-letter after the budget;
 5. the sink applies the change      → applied, ledger updated;
@@ -252,7 +253,7 @@ class Engine:
         event, target = delivery.event, delivery.target
         if ledger is not None and ledger.source_version > event.source_version:
             return self.skip(delivery, "stale")
-        if ledger is not None and ledger.fingerprint == event.fingerprint:
+        if ledger is not None and ledger.fingerprint == event.fingerprint and not delivery.force:
             return self.skip(delivery, "unchanged")
         if delivery.replay_of is not None:
             latest = self.state.latest(event.source, event.entity, event.key)

@@ -143,6 +143,27 @@ def test_stale_event_never_overwrites_a_newer_one(engine: Engine, sink: Scripted
     assert engine.state.counters("hipe")["skipped_stale"] == 1
 
 
+def test_a_forced_delivery_passes_the_already_applied_check_but_never_the_stale_one(
+    engine: Engine, sink: ScriptedSink
+) -> None:
+    """A reconcile's repair re-sends content the ledger says the target has (it drifted)."""
+    first = event(name="Acme", version=1)
+    assert deliver(engine, first) == "applied"
+    again = event(name="Acme", version=2)
+    assert again.fingerprint == first.fingerprint
+    assert deliver(engine, again) == "skipped", "unforced: already applied"
+    repair = event(name="Acme", version=3)
+    assert deliver(engine, repair, force=True) == "applied"
+    assert sink.applied == [("C1", first.fingerprint), ("C1", repair.fingerprint)]
+    ledger = engine.state.ledger_get("hipe", "customer", "C1")
+    assert ledger is not None
+    assert (ledger.fingerprint, ledger.source_version) == (repair.fingerprint, 3)
+    stale = event(name="Older", version=2)
+    assert deliver(engine, stale, force=True) == "skipped", "a force never passes a stale check"
+    assert engine.state.counters("hipe")["skipped_stale"] == 1
+    assert len(sink.applied) == 2
+
+
 def test_a_worker_killed_after_the_write_leaves_no_ledger_vouching_for_the_old_content(
     engine: Engine, sink: ScriptedSink
 ) -> None:
