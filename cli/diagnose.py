@@ -1,4 +1,4 @@
-"""``erpsync errors`` (the routing table) and ``erpsync doctor`` (config and reachability)."""
+"""``erpsync errors`` (the routing table) and ``erpsync doctor`` (config, mapping, reachability)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from adapters._http import ErrorTable, make_client
 from cli._config import settings_or_exit
 from cli._output import console, print_json
 from erpsync.errors import AuthError, ConfigError, ErrorClass, SyncError, TransientError
+from erpsync.flows import effective_mapping
+from erpsync.mapping import target_mapping
 from erpsync.redaction import redact
 from erpsync.settings import (
     SYSTEM_NAMES,
@@ -25,6 +27,9 @@ from erpsync.settings import (
     Settings,
     load_settings,
 )
+from workers.engine import Sink
+from workers.sinks import build_sinks
+from workers.sinks.view import ViewableSink
 
 TABLES: dict[str, Callable[[Mapping[str, ErrorClass] | None], ErrorTable]] = {
     "onlineerp": onlineerp.errors.error_table,
@@ -105,11 +110,67 @@ def _why(name: str, error: SyncError) -> str:
     return str(error)
 
 
-def doctor(
-    json_output: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
-) -> None:
-    """Validate the configuration, then check each system with one cheap call."""
-    settings = settings_or_exit()
+def flow_mappings(settings: Settings, sinks: Mapping[str, Sink]) -> dict[str, Any]:
+    """Per flow and target: the effective field mapping and the target's known limits.
+
+    The mapping comes from :mod:`erpsync.flows`, the table the settings validate against;
+    known limits from the target's sink when it can be reconciled (:class:`ViewableSink`).
+    """
+    flows: dict[str, Any] = {}
+    for name, flow in settings.flows.items():
+        targets: dict[str, Any] = {}
+        for target in flow.targets:
+            routes = effective_mapping(
+                flow.source,
+                flow.entity,
+                target,
+                target_mapping(flow.mapping.get(target)),
+                flow.source_fields,
+            )
+            sink = sinks.get(target)
+            limits: list[str] = []
+            if sink is not None and sink.handles(flow.entity):
+                viewable: object = sink
+                if isinstance(viewable, ViewableSink):
+                    limits = sorted(viewable.known_limits(flow.entity))
+            targets[target] = {
+                "mapping": [route.as_dict() for route in routes],
+                "known_limits": limits,
+            }
+        flows[name] = {
+            "enabled": flow.enabled,
+            "source": flow.source,
+            "entity": flow.entity,
+            "targets": targets,
+        }
+    return flows
+
+
+def _print_mappings(flows: Mapping[str, Any]) -> None:
+    for name, flow in flows.items():
+        state = "" if flow["enabled"] else " (disabled)"
+        for target, found in flow["targets"].items():
+            table = Table(
+                title=f"flow {name}{state}: {flow['entity']} {flow['source']} -> {target}",
+                title_justify="left",
+            )
+            for column in ("source field", "canonical", f"{target} field", "from"):
+                table.add_column(column, overflow="fold")
+            for route in found["mapping"]:
+                table.add_row(
+                    route["source"] or "-", route["canonical"], route["target"], route["origin"]
+                )
+            console.print(table, highlight=False)
+            if found["known_limits"]:
+                limits = ", ".join(found["known_limits"])
+                console.print(
+                    f"  known limits ({target} documents no way to write or clear): {limits}",
+                    highlight=False,
+                )
+
+
+def _checks(settings: Settings) -> list[dict[str, Any]]:
+    """Redis and each configured system, one cheap call each."""
     results: list[dict[str, Any]] = []
     import redis
 
@@ -139,11 +200,29 @@ def doctor(
                     "error": redact(str(error)),
                 }
             )
+    return results
+
+
+def doctor(
+    json_output: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
+) -> None:
+    """Validate the configuration, show each flow's field mapping, then check each system."""
+    settings = settings_or_exit()
+    sinks = build_sinks(settings, None)  # no call is made: the sinks only describe themselves
+    try:
+        flows = flow_mappings(settings, sinks)
+    finally:
+        for sink in sinks.values():
+            close = getattr(sink, "close", None)
+            if close is not None:
+                close()
+    results = _checks(settings)
     if json_output:
-        print_json(results)
+        print_json({"checks": results, "flows": flows})
     else:
         for row in results:
             mark = "[green]ok[/]  " if row["ok"] else "[red]FAIL[/]"
             console.print(f"{mark} {row['system']:<10} {row['detail']}", highlight=False)
+        _print_mappings(flows)
     if not all(row["ok"] for row in results):
         raise typer.Exit(1)

@@ -33,7 +33,8 @@ from pydantic_settings import (
 )
 
 from erpsync.errors import ConfigError, ErrorClass
-from erpsync.mapping import check_path, target_mapping
+from erpsync.flows import SOURCES, flow_support_problems, mapping_problems
+from erpsync.mapping import target_mapping
 from erpsync.redaction import register_secrets
 
 CONFIG_ENV = "ERPSYNC_CONFIG"
@@ -41,7 +42,7 @@ CONFIG_ENV = "ERPSYNC_CONFIG"
 SystemName = Literal["onlineerp", "propeller", "hipe", "atollon"]
 SYSTEM_NAMES: tuple[SystemName, ...] = ("onlineerp", "propeller", "hipe", "atollon")
 #: entities a flow can carry: ERP customers and products, Atollon billing (to invoices)
-FLOW_ENTITIES = frozenset({"customer", "product", "billing"})
+FLOW_ENTITIES = frozenset(entity for _, entity in SOURCES)
 
 
 def is_loopback_host(host: str) -> bool:
@@ -332,8 +333,15 @@ def flow_problems(
     do not validate (pydantic skips model checks then), and list every problem at once.
     """
     problems: list[str] = []
-    if isinstance(entity, str) and entity not in FLOW_ENTITIES:
+    known_entity = isinstance(entity, str) and entity in FLOW_ENTITIES
+    if isinstance(entity, str) and not known_entity:
         problems.append(f"flows.{name}.entity: {entity!r} is not one of {sorted(FLOW_ENTITIES)}")
+    if known_entity and source in SYSTEM_NAMES:
+        systems = [str(t) for t in targets if t in SYSTEM_NAMES]
+        problems.extend(
+            f"flows.{name}.{where}: {problem}"
+            for where, problem in flow_support_problems(str(entity), str(source), systems)
+        )
     for target, raw in mapping.items() if isinstance(mapping, dict) else ():
         if target not in targets:
             problems.append(f"flows.{name}.mapping.{target}: not a target of this flow")
@@ -342,11 +350,11 @@ def flow_problems(
         except ValidationError as exc:
             problems.extend(f"flows.{name}.mapping.{target}.{p}" for p in _describe(exc))
             continue
-        for kind, pairs in (("custom_fields", parsed.custom_fields), ("fields", parsed.fields)):
-            for key, path in pairs.items():
-                problem = check_path(entity, path) if isinstance(entity, str) else None
-                if problem:
-                    problems.append(f"flows.{name}.mapping.{target}.{kind}.{key}: {problem}")
+        if known_entity:
+            problems.extend(
+                f"flows.{name}.mapping.{target}.{where}: {problem}"
+                for where, problem in mapping_problems(str(entity), str(target), parsed)
+            )
     if enabled is False:
         return problems
     if source in SYSTEM_NAMES and source not in configured:

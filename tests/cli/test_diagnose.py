@@ -67,7 +67,7 @@ def test_doctor_passes_against_the_sandbox(
     config = write_config(tmp_path / "c.toml", sandbox_systems(sandbox), redis_url)
     result = run_cli("doctor", "--json", config=config)
     assert result.returncode == 0, result.stdout + result.stderr
-    rows = {r["system"]: r for r in json.loads(result.stdout)}
+    rows = {r["system"]: r for r in json.loads(result.stdout)["checks"]}
     assert set(rows) == {"redis", "onlineerp", "propeller", "hipe", "atollon"}
     assert all(r["ok"] for r in rows.values()), rows
 
@@ -95,7 +95,8 @@ def test_doctor_names_an_unreachable_system(
     systems = sandbox_systems(sandbox)
     systems["hipe"]["base_url"] = "http://127.0.0.1:9"  # discard port: nothing listens
     config = write_config(tmp_path / "c.toml", systems, redis_url)
-    rows = {r["system"]: r for r in json.loads(run_cli("doctor", "--json", config=config).stdout)}
+    doctor = json.loads(run_cli("doctor", "--json", config=config).stdout)
+    rows = {r["system"]: r for r in doctor["checks"]}
     assert rows["hipe"] == {**rows["hipe"], "ok": False, "detail": "unreachable"}
 
 
@@ -118,3 +119,117 @@ def test_doctor_lists_every_config_problem_and_starts_nothing(tmp_path: Path) ->
     assert "client_secret" in err
     assert "non-loopback" in err
     assert "systems.hipe.base_url" in err
+
+
+def mapped_config(path: Path, sandbox: RunningSandbox, redis_url: str) -> Path:
+    """The sandbox with a customers flow that maps an ERP custom field into HIPE."""
+    config = {
+        "systems": sandbox_systems(sandbox),
+        "redis_url": redis_url,
+        "flows": {
+            "customers": {
+                "source": "onlineerp",
+                "entity": "customer",
+                "targets": ["propeller", "hipe"],
+                "source_fields": {"segment": "Secteur"},
+                "mapping": {
+                    "hipe": {
+                        "fields": {"phone": "custom.segment"},
+                        "custom_fields": {"erpSegment": "custom.segment"},
+                    }
+                },
+            },
+            "products": {
+                "enabled": False,
+                "source": "onlineerp",
+                "entity": "product",
+                "targets": ["atollon"],
+            },
+        },
+    }
+    path.write_text(tomli_w.dumps(config), encoding="utf-8")
+    return path
+
+
+def test_doctor_json_shows_the_effective_mapping_of_every_flow_and_target(
+    sandbox: RunningSandbox, tmp_path: Path, redis_url: str
+) -> None:
+    config = mapped_config(tmp_path / "c.toml", sandbox, redis_url)
+    result = run_cli("doctor", "--json", config=config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    flows = json.loads(result.stdout)["flows"]
+    assert set(flows) == {"customers", "products"}
+    customers = flows["customers"]
+    assert {k: customers[k] for k in ("enabled", "source", "entity")} == {
+        "enabled": True,
+        "source": "onlineerp",
+        "entity": "customer",
+    }
+    assert set(customers["targets"]) == {"propeller", "hipe"}
+    hipe = customers["targets"]["hipe"]
+    assert hipe["mapping"] == [
+        {"source": "NoClient", "canonical": "key", "target": "externalId", "origin": "default"},
+        {"source": "NomClient", "canonical": "name", "target": "name", "origin": "default"},
+        {"source": "Courriel", "canonical": "email", "target": "email", "origin": "default"},
+        {
+            "source": "Secteur",
+            "canonical": "custom.segment",
+            "target": "phone",
+            "origin": "fields",
+        },
+        {"source": "NoTPS", "canonical": "tax_number", "target": "vat", "origin": "default"},
+        {
+            "source": "NoClientParent",
+            "canonical": "parent_key",
+            "target": "parentId",
+            "origin": "default",
+        },
+        {
+            "source": "Secteur",
+            "canonical": "custom.segment",
+            "target": "customFields.erpSegment",
+            "origin": "custom_fields",
+        },
+    ]
+    propeller = customers["targets"]["propeller"]["mapping"]
+    assert [(r["source"], r["canonical"], r["target"]) for r in propeller] == [
+        ("NoClient", "key", "sourceId"),
+        ("NomClient", "name", "name"),
+        ("NoTPS", "tax_number", "taxNumber"),
+        ("Courriel", "email", "email"),
+        ("Telephone", "phone", "phone"),
+        ("NoClientParent", "parent_key", "parent.sourceId"),
+    ]
+    products = flows["products"]
+    assert products["enabled"] is False
+    assert [
+        (r["source"], r["canonical"], r["target"])
+        for r in products["targets"]["atollon"]["mapping"]
+    ] == [
+        ("NoProduit", "key", "externalId.id"),
+        ("NoProduit", "key", "refId"),
+        ("Description", "name", "name"),
+        ("Description", "name", "description"),
+        ("PrixVente", "price", "unitPrice"),
+        (None, "currency", "unitPriceCurrencyName"),
+        ("EstActif", "active", "statusName"),
+    ]
+
+
+def test_doctor_table_shows_each_flow_and_target_mapping(
+    sandbox: RunningSandbox, tmp_path: Path, redis_url: str
+) -> None:
+    config = mapped_config(tmp_path / "c.toml", sandbox, redis_url)
+    result = run_cli("doctor", config=config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "flow customers: customer onlineerp -> hipe" in result.stdout
+    assert "flow customers: customer onlineerp -> propeller" in result.stdout
+    assert "flow products (disabled): product onlineerp -> atollon" in result.stdout
+
+    rows = [[cell.strip() for cell in line.strip("│ ").split("│")] for line in lines if "│" in line]
+    assert ["Secteur", "custom.segment", "customFields.erpSegment", "custom_fields"] in rows
+    assert ["Secteur", "custom.segment", "phone", "fields"] in rows
+    assert ["NoTPS", "tax_number", "taxNumber", "default"] in rows
+    assert ["NoTPS", "tax_number", "vat", "default"] in rows
+    assert ["-", "currency", "unitPriceCurrencyName", "default"] in rows

@@ -24,7 +24,7 @@ def test_doctor_says_tls_verification_of_the_host_failed(
     config = write_config(tmp_path / "c.toml", systems, redis_url)
     result = run_cli("doctor", "--json", config=config)
     assert result.returncode == 1, result.stdout + result.stderr
-    rows = {r["system"]: r for r in json.loads(result.stdout)}
+    rows = {r["system"]: r for r in json.loads(result.stdout)["checks"]}
     hipe = rows["hipe"]
     assert hipe["ok"] is False
     assert "TLS verification of 127.0.0.1 failed" in hipe["detail"], hipe

@@ -282,7 +282,7 @@ def test_nothing_a_full_run_leaves_behind_carries_a_secret(
     captured["status table"] = output(run_cli(p, "status"))
     doctor = run_cli(p, "doctor", "--json")
     captured["doctor"] = output(doctor)
-    assert {r["system"]: r["ok"] for r in json.loads(doctor.stdout)}["hipe"] is False
+    assert {r["system"]: r["ok"] for r in json.loads(doctor.stdout)["checks"]}["hipe"] is False
     settled = redis_dump(p.redis, p.prefix)
     assert any(":dlq:" in k or "dlq" in k for k in settled), "dead letters were stored"
     assert p.redis.zcard(p.keys.delayed()) > 0, "HIPE's deliveries wait behind its circuit"

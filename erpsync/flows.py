@@ -1,0 +1,372 @@
+"""What erpsync can sync, and how each target's fields are filled: one table.
+
+The settings refuse a flow this table does not support (:func:`flow_support_problems`) and a
+mapping key its target would ignore (:func:`mapping_problems`); ``erpsync doctor`` shows the
+effective field mapping of every flow and target from it (:func:`effective_mapping`); tests
+hold the producers and sinks to it (a sink's ``handles()`` agrees with :data:`TARGETS`, the
+fields it writes with :attr:`TargetSpec.fields`), so that configuration, documentation and
+code cannot drift apart.
+
+* :data:`SOURCES`: per (source system, entity) a producer reads, the source's field behind
+  each canonical path;
+* :data:`TARGETS`: per (entity, target) a sink writes, the target fields with the canonical
+  path each takes, and the mapping keys (``fields``, ``custom_fields``) that target honours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from erpsync.mapping import TargetMapping, check_path
+from erpsync.models import Invoice, InvoiceLine
+
+
+@dataclass(frozen=True)
+class TargetField:
+    """One field a sink writes: the target's name for it and the canonical path it takes."""
+
+    target: str
+    canonical: str
+    #: the name a ``fields`` override uses for it (the sink's own); None: not overridable
+    override: str | None = None
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """What a sink writes for one (entity, target) pair, and which mapping keys it honours."""
+
+    fields: tuple[TargetField, ...]
+    #: ``fields`` keys that set a target field the sink writes only when mapped:
+    #: override name -> the target's name for it
+    extra_fields: Mapping[str, str] = field(default_factory=dict)
+    #: ``fields`` keys that hold a value, not a canonical path: name -> what it sets
+    options: Mapping[str, str] = field(default_factory=dict)
+    #: ``custom_fields`` honoured: what it fills (None: refused)
+    custom_fields: str | None = None
+    #: custom field keys with this prefix take a path of each invoice line
+    line_prefix: str | None = None
+
+    def overridable(self) -> dict[str, str]:
+        """``fields`` keys that take a canonical path: override name -> target field."""
+        found = {f.override: f.target for f in self.fields if f.override is not None}
+        found.update(self.extra_fields)
+        return found
+
+    def honoured(self) -> list[str]:
+        """The mapping keys this target honours (for messages and docs)."""
+        keys = []
+        if self.overridable() or self.options:
+            keys.append("fields")
+        if self.custom_fields is not None:
+            keys.append("custom_fields")
+        return keys
+
+
+#: (source system, entity) -> canonical path -> the source's own field (what producers read)
+SOURCES: dict[tuple[str, str], dict[str, str]] = {
+    ("onlineerp", "customer"): {
+        "key": "NoClient",
+        "name": "NomClient",
+        "parent_key": "NoClientParent",
+        "email": "Courriel",
+        "phone": "Telephone",
+        "tax_number": "NoTPS",
+        "language": "Langue",
+        "active": "EstActif",
+        "address.line1": "Adresse.Ligne1",
+        "address.city": "Adresse.Ville",
+        "address.region": "Adresse.Province",
+        "address.postal_code": "Adresse.CodePostal",
+        "address.country": "Adresse.Pays",
+    },
+    ("onlineerp", "product"): {
+        "key": "NoProduit",
+        "name": "Description",
+        "price": "PrixVente",
+        "active": "EstActif",
+        "group": "GroupeProduit.CodeGroupe",
+    },
+    ("propeller", "customer"): {
+        "key": "id",
+        "name": "name",
+        "parent_key": "parent.id",
+        "email": "email",
+        "phone": "phone",
+        "tax_number": "taxNumber",
+        "language": "language",
+    },
+    ("atollon", "billing"): {
+        "reference": "billingItems[].id (ATL-<activity>-<hash>)",
+        "customer_key": "customerContact.externalId",
+        "description": "activity.name",
+        "date": "billingItems[].billingDate",
+        "currency": "billingItems[].currency",
+        "activity_id": "activity.id",
+        "project_id": "project.id",
+        "lines.product_key": "billingItems[].productExternalId",
+        "lines.quantity": "billingItems[].quantity",
+        "lines.unit_price": "billingItems[].unitPrice",
+        "lines.description": "billingItems[].name",
+        "lines.vat_rate": "billingItems[].vatValue",
+    },
+}
+
+#: (entity, target) -> what the target's sink writes
+TARGETS: dict[tuple[str, str], TargetSpec] = {
+    ("customer", "propeller"): TargetSpec(
+        fields=(
+            TargetField("sourceId", "key"),
+            TargetField("name", "name", "name"),
+            TargetField("taxNumber", "tax_number", "tax_number"),
+            TargetField("email", "email", "email"),
+            TargetField("phone", "phone", "phone"),
+            TargetField("parent.sourceId", "parent_key"),
+        ),
+    ),
+    ("customer", "hipe"): TargetSpec(
+        fields=(
+            TargetField("externalId", "key"),
+            TargetField("name", "name", "name"),
+            TargetField("email", "email", "email"),
+            TargetField("phone", "phone", "phone"),
+            TargetField("vat", "tax_number", "vat"),
+            TargetField("parentId", "parent_key"),
+        ),
+        extra_fields={"website": "website"},
+        custom_fields="customFields.<name>",
+    ),
+    ("customer", "atollon"): TargetSpec(
+        fields=(
+            TargetField("externalId.id", "key"),
+            TargetField("company.companyName", "name"),
+            TargetField("company.companyCompanyRelation", "parent_key"),
+            TargetField("contacts.email", "email"),
+            TargetField("contacts.phone", "phone"),
+            TargetField("vatNo", "tax_number"),
+            TargetField("address.street", "address.line1"),
+            TargetField("address.city", "address.city"),
+            TargetField("address.region", "address.region"),
+            TargetField("address.zip", "address.postal_code"),
+            TargetField("address.country", "address.country"),
+            TargetField("contactGroup", "active"),
+        ),
+    ),
+    ("product", "atollon"): TargetSpec(
+        fields=(
+            TargetField("externalId.id", "key"),
+            TargetField("refId", "key"),
+            TargetField("name", "name"),
+            TargetField("description", "name"),
+            TargetField("unitPrice", "price"),
+            TargetField("unitPriceCurrencyName", "currency"),
+            TargetField("statusName", "active"),
+        ),
+    ),
+    ("billing", "onlineerp"): TargetSpec(
+        fields=(
+            TargetField("Référence", "reference"),
+            TargetField("Description", "description"),
+            TargetField("DateFacture", "date"),
+            TargetField("InfoClientFacturerA.NoClient", "customer_key"),
+            TargetField("LigneFacture.strNoProduit", "lines.product_key"),
+            TargetField("LigneFacture.QteFacture", "lines.quantity"),
+            TargetField("LigneFacture.PrixUnitaire", "lines.unit_price"),
+            TargetField("LigneFacture.DescriptionLigne", "lines.description"),
+        ),
+        options={
+            "activity_status": "Atollon status set on the activity once invoiced",
+            "project_status": "Atollon status set on the project once invoiced",
+        },
+        custom_fields="ERP invoice field <- invoice path; LigneFacture.<name> <- line path",
+        line_prefix="LigneFacture.",
+    ),
+}
+
+
+def supported_pairs() -> str:
+    """``customer -> propeller/hipe/atollon, …``: the supported (entity, target) pairs."""
+    by_entity: dict[str, list[str]] = {}
+    for entity, target in TARGETS:
+        by_entity.setdefault(entity, []).append(target)
+    return ", ".join(f"{e} -> {'/'.join(t)}" for e, t in by_entity.items())
+
+
+def supported_sources() -> str:
+    """``customer <- onlineerp/propeller, …``: the supported (entity, source) pairs."""
+    by_entity: dict[str, list[str]] = {}
+    for source, entity in SOURCES:
+        by_entity.setdefault(entity, []).append(source)
+    return ", ".join(f"{e} <- {'/'.join(s)}" for e, s in by_entity.items())
+
+
+def flow_support_problems(entity: str, source: str, targets: list[str]) -> list[tuple[str, str]]:
+    """What erpsync cannot do of a flow: ``(setting, problem)`` pairs, none when supported.
+
+    Call it with a known entity and known system names only (the settings report the
+    others on their own).
+    """
+    problems: list[tuple[str, str]] = []
+    if (source, entity) not in SOURCES:
+        problems.append(
+            (
+                "source",
+                f"erpsync reads no {entity} from {source!r} "
+                f"(supported sources: {supported_sources()})",
+            )
+        )
+    for target in targets:
+        if target == source:
+            problems.append(
+                ("targets", f"{target!r} is the flow's source: a flow cannot write back to it")
+            )
+        elif (entity, target) not in TARGETS:
+            problems.append(
+                (
+                    "targets",
+                    f"no sink writes {entity} to {target!r} (supported pairs: {supported_pairs()})",
+                )
+            )
+    return problems
+
+
+def _invoice_path_problem(path: str, *, line: bool) -> str | None:
+    model = InvoiceLine if line else Invoice
+    head = path.split(".")[0]
+    if head in model.model_fields and "." not in path:
+        return None
+    names = ", ".join(sorted(model.model_fields))
+    what = "an invoice line" if line else "an invoice"
+    return f"{path!r} is not a field of {what} (fields: {names})"
+
+
+def mapping_problems(entity: str, target: str, mapping: TargetMapping) -> list[tuple[str, str]]:
+    """Mapping keys ``target`` would ignore or cannot take: ``(key, problem)`` pairs.
+
+    ``key`` is relative to ``flows.<name>.mapping.<target>`` (``custom_fields``,
+    ``fields.email``…). Pairs :data:`TARGETS` does not know give nothing (reported by
+    :func:`flow_support_problems`).
+    """
+    spec = TARGETS.get((entity, target))
+    if spec is None:
+        return []
+    problems: list[tuple[str, str]] = []
+    keys = " and ".join(spec.honoured())
+    honoured = f"{target} honours only {keys}" if keys else f"{target} honours no mapping key"
+    if mapping.custom_fields and spec.custom_fields is None:
+        problems.append(
+            (
+                "custom_fields",
+                f"{target} takes no custom fields for {entity} "
+                f"(erpsync would ignore them: {honoured})",
+            )
+        )
+    elif mapping.custom_fields:
+        for name, path in mapping.custom_fields.items():
+            problem = _path_problem(entity, spec, path, line=_is_line(spec, name))
+            if problem:
+                problems.append((f"custom_fields.{name}", problem))
+    overridable = spec.overridable()
+    for name, value in mapping.fields.items():
+        if name in spec.options:
+            if not value.strip():
+                problems.append((f"fields.{name}", f"names {spec.options[name]}: not empty"))
+        elif name in overridable:
+            problem = _path_problem(entity, spec, value, line=False)
+            if problem:
+                problems.append((f"fields.{name}", problem))
+        elif not overridable and not spec.options:
+            problems.append(
+                (
+                    f"fields.{name}",
+                    f"{target} takes no field mapping for {entity} "
+                    f"(erpsync would ignore it: {honoured})",
+                )
+            )
+        else:
+            names = ", ".join([*overridable, *spec.options])
+            problems.append(
+                (
+                    f"fields.{name}",
+                    f"{target} has no {entity} field {name!r} a mapping can set (one of: {names})",
+                )
+            )
+    return problems
+
+
+def _is_line(spec: TargetSpec, name: str) -> bool:
+    return spec.line_prefix is not None and name.startswith(spec.line_prefix)
+
+
+def _path_problem(entity: str, spec: TargetSpec, path: str, *, line: bool) -> str | None:
+    if spec.line_prefix is not None:  # invoices: paths into the invoice or its lines
+        return _invoice_path_problem(path, line=line)
+    return check_path(entity, path)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One line of a flow's effective mapping: source field -> canonical -> target field."""
+
+    source: str | None
+    canonical: str
+    target: str
+    origin: str  # "default", "fields" (an override), "custom_fields", "option"
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "source": self.source,
+            "canonical": self.canonical,
+            "target": self.target,
+            "origin": self.origin,
+        }
+
+
+def _source_field(
+    source: str, entity: str, canonical: str, source_fields: Mapping[str, str]
+) -> str | None:
+    fields = SOURCES.get((source, entity), {})
+    if canonical.startswith("custom."):
+        return source_fields.get(canonical.removeprefix("custom."))
+    return fields.get(canonical)
+
+
+def effective_mapping(
+    source: str,
+    entity: str,
+    target: str,
+    mapping: TargetMapping,
+    source_fields: Mapping[str, str],
+) -> list[Route]:
+    """Every field the target gets for this flow, where from, after the flow's mapping."""
+    spec = TARGETS.get((entity, target))
+    if spec is None:
+        return []
+    routes: list[Route] = []
+    overridden = {name: path for name, path in mapping.fields.items() if name not in spec.options}
+    for f in spec.fields:
+        path, origin = f.canonical, "default"
+        if f.override is not None and f.override in overridden:
+            path, origin = overridden.pop(f.override), "fields"
+        routes.append(
+            Route(_source_field(source, entity, path, source_fields), path, f.target, origin)
+        )
+    for name, path in overridden.items():  # extra fields, written only when mapped
+        target_field = spec.extra_fields.get(name, name)
+        routes.append(
+            Route(_source_field(source, entity, path, source_fields), path, target_field, "fields")
+        )
+    for name, value in mapping.fields.items():
+        if name in spec.options:
+            routes.append(Route(None, repr(value), f"{name} ({spec.options[name]})", "option"))
+    prefix = "customFields." if target == "hipe" else ""
+    for name, path in mapping.custom_fields.items():
+        routes.append(
+            Route(
+                _source_field(source, entity, path, source_fields),
+                path,
+                f"{prefix}{name}",
+                "custom_fields",
+            )
+        )
+    return routes

@@ -1,0 +1,227 @@
+"""Issue 15, point 3: a flow or mapping erpsync would not honour is refused at start-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from erpsync.errors import ConfigError
+from erpsync.flows import TARGETS, effective_mapping
+from erpsync.mapping import TargetMapping
+from erpsync.settings import load_settings
+
+SYSTEMS: dict[str, Any] = {
+    "onlineerp": {"base_url": "http://127.0.0.1:1", "licence_code": "L", "secret": "s3"},
+    "propeller": {"base_url": "http://127.0.0.1:1", "client_id": "c", "client_secret": "s1"},
+    "hipe": {"base_url": "http://127.0.0.1:1", "access_token": "t"},
+    "atollon": {"base_url": "http://127.0.0.1:1", "instance": "i"},
+}
+PAIRS = "customer -> propeller/hipe/atollon, product -> atollon, billing -> onlineerp"
+SOURCES = "customer <- onlineerp/propeller, product <- onlineerp, billing <- atollon"
+
+
+def problems(**flows: dict[str, Any]) -> list[str]:
+    """Every problem the settings list for these flows (none: an empty list)."""
+    try:
+        load_settings(systems=SYSTEMS, flows=flows)
+    except ConfigError as error:
+        return list(error.problems)
+    return []
+
+
+def test_the_supported_flows_pass() -> None:
+    assert (
+        problems(
+            customers={
+                "source": "onlineerp",
+                "entity": "customer",
+                "targets": ["propeller", "hipe", "atollon"],
+                "mapping": {
+                    "propeller": {"fields": {"email": "custom.shop_email"}},
+                    "hipe": {
+                        "fields": {"vat": "custom.vat", "website": "custom.web"},
+                        "custom_fields": {"erpSegment": "custom.segment"},
+                    },
+                },
+            },
+            shop={"source": "propeller", "entity": "customer", "targets": ["hipe", "atollon"]},
+            products={"source": "onlineerp", "entity": "product", "targets": ["atollon"]},
+            billing={
+                "source": "atollon",
+                "entity": "billing",
+                "targets": ["onlineerp"],
+                "mapping": {
+                    "onlineerp": {
+                        "fields": {"activity_status": "Invoiced", "project_status": "Billed"},
+                        "custom_fields": {
+                            "Devise": "currency",
+                            "LigneFacture.TauxTaxe": "vat_rate",
+                        },
+                    }
+                },
+            },
+        )
+        == []
+    )
+
+
+def test_a_pair_no_sink_supports_is_refused_with_the_supported_pairs() -> None:
+    found = problems(
+        products={"source": "onlineerp", "entity": "product", "targets": ["propeller", "atollon"]},
+        invoices={"source": "atollon", "entity": "billing", "targets": ["hipe"]},
+    )
+    assert found == [
+        f"flows.products.targets: no sink writes product to 'propeller' (supported pairs: {PAIRS})",
+        f"flows.invoices.targets: no sink writes billing to 'hipe' (supported pairs: {PAIRS})",
+    ]
+
+
+def test_a_disabled_flow_is_refused_too() -> None:
+    found = problems(
+        later={
+            "enabled": False,
+            "source": "onlineerp",
+            "entity": "product",
+            "targets": ["hipe"],
+        }
+    )
+    assert found == [
+        f"flows.later.targets: no sink writes product to 'hipe' (supported pairs: {PAIRS})"
+    ]
+
+
+def test_a_source_no_producer_reads_is_refused_and_so_is_writing_back_to_the_source() -> None:
+    found = problems(
+        hipe_out={"source": "hipe", "entity": "customer", "targets": ["atollon"]},
+        loop={"source": "propeller", "entity": "customer", "targets": ["propeller", "hipe"]},
+    )
+    assert found == [
+        f"flows.hipe_out.source: erpsync reads no customer from 'hipe' "
+        f"(supported sources: {SOURCES})",
+        "flows.loop.targets: 'propeller' is the flow's source: a flow cannot write back to it",
+    ]
+
+
+def test_a_mapping_key_the_target_would_ignore_is_an_error_naming_flow_target_and_key() -> None:
+    found = problems(
+        customers={
+            "source": "onlineerp",
+            "entity": "customer",
+            "targets": ["propeller", "hipe", "atollon"],
+            "mapping": {
+                "propeller": {
+                    "custom_fields": {"segment": "custom.segment"},
+                    "fields": {"debtor_id": "key"},
+                },
+                "atollon": {"fields": {"name": "custom.short_name"}},
+                "hipe": {"fields": {"parentId": "parent_key", "vat": "vat_number"}},
+            },
+        },
+        products={
+            "source": "onlineerp",
+            "entity": "product",
+            "targets": ["atollon"],
+            "mapping": {"atollon": {"custom_fields": {"Colour": "custom.colour"}}},
+        },
+    )
+    assert found == [
+        "flows.customers.mapping.propeller.custom_fields: propeller takes no custom fields for "
+        "customer (erpsync would ignore them: propeller honours only fields)",
+        "flows.customers.mapping.propeller.fields.debtor_id: propeller has no customer field "
+        "'debtor_id' a mapping can set (one of: name, tax_number, email, phone)",
+        "flows.customers.mapping.atollon.fields.name: atollon takes no field mapping for "
+        "customer (erpsync would ignore it: atollon honours no mapping key)",
+        "flows.customers.mapping.hipe.fields.parentId: hipe has no customer field 'parentId' "
+        "a mapping can set (one of: name, email, phone, vat, website)",
+        "flows.customers.mapping.hipe.fields.vat: 'vat_number' is not a field of customer "
+        "(fields: active, address, custom, email, key, language, name, parent_key, phone, "
+        "tax_number, custom.<name>)",
+        "flows.products.mapping.atollon.custom_fields: atollon takes no custom fields for "
+        "product (erpsync would ignore them: atollon honours no mapping key)",
+    ]
+
+
+def test_billing_mapping_paths_are_checked_against_the_invoice_and_its_lines() -> None:
+    found = problems(
+        billing={
+            "source": "atollon",
+            "entity": "billing",
+            "targets": ["onlineerp"],
+            "mapping": {
+                "onlineerp": {
+                    "fields": {"activity_status": " ", "invoice_status": "Paid"},
+                    "custom_fields": {"Devise": "money", "LigneFacture.TauxTaxe": "vat"},
+                }
+            },
+        }
+    )
+    assert found == [
+        "flows.billing.mapping.onlineerp.custom_fields.Devise: 'money' is not a field of an "
+        "invoice (fields: activity_id, billing_item_ids, currency, customer_key, date, "
+        "description, lines, project_id, reference)",
+        "flows.billing.mapping.onlineerp.custom_fields.LigneFacture.TauxTaxe: 'vat' is not a "
+        "field of an invoice line (fields: description, product_key, quantity, "
+        "source_item_id, unit_price, vat_rate)",
+        "flows.billing.mapping.onlineerp.fields.activity_status: names Atollon status set on "
+        "the activity once invoiced: not empty",
+        "flows.billing.mapping.onlineerp.fields.invoice_status: onlineerp has no billing "
+        "field 'invoice_status' a mapping can set (one of: activity_status, project_status)",
+    ]
+
+
+def test_problems_of_flows_are_listed_with_those_of_other_settings() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            systems=SYSTEMS,
+            worker={"concurrency": 0},
+            flows={"p": {"source": "onlineerp", "entity": "product", "targets": ["propeller"]}},
+        )
+    assert caught.value.problems == [
+        "worker.concurrency: Input should be greater than or equal to 1",
+        f"flows.p.targets: no sink writes product to 'propeller' (supported pairs: {PAIRS})",
+    ]
+
+
+def test_the_effective_mapping_of_a_flow_follows_its_overrides_and_custom_fields() -> None:
+    routes = effective_mapping(
+        "onlineerp",
+        "customer",
+        "hipe",
+        TargetMapping(
+            fields={"email": "custom.billing_email"},
+            custom_fields={"erpSegment": "custom.segment"},
+        ),
+        {"billing_email": "CourrielFacturation", "segment": "Secteur"},
+    )
+    assert [r.as_dict() for r in routes] == [
+        {"source": "NoClient", "canonical": "key", "target": "externalId", "origin": "default"},
+        {"source": "NomClient", "canonical": "name", "target": "name", "origin": "default"},
+        {
+            "source": "CourrielFacturation",
+            "canonical": "custom.billing_email",
+            "target": "email",
+            "origin": "fields",
+        },
+        {"source": "Telephone", "canonical": "phone", "target": "phone", "origin": "default"},
+        {"source": "NoTPS", "canonical": "tax_number", "target": "vat", "origin": "default"},
+        {
+            "source": "NoClientParent",
+            "canonical": "parent_key",
+            "target": "parentId",
+            "origin": "default",
+        },
+        {
+            "source": "Secteur",
+            "canonical": "custom.segment",
+            "target": "customFields.erpSegment",
+            "origin": "custom_fields",
+        },
+    ]
+
+
+def test_every_override_name_is_unique_per_target() -> None:
+    for pair, spec in TARGETS.items():
+        names = [f.override for f in spec.fields if f.override is not None]
+        names += list(spec.extra_fields) + list(spec.options)
+        assert len(names) == len(set(names)), pair
