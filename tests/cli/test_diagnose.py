@@ -206,7 +206,7 @@ def test_doctor_json_shows_the_effective_mapping_of_every_flow_and_target(
         (r["source"], r["canonical"], r["target"])
         for r in products["targets"]["atollon"]["mapping"]
     ] == [
-        ("NoProduit", "key", "externalId.id"),
+        ("NoProduit", "key", "externalId[].id"),
         ("NoProduit", "key", "refId"),
         ("Description", "name", "name"),
         ("Description", "name", "description"),

@@ -1,0 +1,60 @@
+"""The source fields the shared table (erpsync.flows) names are what the producers read.
+
+``erpsync doctor`` shows a flow's mapping from source field to canonical field from the
+table; each producer maps with its own code. A source record whose every field named in the
+table has a value of its own must come out with each value at the canonical path the table
+says.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from adapters.onlineerp import ErpCustomer, ErpProduct
+from erpsync.flows import SOURCES
+from erpsync.mapping import resolve
+from producers.onlineerp import customer_payload, product_payload
+
+
+def record_with(fields: dict[str, str], values: dict[str, Any]) -> dict[str, Any]:
+    """A source record holding ``values[canonical]`` at each source field (dotted paths)."""
+    raw: dict[str, Any] = {}
+    for canonical, source in fields.items():
+        node = raw
+        *parents, leaf = source.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = values.get(canonical, f"value of {canonical}")
+    return raw
+
+
+def comparable(value: Any) -> Any:
+    """Amounts as decimals: the ERP's JSON has numbers, canonical records hold text."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return value
+    try:
+        return Decimal(str(value))
+    except ArithmeticError:
+        return value
+
+
+@pytest.mark.parametrize(
+    ("entity", "model", "mapper", "values"),
+    [
+        ("customer", ErpCustomer, customer_payload, {"active": False}),
+        ("product", ErpProduct, product_payload, {"active": False, "price": 12.5}),
+    ],
+    ids=["customer", "product"],
+)
+def test_erp_fields_reach_the_canonical_fields_the_table_names(
+    entity: str, model: Any, mapper: Any, values: dict[str, Any]
+) -> None:
+    fields = SOURCES[("onlineerp", entity)]
+    raw = record_with(fields, values)
+    payload = mapper(model.model_validate(raw), {})
+    for canonical, source in fields.items():
+        expected = resolve(raw, source)
+        assert comparable(resolve(payload, canonical)) == comparable(expected), (canonical, source)
