@@ -86,6 +86,15 @@ def test_what_an_import_cannot_do_takes_the_single_path(sink: HipeSink) -> None:
     assert sink.bulk_item(event(name="=1+2"), context()) is None, "a formula-like name"
 
 
+def test_a_row_carries_the_mapped_custom_fields(sink: HipeSink) -> None:
+    mapping = TargetMapping(custom_fields={"segment": "custom.segment", "erpNote": "custom.note"})
+    sink.mappings = {"customer": mapping}
+    found = item(sink, event(custom={"segment": "retail", "note": "Livrer le matin"}))
+    assert found.row.custom_fields == {"segment": "retail", "erpNote": "Livrer le matin"}
+    formula = event(custom={"segment": "retail", "note": "-5 % remise"})
+    assert sink.bulk_item(formula, context()) is None, "a formula-like custom value: JSON"
+
+
 def test_a_parent_hipe_never_received_makes_the_child_wait(sink: HipeSink) -> None:
     never_created = LedgerEntry("f", 1, target_id=None, deleted=True)
     with pytest.raises(DependencyError):

@@ -174,8 +174,8 @@ class HipeSink:
         body = self.company_input(event, None)
         if not body.name or not survives_csv("name", body.name):
             return None  # the single path refuses or sends it unaltered through JSON
-        values = body.model_dump(exclude_unset=True)
-        custom = values.get("custom_fields") or {}
+        values = body.model_dump(exclude_unset=True)  # by alias: HIPE's names
+        custom = values.get("customFields") or {}
         if any(
             not isinstance(v, str | int | float | bool)
             or (isinstance(v, str) and not survives_csv(f"customFields.{k}", v))
