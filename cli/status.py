@@ -85,6 +85,12 @@ def status(json_output: JsonOpt = False) -> None:
         )
     flow_columns = ("flow", "stream", "last poll", "records", "changed", "deleted", "error")
     console.print(grid("flows", flow_columns, flow_rows, flexible="error", fold=True))
+    reconcile_rows = _reconcile_rows(data["flows"])
+    if reconcile_rows:
+        drift_columns = ("flow", "target", "reconciled", *_DRIFT, "in sync", "note")
+        console.print(
+            grid("last reconcile", drift_columns, reconcile_rows, flexible="note", fold=True)
+        )
     target_rows = []
     for t in data["targets"]:
         counters = t["counters"]
@@ -119,6 +125,36 @@ def status(json_output: JsonOpt = False) -> None:
         if t["dlq"]:
             say(f"dead letters at {t['name']}: {_codes(t['dlq'])}")
     say(f"dead letters: {data['dlq_total']}   workers: {len(data['workers'])}")
+
+
+_DRIFT = ("missing", "different", "orphaned", "duplicates")
+
+
+def _reconcile_rows(flows: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per flow and target of each flow's last reconcile."""
+    rows: list[list[str]] = []
+    for flow in flows:
+        last = flow.get("reconcile")
+        if not last:
+            continue
+        age = last["age_s"]
+        when = f"{format_age(age)} ago" if age is not None else "?"
+        if last.get("error"):
+            rows.append([flow["name"], "-", when, *("-" for _ in _DRIFT), "-", last["error"]])
+            continue
+        for target, counts in last["targets"].items():
+            note = f"not checked: {counts['not_checked']}" if counts.get("not_checked") else ""
+            rows.append(
+                [
+                    flow["name"],
+                    target,
+                    when,
+                    *(str(counts.get(kind, 0)) for kind in _DRIFT),
+                    str(counts.get("in_sync", 0)),
+                    note,
+                ]
+            )
+    return rows
 
 
 def _num(value: Any) -> str:

@@ -186,6 +186,11 @@ class FlowSettings(_Model):
     # per target: {"custom_fields": {target key: canonical path}, "fields": {...}}
     mapping: dict[str, dict[str, Any]] = Field(default_factory=dict)
     poll_interval_s: float = Field(default=30.0, gt=0, description="seconds between polls")
+    reconcile_interval_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="seconds between periodic reconciles run by the producer (off when unset)",
+    )
 
 
 class WorkerSettings(_Model):

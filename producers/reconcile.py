@@ -598,6 +598,12 @@ def store_result(client: redis.Redis, keys: Keys, report: Report) -> None:
     client.set(keys.reconcile_last(report.flow), json.dumps(stored, default=str))
 
 
+def store_failure(client: redis.Redis, keys: Keys, flow: str, error: str) -> None:
+    """Keep a reconcile that could not run as the flow's last one (with its error)."""
+    summary = {"flow": flow, "finished_at": round(time.time(), 3), "error": redact(error)[:500]}
+    client.set(keys.reconcile_last(flow), json.dumps({"flow": flow, "summary": summary}))
+
+
 def last_result(client: redis.Redis, keys: Keys, flow: str) -> dict[str, Any] | None:
     """The flow's last reconcile as :func:`store_result` kept it (None: never ran)."""
     raw = client.get(keys.reconcile_last(flow))

@@ -21,7 +21,15 @@ from producers.atollon import AtollonBilling
 from producers.base import PollResult, Producer, SnapshotStream
 from producers.onlineerp import OnlineErpCustomers, OnlineErpProducts
 from producers.propeller import PropellerCompanies
-from producers.reconcile import DEFAULT_LIMIT, ReconcileError, Reconciliation
+from producers.reconcile import (
+    DEFAULT_LIMIT,
+    ReconcileError,
+    Reconciliation,
+    Report,
+    last_result,
+    store_failure,
+    store_result,
+)
 from workers.app import create_app
 from workers.batch import bulk_routes
 from workers.limits import Circuit, RateLimiter
@@ -38,8 +46,8 @@ class ProducerService:
     settings: Settings
     streams: list[SnapshotStream] = field(default_factory=list)
     clients: list[httpx.Client] = field(default_factory=list)
-    #: sinks built for reconciles (closed with the service)
-    sinks: list[Any] = field(default_factory=list)
+    #: the targets' sinks, built by the first reconcile (closed with the service)
+    sinks: dict[str, Any] = field(default_factory=dict)
     producer: Producer = field(init=False)
 
     def __post_init__(self) -> None:
@@ -216,8 +224,11 @@ class ProducerService:
             raise ReconcileError(f"flow {flow!r} has no source stream to read")
         stream = streams[0]
         producer = self.producer
-        sinks = build_sinks(self.settings, RateLimiter(producer.redis, producer.keys))
-        self.sinks.extend(sinks.values())
+        if not self.sinks:
+            self.sinks = dict(
+                build_sinks(self.settings, RateLimiter(producer.redis, producer.keys))
+            )
+        sinks = self.sinks
         viewable: dict[str, ViewableSink] = {}
         unviewable: dict[str, str] = {}
         for target in chosen:
@@ -246,22 +257,63 @@ class ProducerService:
             not_checked=unviewable,
         )
 
+    def reconcile_due(self, now: float | None = None) -> list[Report]:
+        """Reconcile every flow whose ``reconcile_interval_s`` has passed since its last one.
+
+        Each runs under its stream's lock (a poll of the stream, here or on another host,
+        waits for it; a stream another producer holds is left for the next round), never
+        repairs, and keeps its result for ``erpsync status`` and the metrics. A failure is
+        logged and kept as the result, so that it is not retried before the next interval.
+        """
+        now = time.time() if now is None else now
+        producer = self.producer
+        reports: list[Report] = []
+        for name, flow in self.settings.flows.items():
+            interval = flow.reconcile_interval_s
+            if not flow.enabled or interval is None or flow.entity == "billing":
+                continue
+            last = last_result(producer.redis, producer.keys, name) or {}
+            finished = (last.get("summary") or last).get("finished_at")
+            if isinstance(finished, int | float) and now - finished < interval:
+                continue
+            lock_key = producer.keys.stream_lock(flow.source, flow.entity)
+            token = producer.state.acquire(lock_key, producer.lock_ttl_s)
+            if token is None:
+                log.info("reconcile.skipped", flow=name, reason="another producer holds the stream")
+                continue
+
+            def keep_lock(what: str, target: str, count: int, key: str = lock_key) -> None:
+                producer.redis.pexpire(key, int(producer.lock_ttl_s * 1000))
+
+            try:
+                with self.reconciliation(name, progress=keep_lock) as reconciliation:
+                    report = reconciliation.run()
+                store_result(producer.redis, producer.keys, report)
+                reports.append(report)
+            except Exception as exc:  # noqa: BLE001 (one failing reconcile stops nothing else)
+                log.warning("reconcile.failed", flow=name, error=str(exc))
+                store_failure(producer.redis, producer.keys, name, str(exc))
+            finally:
+                producer.state.release(lock_key, token)
+        return reports
+
     def run(
         self,
         interval_s: float,
         stop: threading.Event,
         on_result: Callable[[PollResult], None] | None = None,
     ) -> None:
-        """Poll every ``interval_s`` seconds until ``stop`` is set."""
+        """Poll every ``interval_s`` seconds until ``stop`` is set; reconcile flows when due."""
         while not stop.is_set():
             started = time.monotonic()
             self.poll_once(on_result)
+            self.reconcile_due()
             stop.wait(max(0.0, interval_s - (time.monotonic() - started)))
 
     def close(self) -> None:
         for client in self.clients:
             client.close()
-        for sink in self.sinks:
+        for sink in self.sinks.values():
             close = getattr(sink, "close", None)
             if callable(close):
                 close()

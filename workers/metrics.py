@@ -9,7 +9,8 @@ Two kinds of series, served on ``erpsync worker --metrics-port P`` (127.0.0.1 by
 * **Gauges of the shared state**, read from Redis on every scrape by a custom collector
   (``erpsync_dlq_depth``, ``erpsync_queue_depth``, ``erpsync_queue_head_age_seconds``,
   ``erpsync_inflight_deliveries``, ``erpsync_delayed_deliveries``, ``erpsync_circuit_state``,
-  ``erpsync_circuit_openings``). They describe the whole installation, so every worker
+  ``erpsync_circuit_openings``, and from each flow's last reconcile ``erpsync_drift_records``
+  and ``erpsync_reconcile_finished_seconds``). They describe the whole installation, so every worker
   reports the same values: aggregate them with ``max()``, not ``sum()``.
 
 A scrape costs one pipelined round trip to Redis. The DLQ sets (one per target and code)
@@ -52,6 +53,7 @@ from prometheus_client.metrics_core import Metric
 from erpsync.events import Delivery
 from erpsync.keys import Keys
 from workers.app import queue_for
+from workers.status import parse_reconcile_summary
 
 if TYPE_CHECKING:
     from workers.engine import Engine
@@ -61,6 +63,8 @@ log = structlog.get_logger("erpsync.metrics")
 
 DEFAULT_ADDRESS = "127.0.0.1"
 CIRCUIT_STATES = ("closed", "open", "half_open", "paused")
+#: the kinds of drift a reconcile reports
+DRIFT_KINDS = ("missing", "different", "orphaned", "duplicates")
 #: kombu's Redis transport keeps a queue's priorities in sibling lists (``<queue>\x06\x16<n>``)
 _PRIORITY_SEP = "\x06\x16"
 _PRIORITY_STEPS = (0, 3, 6, 9)
@@ -116,6 +120,8 @@ class StateCollector:
     client: redis.Redis
     keys: Keys
     targets: Sequence[str]
+    #: flows whose last reconcile is reported (``erpsync_drift_records``)
+    flows: Sequence[str] = ()
     discovery_interval_s: float = 60.0
     clock: Callable[[], float] = time.time
     _known_dlq: set[tuple[str, str]] = field(default_factory=set, init=False)
@@ -176,6 +182,8 @@ class StateCollector:
             pipe.zcard(self.keys.dlq_index())
             pipe.zcard(self.keys.delayed())
             pipe.zcard(self.keys.delayed_claimed())
+            for flow in self.flows:
+                pipe.get(self.keys.reconcile_last(flow))
             answers = iter(pipe.execute())
 
         now = self.clock()
@@ -227,7 +235,31 @@ class StateCollector:
             "Deliveries parked in the delayed set (retries, dependency waits, open circuits)",
         )
         delayed.add_metric([], int(next(answers)) + int(next(answers)))
-        return [depth, head_age, inflight, circuit, openings, dlq_depth, dlq_total, delayed]
+        drift = GaugeMetricFamily(
+            "erpsync_drift_records",
+            "Records found drifted by the flow's last reconcile, by target and kind "
+            "(missing, different, orphaned, duplicates)",
+            labels=["flow", "target", "kind"],
+        )
+        reconciled = GaugeMetricFamily(
+            "erpsync_reconcile_finished_seconds",
+            "When the flow's last reconcile finished (epoch seconds)",
+            labels=["flow"],
+        )
+        for flow in self.flows:
+            summary = parse_reconcile_summary(next(answers))
+            if summary is None:
+                continue
+            reconciled.add_metric([flow], _number(str(summary.get("finished_at") or 0)))
+            for target, counts in (summary.get("targets") or {}).items():
+                if not isinstance(counts, dict) or counts.get("not_checked"):
+                    continue
+                for kind in DRIFT_KINDS:
+                    drift.add_metric([flow, str(target), kind], _number(str(counts.get(kind, 0))))
+        return [
+            depth, head_age, inflight, circuit, openings, dlq_depth, dlq_total, delayed, drift,
+            reconciled,
+        ]  # fmt: skip
 
 
 def _number(raw: str | None) -> float:
@@ -264,11 +296,16 @@ class WorkerMetrics:
         discovery_interval_s: float = 60.0,
         registry: CollectorRegistry | None = None,
         process_metrics: bool = True,
+        flows: Sequence[str] = (),
     ) -> None:
         self.registry = registry or CollectorRegistry()
         self.counters = EngineCounters(self.registry)
         self.state = StateCollector(
-            client, keys, tuple(targets), discovery_interval_s=discovery_interval_s
+            client,
+            keys,
+            tuple(targets),
+            flows=tuple(flows),
+            discovery_interval_s=discovery_interval_s,
         )
         self.registry.register(self.state)
         if process_metrics:
@@ -283,7 +320,8 @@ class WorkerMetrics:
         """Metrics of a worker process, for the targets of every enabled flow."""
         settings = runtime.settings
         targets = sorted({t for f in settings.flows.values() if f.enabled for t in f.targets})
-        return cls(runtime.redis, runtime.keys, targets)
+        flows = sorted(name for name, f in settings.flows.items() if f.enabled)
+        return cls(runtime.redis, runtime.keys, targets, flows=flows)
 
     def observe(self, what: str, delivery: Delivery, details: dict[str, Any]) -> None:
         """The engine observer: count one outcome, retry, wait or park."""

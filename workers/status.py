@@ -4,7 +4,8 @@
 in them (a batch message carries several), exact when ``lag_exact``.
 
 Per flow: the last poll of its stream and its counts (the producer's ``stream_state``), the
-cursor or snapshot size, and its dead letters and waiting deliveries per target. Per target:
+cursor or snapshot size, its dead letters and waiting deliveries per target, and its last
+reconcile (``erpsync reconcile`` or the producer's periodic one): counts per target. Per target:
 queue depth, deliveries reserved by workers, in flight, scheduled (the delayed set), lag,
 dead letters by code, circuit state and the outcome counters.
 
@@ -130,6 +131,22 @@ def _iso(epoch: float | None) -> str | None:
     return datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
 
 
+def reconcile_summary(client: redis.Redis, keys: Keys, flow: str) -> dict[str, Any] | None:
+    """The counts per target of the flow's last reconcile, as the reconcile kept them."""
+    return parse_reconcile_summary(client.get(keys.reconcile_last(flow)))
+
+
+def parse_reconcile_summary(raw: Any) -> dict[str, Any] | None:
+    """The ``summary`` of a stored reconcile (None when there is none or it is unreadable)."""
+    if not raw:
+        return None
+    try:
+        summary = json.loads(raw).get("summary")
+    except (ValueError, AttributeError):
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
 class StatusReader:
     """Gathers the status of an installation from its Redis."""
 
@@ -245,6 +262,24 @@ class StatusReader:
             "snapshot_records": int(self.redis.hlen(self.keys.snapshot(source, entity))),
         }
 
+    def reconcile(self, flow: str, now: float | None = None) -> dict[str, Any] | None:
+        """The flow's last reconcile: when, how long, counts per target (None: never ran)."""
+        summary = reconcile_summary(self.redis, self.keys, flow)
+        if summary is None:
+            return None
+        finished = summary.get("finished_at")
+        at = float(finished) if isinstance(finished, int | float) else None
+        return {
+            "finished_at": _iso(at),
+            "age_s": (
+                round((time.time() if now is None else now) - at, 1) if at is not None else None
+            ),
+            "duration_s": summary.get("duration_s"),
+            "source_records": summary.get("source_records"),
+            "error": summary.get("error"),
+            "targets": summary.get("targets") or {},
+        }
+
     # -- everything ---------------------------------------------------------------------
     def gather(self, settings: Settings, *, now: float | None = None) -> dict[str, Any]:
         """The whole status as JSON-ready data (``erpsync status --json``)."""
@@ -319,6 +354,7 @@ class StatusReader:
                     "entity": flow.entity,
                     "targets": per_target,
                     "stream": self.stream(flow.source, flow.entity, now),
+                    "reconcile": self.reconcile(name, now),
                 }
             )
         return {

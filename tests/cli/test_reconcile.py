@@ -6,10 +6,13 @@ the sandbox, with real sinks and workers, are in tests/integration/operations).
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import structlog
 import tomli_w
 from rich.console import Console
@@ -17,7 +20,8 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from cli.reconcile import exit_status, print_report
-from producers.reconcile import Reconciliation, RepairReport, Report
+from erpsync.keys import Keys
+from producers.reconcile import Reconciliation, RepairReport, Report, store_result
 from tests.producers.test_reconcile import FakeSink, company, shown, stream
 
 
@@ -105,3 +109,55 @@ def test_an_unknown_flow_or_a_work_queue_exits_2(tmp_path: Path, redis_url: str)
     queue = runner.invoke(app, ["--config", str(config), "reconcile", "billing"])
     assert queue.exit_code == 2
     assert "work queue" in queue.output
+
+
+def test_status_shows_the_last_reconcile_per_flow_and_target(
+    tmp_path: Path, redis_url: str
+) -> None:
+    prefix = f"clirec{uuid.uuid4().hex[:8]}"
+    local = "http://127.0.0.1:9"
+    config = tmp_path / "erpsync.toml"
+    config.write_text(
+        tomli_w.dumps(
+            {
+                "redis_url": redis_url,
+                "key_prefix": prefix,
+                "systems": {
+                    "onlineerp": {"base_url": local, "licence_code": "L", "secret": "s"},
+                    "hipe": {"base_url": local, "access_token": "t"},
+                    "propeller": {"base_url": local, "client_id": "c", "client_secret": "s"},
+                },
+                "flows": {
+                    "customers": {
+                        "source": "onlineerp",
+                        "entity": "customer",
+                        "targets": ["propeller", "hipe"],
+                        "mapping": {"hipe": {}, "propeller": {}},
+                    }
+                },
+            }
+        ),
+        encoding="utf-8",
+    )
+    report = report_of(
+        {"propeller": in_sync("propeller"), "hipe": FakeSink("hipe", [shown("C1")])},
+        not_checked={"atollon": "circuit open"},
+    )
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    keys = Keys(prefix)
+    try:
+        store_result(client, keys, report)
+        result = CliRunner().invoke(
+            app, ["--config", str(config), "status"], env={"COLUMNS": "200"}
+        )
+        as_json = CliRunner().invoke(app, ["--config", str(config), "status", "--json"])
+    finally:
+        client.delete(keys.reconcile_last("customers"))
+        client.close()
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.output.splitlines()]
+    assert ["customers", "hipe", "0s", "ago", "2", "0", "0", "0", "1"] in rows, result.output
+    assert ["customers", "propeller", "0s", "ago", "0", "0", "0", "0", "3"] in rows
+    assert any(row[:2] == ["customers", "atollon"] and "circuit" in row for row in rows)
+    (flow,) = json.loads(as_json.output)["flows"]
+    assert flow["reconcile"]["targets"]["hipe"]["missing"] == 2

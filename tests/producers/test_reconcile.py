@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import random
+import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +22,7 @@ from celery import Celery
 from erpsync.errors import AuthError
 from erpsync.events import Delivery
 from erpsync.keys import Keys
+from erpsync.settings import Settings
 from producers.base import Producer, SnapshotStream, SourceRecord
 from producers.reconcile import (
     ReconcileError,
@@ -29,6 +32,7 @@ from producers.reconcile import (
     store_result,
     wait_repairs,
 )
+from producers.runner import ProducerService
 from workers.dlq import DeadLetterStore
 from workers.limits import Circuit
 from workers.sinks.view import Observed, View, ViewableSink, view
@@ -62,6 +66,9 @@ class FakeSink:
     limits: list[str] = field(default_factory=list)
     error: Exception | None = None
     expected_calls: int = 0
+
+    def handles(self, entity: str) -> bool:
+        return entity == "customer"
 
     def expected(self, entity: str, payload: Mapping[str, Any]) -> View:
         self.expected_calls += 1
@@ -365,3 +372,58 @@ def test_the_last_result_is_kept_for_status_and_metrics() -> None:
     }  # fmt: skip
     assert kept["summary"]["finished_at"] >= report.started_at
     assert json.loads(str(client.get(keys.reconcile_last("customers"))))["flow"] == "customers"
+
+
+@pytest.fixture
+def service(redis_url: str) -> Iterator[ProducerService]:
+    """A producer whose customers flow reconciles every minute, over a fake source and sink."""
+    local = "http://127.0.0.1:9"
+    settings = Settings.model_validate(
+        {
+            "redis_url": redis_url,
+            "key_prefix": f"rc{uuid.uuid4().hex[:8]}",
+            "systems": {
+                "onlineerp": {"base_url": local, "licence_code": "L", "secret": "s"},
+                "hipe": {"base_url": local, "access_token": "t"},
+            },
+            "flows": {
+                "customers": {"source": "onlineerp", "entity": "customer", "targets": ["hipe"],
+                              "mapping": {"hipe": {}}, "reconcile_interval_s": 60},
+                "quiet": {"source": "onlineerp", "entity": "customer", "targets": ["hipe"],
+                          "mapping": {"hipe": {}}},
+            },
+        }
+    )  # fmt: skip
+    source = ListStream("customers", "onlineerp", "customer", ["hipe"],
+                        source_pages=[[company("C1"), company("C2")]])  # fmt: skip
+    running = ProducerService(
+        settings, streams=[source], sinks={"hipe": FakeSink("hipe", [shown("C1")])}
+    )
+    yield running
+    client = running.producer.redis
+    for key in client.scan_iter(match=f"{settings.key_prefix}:*"):
+        client.delete(key)
+    running.close()
+
+
+def test_the_producer_reconciles_a_flow_when_due_under_the_streams_lock(
+    service: ProducerService,
+) -> None:
+    producer = service.producer
+    now = time.time()
+    (report,) = service.reconcile_due(now=now)
+    assert (report.flow, report.targets["hipe"].counts["missing"]) == ("customers", 1)
+    kept = last_result(producer.redis, producer.keys, "customers")
+    assert kept is not None
+    assert kept["summary"]["targets"]["hipe"]["missing"] == 1
+    lock = producer.keys.stream_lock("onlineerp", "customer")
+    assert not producer.redis.exists(lock), "the stream's lock is given back"
+    assert service.reconcile_due(now=now + 30) == [], "not due before its interval"
+
+    token = producer.state.acquire(lock, 30)
+    assert token is not None
+    assert service.reconcile_due(now=now + 120) == [], "a stream being polled is left alone"
+    assert last_result(producer.redis, producer.keys, "customers") == kept
+    producer.state.release(lock, token)
+    (again,) = service.reconcile_due(now=now + 120)
+    assert again.flow == "customers", "only the flow with an interval"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import socket
 from collections.abc import Mapping
@@ -227,3 +228,35 @@ def test_serves_on_loopback_by_default() -> None:
         assert "erpsync_queue_depth" in answer.text
     finally:
         metrics.stop()
+
+
+def test_drift_of_each_flows_last_reconcile_is_a_gauge(client: fakeredis.FakeRedis) -> None:
+    metrics = WorkerMetrics(
+        client,
+        KEYS,
+        ["hipe", "propeller"],
+        registry=CollectorRegistry(),
+        process_metrics=False,
+        flows=["customers", "products"],
+    )
+    assert value(metrics, "erpsync_drift_records", flow="customers", target="hipe",
+                 kind="missing") is None, "never reconciled: no series"  # fmt: skip
+    summary = {
+        "flow": "customers",
+        "finished_at": 1_700_000_000.5,
+        "targets": {
+            "hipe": {"checked": 10, "in_sync": 6, "missing": 1, "different": 2, "orphaned": 0,
+                     "duplicates": 1, "invalid_source": 0},
+            "atollon": {"checked": 0, "missing": 0, "not_checked": "circuit open"},
+        },
+    }  # fmt: skip
+    client.set(KEYS.reconcile_last("customers"), json.dumps({"summary": summary}))
+    found = {
+        kind: value(metrics, "erpsync_drift_records", flow="customers", target="hipe", kind=kind)
+        for kind in ("missing", "different", "orphaned", "duplicates")
+    }
+    assert found == {"missing": 1.0, "different": 2.0, "orphaned": 0.0, "duplicates": 1.0}
+    assert value(metrics, "erpsync_drift_records", flow="customers", target="atollon",
+                 kind="missing") is None, "a target not checked has no drift figure"  # fmt: skip
+    assert value(metrics, "erpsync_reconcile_finished_seconds", flow="customers") == 1_700_000_000.5
+    assert value(metrics, "erpsync_reconcile_finished_seconds", flow="products") is None

@@ -240,3 +240,39 @@ def test_a_large_queue_is_counted_exactly_and_scanned_up_to_the_limit(
     assert propeller["queue_depth"] == 3
     assert propeller["lag_exact"] is False
     assert propeller["lag_s"] == pytest.approx(300, abs=0.01), "the oldest are at the tail"
+
+
+def test_status_shows_each_flows_last_reconcile(
+    client: fakeredis.FakeRedis, keys: Keys, settings: Settings
+) -> None:
+    summary = {
+        "flow": "customers",
+        "finished_at": NOW - 90,
+        "duration_s": 12.5,
+        "source_records": 3,
+        "targets": {
+            "propeller": {"checked": 3, "in_sync": 2, "missing": 1, "different": 0,
+                          "orphaned": 0, "duplicates": 0, "invalid_source": 0},
+            "hipe": {"checked": 0, "not_checked": "circuit open"},
+        },
+    }  # fmt: skip
+    client.set(keys.reconcile_last("customers"), json.dumps({"summary": summary}))
+    failed = {
+        "flow": "products",
+        "finished_at": NOW - 5,
+        "error": "reading onlineerp.product failed",
+    }
+    client.set(keys.reconcile_last("products"), json.dumps({"summary": failed}))
+    flows = {f["name"]: f for f in StatusReader(client, keys).gather(settings, now=NOW)["flows"]}
+    customers = flows["customers"]["reconcile"]
+    assert customers["age_s"] == 90.0
+    assert customers["duration_s"] == 12.5
+    assert customers["source_records"] == 3
+    assert customers["error"] is None
+    assert customers["targets"] == summary["targets"]
+    products = flows["products"]["reconcile"]
+    assert (products["age_s"], products["error"]) == (5.0, "reading onlineerp.product failed")
+    assert products["targets"] == {}
+    client.delete(keys.reconcile_last("products"))
+    again = StatusReader(client, keys).gather(settings, now=NOW)["flows"]
+    assert [f["reconcile"] is None for f in again] == [False, True], "never reconciled: None"
