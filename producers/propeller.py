@@ -4,6 +4,23 @@ Propeller's ``POST /companies/search`` filters on ``dateModified`` at one-second
 so several companies share a timestamp and may straddle pages; re-reading a lookback window
 and dropping what the fingerprints already know makes the cursor lose nothing and repeat
 nothing. Deleted companies leave the search results, so this stream cannot see deletions.
+
+Keys are in Propeller's namespace (``propeller:<id>``, :func:`erpsync.keys.record_key`), so
+the ledgers, locks and external ids of these companies never meet the ERP's.
+
+**erpsync's own writes are not changes of Propeller.** A company that carries a ``sourceId``
+under erpsync's own ``source`` (``systems.propeller.source``) was written by erpsync for
+another flow (the ERP's customers) and belongs to that flow: it is never emitted, so nothing
+erpsync writes comes back as a change and loops. An operator's edit in Propeller to such a
+company is therefore not a Propeller change either: the company's source of truth stays the
+system that erpsync copied it from, and the edit is drift of the target, which
+``erpsync reconcile`` reports and ``--repair`` reverts. The rule needs no memory of what was
+written (a fingerprint compared with the last write could not tell our write from an edit
+made in the same second, and would re-emit whatever Propeller normalises differently).
+
+A company of Propeller's own whose parent erpsync wrote gets that parent's key (its
+``sourceId`` under our source) when Propeller names it; otherwise the parent is keyed in
+Propeller's namespace.
 """
 
 from __future__ import annotations
@@ -13,35 +30,55 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import structlog
+
 from adapters.propeller import PropellerClient, PropellerCompany
+from erpsync.keys import record_key
 from producers.base import CursorStream, SourceRecord
+
+log = structlog.get_logger("erpsync.producer")
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-def company_payload(company: PropellerCompany, source: str) -> dict[str, Any]:
-    """A Propeller company as a canonical company (keyed by Propeller's id)."""
+def propeller_key(company_id: object) -> str:
+    """The key of a Propeller company in erpsync (Propeller's namespace)."""
+    return record_key("propeller", "customer", str(company_id))
+
+
+def written_by_erpsync(company: PropellerCompany, source: str) -> bool:
+    """True when erpsync wrote the company (it carries a ``sourceId`` under our ``source``)."""
+    return company.source_id_for(source) is not None
+
+
+def _parent_key(company: PropellerCompany, source: str) -> str | None:
     parent = company.parent
-    parent_id = getattr(parent, "id", None) if parent is not None else None
+    if parent is None:
+        return None
+    if parent.source_id is not None and parent.source == source:
+        return parent.source_id  # a company erpsync wrote: the key it was written under
+    return propeller_key(parent.id) if parent.id is not None else None
+
+
+def company_payload(company: PropellerCompany, source: str) -> dict[str, Any]:
+    """A Propeller company of its own as a canonical company (keyed in its namespace)."""
     return {
-        "key": str(company.id),
+        "key": propeller_key(company.id),
         "name": (company.name or "").strip() or None,
-        "parent_key": str(parent_id) if parent_id is not None else None,
+        "parent_key": _parent_key(company, source),
         "email": company.email,
         "phone": company.phone,
         "tax_number": company.tax_number,
         "language": company.language,
         "active": True,
         "address": None,
-        "custom": {"source_id": company.source_id_for(source)}
-        if company.source_id_for(source)
-        else {},
+        "custom": {},
     }
 
 
 @dataclass
 class PropellerCompanies(CursorStream):
-    """Propeller companies by ``dateModified``."""
+    """Propeller companies by ``dateModified`` (those erpsync wrote left out)."""
 
     client: PropellerClient = field(kw_only=True)
     source_name: str = field(default="ERPSYNC", kw_only=True)
@@ -60,11 +97,15 @@ class PropellerCompanies(CursorStream):
     def pages(self) -> Iterator[list[SourceRecord]]:
         since = max(EPOCH, self._since - timedelta(seconds=self.lookback_s))
         page: list[SourceRecord] = []
+        own_writes = 0
         for company in self.client.search_companies(modified_from=since):
             if company.date_modified is not None and (
                 self._newest is None or company.date_modified > self._newest
             ):
                 self._newest = company.date_modified
+            if written_by_erpsync(company, self.source_name):
+                own_writes += 1
+                continue
             payload = company_payload(company, self.source_name)
             page.append(SourceRecord(payload["key"], payload, payload["parent_key"]))
             if len(page) >= self.page_size:
@@ -72,3 +113,5 @@ class PropellerCompanies(CursorStream):
                 page = []
         if page:
             yield page
+        if own_writes:
+            log.info("producer.own_writes_left_out", stream=self.name, companies=own_writes)

@@ -29,6 +29,7 @@ def propeller() -> Iterator[tuple[PropellerClient, httpx.Client]]:
             client_id="sandbox",
             client_secret="sandbox-secret",  # type: ignore[arg-type]
             page_size=3,
+            source="SHOP",  # the shop's own companies (erpsync's own writes are not read)
         )
         with make_client(settings) as http:
             yield PropellerClient(http, settings), http
@@ -40,9 +41,7 @@ def test_cursor_reads_changes_once_across_pages_of_equal_timestamps(
     client, _ = propeller
     for n in range(8):  # created within a second or two: equal dateModified across pages
         client.create_company(
-            PropellerCompanyInput(
-                source_id=f"P{n}", source="ERPSYNC", language="EN", name=f"Co {n}"
-            )
+            PropellerCompanyInput(source_id=f"P{n}", source="SHOP", language="EN", name=f"Co {n}")
         )
     keys = Keys(f"{run_id}cur")
     connection = redis.Redis.from_url(redis_url, decode_responses=True)
@@ -63,7 +62,7 @@ def test_cursor_reads_changes_once_across_pages_of_equal_timestamps(
 
         client.update_company("P3", PropellerCompanyInput(source_id="P3", name="Co 3 renamed"))
         client.create_company(
-            PropellerCompanyInput(source_id="P9", source="ERPSYNC", language="EN", name="Co 9")
+            PropellerCompanyInput(source_id="P9", source="SHOP", language="EN", name="Co 9")
         )
         third = producer.poll(stream)
         assert third.events == 2, "exactly the changed and the new company"
