@@ -112,6 +112,20 @@ SOURCES: dict[tuple[str, str], dict[str, str]] = {
     },
 }
 
+#: per entity, the source whose keys carry no namespace (see :func:`erpsync.keys.record_key`)
+HOME_SOURCES: dict[str, str] = {
+    "customer": "onlineerp",
+    "product": "onlineerp",
+    "billing": "atollon",
+}
+#: the canonical fields that hold a record's key (namespaced with the record's source)
+KEY_FIELDS = frozenset({"key", "parent_key"})
+
+#: the streams that read a flow's ``source_fields`` into ``custom`` (the others ignore them)
+READS_SOURCE_FIELDS: frozenset[tuple[str, str]] = frozenset(
+    {("onlineerp", "customer"), ("onlineerp", "product")}
+)
+
 #: (entity, target) -> what the target's sink writes
 TARGETS: dict[tuple[str, str], TargetSpec] = {
     ("customer", "propeller"): TargetSpec(
@@ -230,6 +244,30 @@ def flow_support_problems(entity: str, source: str, targets: list[str]) -> list[
     return problems
 
 
+def source_fields_problems(
+    source: str, entity: str, source_fields: Mapping[str, str]
+) -> list[tuple[str, str]]:
+    """``source_fields`` a flow's stream would ignore: ``(setting, problem)`` pairs."""
+    if not source_fields or (source, entity) in READS_SOURCE_FIELDS:
+        return []
+    readers = ", ".join(f"{e} from {s}" for s, e in sorted(READS_SOURCE_FIELDS))
+    return [
+        (
+            "source_fields",
+            f"erpsync reads no extra fields of {entity} from {source!r} (it would ignore "
+            f"them: source_fields are read for {readers})",
+        )
+    ]
+
+
+def unfilled_custom_problem(path: str, source_fields: Mapping[str, str]) -> str | None:
+    """A ``custom.<name>`` path no ``source_fields`` entry fills (always empty), or None."""
+    head, _, name = path.partition(".")
+    if head != "custom" or not name or name.split(".")[0] in source_fields:
+        return None
+    return f"{path!r} is never filled: the flow's source_fields has no {name.split('.')[0]!r}"
+
+
 def _invoice_path_problem(path: str, *, line: bool) -> str | None:
     model = InvoiceLine if line else Invoice
     head = path.split(".")[0]
@@ -240,8 +278,16 @@ def _invoice_path_problem(path: str, *, line: bool) -> str | None:
     return f"{path!r} is not a field of {what} (fields: {names})"
 
 
-def mapping_problems(entity: str, target: str, mapping: TargetMapping) -> list[tuple[str, str]]:
+def mapping_problems(
+    entity: str,
+    target: str,
+    mapping: TargetMapping,
+    source_fields: Mapping[str, str] | None = None,
+) -> list[tuple[str, str]]:
     """Mapping keys ``target`` would ignore or cannot take: ``(key, problem)`` pairs.
+
+    With ``source_fields`` (the flow's), a ``custom.<name>`` path none of them fills is a
+    problem too: the target would always get nothing.
 
     ``key`` is relative to ``flows.<name>.mapping.<target>`` (``custom_fields``,
     ``fields.email``…). Pairs :data:`TARGETS` does not know give nothing (reported by
@@ -264,6 +310,8 @@ def mapping_problems(entity: str, target: str, mapping: TargetMapping) -> list[t
     elif mapping.custom_fields:
         for name, path in mapping.custom_fields.items():
             problem = _path_problem(entity, spec, path, line=_is_line(spec, name))
+            if problem is None and source_fields is not None:
+                problem = unfilled_custom_problem(path, source_fields)
             if problem:
                 problems.append((f"custom_fields.{name}", problem))
     overridable = spec.overridable()
@@ -273,6 +321,8 @@ def mapping_problems(entity: str, target: str, mapping: TargetMapping) -> list[t
                 problems.append((f"fields.{name}", f"names {spec.options[name]}: not empty"))
         elif name in overridable:
             problem = _path_problem(entity, spec, value, line=False)
+            if problem is None and source_fields is not None:
+                problem = unfilled_custom_problem(value, source_fields)
             if problem:
                 problems.append((f"fields.{name}", problem))
         elif not overridable and not spec.options:
@@ -328,7 +378,10 @@ def _source_field(
     fields = SOURCES.get((source, entity), {})
     if canonical.startswith("custom."):
         return source_fields.get(canonical.removeprefix("custom."))
-    return fields.get(canonical)
+    found = fields.get(canonical)
+    if found is not None and canonical in KEY_FIELDS and HOME_SOURCES.get(entity) != source:
+        return f"{found} (as {source}:<{found}>)"
+    return found
 
 
 def effective_mapping(

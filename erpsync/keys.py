@@ -18,14 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from erpsync.flows import SOURCES
+from erpsync.flows import HOME_SOURCES, SOURCES
 
-#: per entity, the source whose keys carry no namespace (the keys of existing deployments)
-HOME_SOURCES: dict[str, str] = {
-    "customer": "onlineerp",
-    "product": "onlineerp",
-    "billing": "atollon",
-}
+__all__ = ["HOME_SOURCES", "NAMESPACE_SEPARATOR", "Keys", "key_source", "record_key"]
+
 #: between a namespace and the source's own key: ``propeller:42``
 NAMESPACE_SEPARATOR = ":"
 

@@ -33,7 +33,12 @@ from pydantic_settings import (
 )
 
 from erpsync.errors import ConfigError, ErrorClass
-from erpsync.flows import SOURCES, flow_support_problems, mapping_problems
+from erpsync.flows import (
+    SOURCES,
+    flow_support_problems,
+    mapping_problems,
+    source_fields_problems,
+)
 from erpsync.mapping import target_mapping
 from erpsync.redaction import register_secrets
 
@@ -291,6 +296,7 @@ class Settings(BaseSettings):
                     source=flow.source,
                     targets=list(flow.targets),
                     mapping=flow.mapping,
+                    source_fields=flow.source_fields,
                     enabled=flow.enabled,
                     configured=configured,
                 )
@@ -331,6 +337,7 @@ def flow_problems(
     mapping: object,
     enabled: object,
     configured: set[str],
+    source_fields: object = None,
 ) -> list[str]:
     """What is wrong with one flow as a whole: its entity, mapping and systems.
 
@@ -347,6 +354,12 @@ def flow_problems(
             f"flows.{name}.{where}: {problem}"
             for where, problem in flow_support_problems(str(entity), str(source), systems)
         )
+    read_fields = _text_table(source_fields)
+    if known_entity and source in SYSTEM_NAMES and read_fields is not None:
+        problems.extend(
+            f"flows.{name}.{where}: {problem}"
+            for where, problem in source_fields_problems(str(source), str(entity), read_fields)
+        )
     for target, raw in mapping.items() if isinstance(mapping, dict) else ():
         if target not in targets:
             problems.append(f"flows.{name}.mapping.{target}: not a target of this flow")
@@ -358,7 +371,9 @@ def flow_problems(
         if known_entity:
             problems.extend(
                 f"flows.{name}.mapping.{target}.{where}: {problem}"
-                for where, problem in mapping_problems(str(entity), str(target), parsed)
+                for where, problem in mapping_problems(
+                    str(entity), str(target), parsed, read_fields
+                )
             )
     if enabled is False:
         return problems
@@ -368,6 +383,15 @@ def flow_problems(
         if target in SYSTEM_NAMES and target not in configured:
             problems.append(f"flows.{name}.targets: system {target!r} is not configured")
     return problems
+
+
+def _text_table(value: object) -> dict[str, str] | None:
+    """``source_fields`` as a table of text, or None when it is not one (reported apart)."""
+    if value is None:
+        return {}
+    if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+        return {str(k): v for k, v in value.items()}
+    return None
 
 
 def _raw_flow_problems(data: dict[str, Any]) -> list[str]:
@@ -398,6 +422,7 @@ def _raw_flow_problems(data: dict[str, Any]) -> list[str]:
                 mapping=raw.get("mapping", {}),
                 enabled=raw.get("enabled", True),
                 configured=configured,
+                source_fields=raw.get("source_fields", {}),
             )
         )
     return problems

@@ -37,6 +37,12 @@ def test_the_supported_flows_pass() -> None:
                 "source": "onlineerp",
                 "entity": "customer",
                 "targets": ["propeller", "hipe", "atollon"],
+                "source_fields": {
+                    "shop_email": "CourrielBoutique",
+                    "vat": "NoTVQ",
+                    "web": "SiteWeb",
+                    "segment": "Secteur",
+                },
                 "mapping": {
                     "propeller": {"fields": {"email": "custom.shop_email"}},
                     "hipe": {
@@ -225,3 +231,70 @@ def test_every_override_name_is_unique_per_target() -> None:
         names = [f.override for f in spec.fields if f.override is not None]
         names += list(spec.extra_fields) + list(spec.options)
         assert len(names) == len(set(names)), pair
+
+
+def test_source_fields_a_stream_would_ignore_are_refused() -> None:
+    found = problems(
+        shop={
+            "source": "propeller",
+            "entity": "customer",
+            "targets": ["hipe"],
+            "source_fields": {"segment": "segment"},
+        },
+        billing={
+            "source": "atollon",
+            "entity": "billing",
+            "targets": ["onlineerp"],
+            "source_fields": {"po": "purchaseOrder"},
+        },
+    )
+    readers = "customer from onlineerp, product from onlineerp"
+    assert found == [
+        "flows.shop.source_fields: erpsync reads no extra fields of customer from 'propeller' "
+        f"(it would ignore them: source_fields are read for {readers})",
+        "flows.billing.source_fields: erpsync reads no extra fields of billing from 'atollon' "
+        f"(it would ignore them: source_fields are read for {readers})",
+    ]
+
+
+def test_a_custom_path_no_source_field_fills_is_refused() -> None:
+    found = problems(
+        customers={
+            "source": "onlineerp",
+            "entity": "customer",
+            "targets": ["hipe"],
+            "source_fields": {"segment": "Secteur"},
+            "mapping": {
+                "hipe": {
+                    "fields": {"website": "custom.web"},
+                    "custom_fields": {"erpSegment": "custom.segment", "erpNote": "custom.note"},
+                }
+            },
+        },
+        shop={
+            "source": "propeller",
+            "entity": "customer",
+            "targets": ["hipe"],
+            "mapping": {"hipe": {"custom_fields": {"erpNote": "custom.note"}}},
+        },
+    )
+    assert found == [
+        "flows.customers.mapping.hipe.custom_fields.erpNote: 'custom.note' is never filled: "
+        "the flow's source_fields has no 'note'",
+        "flows.customers.mapping.hipe.fields.website: 'custom.web' is never filled: "
+        "the flow's source_fields has no 'web'",
+        "flows.shop.mapping.hipe.custom_fields.erpNote: 'custom.note' is never filled: "
+        "the flow's source_fields has no 'note'",
+    ]
+
+
+def test_the_effective_mapping_of_a_propeller_flow_shows_its_keys_namespace() -> None:
+    routes = effective_mapping("propeller", "customer", "hipe", TargetMapping(), {})
+    assert [(r.source, r.canonical, r.target) for r in routes] == [
+        ("id (as propeller:<id>)", "key", "externalId"),
+        ("name", "name", "name"),
+        ("email", "email", "email"),
+        ("phone", "phone", "phone"),
+        ("taxNumber", "tax_number", "vat"),
+        ("parent.id (as propeller:<parent.id>)", "parent_key", "parentId"),
+    ]

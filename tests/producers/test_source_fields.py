@@ -14,9 +14,12 @@ from typing import Any
 import pytest
 
 from adapters.onlineerp import ErpCustomer, ErpProduct
+from adapters.propeller import PropellerCompany
 from erpsync.flows import SOURCES
+from erpsync.keys import record_key
 from erpsync.mapping import resolve
 from producers.onlineerp import customer_payload, product_payload
+from producers.propeller import company_payload
 
 
 def record_with(fields: dict[str, str], values: dict[str, Any]) -> dict[str, Any]:
@@ -58,3 +61,15 @@ def test_erp_fields_reach_the_canonical_fields_the_table_names(
     for canonical, source in fields.items():
         expected = resolve(raw, source)
         assert comparable(resolve(payload, canonical)) == comparable(expected), (canonical, source)
+
+
+def test_propeller_fields_reach_the_canonical_fields_the_table_names() -> None:
+    fields = SOURCES[("propeller", "customer")]
+    raw = record_with(fields, {"key": 42, "parent_key": 7, "language": "NL"})
+    payload = company_payload(PropellerCompany.model_validate(raw), "ERPSYNC")
+    ids = {"key", "parent_key"}  # Propeller's ids, keyed in Propeller's namespace
+    for canonical, source in fields.items():
+        expected = resolve(raw, source)
+        if canonical in ids:
+            expected = record_key("propeller", "customer", str(expected))
+        assert resolve(payload, canonical) == expected, (canonical, source)
