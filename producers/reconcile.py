@@ -53,7 +53,7 @@ import structlog
 from pydantic import ValidationError
 
 from erpsync.events import ChangeEvent, Content, Delivery, canonical_json
-from erpsync.keys import Keys
+from erpsync.keys import Keys, key_source
 from erpsync.redaction import redact
 from producers.base import Producer, SnapshotStream, UncheckedRecord
 from workers.dlq import DeadLetterStore, entry_id_for
@@ -147,10 +147,19 @@ def _source_pages(stream: SnapshotStream) -> Iterator[list[tuple[str, str | None
         yield rows
 
 
-def _observed_pages(sink: ViewableSink, entity: str) -> Iterator[list[tuple[str, str | None, str]]]:
-    """A target's records carrying our external id: (key, target id, the view as JSON)."""
+def _observed_pages(
+    sink: ViewableSink, entity: str, source: str
+) -> Iterator[list[tuple[str, str | None, str]]]:
+    """A target's records carrying our external id: (key, target id, the view as JSON).
+
+    Only those in the namespace of the flow's source (:func:`erpsync.keys.key_source`): a
+    target fed by two flows (the ERP's customers and Propeller's companies) holds the other
+    flow's records too, which this flow's source cannot hold and must not call orphaned.
+    """
     rows: list[tuple[str, str | None, str]] = []
     for observed in sink.observed(entity):
+        if key_source(entity, observed.key) != source:
+            continue
         rows.append((observed.key, observed.target_id, canonical_json(observed.fields)))
         if len(rows) >= _CHUNK:
             yield rows
@@ -484,7 +493,8 @@ class Reconciliation:
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="reconcile") as pool:
             reading = {
                 target: pool.submit(
-                    _spill, spills[target], _observed_pages(sinks[target], entity), target,
+                    _spill, spills[target],
+                    _observed_pages(sinks[target], entity, self.stream.source), target,
                     progress,
                 )
                 for target in spills
