@@ -19,8 +19,10 @@ written (a fingerprint compared with the last write could not tell our write fro
 made in the same second, and would re-emit whatever Propeller normalises differently).
 
 A company of Propeller's own whose parent erpsync wrote gets that parent's key (its
-``sourceId`` under our source) when Propeller names it; otherwise the parent is keyed in
-Propeller's namespace.
+``sourceId`` under our source) when Propeller names it in the search result; when Propeller
+gives the parent's id only, the parent is keyed in Propeller's namespace, which no flow
+emits for a company erpsync wrote, so such a child waits for its parent in the targets and
+is dead-lettered as a missing parent (a known limit: the search expands ``sources`` only).
 """
 
 from __future__ import annotations
