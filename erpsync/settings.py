@@ -187,9 +187,15 @@ class FlowSettings(_Model):
     entity: str = Field(description="customer, product or billing")
     targets: list[SystemName] = Field(default_factory=list, description="systems to update")
     # canonical custom field <- source field (dotted), e.g. {"segment": "Secteur"}
-    source_fields: dict[str, str] = Field(default_factory=dict)
+    source_fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="custom.<name> <- the source's field (ERP customers and products only)",
+    )
     # per target: {"custom_fields": {target key: canonical path}, "fields": {...}}
-    mapping: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    mapping: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="per target: fields and custom_fields it honours (erpsync doctor shows them)",
+    )
     poll_interval_s: float = Field(default=30.0, gt=0, description="seconds between polls")
     reconcile_interval_s: float | None = Field(
         default=None,
