@@ -122,6 +122,24 @@ class Keys:
         """Hash: worker hostname -> time it became ready."""
         return f"{self.prefix}:workers"
 
+    def worker_lease(self, worker: str) -> str:
+        """String (JSON, expires with the lease): what a live worker holds, renewed by it
+        (``{"at": epoch s, "held": {delivery tag: task id}}``; see workers.leases)."""
+        return f"{self.prefix}:lease:worker:{worker}"
+
+    def reclaim_lock(self) -> str:
+        """Lock: one worker at a time puts back messages whose lease lapsed."""
+        return f"{self.prefix}:lock:reclaim"
+
+    def create_in_doubt(self, target: str, entity: str, key: str) -> str:
+        """String (expires): a create of this record whose answer never came may still land
+        in the target (targets without a unique key: HIPE); see workers.leases."""
+        return f"{self.prefix}:doubt:{target}:{entity}:{key}"
+
+    def restarted(self) -> str:
+        """Hash: task id -> when a message given back (reclaimed, restored) started again."""
+        return f"{self.prefix}:restarted"
+
     def circuit(self, target: str) -> str:
         """Hash: circuit state of a target (state, until, reason, failures)."""
         return f"{self.prefix}:circuit:{target}"

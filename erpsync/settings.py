@@ -230,7 +230,14 @@ class WorkerSettings(_Model):
     )
     dependency_base_s: float = Field(default=2.0, gt=0, description="first dependency wait")
     dependency_cap_s: float = Field(default=120.0, gt=0, description="longest dependency wait")
-    lock_ttl_s: float = Field(default=120.0, gt=0, description="per-record lock lifetime")
+    # A worker renews its leases every lease_s / 5 while it works; one that stops (dead, cut
+    # off from Redis, stalled) loses its deliveries to other workers after this long.
+    lease_s: float = Field(
+        default=15.0, ge=1, description="a delivery held without renewal this long is taken over"
+    )
+    lock_ttl_s: float = Field(
+        default=15.0, gt=0, description="per-record lock lease, renewed while its delivery runs"
+    )
     circuit_failure_threshold: int = Field(
         default=5, ge=1, description="transient failures in a row that open a circuit"
     )

@@ -105,6 +105,7 @@ from workers.engine import (
     log_context,
     missing_parent,
 )
+from workers.leases import LeaseLostError
 from workers.state import MANY, LedgerEntry, State, _holder
 
 log = structlog.get_logger("erpsync.worker")
@@ -683,7 +684,11 @@ class _Locks:
         self.release(list(self.held))
 
     def keepalive(self) -> None:
-        """Extend every held lock (a long import must not outlive its locks)."""
+        """Extend every held lock (a long import must not outlive its locks); with leases,
+        they are renewed already: check they still are held (LeaseLostError)."""
+        if self.engine.leases is not None:
+            self.engine.guard()
+            return
         now = time.monotonic()
         if now - self.last_extended < KEEPALIVE_EVERY_S or not self.held:
             return
@@ -742,7 +747,8 @@ class BatchApplier:
         locks = _Locks(engine)
         later: list[Delivery] = []  # single path, once this batch's locks are released
         timings: dict[str, float] = {}  # where the batch's time went, for its log line
-        with TURNS.turn():  # held already when called by the task (it read the batch)
+        leased = engine.holding(locks.held, [(target, d.delivery_id) for d in group])
+        with TURNS.turn(), leased:  # the turn is held already when called by the task
             try:
                 items = self._admit(target, sink, group, locks, later, counts, timings)
                 timings["admitted_s"] = time.perf_counter() - started
@@ -1012,8 +1018,11 @@ class BatchApplier:
                             raise
                         retried_here += 1
         except SyncError as error:
+            engine.guard()
             self._whole_call_failed(target, deliveries, error, counts)
             return
+        except LeaseLostError:
+            raise  # another worker may hold these records now: write nothing more
         except Exception as exc:  # a bug must not lose the batch: retried, then DLQ
             log.exception("sync.batch_crashed", target=target)
             crashed = TransientError(
@@ -1027,6 +1036,7 @@ class BatchApplier:
             return
         finally:
             timings["call_s"] = time.perf_counter() - began  # the rate limit's wait included
+        engine.guard()
         if len(results) != len(items):
             misaligned = TransientError(
                 f"{target} bulk call answered {len(results)} results for {len(items)} items",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -41,6 +42,7 @@ from erpsync.errors import (
 )
 from erpsync.events import ChangeEvent, Delivery
 from workers.dlq import DeadLetterStore
+from workers.leases import Leases
 from workers.limits import Circuit
 from workers.policy import RetryPolicy
 from workers.state import LedgerEntry, State
@@ -65,6 +67,11 @@ def _no_checkpoint(extra: str) -> None:
     """A context built outside the engine records no progress."""
 
 
+def _no_doubt(window_s: float) -> AbstractContextManager[None]:
+    """A context built outside the engine guards no create."""
+    return nullcontext()
+
+
 @dataclass(frozen=True)
 class ApplyContext:
     """What a sink may know when applying an event."""
@@ -76,6 +83,11 @@ class ApplyContext:
     #: (the rest of the ledger is written only on success), so that a crash or a failure in a
     #: later step resumes after the steps already done: the billing saga's invoice number.
     checkpoint: Callable[[str], None] = _no_checkpoint
+    #: Around a create the target cannot deduplicate (HIPE has no unique key), with how
+    #: long its answer may take: raises a DependencyError (wait, look up again) while an
+    #: earlier create of the record whose answer never came may still land (a worker
+    #: killed or cut off mid-call), and LeaseLostError when the record's lock was lost.
+    create_in_doubt: Callable[[float], AbstractContextManager[None]] = _no_doubt
 
 
 class Sink(Protocol):
@@ -173,6 +185,9 @@ class Engine:
     #: called as (what, delivery, details) for every outcome, retry, wait and park, e.g.
     #: ("applied", d, {"action": "created"}); metrics and tests observe the engine here
     observers: list[Callable[[str, Delivery, dict[str, Any]], None]] = field(default_factory=list)
+    #: the record locks' leases, renewed while a delivery runs, and the fencing checks
+    #: before every write (workers.leases); None: locks live their TTL, nothing is checked
+    leases: Leases | None = None
 
     def notify(self, what: str, delivery: Delivery, **details: Any) -> None:
         """Tell the observers (metrics, tests); an observer's failure is only logged."""
@@ -235,7 +250,8 @@ class Engine:
                     self.park(delivery, self.policy.busy_delay_s * (1 + self.rng.random()))
                     return "parked"
                 ledger = self.state.ledger_get(target, event.entity, event.key)
-            return self._apply_locked(delivery, sink, ledger, lock_key, held)
+            with self.holding({lock_key: held.token}, [(target, delivery.delivery_id)]):
+                return self._apply_locked(delivery, sink, ledger, lock_key, held)
         finally:
             if not held.ended:
                 self.state.end(target, delivery.delivery_id, lock_key, held.token)
@@ -274,14 +290,29 @@ class Engine:
         def checkpoint(extra: str) -> None:
             self.state.redis.hset(ledger_key, "extra", extra)
 
-        context = ApplyContext(ledger=ledger, parent=parent, lookup=lookup, checkpoint=checkpoint)
+        def create_in_doubt(window_s: float) -> AbstractContextManager[None]:
+            if self.leases is None or held.token is None:
+                return nullcontext()
+            marker = self.state.keys.create_in_doubt(target, event.entity, event.key)
+            return self.leases.create_in_doubt(lock_key, marker, held.token, window_s)
+
+        context = ApplyContext(
+            ledger=ledger,
+            parent=parent,
+            lookup=lookup,
+            checkpoint=checkpoint,
+            create_in_doubt=create_in_doubt,
+        )
         self.forget_before_write([(delivery, ledger)])
         try:
             result = sink.apply(event, context)
         except SyncError as error:
+            self.guard()
             return self.fail(delivery, error)
         except ValidationError as exc:
+            self.guard()
             return self.dead_letter(delivery, invalid_source_data(event, target, exc))
+        self.guard()
         return self._applied_single(delivery, result, ledger, lock_key, held)
 
     def _applied_single(
@@ -301,6 +332,20 @@ class Engine:
             pipe.execute()
         held.ended = True
         return self._after_applied(delivery, result)
+
+    def holding(
+        self, locks: Mapping[str, str], deliveries: Sequence[tuple[str, str]]
+    ) -> AbstractContextManager[object]:
+        """Work under ``locks`` (see :meth:`workers.leases.Leases.holding`)."""
+        if self.leases is None:
+            return nullcontext()
+        return self.leases.holding(locks, deliveries)
+
+    def guard(self) -> None:
+        """Before recording an outcome: raises LeaseLostError when this thread's record
+        locks were lost (another worker may have taken the delivery over)."""
+        if self.leases is not None:
+            self.leases.guard()
 
     # -- outcomes (also used by workers.batch, which applies many deliveries at once) -----
     def applied(

@@ -18,6 +18,7 @@ from erpsync.keys import Keys
 from erpsync.settings import Settings, load_settings
 from workers.dlq import DeadLetterStore, Retention
 from workers.engine import Engine, Sink
+from workers.leases import Leases
 from workers.limits import Circuit, RateLimiter
 from workers.policy import RetryPolicy
 from workers.state import State
@@ -59,6 +60,7 @@ class Runtime:
     circuit: Circuit
     limiter: RateLimiter
     dlq: DeadLetterStore
+    leases: Leases
     engine: Engine = field(init=False)
     _local: threading.local = field(default_factory=threading.local)
 
@@ -70,6 +72,7 @@ class Runtime:
             sinks=self.sinks,
             policy=policy_from(self.settings),
             rng=random.Random(),
+            leases=self.leases,
         )
 
     @classmethod
@@ -77,11 +80,12 @@ class Runtime:
         client = redis_client(settings)
         keys = Keys(settings.key_prefix)
         w = settings.worker
+        state = State(client, keys)
         return cls(
             settings=settings,
             redis=client,
             keys=keys,
-            state=State(client, keys),
+            state=state,
             circuit=Circuit(
                 client,
                 keys,
@@ -98,6 +102,7 @@ class Runtime:
                     max_age_s=settings.dlq.max_age_days * 86400,
                 ),
             ),
+            leases=Leases(state, ttl_s=w.lock_ttl_s),
         )
 
     def sinks(self) -> Mapping[str, Sink]:
@@ -106,11 +111,12 @@ class Runtime:
         if sinks is None:
             from workers.sinks import build_sinks
 
-            sinks = build_sinks(self.settings, self.limiter)
+            sinks = build_sinks(self.settings, self.limiter, self.leases)
             self._local.sinks = sinks
         return sinks
 
     def close(self) -> None:
+        self.leases.stop()
         sinks: Mapping[str, Sink] | None = getattr(self._local, "sinks", None)
         for sink in (sinks or {}).values():
             close = getattr(sink, "close", None)

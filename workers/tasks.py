@@ -17,14 +17,33 @@ from erpsync.events import Delivery
 from erpsync.logging import configure_logging
 from workers.app import TASK_APPLY, TASK_APPLY_BATCH, TASK_NOOP, app
 from workers.batch import TURNS, BatchApplier, BatchStore
+from workers.broker import Unacked, tag_of
+from workers.leases import TAGS, Heartbeat, LeaseLostError, still_held
 from workers.metrics import WorkerMetrics, start_worker_metrics
 from workers.pump import Pump
-from workers.runtime import get_runtime, reset_runtime
+from workers.runtime import Runtime, get_runtime, reset_runtime
 from workers.state import State
 
 log = structlog.get_logger("erpsync.worker")
 _pump: Pump | None = None
 _metrics: WorkerMetrics | None = None
+_heartbeat: Heartbeat | None = None
+
+
+def _taken_over(task: Any, runtime: Runtime) -> bool:
+    """As a task starts: True when its message was reclaimed meanwhile (this worker lost
+    its lease: cut off or stalled; another worker runs it now), so it must not run it.
+    A message given back that starts again is noted (the chaos run's recovery times)."""
+    request = task.request
+    if _heartbeat is not None and not still_held(_heartbeat.unacked, str(request.id)):
+        log.warning("lease.message_taken_over", task_id=request.id)
+        return True
+    if (request.delivery_info or {}).get("redelivered"):
+        with runtime.redis.pipeline(transaction=False) as pipe:
+            pipe.hsetnx(runtime.keys.restarted(), str(request.id), f"{time.time():.3f}")
+            pipe.expire(runtime.keys.restarted(), 86400)
+            pipe.execute()
+    return False
 
 
 @app.task(
@@ -33,6 +52,8 @@ _metrics: WorkerMetrics | None = None
 def apply_delivery(self: Any, delivery: dict[str, Any]) -> str:
     """Apply one delivery (one change for one target) and record its outcome."""
     runtime = get_runtime()
+    if _taken_over(self, runtime):
+        return "taken_over"
     try:
         parsed = Delivery.model_validate(delivery)
     except ValidationError as exc:
@@ -42,6 +63,10 @@ def apply_delivery(self: Any, delivery: dict[str, Any]) -> str:
         return "malformed"
     try:
         return runtime.engine.process(parsed)
+    except LeaseLostError as exc:
+        # Another worker may hold it now: back to the queue unless it was reclaimed.
+        log.warning("lease.lost_delivery", error=str(exc))
+        raise Reject(str(exc), requeue=True) from exc
     except redis.RedisError as exc:
         # The state store is unreachable: give the message back rather than guess.
         log.warning("sync.state_unavailable", error=str(exc))
@@ -61,6 +86,8 @@ def apply_batch(self: Any, batch: str | list[dict[str, Any]]) -> dict[str, int]:
     ``batch`` is a stored batch's reference (producers, the pump) or the deliveries.
     """
     runtime = get_runtime()
+    if _taken_over(self, runtime):
+        return {"taken_over": 1}
     store = BatchStore(runtime.state)
     with TURNS.turn():  # reading a batch is its own work too (see workers.batch._Turns)
         raw = store.get_json(batch) if isinstance(batch, str) else batch
@@ -71,6 +98,9 @@ def apply_batch(self: Any, batch: str | list[dict[str, Any]]) -> dict[str, int]:
             # Its deliveries' leases run from now (see workers.pump), as a single one's does.
             runtime.state.touch(((d.target, d.delivery_id) for d in parsed), now=time.time())
             counts = BatchApplier(runtime.engine).process(parsed)
+        except LeaseLostError as exc:
+            log.warning("lease.lost_batch", error=str(exc))
+            raise Reject(str(exc), requeue=True) from exc
         except redis.RedisError as exc:
             # Outcomes are counted once per delivery, so the whole batch can come back.
             log.warning("sync.state_unavailable", error=str(exc))
@@ -132,6 +162,29 @@ def _start_pump(sender: WorkController | None = None, **_: Any) -> None:
         if app.amqp.queues.consume_from
         else [],
     )
+
+
+@signals.task_received.connect
+def _note_tag(request: Any = None, **_: Any) -> None:
+    tag = tag_of(request)
+    if tag is not None:
+        TAGS[str(request.id)] = tag
+
+
+@signals.worker_ready.connect
+def _start_heartbeat(sender: WorkController | None = None, **_: Any) -> None:
+    global _heartbeat
+    if _heartbeat is not None:
+        return
+    runtime = get_runtime()
+    hostname = getattr(sender, "hostname", None) or "worker"
+    _heartbeat = Heartbeat(
+        Unacked(app),
+        runtime.state,
+        worker=str(hostname),
+        consumer=lambda: getattr(sender, "consumer", None),
+        lease_s=runtime.settings.worker.lease_s,
+    ).start()  # renews until the process ends: a warm shutdown still finishes its tasks
 
 
 @signals.worker_ready.connect

@@ -15,22 +15,33 @@ from erpsync.mapping import TargetMapping, target_mapping
 from erpsync.settings import HttpSystemSettings, Settings
 from workers.engine import Sink
 from workers.http import RateLimitedTransport
+from workers.leases import FencedTransport, Leases
 from workers.limits import RateLimiter
 
 
 def http_client(
-    target: str, system: HttpSystemSettings, limiter: RateLimiter | None
+    target: str,
+    system: HttpSystemSettings,
+    limiter: RateLimiter | None,
+    leases: Leases | None = None,
 ) -> httpx.Client:
-    """The target's HTTP client, with the shared rate limit when one is configured."""
-    transport: httpx.BaseTransport | None = None
+    """The target's HTTP client, with the shared rate limit when one is configured, and
+    every write checked against the worker's leases (see workers.leases)."""
+    if not (system.rate_limit_per_s and limiter is not None) and leases is None:
+        return make_client(system)
+    transport: httpx.BaseTransport = httpx.HTTPTransport(
+        verify=tls_verification(system.verify_tls),
+        limits=httpx.Limits(
+            max_connections=system.max_connections,
+            max_keepalive_connections=system.max_connections,
+        ),
+    )
     if system.rate_limit_per_s and limiter is not None:
-        inner = httpx.HTTPTransport(
-            verify=tls_verification(system.verify_tls),
-            limits=httpx.Limits(max_connections=system.max_connections),
-        )
         transport = RateLimitedTransport(
-            inner, limiter, target, system.rate_limit_per_s, system.rate_limit_burst
+            transport, limiter, target, system.rate_limit_per_s, system.rate_limit_burst
         )
+    if leases is not None:
+        transport = FencedTransport(transport, leases)
     return make_client(system, transport=transport)
 
 
@@ -43,8 +54,11 @@ def mappings_for(settings: Settings, target: str) -> dict[str, TargetMapping]:
     return found
 
 
-def build_sinks(settings: Settings, limiter: RateLimiter | None) -> Mapping[str, Sink]:
-    """One sink per configured target that an enabled flow sends to."""
+def build_sinks(
+    settings: Settings, limiter: RateLimiter | None, leases: Leases | None = None
+) -> Mapping[str, Sink]:
+    """One sink per configured target that an enabled flow sends to (``leases``: every
+    write checked against the worker's leases)."""
     from workers.sinks.atollon import AtollonSink
     from workers.sinks.hipe import HipeSink
     from workers.sinks.onlineerp import OnlineErpSink
@@ -57,33 +71,35 @@ def build_sinks(settings: Settings, limiter: RateLimiter | None) -> Mapping[str,
     if "propeller" in targets and systems.propeller is not None:
         sinks["propeller"] = PropellerSink(
             systems.propeller,
-            http_client("propeller", systems.propeller, limiter),
+            http_client("propeller", systems.propeller, limiter, leases),
             mappings_for(settings, "propeller"),
             overrides.get("propeller"),
         )
     if "hipe" in targets and systems.hipe is not None:
         sinks["hipe"] = HipeSink(
             systems.hipe,
-            http_client("hipe", systems.hipe, limiter),
+            http_client("hipe", systems.hipe, limiter, leases),
             mappings_for(settings, "hipe"),
             overrides.get("hipe"),
         )
     if "atollon" in targets and systems.atollon is not None:
         sinks["atollon"] = AtollonSink(
             systems.atollon,
-            http_client("atollon", systems.atollon, limiter),
+            http_client("atollon", systems.atollon, limiter, leases),
             mappings_for(settings, "atollon"),
             overrides.get("atollon"),
         )
     if "onlineerp" in targets and systems.onlineerp is not None:
         sinks["onlineerp"] = OnlineErpSink(
             systems.onlineerp,
-            http_client("onlineerp", systems.onlineerp, limiter),
+            http_client("onlineerp", systems.onlineerp, limiter, leases),
             mappings_for(settings, "onlineerp"),
             overrides.get("onlineerp"),
             atollon=systems.atollon,
             atollon_http=(
-                http_client("atollon", systems.atollon, limiter) if systems.atollon else None
+                http_client("atollon", systems.atollon, limiter, leases)
+                if systems.atollon
+                else None
             ),
             atollon_overrides=overrides.get("atollon"),
         )

@@ -101,6 +101,11 @@ class HipeSink:
         self.overrides = overrides
         self.client = HipeClient(http, settings, error_overrides=overrides)
 
+    @property
+    def create_window_s(self) -> float:
+        """How long a create may take to land: connecting, sending, waiting for the answer."""
+        return self.settings.connect_timeout_s + 2 * self.settings.timeout_s
+
     def handles(self, entity: str) -> bool:
         return entity == "customer" and entity in self.mappings
 
@@ -153,7 +158,10 @@ class HipeSink:
             parent_id = int(context.parent.target_id)
         body = self.company_input(event, parent_id)
         if existing is None:
-            created = self.client.create_company(body)
+            # HIPE keeps no unique externalId: a create sent by a worker that died or was
+            # cut off may land after this look-up; wait until it no longer can.
+            with context.create_in_doubt(self.create_window_s):
+                created = self.client.create_company(body)
             return ApplyResult("created", target_id=str(created.id))
         action = "updated"
         if existing.archived:
