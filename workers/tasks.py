@@ -182,7 +182,8 @@ def _start_heartbeat(sender: WorkController | None = None, **_: Any) -> None:
         Unacked(app),
         runtime.state,
         worker=str(hostname),
-        consumer=lambda: getattr(sender, "consumer", None),
+        # Celery sends worker_ready from its consumer (which holds the messages)
+        consumer=lambda: sender if hasattr(sender, "task_consumer") else None,
         lease_s=runtime.settings.worker.lease_s,
     ).start()  # renews until the process ends: a warm shutdown still finishes its tasks
 
