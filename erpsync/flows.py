@@ -137,6 +137,13 @@ TARGETS: dict[tuple[str, str], TargetSpec] = {
             TargetField("phone", "phone", "phone"),
             TargetField("parent.sourceId", "parent_key"),
         ),
+        extra_fields={
+            "coc_number": "cocNumber",
+            "debtor_id": "debtorId",
+            "department": "department",
+            "office": "office",
+            "notes": "notes",
+        },
     ),
     ("customer", "hipe"): TargetSpec(
         fields=(

@@ -44,7 +44,9 @@ def test_the_supported_flows_pass() -> None:
                     "segment": "Secteur",
                 },
                 "mapping": {
-                    "propeller": {"fields": {"email": "custom.shop_email"}},
+                    "propeller": {
+                        "fields": {"email": "custom.shop_email", "debtor_id": "custom.vat"}
+                    },
                     "hipe": {
                         "fields": {"vat": "custom.vat", "website": "custom.web"},
                         "custom_fields": {"erpSegment": "custom.segment"},
@@ -118,7 +120,7 @@ def test_a_mapping_key_the_target_would_ignore_is_an_error_naming_flow_target_an
             "mapping": {
                 "propeller": {
                     "custom_fields": {"segment": "custom.segment"},
-                    "fields": {"debtor_id": "key"},
+                    "fields": {"budget": "key", "notes": "custom.segment"},
                 },
                 "atollon": {"fields": {"name": "custom.short_name"}},
                 "hipe": {"fields": {"parentId": "parent_key", "vat": "vat_number"}},
@@ -134,8 +136,11 @@ def test_a_mapping_key_the_target_would_ignore_is_an_error_naming_flow_target_an
     assert found == [
         "flows.customers.mapping.propeller.custom_fields: propeller takes no custom fields for "
         "customer (erpsync would ignore them: propeller honours only fields)",
-        "flows.customers.mapping.propeller.fields.debtor_id: propeller has no customer field "
-        "'debtor_id' a mapping can set (one of: name, tax_number, email, phone)",
+        "flows.customers.mapping.propeller.fields.budget: propeller has no customer field "
+        "'budget' a mapping can set (one of: name, tax_number, email, phone, coc_number, "
+        "debtor_id, department, office, notes)",
+        "flows.customers.mapping.propeller.fields.notes: 'custom.segment' is never filled: "
+        "the flow's source_fields has no 'segment'",
         "flows.customers.mapping.atollon.fields.name: atollon takes no field mapping for "
         "customer (erpsync would ignore it: atollon honours no mapping key)",
         "flows.customers.mapping.hipe.fields.parentId: hipe has no customer field 'parentId' "

@@ -190,7 +190,7 @@ def run(
 
 
 MAPPINGS = {
-    "propeller": TargetMapping(fields={"email": "custom.shop_email"}),
+    "propeller": TargetMapping(fields={"email": "custom.shop_email", "notes": "custom.segment"}),
     "hipe": TargetMapping(
         fields={"phone": "custom.segment"}, custom_fields={"erpNote": "custom.segment"}
     ),
