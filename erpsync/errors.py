@@ -13,7 +13,9 @@ do from the class alone; they never look at HTTP or vendor JSON.
         │   ├── RecordExistsError    create hit an existing record → update instead
         │   └── RecordMissingError   update/delete hit no record → create (or done, for delete)
         ├── PermanentError           data or mapping problem: dead-letter with the vendor code
-        │   └── AmbiguousMatchError  several target records claim one source key
+        │   ├── AmbiguousMatchError  several target records claim one source key
+        │   └── ReadUnsupportedError the target offers no read of these records (a known
+        │                            limitation: reconcile reports it, nothing is retried)
         └── AuthError                authentication/configuration: open the target's circuit
 
 Messages name the system, the operation and the status; they never contain a response
@@ -162,6 +164,14 @@ class PermanentError(SyncError):
 
 class AmbiguousMatchError(PermanentError):
     """Several target records claim the same source key; an operator must remove one."""
+
+
+class ReadUnsupportedError(PermanentError):
+    """The target offers no read of these records: a known limitation, not bad data.
+
+    Reconcile reports the target as one that cannot be read (Atollon's crawler documents
+    no read of contacts; a real instance may refuse the sandbox's undocumented one).
+    """
 
 
 class AuthError(SyncError):

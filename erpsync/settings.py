@@ -164,6 +164,15 @@ class AtollonSettings(HttpSystemSettings):
     erp_system: str = Field(
         default="onlineerp", description="the externalId `system` our ERP keys are stored under"
     )
+    deactivation: Literal["none", "group"] = Field(
+        default="none",
+        description="none: a deactivated customer's contact keeps following its fields, "
+        "nothing marks it inactive; group: it is assigned to the Inactive contact group, "
+        "which the crawler documents no way to leave (a reactivation cannot undo it)",
+    )
+    page_size: int = Field(
+        default=100, ge=1, le=1000, description="page size of the contact and product read"
+    )
 
 
 class SystemsSettings(_Model):

@@ -12,7 +12,7 @@ so every answer is checked for that envelope *before* its status is trusted; see
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -26,18 +26,26 @@ from adapters._http import (
     send,
     unexpected_shape,
 )
-from adapters.atollon.errors import SYSTEM, error_table, fail_code
+from adapters.atollon.errors import (
+    GENERIC_FAIL,
+    READ_UNSUPPORTED,
+    SYSTEM,
+    error_table,
+    fail_code,
+)
 from adapters.atollon.models import (
     AtollonBillingActivity,
     AtollonBillingUpdate,
+    AtollonContact,
     AtollonContactInput,
     AtollonContactResult,
     AtollonInvoiceStatus,
+    AtollonProduct,
     AtollonProductInput,
     AtollonProductResult,
     BillingStatus,
 )
-from erpsync.errors import ErrorClass
+from erpsync.errors import ErrorClass, SyncError
 from erpsync.settings import AtollonSettings
 
 #: Where the crawler's request types live under the host (older revisions: /crab/import-tool).
@@ -49,6 +57,10 @@ _FAIL_SNIFF_MAX_BYTES = 64 * 1024
 _M = TypeVar("_M", bound=BaseModel)
 
 _BILLING_LIST = TypeAdapter(list[AtollonBillingActivity])
+_CONTACT_LIST = TypeAdapter(list[AtollonContact])
+_PRODUCT_LIST = TypeAdapter(list[AtollonProduct])
+#: statuses with which a server says it has no such read
+_NO_SUCH_READ = frozenset({404, 405, 501})
 _STATUS_LIST = TypeAdapter(list[AtollonInvoiceStatus])
 
 
@@ -72,6 +84,21 @@ def _shape_detail(exc: ValidationError) -> str:
     paths = sorted({".".join(str(part) for part in err["loc"]) or "body" for err in exc.errors()})
     shown = ", ".join(paths[:5]) + (", …" if len(paths) > 5 else "")
     return f"{exc.error_count()} invalid field(s): {shown}"
+
+
+def known_limits(settings: AtollonSettings) -> list[str]:
+    """What the crawler documents no way to express, as operators read it (``doctor``)."""
+    if settings.deactivation == "group":
+        how = (
+            'deactivation = "group": a deactivated customer is assigned to the Inactive '
+            "contact group, and a reactivation cannot take it out"
+        )
+    else:
+        how = 'deactivation = "none": customer deactivations are not sent to Atollon'
+    return [
+        f"{how} (the crawler has no delete, and contactGroup only assigns)",
+        "a customer deleted in the ERP stays in Atollon as it was",
+    ]
 
 
 class AtollonClient:
@@ -100,7 +127,11 @@ class AtollonClient:
     def check(self) -> str:
         """One cheap authenticated call (the invoice states) for ``erpsync doctor``."""
         states = self._invoice_statuses("check")
-        return f"instance {self._settings.instance!r} answers ({len(states)} invoice states)"
+        limits = "; ".join(known_limits(self._settings))
+        return (
+            f"instance {self._settings.instance!r} answers ({len(states)} invoice states); "
+            f"known limits: {limits}"
+        )
 
     def upsert_contact(self, contact: AtollonContactInput) -> AtollonContactResult:
         """Create or update a company or person contact (matched by its externalId)."""
@@ -113,6 +144,22 @@ class AtollonClient:
         operation = "upsert_product"
         response = self._call("POST", "product", operation, body=product.to_json())
         return self._model(AtollonProductResult, response, operation)
+
+    def iter_contacts(self) -> Iterator[AtollonContact]:
+        """Every contact, ``page_size`` at a time: ``GET crawler/contact?page=&limit=``.
+
+        NOT documented: the crawler documents no read of contacts. The sandbox offers this
+        one, modelled on the documented GET request types (docs/sandbox-conventions.md).
+        An Atollon that refuses it raises :class:`~erpsync.errors.ReadUnsupportedError`.
+        """
+        return self._read_pages("contact", "list_contacts", _CONTACT_LIST, "contact_id")
+
+    def iter_products(self) -> Iterator[AtollonProduct]:
+        """Every product, ``page_size`` at a time: ``GET crawler/product?page=&limit=``.
+
+        NOT documented, like :meth:`iter_contacts`, and refused the same way.
+        """
+        return self._read_pages("product", "list_products", _PRODUCT_LIST, "product_id")
 
     def list_billing(
         self, status: str = BillingStatus.TO_BE_INVOICED
@@ -148,6 +195,51 @@ class AtollonClient:
         return response.content
 
     # --- plumbing -------------------------------------------------------------------------
+
+    def _read_pages(
+        self, request_type: str, operation: str, adapter: TypeAdapter[list[_M]], id_field: str
+    ) -> Iterator[_M]:
+        """A paged read, to the first page shorter than the page size.
+
+        A refusal that says "no such read here" (HTTP 404, 405 or 501, a FAIL, an answer
+        that is not a list) is ReadUnsupportedError; a page that only repeats the previous
+        one means the server ignores ``page`` and would loop for ever: an error too. Only
+        the previous page's ids are kept, so memory does not grow with the records.
+        """
+        limit = self._settings.page_size
+        previous: set[Any] = set()
+        page = 1
+        while True:
+            params = {"page": str(page), "limit": str(limit)}
+            try:
+                response = self._call("GET", request_type, operation, params=params)
+            except SyncError as error:
+                if error.status_code in _NO_SUCH_READ or error.vendor_code == GENERIC_FAIL:
+                    raise self._read_unsupported(operation, error.status_code) from error
+                raise
+            data = decode_json(response, table=self.errors, operation=operation)
+            if not isinstance(data, list):
+                raise self._read_unsupported(operation, response.status_code)
+            try:
+                records = adapter.validate_python(data)
+            except ValidationError as exc:
+                raise unexpected_shape(self.errors, operation, _shape_detail(exc)) from exc
+            ids = {getattr(record, id_field) for record in records}
+            if records and ids <= previous:
+                raise unexpected_shape(self.errors, operation, f"page {page} repeated a page")
+            yield from records
+            if len(records) < limit:
+                return
+            previous = ids
+            page += 1
+
+    def _read_unsupported(self, operation: str, status_code: int | None) -> SyncError:
+        return self.errors.error(
+            operation=operation,
+            status_code=status_code,
+            vendor_code=READ_UNSUPPORTED,
+            detail="Atollon does not offer this read (undocumented; the sandbox has it)",
+        )
 
     def _invoice_statuses(self, operation: str) -> list[AtollonInvoiceStatus]:
         response = self._call("GET", "invoice_status", operation)

@@ -20,12 +20,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from adapters._http import ErrorRule, ErrorTable
-from erpsync.errors import ErrorClass
+from erpsync.errors import ErrorClass, ReadUnsupportedError
 
 SYSTEM = "atollon"
 
 #: The vendor code of a FAIL answer whose message we do not recognise.
 GENERIC_FAIL = "FAIL"
+#: The code of a refused read of contacts or products (undocumented; the sandbox has one).
+READ_UNSUPPORTED = "read-unsupported"
 
 _D, _P, _A = ErrorClass.DEPENDENCY, ErrorClass.PERMANENT, ErrorClass.AUTH
 
@@ -93,6 +95,15 @@ RULES: tuple[ErrorRule, ...] = (
         "FAIL",
         _P,
         "Atollon refused the data (see the message in the dead letter); fix it, then replay",
+    ),
+    ErrorRule(
+        SYSTEM,
+        READ_UNSUPPORTED,
+        "read not supported",
+        _P,
+        "this Atollon refuses the read of contacts/products that the sandbox offers (the "
+        "crawler documents none): reconcile reports Atollon as a target it cannot read",
+        error_type=ReadUnsupportedError,
     ),
     ErrorRule(
         SYSTEM,

@@ -2,9 +2,11 @@
 
 Python names are snake_case; the JSON names are the documented camelCase ones (aliases).
 Inputs forbid unknown fields (a typo is a bug, not a silent no-op) and are sent without the
-fields left unset; reads allow extra fields (Atollon adds fields freely) and accept numbers
-where the documentation shows strings, since its own examples mix ``"id": "123"`` and
-``"id": 723387101``.
+fields left unset (``None``); the contact and product inputs, which state a record's whole
+content, send every field that was set, so that a value removed at the source is sent as
+its absence (``""``, ``null`` or ``[]``: docs/sandbox-conventions.md). Reads allow extra
+fields (Atollon adds fields freely) and accept numbers where the documentation shows
+strings, since its own examples mix ``"id": "123"`` and ``"id": 723387101``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_validator,
+)
 
 #: A money or quantity value: exact in Python, a JSON number on the wire (as documented).
 Amount = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
@@ -57,6 +66,18 @@ class _Input(BaseModel):
     def to_json(self) -> dict[str, Any]:
         """The documented JSON body: camelCase names, unset (None) fields left out."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class _Stated(_Input):
+    """A request that states a record: every field set is sent, ``None`` as ``null``.
+
+    A field left unset stays out of the body (the crawler keeps its stored value); one set
+    to ``None``, ``""`` or ``[]`` is sent so, and empties the stored value.
+    """
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented JSON body: camelCase names, every field that was set."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
 class _Read(BaseModel):
@@ -116,7 +137,7 @@ def parse_datetime(value: str | None) -> datetime | None:
 # --- contact ------------------------------------------------------------------------------
 
 
-class AtollonCompanyPersonRelation(_Input):
+class AtollonCompanyPersonRelation(_Stated):
     """A person's employer: a company by external id, or by name (found or created)."""
 
     company_external_id: list[ExternalId] | None = Field(default=None, alias="companyExternalId")
@@ -125,7 +146,7 @@ class AtollonCompanyPersonRelation(_Input):
     department_name: str | None = Field(default=None, alias="departmentName")
 
 
-class AtollonPerson(_Input):
+class AtollonPerson(_Stated):
     """The ``person`` part: when present, the contact is a person contact."""
 
     first_name: str | None = Field(default=None, alias="firstName")
@@ -137,7 +158,7 @@ class AtollonPerson(_Input):
     )
 
 
-class AtollonCompanyRelation(_Input):
+class AtollonCompanyRelation(_Stated):
     """A company-to-company relation; the related company must already be in Atollon."""
 
     company_external_id: list[ExternalId] = Field(alias="companyExternalId")
@@ -154,7 +175,7 @@ class AtollonCompanyRelation(_Input):
         )
 
 
-class AtollonCompany(_Input):
+class AtollonCompany(_Stated):
     """The ``company`` part of a contact."""
 
     company_name: str = Field(alias="companyName", min_length=1)
@@ -163,7 +184,7 @@ class AtollonCompany(_Input):
     )
 
 
-class AtollonAddress(_Input):
+class AtollonAddress(_Stated):
     """One address; ``address_type`` names the type configured in Atollon."""
 
     street: str | None = None
@@ -174,14 +195,14 @@ class AtollonAddress(_Input):
     address_type: str | None = Field(default=None, alias="addressType")
 
 
-class AtollonContactInfo(_Input):
+class AtollonContactInfo(_Stated):
     """One e-mail, phone, mobile or web entry."""
 
     contact: str
     contact_info_type_name: str | None = Field(default=None, alias="contactInfoTypeName")
 
 
-class AtollonContacts(_Input):
+class AtollonContacts(_Stated):
     """The ``contacts`` part: lists of e-mails, phones, mobiles and web sites."""
 
     email: list[AtollonContactInfo] | None = None
@@ -190,14 +211,14 @@ class AtollonContacts(_Input):
     web: list[AtollonContactInfo] | None = None
 
 
-class AtollonContactGroup(_Input):
+class AtollonContactGroup(_Stated):
     """A contact group, found by name or created (``Inactive`` records a deactivation)."""
 
     name: str
     description: str | None = None
 
 
-class AtollonParentFolder(_Input):
+class AtollonParentFolder(_Stated):
     """The parent of a contact folder."""
 
     category: str | None = None
@@ -205,7 +226,7 @@ class AtollonParentFolder(_Input):
     contact_external_id: list[ExternalId] | None = Field(default=None, alias="contactExternalId")
 
 
-class AtollonResponsibleUser(_Input):
+class AtollonResponsibleUser(_Stated):
     """A user responsible for a contact folder."""
 
     user_name: str = Field(alias="userName")
@@ -213,7 +234,7 @@ class AtollonResponsibleUser(_Input):
     primary: bool | None = None
 
 
-class AtollonContactFolder(_Input):
+class AtollonContactFolder(_Stated):
     """A contact folder (client, supplier, lead, partner…) identified by its category."""
 
     category: str
@@ -224,14 +245,14 @@ class AtollonContactFolder(_Input):
     )
 
 
-class AtollonIndustry(_Input):
+class AtollonIndustry(_Stated):
     """An industry the contact belongs to."""
 
     name: str
     description: str | None = None
 
 
-class AtollonContactInput(_Input):
+class AtollonContactInput(_Stated):
     """Body of ``POST crawler/contact``: a company contact, or a person contact."""
 
     person: AtollonPerson | None = None
@@ -278,10 +299,97 @@ class AtollonContactResult(_Read):
         return external_id_for(self.contact.external_id if self.contact else None, system)
 
 
+def _list_or_empty(value: Any) -> Any:
+    """A list read from Atollon: ``null`` is an empty list."""
+    return [] if value is None else value
+
+
+#: a list in an answer, where Atollon may write ``null`` for "none"
+_ReadList = BeforeValidator(_list_or_empty)
+
+
+class AtollonRelationRecord(_Read):
+    """A company relation as the contact read shows it."""
+
+    company_external_id: Annotated[list[ExternalId], _ReadList] = Field(
+        default_factory=list, alias="companyExternalId"
+    )
+    relation_type: str | None = Field(default=None, alias="relationType")
+
+
+class AtollonCompanyRecord(_Read):
+    """The ``company`` part of a contact read."""
+
+    company_name: str | None = Field(default=None, alias="companyName")
+    company_company_relation: Annotated[list[AtollonRelationRecord], _ReadList] = Field(
+        default_factory=list, alias="companyCompanyRelation"
+    )
+
+
+class AtollonAddressRecord(_Read):
+    """One address of a contact read."""
+
+    street: str | None = None
+    city: str | None = None
+    zip: str | None = None
+    region: str | None = None
+    country: str | None = None
+    address_type: str | None = Field(default=None, alias="addressType")
+
+
+class AtollonContactInfoRecord(_Read):
+    """One e-mail, phone, mobile or web entry of a contact read."""
+
+    contact: str | None = None
+    contact_info_type_name: str | None = Field(default=None, alias="contactInfoTypeName")
+
+
+class AtollonContactsRecord(_Read):
+    """The ``contacts`` part of a contact read."""
+
+    email: Annotated[list[AtollonContactInfoRecord], _ReadList] = Field(default_factory=list)
+    phone: Annotated[list[AtollonContactInfoRecord], _ReadList] = Field(default_factory=list)
+    mobile: Annotated[list[AtollonContactInfoRecord], _ReadList] = Field(default_factory=list)
+    web: Annotated[list[AtollonContactInfoRecord], _ReadList] = Field(default_factory=list)
+
+
+class AtollonGroupRecord(_Read):
+    """A contact group the contact is assigned to."""
+
+    name: str | None = None
+    description: str | None = None
+
+
+class AtollonContact(_Read):
+    """A contact as the (undocumented) read ``GET crawler/contact`` lists it.
+
+    The shape is the contact request's, plus the contact's id (docs/sandbox-conventions.md).
+    """
+
+    contact_id: str | None = Field(default=None, alias="contactId")
+    person: AtollonPersonName | None = None
+    company: AtollonCompanyRecord | None = None
+    address: Annotated[list[AtollonAddressRecord], _ReadList] = Field(default_factory=list)
+    contacts: AtollonContactsRecord | None = None
+    description: str | None = None
+    contact_group: Annotated[list[AtollonGroupRecord], _ReadList] = Field(
+        default_factory=list, alias="contactGroup"
+    )
+    external_id: Annotated[list[ExternalId], _ReadList] = Field(
+        default_factory=list, alias="externalId"
+    )
+    reg_no: str | None = Field(default=None, alias="regNo")
+    vat_no: str | None = Field(default=None, alias="vatNo")
+
+    def external_id_for(self, system: str) -> str | None:
+        """The id this contact carries for ``system``."""
+        return external_id_for(self.external_id, system)
+
+
 # --- product ------------------------------------------------------------------------------
 
 
-class AtollonProductInput(_Input):
+class AtollonProductInput(_Stated):
     """Body of ``POST crawler/product``: found by externalId, else code + name, else created."""
 
     name: str = Field(min_length=1)
@@ -315,6 +423,24 @@ class AtollonProductResult(_Read):
     def external_id_for(self, system: str) -> str | None:
         """The id Atollon stored for ``system`` on this product."""
         return external_id_for(self.product.external_id if self.product else None, system)
+
+
+class AtollonProduct(_Read):
+    """A product as the (undocumented) read ``GET crawler/product`` lists it."""
+
+    product_id: str | None = Field(default=None, alias="productId")
+    name: str | None = None
+    ref_id: str | None = Field(default=None, alias="refId")
+    unit_price: Decimal | None = Field(default=None, alias="unitPrice")
+    unit_price_currency_name: str | None = Field(default=None, alias="unitPriceCurrencyName")
+    status_name: str | None = Field(default=None, alias="statusName")
+    external_id: Annotated[list[ExternalId], _ReadList] = Field(
+        default_factory=list, alias="externalId"
+    )
+
+    def external_id_for(self, system: str) -> str | None:
+        """The id this product carries for ``system``."""
+        return external_id_for(self.external_id, system)
 
 
 # --- billing ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ leaves no half-applied contact, group or folder behind.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -186,7 +187,12 @@ class FolderPlan:
 
 @dataclass
 class ContactRequest:
-    """A validated contact request; ``None`` means "not in the request, keep what is stored"."""
+    """A validated contact request; ``None`` means "not in the request, keep what is stored".
+
+    A list that is present (addresses, a channel of ``contacts``, the company relations)
+    states the contact's whole list and replaces the stored one, ``[]`` empties it; the
+    contact groups are the exception the crawler page documents: they are assigned.
+    """
 
     kind: ContactKind
     person: dict[str, str | None] | None
@@ -381,8 +387,9 @@ class ContactStore:
                             }
                         )
 
+        # a scalar present with a value sets it; present but "" or null empties it
         scalars: dict[str, str | None] = {
-            key: text(body, key)
+            key: filled(body, key)
             for key in ("description", "regNo", "vatNo", "trackingCode", "source")
             if key in body
         }
@@ -572,8 +579,9 @@ class ContactStore:
         contact.scalars.update(request.scalars)
         if request.industries is not None:
             contact.industries = request.industries
+        # "Assign the contact to the group": groups are added, never taken away (an empty
+        # or omitted list changes nothing)
         if request.groups is not None:
-            contact.group_names = []
             for name, description in request.groups:
                 group = self._group(name, description)
                 if group["name"] not in contact.group_names:
@@ -741,6 +749,12 @@ class ContactStore:
     def records(self) -> list[dict[str, Any]]:
         """Every contact, oldest first."""
         return [self.to_json(contact) for contact in self.contacts.values()]
+
+    def page(self, page: int, limit: int) -> list[dict[str, Any]]:
+        """``GET contact?page=&limit=`` (undocumented): one page of contacts, oldest first."""
+        start = (page - 1) * limit
+        chosen = itertools.islice(self.contacts.values(), start, start + limit)
+        return [self.to_json(contact) for contact in chosen]
 
     def brief(self, contact: Contact) -> dict[str, Any]:
         """The short contact shape the billing and project answers embed."""

@@ -7,6 +7,7 @@ external id stays a unique key per system.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +23,6 @@ from simulators.atollon._request import (
     now,
     number,
     require_object,
-    text,
 )
 
 PRODUCT_STATUSES = ("Active", "Inactive")
@@ -102,7 +102,8 @@ class ProductStore:
         values: dict[str, Any] = {}
         for key in TEXT_FIELDS:
             if key in body:
-                values[key] = filled(body, key) if key in ("name", "refId") else text(body, key)
+                # present but "" or null: the stored value is emptied
+                values[key] = filled(body, key)
         for key in NUMBER_FIELDS:
             if key in body:
                 values[key] = number(body, key)
@@ -198,3 +199,9 @@ class ProductStore:
     def records(self) -> list[dict[str, Any]]:
         """Every product, oldest first."""
         return [self.to_json(product) for product in self.products.values()]
+
+    def page(self, page: int, limit: int) -> list[dict[str, Any]]:
+        """``GET product?page=&limit=`` (undocumented): one page of products, oldest first."""
+        start = (page - 1) * limit
+        chosen = itertools.islice(self.products.values(), start, start + limit)
+        return [self.to_json(product) for product in chosen]

@@ -32,11 +32,29 @@ SEED_DOCUMENT_BASE = 5_000_000
 Handler = Callable[[QueryParams, Any], dict[str, Any] | list[Any] | Response]
 
 
+#: the read of contacts and products is NOT documented (docs/sandbox-conventions.md): a page
+#: holds ``limit`` records (default and maximum below), pages count from 1
+LIST_DEFAULT_LIMIT = 100
+LIST_MAX_LIMIT = 1000
+
+
 def _query(params: QueryParams, key: str) -> str | None:
     value = params.get(key)
     if value is None or not value.strip():
         return None
     return value.strip()
+
+
+def _page(params: QueryParams) -> tuple[int, int]:
+    """``(page, limit)`` of a list request; a value that is not a positive integer: 400."""
+    try:
+        page = int(_query(params, "page") or 1)
+        limit = int(_query(params, "limit") or LIST_DEFAULT_LIMIT)
+    except ValueError as exc:
+        raise FailError("Invalid request: page and limit must be integers", 400) from exc
+    if page < 1 or limit < 1:
+        raise FailError("Invalid request: page and limit must be positive", 400)
+    return page, min(limit, LIST_MAX_LIMIT)
 
 
 class AtollonSimulator(Simulator):
@@ -88,6 +106,9 @@ class AtollonSimulator(Simulator):
         return [
             self._route("POST", "contact", lambda q, b: self.contacts.upsert(b), body=True),
             self._route("POST", "product", lambda q, b: self.products.upsert(b), body=True),
+            # not documented: the read reconcile needs (docs/sandbox-conventions.md)
+            self._route("GET", "contact", lambda q, b: self.contacts.page(*_page(q)), body=False),
+            self._route("GET", "product", lambda q, b: self.products.page(*_page(q)), body=False),
             self._route("POST", "folder", lambda q, b: work.post_folder(b), body=True),
             self._route(
                 "GET", "folder_sample", lambda q, b: work.folder_sample(_query(q, "id")), body=False

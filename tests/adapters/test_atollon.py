@@ -38,6 +38,7 @@ from erpsync.errors import (
     DependencyError,
     ErrorClass,
     PermanentError,
+    ReadUnsupportedError,
     SyncError,
     TransientError,
 )
@@ -861,6 +862,8 @@ def test_invoice_statuses_read_the_documented_list_and_check_counts_them() -> No
     assert states[0].tree_handle == "60430000"
     assert "3 invoice states" in summary
     assert INSTANCE in summary
+    assert "customer deactivations are not sent to Atollon" in summary
+    assert "a customer deleted in the ERP stays in Atollon as it was" in summary
 
 
 def test_download_document_returns_the_bytes_and_names_the_document() -> None:
@@ -885,3 +888,168 @@ def test_dates_in_every_documented_form_are_read() -> None:
     assert parse_datetime("<2022-09-14T10:00>") is None
     assert parse_datetime("") is None
     assert parse_datetime(None) is None
+
+
+# --- a stated record: absences are sent ----------------------------------------------------
+
+
+def test_a_stated_contact_sends_each_absence_in_the_form_of_its_field() -> None:
+    """A removed value must reach Atollon: an empty list, "" for a text (conventions)."""
+    client, recorder = make_client(reply(200, CONTACT_OK))
+    contact = AtollonContactInput(
+        company=AtollonCompany(company_name="Dupont", company_company_relation=[]),
+        address=[],
+        contacts=AtollonContacts(email=[], phone=[]),
+        external_id=[ExternalId(system="onlineerp", id="C000002")],
+        vat_no="",
+    )
+
+    client.upsert_contact(contact)
+
+    assert json.loads(recorder.last.content) == {
+        "company": {"companyName": "Dupont", "companyCompanyRelation": []},
+        "address": [],
+        "contacts": {"email": [], "phone": []},
+        "externalId": [{"system": "onlineerp", "id": "C000002"}],
+        "vatNo": "",
+    }
+
+
+def test_a_product_sent_without_a_price_empties_it_with_null() -> None:
+    client, recorder = make_client(reply(200, {"result": "SUCCESS", "productId": "1"}))
+    client.upsert_product(
+        AtollonProductInput(name="Ruban", unit_price=None, unit_price_currency_name="")
+    )
+    assert json.loads(recorder.last.content) == {
+        "name": "Ruban",
+        "unitPrice": None,
+        "unitPriceCurrencyName": "",
+    }
+    client.upsert_product(AtollonProductInput(name="Ruban"))
+    assert json.loads(recorder.last.content) == {"name": "Ruban"}, "unset: left out"
+
+
+# --- the (undocumented) read of contacts and products --------------------------------------
+
+
+def paged_client(answer: Handler, page_size: int = 2) -> tuple[AtollonClient, Recorder]:
+    recorder = Recorder(answer)
+    settings = AtollonSettings(base_url=BASE_URL, instance=INSTANCE, page_size=page_size)
+    http = httpx.Client(base_url=settings.base_url, transport=httpx.MockTransport(recorder))
+    return AtollonClient(http, settings), recorder
+
+
+def contact_record(number: int) -> dict[str, Any]:
+    return {
+        "contactId": 700000 + number,
+        "company": {
+            "companyName": f"Company {number}",
+            "companyCompanyRelation": [
+                {"companyExternalId": [{"system": "onlineerp", "id": "C0"}], "relationType": "M"}
+            ],
+        },
+        "address": [{"street": "1 rue", "city": "Laval", "zip": None}],
+        "contacts": {"email": [{"contact": f"c{number}@x.test"}], "phone": None},
+        "contactGroup": None,
+        "externalId": [{"system": "onlineerp", "id": f"C{number}"}],
+        "vatNo": "",
+    }
+
+
+def test_contacts_are_read_page_by_page_until_a_short_page() -> None:
+    pages = {1: [contact_record(1), contact_record(2)], 2: [contact_record(3)]}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=pages[int(request.url.params["page"])])
+
+    client, recorder = paged_client(answer)
+
+    contacts = list(client.iter_contacts())
+
+    assert [c.external_id_for("onlineerp") for c in contacts] == ["C1", "C2", "C3"]
+    assert [dict(r.url.params) for r in recorder.requests] == [
+        {"page": "1", "limit": "2", "instance": INSTANCE},
+        {"page": "2", "limit": "2", "instance": INSTANCE},
+    ]
+    assert all(
+        r.method == "GET" and r.url.path == "/crab/crawler/contact" for r in recorder.requests
+    )
+    first = contacts[0]
+    assert first.contact_id == "700001"
+    assert first.company is not None
+    assert first.company.company_name == "Company 1"
+    relation = first.company.company_company_relation[0]
+    assert relation.company_external_id == [ExternalId(system="onlineerp", id="C0")]
+    assert first.contacts is not None
+    assert first.contacts.phone == [], "null reads as none"
+    assert [e.contact for e in first.contacts.email] == ["c1@x.test"]
+    assert first.contact_group == []
+    assert first.address[0].city == "Laval"
+    assert first.address[0].zip is None
+
+
+def test_products_are_read_page_by_page() -> None:
+    pages: dict[int, list[dict[str, Any]]] = {
+        1: [
+            {"productId": 1, "name": "A", "unitPrice": 2.5, "statusName": "Active"},
+            {"productId": 2, "name": "B", "unitPrice": None, "statusName": "Inactive"},
+        ],
+        2: [],
+    }
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=pages[int(request.url.params["page"])])
+
+    client, recorder = paged_client(answer)
+
+    products = list(client.iter_products())
+
+    assert [(p.product_id, p.name, p.unit_price, p.status_name) for p in products] == [
+        ("1", "A", Decimal("2.5"), "Active"),
+        ("2", "B", None, "Inactive"),
+    ]
+    assert len(recorder.requests) == 2
+    assert recorder.last.url.path == "/crab/crawler/product"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        reply(404, {"result": "FAIL", "message": "Unknown request type"}),
+        reply(404, text="<html>Not Found</html>"),
+        reply(405),
+        reply(501),
+        reply(200, fail("Either company or person surname is required")),
+        reply(200, {"result": "SUCCESS", "contactId": "1"}),
+    ],
+    ids=["404-fail", "404-html", "405", "501", "fail-200", "not-a-list"],
+)
+def test_an_atollon_without_the_read_is_a_classified_known_limit(answer: Handler) -> None:
+    client, _ = paged_client(answer)
+
+    with pytest.raises(ReadUnsupportedError) as caught:
+        list(client.iter_contacts())
+
+    error = caught.value
+    assert error.vendor_code == "read-unsupported"
+    assert error.error_class is ErrorClass.PERMANENT
+    assert "does not offer this read" in str(error)
+    assert error.hint is not None
+    assert "cannot read" in error.hint
+    assert "Unknown request" not in str(error)
+    assert "surname" not in str(error)
+
+
+def test_a_refused_read_for_bad_credentials_stays_an_auth_error() -> None:
+    client, _ = paged_client(reply(403, fail("Unknown instance")))
+    with pytest.raises(AuthError):
+        list(client.iter_contacts())
+
+
+def test_a_server_that_ignores_the_page_is_an_error_not_an_endless_read() -> None:
+    client, recorder = paged_client(reply(200, [contact_record(1), contact_record(2)]))
+    with pytest.raises(PermanentError) as caught:
+        list(client.iter_contacts())
+    assert not isinstance(caught.value, ReadUnsupportedError)
+    assert "repeated" in str(caught.value)
+    assert len(recorder.requests) == 2

@@ -70,6 +70,21 @@ def test_doctor_passes_against_the_sandbox(
     rows = {r["system"]: r for r in json.loads(result.stdout)["checks"]}
     assert set(rows) == {"redis", "onlineerp", "propeller", "hipe", "atollon"}
     assert all(r["ok"] for r in rows.values()), rows
+    # what Atollon cannot show is said where operators look first
+    assert 'known limits: deactivation = "none"' in rows["atollon"]["detail"]
+
+
+def test_doctor_shows_that_an_atollon_group_deactivation_cannot_be_undone(
+    sandbox: RunningSandbox, tmp_path: Path, redis_url: str
+) -> None:
+    systems = sandbox_systems(sandbox)
+    systems["atollon"]["deactivation"] = "group"
+    config = write_config(tmp_path / "c.toml", systems, redis_url)
+    result = run_cli("doctor", "--json", config=config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    detail = {r["system"]: r for r in json.loads(result.stdout)}["atollon"]["detail"]
+    assert "assigned to the Inactive contact group" in detail
+    assert "a reactivation cannot take it out" in detail
 
 
 def test_doctor_names_propeller_and_bad_credentials_without_the_secret(

@@ -132,8 +132,10 @@ def compare_atollon(p: Pipeline, source: dict[str, dict[str, Any]]) -> Compariso
         if contact is None:
             result.missing.append(key)
             continue
+        # systems.atollon.deactivation = "none" (the default): the crawler documents no way
+        # to undo a deactivation, so none is sent and no contact is ever in Inactive
         groups = {g.get("name") for g in contact.get("contactGroup") or []}
-        if ("Inactive" in groups) == bool(customer["EstActif"]):
+        if "Inactive" in groups:
             result.wrong_active.append(key)
         company = contact.get("company") or {}
         if company.get("companyName") != _expected_name(customer):

@@ -327,14 +327,22 @@ def test_contact_groups_are_found_or_created_by_name(atollon: httpx.Client) -> N
     ok(contact_post(atollon, company("B", "C2", contactGroup=[{"name": "vip"}])))
     groups = {c["name"]: c["contactGroup"] for c in records(atollon, "contacts")}
     assert groups["A"] == groups["B"] == [{"name": "VIP", "description": "d"}]
-    # deactivation is recorded as the Inactive group; a later list replaces it
+    # "Assign the contact to the group": a later list adds its groups, never removes one;
+    # an absent or empty list changes nothing
     ok(contact_post(atollon, company("A", "C1", contactGroup=[{"name": "Inactive"}])))
     ok(contact_post(atollon, company("B", "C2")))
     groups = {c["name"]: c["contactGroup"] for c in records(atollon, "contacts")}
-    assert groups["A"] == [{"name": "Inactive", "description": None}]
+    assert groups["A"] == [
+        {"name": "VIP", "description": "d"},
+        {"name": "Inactive", "description": None},
+    ]
     assert groups["B"] == [{"name": "VIP", "description": "d"}], "absent list: unchanged"
     ok(contact_post(atollon, company("A", "C1", contactGroup=[])))
-    assert next(c for c in records(atollon, "contacts") if c["name"] == "A")["contactGroup"] == []
+    ok(contact_post(atollon, company("A", "C1", contactGroup=[{"name": "inactive"}])))
+    assert next(c for c in records(atollon, "contacts") if c["name"] == "A")["contactGroup"] == [
+        {"name": "VIP", "description": "d"},
+        {"name": "Inactive", "description": None},
+    ], "an empty list removes nothing; a group already assigned is not assigned twice"
     assert "name is required" in failed(contact_post(atollon, company("C", contactGroup=[{}])))
 
 

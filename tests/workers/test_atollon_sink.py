@@ -1,10 +1,15 @@
-"""The Atollon sink under the engine, against the Atollon simulator over real HTTP."""
+"""The Atollon sink under the engine, against the Atollon simulator over real HTTP.
+
+Each step's contact is compared whole, field by field, with what the ERP record says the
+crawler stores (written here from the crawler page and docs/sandbox-conventions.md, not
+from the sink), and the sink's reconcile views with each other.
+"""
 
 from __future__ import annotations
 
-import json
+import itertools
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import fakeredis
@@ -23,7 +28,10 @@ from workers.engine import Engine, Sink
 from workers.limits import Circuit
 from workers.policy import RetryPolicy
 from workers.sinks.atollon import INACTIVE_GROUP, AtollonSink
+from workers.sinks.view import ViewableSink
 from workers.state import State
+
+ERP = "onlineerp"
 
 
 @pytest.fixture
@@ -32,16 +40,19 @@ def atollon() -> Iterator[RunningSandbox]:
         yield running
 
 
-@pytest.fixture
-def engine(atollon: RunningSandbox) -> Iterator[Engine]:
+def build(atollon: RunningSandbox, **options: Any) -> tuple[Engine, AtollonSink]:
     settings = AtollonSettings(
-        base_url=atollon.endpoints["atollon"].api_url, instance=CREDENTIALS["atollon"]["instance"]
+        base_url=atollon.endpoints["atollon"].api_url,
+        instance=CREDENTIALS["atollon"]["instance"],
+        page_size=3,  # several pages with a handful of contacts
+        **options,
     )
-    sink = AtollonSink(settings, make_client(settings), {"customer": TargetMapping()})
+    mappings = {"customer": TargetMapping(), "product": TargetMapping()}
+    sink = AtollonSink(settings, make_client(settings), mappings)
     client = fakeredis.FakeRedis(decode_responses=True)
     keys = Keys("t")
     sinks: Mapping[str, Sink] = {"atollon": sink}
-    yield Engine(
+    engine = Engine(
         state=State(client, keys),
         circuit=Circuit(client, keys),
         dlq=DeadLetterStore(client, keys),
@@ -49,69 +60,267 @@ def engine(atollon: RunningSandbox) -> Iterator[Engine]:
         policy=RetryPolicy(),
         rng=random.Random(5),
     )
-    sink.close()
+    return engine, sink
 
 
-def change(key: str, version: int, *, active: bool) -> Delivery:
-    payload = {"key": key, "name": f"Company {key}", "parent_key": None, "active": active}
+@pytest.fixture
+def engines(atollon: RunningSandbox) -> Iterator[Callable[..., tuple[Engine, AtollonSink]]]:
+    built: list[AtollonSink] = []
+
+    def make(**options: Any) -> tuple[Engine, AtollonSink]:
+        engine, sink = build(atollon, **options)
+        built.append(sink)
+        return engine, sink
+
+    yield make
+    for sink in built:
+        sink.close()
+
+
+_versions = itertools.count(1)
+
+
+def customer(key: str, name: str, **fields: Any) -> dict[str, Any]:
+    return {"key": key, "name": name, "parent_key": None, "active": True, **fields}
+
+
+def deliver(
+    payload: Mapping[str, Any], *, entity: str = "customer", op: str = "upsert"
+) -> Delivery:
     event = ChangeEvent.create(
-        flow="customers",
-        source="onlineerp",
-        entity="customer",
-        key=key,
-        operation="upsert",
-        payload=payload,
-        source_version=version,
+        flow="customers" if entity == "customer" else "products",
+        source=ERP,
+        entity=entity,
+        key=str(payload["key"]),
+        operation=op,  # type: ignore[arg-type]
+        payload=dict(payload),
+        parent_key=payload.get("parent_key"),
+        source_version=next(_versions),
     )
     return Delivery(event=event, target="atollon")
 
 
-def control(atollon: RunningSandbox) -> httpx.Client:
-    return httpx.Client(base_url=atollon.endpoints["atollon"].url, timeout=10)
+def records(atollon: RunningSandbox, entity: str) -> list[dict[str, Any]]:
+    with httpx.Client(base_url=atollon.endpoints["atollon"].url, timeout=10) as client:
+        found: list[dict[str, Any]] = client.get(f"/_sandbox/records/{entity}").json()
+    return found
 
 
-def groups(atollon: RunningSandbox, key: str) -> set[str]:
-    with control(atollon) as client:
-        contacts: list[dict[str, Any]] = client.get("/_sandbox/records/contacts").json()
-    (contact,) = [c for c in contacts if any(e.get("id") == key for e in c.get("externalId") or [])]
-    return {str(g.get("name")) for g in contact.get("contactGroup") or []}
+def stored(atollon: RunningSandbox, key: str, entity: str = "contacts") -> dict[str, Any]:
+    (record,) = [
+        r
+        for r in records(atollon, entity)
+        if any(e.get("system") == ERP and e.get("id") == key for e in r.get("externalId") or [])
+    ]
+    return record
 
 
-def test_a_reactivation_after_a_deactivation_whose_answer_was_lost_leaves_inactive(
-    engine: Engine, atollon: RunningSandbox
+def as_stored(contact: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a stored contact that the customers flow writes, in their JSON form."""
+    company = contact.get("company") or {}
+    return {
+        "companyName": company.get("companyName"),
+        "parents": [
+            e["id"]
+            for relation in company.get("companyCompanyRelation") or []
+            for e in relation.get("companyExternalId") or []
+            if e.get("system") == ERP
+        ],
+        "address": [
+            {k: a.get(k) for k in ("street", "city", "zip", "region", "country")}
+            for a in contact.get("address") or []
+        ],
+        "email": [e["contact"] for e in (contact.get("contacts") or {}).get("email") or []],
+        "phone": [e["contact"] for e in (contact.get("contacts") or {}).get("phone") or []],
+        "vatNo": contact.get("vatNo"),
+        "groups": [g["name"] for g in contact.get("contactGroup") or []],
+        "externalId": contact.get("externalId"),
+    }
+
+
+def from_erp(record: Mapping[str, Any], groups: list[str] | None = None) -> dict[str, Any]:
+    """What the crawler stores for an ERP customer: every value, every absence."""
+    address = record.get("address") or {}
+    has_address = any(address.values())
+    return {
+        "companyName": record["name"],
+        "parents": [record["parent_key"]] if record.get("parent_key") else [],
+        "address": [
+            {
+                "street": address.get("line1"),
+                "city": address.get("city"),
+                "zip": address.get("postal_code"),
+                "region": address.get("region"),
+                "country": address.get("country"),
+            }
+        ]
+        if has_address
+        else [],
+        "email": [record["email"]] if record.get("email") else [],
+        "phone": [record["phone"]] if record.get("phone") else [],
+        "vatNo": record.get("tax_number"),
+        "groups": groups or [],
+        "externalId": [{"system": ERP, "id": record["key"]}],
+    }
+
+
+def assert_equal_and_views_agree(
+    atollon: RunningSandbox, sink: ViewableSink, record: Mapping[str, Any], **kw: Any
 ) -> None:
-    assert engine.process(change("C1", 1, active=True)) == "applied"
-    # Atollon applies the deactivation, then the connection drops before its answer.
-    with control(atollon) as client:
-        rule = {"drop_rate": 1.0, "drop_phase": "after", "methods": ["POST"], "count": 1}
-        client.post("/_sandbox/faults", json=rule).raise_for_status()
-    deactivation = change("C1", 2, active=False)
-    assert engine.process(deactivation) == "parked"  # a retry, as for any dropped answer
-    assert INACTIVE_GROUP in groups(atollon, "C1")
-
-    # Reactivated in the ERP (the content of version 1 again) before the retry comes.
-    assert engine.process(change("C1", 3, active=True)) == "applied"
-    assert INACTIVE_GROUP not in groups(atollon, "C1")
-
-    members = engine.state.claim_due(now=engine.clock() + 1e6)
-    engine.state.done(members)
-    (retry,) = [Delivery.model_validate(json.loads(m)) for m in members]
-    assert engine.process(retry) == "skipped"  # stale: version 2 < 3
-    assert INACTIVE_GROUP not in groups(atollon, "C1")
+    assert as_stored(stored(atollon, record["key"])) == from_erp(record, **kw)
+    observed = {o.key: o for o in sink.observed("customer")}
+    expected = sink.expected("customer", record)
+    limits = set(sink.known_limits("customer"))
+    seen = {f: v for f, v in observed[record["key"]].fields.items() if f not in limits}
+    assert seen == {f: v for f, v in expected.items() if f not in limits}
 
 
-def test_a_first_write_that_deactivates_and_loses_its_answer_leaves_no_contact_inactive(
-    engine: Engine, atollon: RunningSandbox
+FULL = {
+    "email": "compta@dupont.qc.ca",
+    "phone": "+1 514 555 0100",
+    "tax_number": "123456789RT0001",
+    "address": {
+        "line1": "1 rue Principale",
+        "city": "Montréal",
+        "region": "QC",
+        "postal_code": "H2X 1Y4",
+        "country": "CA",
+    },
+}
+CHANGED = {
+    "email": "ap@dupont.ca",
+    "phone": "450 555 0199",
+    "tax_number": "987654321RT0001",
+    "address": {
+        "line1": "9 boul. Nord",
+        "city": "Laval",
+        "region": "QC",
+        "postal_code": "H7N 1A1",
+        "country": "CA",
+    },
+}
+CLEARED: dict[str, Any] = {"email": None, "phone": None, "tax_number": None, "address": None}
+
+
+def test_every_field_is_set_changed_and_cleared_and_the_parent_attached_moved_detached(
+    engines: Callable[..., tuple[Engine, AtollonSink]], atollon: RunningSandbox
 ) -> None:
-    """Found by the chaos run (issue 8): a customer deactivated before its creation reached
-    Atollon; the deactivation's upsert was applied, its answer lost; the create retried
-    then kept the contact in the Inactive group, and the ledger said active."""
-    with control(atollon) as client:
-        rule = {"drop_rate": 1.0, "drop_phase": "after", "methods": ["POST"], "count": 1}
-        client.post("/_sandbox/faults", json=rule).raise_for_status()
-    assert engine.process(change("C1", 2, active=False)) == "parked"
-    assert INACTIVE_GROUP in groups(atollon, "C1"), "Atollon took the write"
+    engine, sink = engines()
+    for parent in ("P1", "P2"):
+        assert engine.process(deliver(customer(parent, f"Parent {parent}"))) == "applied"
 
-    # Reactivated in the ERP before the retry comes back.
-    assert engine.process(change("C1", 3, active=True)) == "applied"
-    assert INACTIVE_GROUP not in groups(atollon, "C1")
+    steps = [
+        customer("C1", "Dupont & Fils", parent_key="P1", **FULL),
+        customer("C1", "Dupont et Fils inc.", parent_key="P2", **CHANGED),
+        customer("C1", "Dupont et Fils inc.", parent_key=None, **CLEARED),
+        # one address field alone: the others are sent (and stored) empty
+        customer("C1", "Dupont", parent_key="P1", address={"city": "Québec"}),
+        customer("C1", "Dupont", parent_key=None, **CLEARED),
+    ]
+    for record in steps:
+        assert engine.process(deliver(record)) == "applied"
+        assert_equal_and_views_agree(atollon, sink, record)
+    assert engine.dlq.count() == 0
+    assert len(records(atollon, "contacts")) == 3, "one contact per ERP customer"
+
+
+def test_deactivate_and_reactivate_twice_by_default_changes_no_group_and_fields_follow(
+    engines: Callable[..., tuple[Engine, AtollonSink]], atollon: RunningSandbox
+) -> None:
+    """Default ``deactivation = "none"``: nothing documented can undo a deactivation, so
+    none is sent; the contact keeps following every field, whatever its ERP state."""
+    engine, sink = engines()
+    assert sink.known_limits("customer") == ["active"]
+    assert engine.process(deliver(customer("P1", "Parent"))) == "applied"
+    steps = [
+        customer("C1", "Roy", **FULL),
+        customer("C1", "Roy", active=False, parent_key="P1", **CHANGED),
+        customer("C1", "Roy Transport", **CLEARED),
+        customer("C1", "Roy Transport", active=False, **FULL),
+        customer("C1", "Roy Transport enr.", parent_key="P1", **CHANGED),
+    ]
+    for record in steps:
+        assert engine.process(deliver(record)) == "applied"
+        assert_equal_and_views_agree(atollon, sink, record)  # no group, ever
+        (observed,) = [o for o in sink.observed("customer") if o.key == "C1"]
+        assert observed.fields["active"] is True, "Atollon shows no deactivation"
+    assert engine.dlq.count() == 0
+
+
+def test_with_the_group_option_a_deactivation_assigns_inactive_and_a_reactivation_keeps_it(
+    engines: Callable[..., tuple[Engine, AtollonSink]], atollon: RunningSandbox
+) -> None:
+    """``deactivation = "group"``: the documented assignment, which nothing can undo (a
+    known limit: reported, never a dead letter, and the other fields keep following)."""
+    engine, sink = engines(deactivation="group")
+    assert sink.known_limits("customer") == ["active"]
+    states = [True, False, True, False, True]
+    for number, active in enumerate(states):
+        record = customer("C1", f"Roy {number}", active=active, **(FULL if number % 2 else CLEARED))
+        assert engine.process(deliver(record)) == "applied"
+        ever_deactivated = number >= 1
+        groups = [INACTIVE_GROUP] if ever_deactivated else []
+        assert_equal_and_views_agree(atollon, sink, record, groups=groups)
+        (observed,) = [o for o in sink.observed("customer") if o.key == "C1"]
+        assert observed.fields["active"] is not ever_deactivated
+    assert engine.dlq.count() == 0
+    ledger = engine.state.ledger_get("atollon", "customer", "C1")
+    assert ledger is not None
+    assert not ledger.deleted
+
+
+def test_a_customer_deleted_in_the_erp_leaves_its_contact_as_it_was(
+    engines: Callable[..., tuple[Engine, AtollonSink]], atollon: RunningSandbox
+) -> None:
+    engine, _ = engines()
+    record = customer("C1", "Roy", **FULL)
+    assert engine.process(deliver(record)) == "applied"
+    gone = {"key": "C1", "active": False}
+    assert engine.process(deliver(gone, op="delete")) == "applied"
+    assert as_stored(stored(atollon, "C1")) == from_erp(record)
+    assert engine.dlq.count() == 0
+
+
+def test_products_clear_their_price_and_currency_and_their_views_agree(
+    engines: Callable[..., tuple[Engine, AtollonSink]], atollon: RunningSandbox
+) -> None:
+    engine, sink = engines()
+    steps: list[dict[str, Any]] = [
+        {"key": "P1", "name": "Ruban 48 mm", "price": "2.50", "currency": "CAD", "active": True},
+        {"key": "P1", "name": "Ruban 50 mm", "price": "3", "currency": "USD", "active": False},
+        {"key": "P1", "name": "Ruban 50 mm", "price": None, "currency": None, "active": True},
+    ]
+    for record in steps:
+        assert engine.process(deliver(record, entity="product")) == "applied"
+        product = stored(atollon, "P1", "products")
+        price = record["price"]
+        assert {k: product[k] for k in ("name", "unitPrice", "unitPriceCurrencyName")} == {
+            "name": record["name"],
+            "unitPrice": None if price is None else float(price),
+            "unitPriceCurrencyName": record["currency"],
+        }
+        assert product["statusName"] == ("Active" if record["active"] else "Inactive")
+        (observed,) = list(sink.observed("product"))
+        assert observed.key == "P1"
+        assert observed.target_id == product["productId"]
+        assert observed.fields == sink.expected("product", record)
+    assert sink.known_limits("product") == []
+    assert engine.dlq.count() == 0
+
+
+def test_observed_pages_through_every_contact_and_skips_those_of_other_systems(
+    engines: Callable[..., tuple[Engine, AtollonSink]], atollon: RunningSandbox
+) -> None:
+    engine, sink = engines()
+    for number in range(7):  # three pages of three
+        assert engine.process(deliver(customer(f"C{number}", f"Company {number}"))) == "applied"
+    foreign = {"company": {"companyName": "Not ours"}, "externalId": [{"system": "x", "id": "1"}]}
+    with httpx.Client(base_url=atollon.endpoints["atollon"].api_url, timeout=10) as client:
+        answer = client.post("/crab/crawler/contact", params={"instance": "sandbox"}, json=foreign)
+        assert answer.json()["result"] == "SUCCESS"
+
+    observed = list(sink.observed("customer"))
+
+    assert [o.key for o in observed] == [f"C{n}" for n in range(7)]
+    by_key = {r["externalId"][0]["id"]: r["contactId"] for r in records(atollon, "contacts")}
+    assert all(o.target_id == by_key[o.key] for o in observed)

@@ -1,8 +1,27 @@
-"""ERP customers → Atollon company contacts, ERP products → Atollon products."""
+"""ERP customers → Atollon company contacts, ERP products → Atollon products.
+
+Every write states the record's whole content, so that a value removed in the ERP is
+removed in Atollon: the crawler documents lists and text fields but no update semantics,
+and erpsync reads them as docs/sandbox-conventions.md writes down (a list that is sent
+replaces the stored one, ``[]`` empties it; ``""`` empties a text, ``null`` a number).
+
+What Atollon's crawler documents no way to express is written once, here
+(:data:`KNOWN_LIMITS`; ``adapters.atollon.known_limits`` words it for ``erpsync doctor``)
+and reported by reconcile:
+
+* a deactivation: the crawler has no delete, and ``contactGroup`` *assigns* a contact to a
+  group with no documented way to take it out again. By default (``deactivation =
+  "none"``) a deactivated customer's contact keeps following its fields and nothing marks
+  it inactive; with ``deactivation = "group"`` it is assigned to the ``Inactive`` group,
+  which a reactivation cannot undo.
+* a customer deleted in the ERP (its record is gone): there is nothing to send (a contact
+  needs its company name), so the contact stays as it was.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import httpx
 
@@ -11,29 +30,72 @@ from adapters.atollon import (
     AtollonClient,
     AtollonCompany,
     AtollonCompanyRelation,
+    AtollonContact,
     AtollonContactGroup,
     AtollonContactInfo,
     AtollonContactInput,
     AtollonContacts,
+    AtollonProduct,
     AtollonProductInput,
     ExternalId,
+    external_id_for,
 )
 from erpsync.errors import ErrorClass
 from erpsync.events import ChangeEvent
 from erpsync.mapping import TargetMapping
-from erpsync.models import Company, Product
+from erpsync.models import Address, Company, Product
 from erpsync.settings import AtollonSettings
-from workers.engine import ApplyContext, ApplyResult
+from workers.engine import Action, ApplyContext, ApplyResult
+from workers.sinks.view import Observed, View, view
 
-#: Atollon has no delete in its crawler: a deactivation puts the contact in this group
+#: with ``deactivation = "group"``, a deactivated contact is assigned to this group
 INACTIVE_GROUP = "Inactive"
 PARENT_RELATION = "Mother company"
-#: ledger ``extra`` while a deactivation is unconfirmed: Atollon may have applied it (a
-#: timeout or a dropped connection after the write), so the next active change must send
-#: the empty group list that takes the contact out of ``Inactive``
-DEACTIVATING = '{"deactivating":true}'
-#: ledger ``extra`` once an active contact is confirmed
-CONFIRMED = "{}"
+ACTIVE, INACTIVE = "Active", "Inactive"
+
+#: view fields Atollon's crawler documents no way to keep equal (``adapters.atollon.
+#: known_limits`` says why, for ``erpsync doctor``): a deactivation cannot be undone
+KNOWN_LIMITS: dict[str, tuple[str, ...]] = {"customer": ("active",), "product": ()}
+
+#: the address fields, canonical name -> Atollon name
+_ADDRESS = (
+    ("line1", "street"),
+    ("city", "city"),
+    ("region", "region"),
+    ("postal_code", "zip"),
+    ("country", "country"),
+)
+
+
+def _one(values: Sequence[str | None]) -> Any:
+    """One value, None for none, the list itself when there are several (never equal)."""
+    present = [value for value in values if value is not None and value.strip()]
+    if len(present) > 1:
+        return present
+    return present[0] if present else None
+
+
+def _contact_view(
+    *,
+    name: str | None,
+    emails: Sequence[str | None],
+    phones: Sequence[str | None],
+    vat: str | None,
+    parents: Sequence[str | None],
+    address: Mapping[str, str | None] | None,
+    active: bool,
+) -> View:
+    fields: dict[str, Any] = {
+        "name": name,
+        "email": _one(emails),
+        "phone": _one(phones),
+        "tax_number": vat,
+        "parent_key": _one(parents),
+        "active": active,
+    }
+    for canonical, atollon in _ADDRESS:
+        fields[f"address.{canonical}"] = (address or {}).get(atollon)
+    return view(fields)
 
 
 class AtollonSink:
@@ -59,91 +121,159 @@ class AtollonSink:
     def needs_parent(self, event: ChangeEvent) -> bool:
         return event.entity == "customer" and event.operation == "upsert"
 
-    def contact_input(
-        self, event: ChangeEvent, *, reactivated: bool = False
-    ) -> AtollonContactInput:
-        company = Company.model_validate(event.payload)
+    # -- what is sent ---------------------------------------------------------------------
+
+    def contact_input(self, payload: Mapping[str, Any]) -> AtollonContactInput:
+        """The whole contact of a canonical customer, absences included."""
+        company = Company.model_validate(payload)
         system = self.settings.erp_system
         relations = (
             [AtollonCompanyRelation.to_parent(system, company.parent_key, PARENT_RELATION)]
             if company.parent_key
-            else None
+            else []
         )
-        contacts = AtollonContacts(
-            email=[AtollonContactInfo(contact=company.email)] if company.email else None,
-            phone=[AtollonContactInfo(contact=company.phone)] if company.phone else None,
-        )
-        address = None
-        if company.address is not None:
-            a = company.address
-            address = [
+        addresses: list[AtollonAddress] = []
+        if company.address is not None and any(company.address.model_dump().values()):
+            a: Address = company.address
+            addresses.append(
                 AtollonAddress(
-                    street=a.line1,
-                    city=a.city,
-                    zip=a.postal_code,
-                    region=a.region,
-                    country=a.country,
+                    street=a.line1 or "",
+                    city=a.city or "",
+                    zip=a.postal_code or "",
+                    region=a.region or "",
+                    country=a.country or "",
                 )
-            ]
-        inactive = event.operation == "delete" or not company.active
-        # Groups are replaced when sent and kept when omitted: a reactivated contact gets
-        # an empty list so that it leaves the Inactive group.
-        groups: list[AtollonContactGroup] | None = None
-        if inactive:
-            groups = [AtollonContactGroup(name=INACTIVE_GROUP)]
-        elif reactivated:
-            groups = []
-        return AtollonContactInput.model_validate(
-            {
-                "company": AtollonCompany(
-                    company_name=company.name, company_company_relation=relations
-                ),
-                "address": address,
-                "contacts": contacts if (company.email or company.phone) else None,
-                "external_id": [ExternalId(system=system, id=company.key)],
-                "vat_no": company.tax_number,
-                "contact_group": groups,
-                "source": "erpsync",
-            }
-        )
+            )
+        fields: dict[str, Any] = {
+            "company": AtollonCompany(
+                company_name=company.name, company_company_relation=relations
+            ),
+            "address": addresses,
+            "contacts": AtollonContacts(
+                email=[AtollonContactInfo(contact=company.email)] if company.email else [],
+                phone=[AtollonContactInfo(contact=company.phone)] if company.phone else [],
+            ),
+            "external_id": [ExternalId(system=system, id=company.key)],
+            "vat_no": company.tax_number or "",
+            "source": "erpsync",
+        }
+        if self.settings.deactivation == "group" and not company.active:
+            # assigned only: the crawler documents no way to take it out again
+            fields["contact_group"] = [AtollonContactGroup(name=INACTIVE_GROUP)]
+        return AtollonContactInput.model_validate(fields)
 
-    def product_input(self, event: ChangeEvent) -> AtollonProductInput:
-        product = Product.model_validate(event.payload)
-        inactive = event.operation == "delete" or not product.active
+    def product_input(self, payload: Mapping[str, Any]) -> AtollonProductInput:
+        """The whole product of a canonical product, absences included."""
+        product = Product.model_validate(payload)
         return AtollonProductInput.model_validate(
             {
                 "name": product.name,
                 "ref_id": product.key,
                 "description": product.name,
                 "type_name": "Product",
-                "unit_price": product.price,
-                "unit_price_currency_name": product.currency,
-                "status_name": "Inactive" if inactive else "Active",
+                "unit_price": product.price,  # None is sent as null: the price is emptied
+                "unit_price_currency_name": product.currency or "",
+                "status_name": ACTIVE if product.active else INACTIVE,
                 "external_id": [ExternalId(system=self.settings.erp_system, id=product.key)],
             }
         )
 
     def apply(self, event: ChangeEvent, context: ApplyContext) -> ApplyResult:
-        inactive = event.operation == "delete" or not event.payload.get("active", True)
-        first = context.ledger is None
-        extra = None
+        if event.operation == "delete":
+            # Gone from the ERP: nothing can be sent (a contact needs its name, a product
+            # too), so Atollon keeps the record as it was (a known limit).
+            target_id = context.ledger.target_id if context.ledger is not None else None
+            return ApplyResult("unchanged", target_id=target_id, deleted=True)
+        action: Action = "created" if context.ledger is None else "updated"
         if event.entity == "product":
-            product = self.client.upsert_product(self.product_input(event))
-            target_id = product.product_id
+            product = self.client.upsert_product(self.product_input(event.payload))
+            return ApplyResult(action, target_id=product.product_id)
+        contact = self.client.upsert_contact(self.contact_input(event.payload))
+        if self.settings.deactivation == "group" and not event.payload.get("active", True):
+            return ApplyResult("archived", target_id=contact.contact_id, deleted=True)
+        return ApplyResult(action, target_id=contact.contact_id)
+
+    # -- views for reconcile ----------------------------------------------------------------
+
+    def expected(self, entity: str, payload: Mapping[str, Any]) -> View:
+        """What Atollon should show for a canonical record, from the body the sink sends."""
+        active = bool(payload.get("active", True))
+        if entity == "product":
+            return self._product_view(self.product_input(payload))
+        body = self.contact_input(payload)
+        address = body.address[0].model_dump() if body.address else None
+        relations = body.company.company_company_relation if body.company else None
+        return _contact_view(
+            name=body.company.company_name if body.company else None,
+            emails=[info.contact for info in (body.contacts.email or [])] if body.contacts else [],
+            phones=[info.contact for info in (body.contacts.phone or [])] if body.contacts else [],
+            vat=body.vat_no,
+            parents=[
+                external_id_for(relation.company_external_id, self.settings.erp_system)
+                for relation in relations or []
+            ],
+            address=address,
+            active=active,
+        )
+
+    def observed(self, entity: str) -> Iterator[Observed]:
+        """Every Atollon contact (product) carrying one of our ERP keys, page by page.
+
+        The read is NOT documented by Atollon (docs/sandbox-conventions.md); an Atollon
+        that refuses it raises :class:`~erpsync.errors.ReadUnsupportedError`.
+        """
+        system = self.settings.erp_system
+        if entity == "product":
+            for product in self.client.iter_products():
+                key = product.external_id_for(system)
+                if key is not None:
+                    yield Observed(key, str(product.product_id), self._product_view(product))
+            return
+        for contact in self.client.iter_contacts():
+            key = contact.external_id_for(system)
+            if key is not None:
+                yield Observed(key, str(contact.contact_id), self._observed_contact(contact))
+
+    def known_limits(self, entity: str) -> list[str]:
+        """View fields Atollon's crawler documents no way to keep equal (never drift)."""
+        return list(KNOWN_LIMITS.get(entity, ()))
+
+    def _observed_contact(self, contact: AtollonContact) -> View:
+        company = contact.company
+        person = contact.person
+        if company is not None and company.company_name:
+            name: str | None = company.company_name
+        elif person is not None:
+            name = " ".join(p for p in (person.last_name, person.first_name) if p) or None
         else:
-            ledger = context.ledger
-            # Also for a contact with no ledger yet: a first write that deactivates may be
-            # applied with its answer lost, and the create that follows would keep the group.
-            if inactive and (ledger is None or not ledger.deleted):
-                context.checkpoint(DEACTIVATING)
-            maybe_inactive = ledger is not None and (ledger.deleted or ledger.extra == DEACTIVATING)
-            reactivated = maybe_inactive and not inactive
-            contact = self.client.upsert_contact(self.contact_input(event, reactivated=reactivated))
-            target_id = contact.contact_id
-            extra = None if inactive else CONFIRMED
-        if inactive:
-            return ApplyResult("archived", target_id=target_id, deleted=True)
-        return ApplyResult("created" if first else "updated", target_id=target_id, extra=extra)
+            name = None
+        channels = contact.contacts
+        groups = {group.name for group in contact.contact_group}
+        return _contact_view(
+            name=name,
+            emails=[entry.contact for entry in channels.email] if channels else [],
+            phones=[entry.contact for entry in channels.phone] if channels else [],
+            vat=contact.vat_no,
+            parents=[
+                external_id_for(relation.company_external_id, self.settings.erp_system)
+                for relation in (company.company_company_relation if company else [])
+            ],
+            address=contact.address[0].model_dump() if contact.address else None,
+            # by default Atollon shows no deactivation: the contact reads as active
+            active=self.settings.deactivation != "group" or INACTIVE_GROUP not in groups,
+        )
+
+    @staticmethod
+    def _product_view(product: AtollonProductInput | AtollonProduct) -> View:
+        price = product.unit_price
+        return view(
+            {
+                "name": product.name,
+                "price": None if price is None else float(price),
+                "currency": product.unit_price_currency_name,
+                "active": (product.status_name or ACTIVE) == ACTIVE,
+            }
+        )
 
     def close(self) -> None:
         self.http.close()
