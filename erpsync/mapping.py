@@ -66,10 +66,10 @@ def target_mapping(raw: Mapping[str, Any] | None) -> TargetMapping:
 
 
 def apply_custom(mapping: TargetMapping, record: Mapping[str, Any]) -> dict[str, Any]:
-    """The target's custom fields for a canonical record (unset values left out)."""
-    out: dict[str, Any] = {}
-    for target_key, path in mapping.custom_fields.items():
-        value = resolve(record, path)
-        if value is not None:
-            out[target_key] = value
-    return out
+    """The target's custom fields for a canonical record, every mapped one.
+
+    A field whose value is unset in the record is there as ``None``: the sink sends it as
+    the target's "no value" (HIPE: ``null`` in JSON, an empty cell in a CSV import), so a
+    value removed at the source is removed in the target too.
+    """
+    return {target_key: resolve(record, path) for target_key, path in mapping.custom_fields.items()}

@@ -19,7 +19,7 @@ import csv
 import io
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -258,19 +258,16 @@ class HipeClient:
         )
         return self._model(model, self._json(response, operation), operation)
 
-    def _pages(
+    def _page_lists(
         self, path: str, params: Mapping[str, Any], model: type[_M], operation: str
-    ) -> Iterator[_M]:
-        """Every record of a list, fetched ``page_size`` at a time until the last page.
+    ) -> Iterator[list[_M]]:
+        """Every page of a list, fetched ``page_size`` at a time until the last page.
 
         HIPE may answer the paginated envelope ``{data,count,total,page,pageCount}`` or a
         bare array. The envelope ends at ``pageCount``; a bare array ends at a page shorter
-        than ``limit``; both end at an empty page. A record seen twice (it moved between
-        pages while we read) is yielded once; a full page of repeats means the server
-        ignores ``page``, which would loop forever, so it is an error.
+        than ``limit``; both end at an empty page.
         """
         limit = self._settings.page_size
-        seen: set[Any] = set()
         page = 1
         while True:
             query = {**params, "limit": limit, "page": page}
@@ -278,9 +275,25 @@ class HipeClient:
             items, page_count = self._page_items(self._json(response, operation), operation)
             if not items:
                 return
+            yield [self._model(model, raw, operation) for raw in items]
+            last = page >= page_count if page_count is not None else len(items) < limit
+            if last:
+                return
+            page += 1
+
+    def _pages(
+        self, path: str, params: Mapping[str, Any], model: type[_M], operation: str
+    ) -> Iterator[_M]:
+        """Every record of a list (see :meth:`_page_lists`), each once.
+
+        A record seen twice (it moved between pages while we read) is yielded once; a full
+        page of repeats means the server ignores ``page``, which would loop forever, so it
+        is an error.
+        """
+        seen: set[Any] = set()
+        for page, records in enumerate(self._page_lists(path, params, model, operation), 1):
             fresh = 0
-            for raw in items:
-                record = self._model(model, raw, operation)
+            for record in records:
                 key = getattr(record, "id", None)
                 if key is not None and key in seen:
                     continue
@@ -289,10 +302,6 @@ class HipeClient:
                 yield record
             if fresh == 0:
                 raise unexpected_shape(self._table, operation, f"page {page} repeated a page")
-            last = page >= page_count if page_count is not None else len(items) < limit
-            if last:
-                return
-            page += 1
 
     def _page_items(self, body: Any, operation: str) -> tuple[list[Any], int | None]:
         if isinstance(body, list):
@@ -370,6 +379,32 @@ class HipeClient:
         """
         params = {"s": _search({"name": {"$contL": name}}), "limit": limit}
         return self._list(COMPANIES, params, HipeCompany, "search_companies")[:limit]
+
+    def iter_company_pages(self) -> Iterator[list[HipeCompany]]:
+        """Every company that carries an external id (archived ones too), a page at a time.
+
+        Sorted by id, so a company never moves between pages; only the previous page's ids
+        are kept (to stop a server that ignores ``page``), so memory does not grow with the
+        number of companies. Several companies with one external id all come out.
+        """
+        params = {"s": _search({"externalId": {"$notnull": True}}), "sort": "id,ASC"}
+        operation = "list_companies"
+        previous: set[int] = set()
+        for page, records in enumerate(
+            self._page_lists(COMPANIES, params, HipeCompany, operation), 1
+        ):
+            ids = {record.id for record in records}
+            if ids <= previous:
+                raise unexpected_shape(self._table, operation, f"page {page} repeated a page")
+            previous = ids
+            yield records
+
+    def companies_by_ids(self, company_ids: Collection[int]) -> list[HipeCompany]:
+        """The companies with these HIPE ids (one search with ``$in``); absent ids are left out."""
+        if not company_ids:
+            return []
+        params = {"s": _search({"id": {"$in": sorted(company_ids)}})}
+        return list(self._pages(COMPANIES, params, HipeCompany, "get_companies"))
 
     def get_company(self, company_id: int) -> HipeCompany | None:
         """The company with this HIPE id, or ``None``."""

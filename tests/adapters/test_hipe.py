@@ -387,6 +387,48 @@ def test_changed_since_query_filters_on_updated_at_sorted_and_paged() -> None:
         list(make(handler).iter_companies_changed_since(datetime(2025, 1, 1)))
 
 
+def test_company_pages_list_those_with_an_external_id_by_id_each_page_whole() -> None:
+    calls: list[dict[str, list[str]]] = []
+    pages = {
+        1: _envelope([1, 2], 1, 2, 3),
+        2: {**_envelope([3], 2, 2, 3), "data": [company(3), company(4, externalId="C3")]},
+    }
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return _pager(pages, calls)(request)
+
+    got = [[c.id for c in page] for page in make(handler).iter_company_pages()]
+
+    assert got == [[1, 2], [3, 4]], "pages as they come, duplicates of an id included"
+    assert search_of(seen[0]) == {"externalId": {"$notnull": True}}
+    assert all(c["sort"] == ["id,ASC"] and c["limit"] == ["2"] for c in calls)
+    assert [c["page"] for c in calls] == [["1"], ["2"]]
+
+
+def test_company_pages_stop_a_server_that_ignores_the_page() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=[company(1), company(2)])
+
+    with pytest.raises(PermanentError, match="repeated"):
+        list(make(handler).iter_company_pages())
+
+
+def test_companies_by_ids_is_one_in_search_and_none_for_no_ids() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=[company(7), company(3)])
+
+    client = make(handler, page_size=10)
+    assert client.companies_by_ids([]) == []
+    assert seen == [], "nothing to ask"
+    assert [c.id for c in client.companies_by_ids({7, 3, 9})] == [7, 3]
+    assert search_of(seen[0]) == {"id": {"$in": [3, 7, 9]}}
+
+
 # -- search encoding -------------------------------------------------------------------------
 
 AWKWARD = [

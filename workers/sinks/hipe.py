@@ -6,7 +6,8 @@ import csv
 import dataclasses
 import io
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,9 +29,23 @@ from erpsync.models import Company
 from erpsync.settings import HipeSettings
 from workers.batch import BulkItemResult
 from workers.engine import ApplyContext, ApplyResult, missing_parent
+from workers.sinks.view import Observed, View, view
 
 log = structlog.get_logger("erpsync.worker")
 
+#: HIPE company attribute -> view field (workers.sinks.view)
+VIEW_FIELDS = {
+    "name": "name",
+    "email": "email",
+    "phone": "phone",
+    "vat": "tax_number",
+    "website": "website",
+}
+#: the attributes every company body carries (the others only when the mapping sets them)
+_ALWAYS_WRITTEN = frozenset({"name", "email", "phone", "vat"})
+#: parents remembered while reconcile reads the companies (ids -> external ids); bounded,
+#: so memory does not grow with the number of companies
+PARENT_CACHE_SIZE = 10_000
 #: CSV columns a company row may carry besides externalId, name and parentExternalId
 _ROW_TEXT_FIELDS = ("email", "phone", "vat", "website")
 #: the changed-since listing that finds the ids of imported companies starts this long
@@ -112,23 +127,46 @@ class HipeSink:
     def needs_parent(self, event: ChangeEvent) -> bool:
         return event.operation == "upsert" and bool(event.payload.get("active", True))
 
-    def company_input(self, event: ChangeEvent, parent_id: int | None) -> HipeCompanyInput:
-        company = Company.model_validate(event.payload)
+    def company_input(
+        self, event: ChangeEvent, parent_id: int | None, *, with_parent: bool = True
+    ) -> HipeCompanyInput:
+        """The company body of an event: every mapped field, ``None`` where it has no value."""
+        return self.body(event.payload, parent_id, with_parent=with_parent)
+
+    def body(
+        self, payload: Mapping[str, Any], parent_id: int | None, *, with_parent: bool = True
+    ) -> HipeCompanyInput:
+        """The company body of a canonical record (``parentId`` left out without a parent)."""
+        company = Company.model_validate(payload)
         mapping = self.mappings.get("customer", TargetMapping())
         fields: dict[str, object] = {
             "name": company.name,
             "external_id": company.key,
-            "parent_id": parent_id,
             "email": company.email,
             "phone": company.phone,
             "vat": company.tax_number,
         }
+        if with_parent:
+            fields["parent_id"] = parent_id
         for field, path in mapping.fields.items():
-            fields[field] = resolve(event.payload, path)
-        custom = apply_custom(mapping, event.payload)
+            fields[field] = resolve(payload, path)
+        custom = apply_custom(mapping, payload)
         if custom:
-            fields["custom_fields"] = custom
+            fields["custom_fields"] = custom  # a None value removes the field in HIPE
         return HipeCompanyInput.model_validate(fields)
+
+    def _parent_if_known(
+        self, event: ChangeEvent, context: ApplyContext
+    ) -> tuple[bool, int | None]:
+        """An inactive record's parent: ``(True, id)`` when HIPE has it, ``(True, None)``
+        without a parent, ``(False, None)`` when the parent is not in HIPE (the company
+        then keeps the parent it has: an inactive record does not wait for its parent)."""
+        if not event.parent_key:
+            return True, None
+        parent = context.lookup(event.entity, event.parent_key)
+        if parent is None or not parent.target_id:
+            return False, None
+        return True, int(parent.target_id)
 
     def _existing(self, key: str, context: ApplyContext) -> HipeCompany | None:
         if context.ledger is not None and context.ledger.target_id:
@@ -142,11 +180,17 @@ class HipeSink:
         if event.operation == "delete" or not event.payload.get("active", True):
             if existing is None:
                 return ApplyResult("deleted", deleted=True)
-            if not existing.archived:
-                try:
+            try:
+                if event.operation == "upsert":
+                    # an archived company's fields still follow the ERP's (equality holds
+                    # for every record, and a reactivation finds them current)
+                    known, parent_id = self._parent_if_known(event, context)
+                    body = self.company_input(event, parent_id, with_parent=known)
+                    self.client.update_company(existing.id, body)
+                if not existing.archived:
                     self.client.archive_company(existing.id)
-                except RecordMissingError:
-                    return ApplyResult("deleted", deleted=True)
+            except RecordMissingError:
+                return ApplyResult("deleted", deleted=True)
             return ApplyResult("archived", target_id=str(existing.id), deleted=True)
 
         parent_id = None
@@ -170,6 +214,60 @@ class HipeSink:
         updated = self.client.update_company(existing.id, body)
         return ApplyResult(action, target_id=str(updated.id))  # type: ignore[arg-type]
 
+    # -- views for reconcile -------------------------------------------------------------
+    def expected(self, entity: str, payload: Mapping[str, Any]) -> View:
+        """What HIPE should show for a canonical record, from the body the sink sends."""
+        values = self.body(payload, None).model_dump(by_alias=False, exclude_unset=True)
+        fields: dict[str, Any] = {
+            name: values[attr] for attr, name in VIEW_FIELDS.items() if attr in values
+        }
+        fields["parent_key"] = payload.get("parent_key")
+        fields["active"] = bool(payload.get("active", True))
+        for key, value in (values.get("custom_fields") or {}).items():
+            fields[f"custom.{key}"] = value
+        return view(fields)
+
+    def observed(self, entity: str) -> Iterator[Observed]:
+        """Every HIPE company with an external id, page by page (duplicates each apart).
+
+        ``parent_key`` is the parent's external id: parents are remembered from the pages
+        read (a bounded cache) and those not seen are fetched with one search a page.
+        """
+        mapping = self.mappings.get(entity, TargetMapping())
+        written = [a for a in VIEW_FIELDS if a in _ALWAYS_WRITTEN or a in mapping.fields]
+        parents: OrderedDict[int, str] = OrderedDict()
+
+        def remember(company: HipeCompany) -> None:
+            parents[company.id] = company.external_id or f"(HIPE company {company.id})"
+            parents.move_to_end(company.id)
+            if len(parents) > PARENT_CACHE_SIZE:
+                parents.popitem(last=False)
+
+        for page in self.client.iter_company_pages():
+            for company in page:
+                remember(company)
+            unknown = {c.parent_id for c in page if c.parent_id is not None} - parents.keys()
+            for parent in self.client.companies_by_ids(unknown):
+                remember(parent)
+            for company in page:
+                if not company.external_id:
+                    continue
+                fields: dict[str, Any] = {VIEW_FIELDS[a]: getattr(company, a) for a in written}
+                if company.parent_id is None:
+                    fields["parent_key"] = None
+                else:
+                    fields["parent_key"] = parents.get(
+                        company.parent_id, f"(HIPE company {company.parent_id}, not found)"
+                    )
+                fields["active"] = not company.archived
+                for key in mapping.custom_fields:
+                    fields[f"custom.{key}"] = company.custom_fields.get(key)
+                yield Observed(company.external_id, str(company.id), view(fields))
+
+    def known_limits(self, entity: str) -> list[str]:
+        """HIPE's documented API writes and clears every field the sink sends."""
+        return []
+
     # -- bulk: CSV import ---------------------------------------------------------------
     def bulk_item(self, event: ChangeEvent, context: ApplyContext) -> ImportItem | None:
         """The import row of an active company; None when the single path must apply it."""
@@ -185,7 +283,7 @@ class HipeSink:
         values = body.model_dump(exclude_unset=True)  # by alias: HIPE's names
         custom = values.get("customFields") or {}
         if any(
-            not isinstance(v, str | int | float | bool)
+            not isinstance(v, str | int | float | bool | None)
             or (isinstance(v, str) and not survives_csv(f"customFields.{k}", v))
             for k, v in custom.items()
         ):
