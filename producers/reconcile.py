@@ -568,7 +568,9 @@ class Reconciliation:
             self._found(walk, "duplicates", key, {"key": key, "target_ids": ids}, None)
             return
         active = payload.get("active", True) is not False
-        if not active:
+        # A target that cannot show a deactivation ("active" a known limit: Atollon) keeps
+        # the inactive record's fields following: they are compared like any other.
+        if not active and "active" not in walk.limits:
             if observed and _shows_active(observed[0]):
                 detail = {"key": key, "target_id": observed[0].target_id, "source": "inactive"}
                 self._found(walk, "orphaned", key, detail, text)
@@ -594,7 +596,8 @@ class Reconciliation:
         if len(observed) > 1:
             ids = [o.target_id for o in observed]
             self._found(walk, "duplicates", key, {"key": key, "target_ids": ids}, None)
-        elif _shows_active(observed[0]):
+        elif "active" not in walk.limits and _shows_active(observed[0]):
+            # (a target that cannot show a deactivation keeps a deleted record as it was)
             detail = {"key": key, "target_id": observed[0].target_id, "source": "absent"}
             self._found(walk, "orphaned", key, detail, None)
 

@@ -82,7 +82,7 @@ def test_doctor_shows_that_an_atollon_group_deactivation_cannot_be_undone(
     config = write_config(tmp_path / "c.toml", systems, redis_url)
     result = run_cli("doctor", "--json", config=config)
     assert result.returncode == 0, result.stdout + result.stderr
-    detail = {r["system"]: r for r in json.loads(result.stdout)}["atollon"]["detail"]
+    detail = {r["system"]: r for r in json.loads(result.stdout)["checks"]}["atollon"]["detail"]
     assert "assigned to the Inactive contact group" in detail
     assert "a reactivation cannot take it out" in detail
 

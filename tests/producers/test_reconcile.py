@@ -194,6 +194,28 @@ def test_known_limits_are_listed_and_never_drift() -> None:
     assert (found["in_sync"], found["different"]) == (1, [])
 
 
+def test_a_target_that_cannot_show_a_deactivation_compares_the_inactive_records_fields() -> None:
+    """Atollon ("active" a known limit): an inactive customer's contact still follows its
+    fields, so those are compared; it is never orphaned, nor is a record the source lost."""
+    source = stream(
+        [
+            company("C1", active=False),  # shown active: the known limit, in sync
+            company("C2", active=False, name="Renamed"),  # its name did not follow: drift
+            company("C3", active=False),  # absent from the target: missing
+        ]
+    )
+    records = [shown("C1"), shown("C2"), shown("C9")]  # C9 is gone from the source
+    sink = FakeSink("atollon", records, limits=["active"])
+    found = reconcile(source, {"atollon": sink})["targets"]["atollon"]
+    assert found["known_limits"] == ["active"]
+    assert found["in_sync"] == 1
+    assert found["orphaned"] == []
+    assert found["missing"] == [{"key": "C3"}]
+    assert found["different"] == [
+        {"key": "C2", "fields": {"name": {"source": "Renamed", "target": "Company C2"}}}
+    ]
+
+
 def test_streams_in_any_order_are_merged_by_key_and_limit_bounds_only_the_lists() -> None:
     rng = random.Random(3)
     keys = [f"K{n:05d}" for n in range(3000)]
