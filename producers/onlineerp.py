@@ -48,13 +48,17 @@ def _text(value: Any) -> str | None:
 
 
 def _extra(record: BaseModel, source_fields: Mapping[str, str]) -> dict[str, Any]:
-    """The flow's ``source_fields`` read from the record as the ERP names its fields."""
+    """The flow's ``source_fields`` read from the record as the ERP names its fields.
+
+    Text is read as the native fields are (stripped; blank is absent, so a value erased in
+    the ERP is cleared in the targets, not sent as ``""``, which a select field refuses).
+    """
     if not source_fields:
         return {}  # the common case: no dump of the whole record for nothing
     raw = record.model_dump(by_alias=True)
     custom = {}
     for name, path in source_fields.items():
-        value = resolve(raw, path)
+        value = _as_is(resolve(raw, path))
         if value is not None:
             custom[name] = value
     return custom
@@ -187,7 +191,7 @@ def _as_is(value: Any) -> Any:
 
 
 def _raw_extra(raw: Mapping[str, Any], source_fields: Mapping[str, str]) -> dict[str, Any]:
-    found = ((name, resolve(raw, path)) for name, path in source_fields.items())
+    found = ((name, _as_is(resolve(raw, path))) for name, path in source_fields.items())
     return {name: value for name, value in found if value is not None}
 
 

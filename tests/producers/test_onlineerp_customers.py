@@ -9,6 +9,7 @@ before its event is built; a broken one still becomes an event the targets dead-
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,6 +116,21 @@ def test_the_fast_text_is_the_models_or_nothing(raw: Any, with_fields: bool) -> 
         return
     # Where the fast path answers, the model accepts the record and maps it to that text.
     assert text == model_text(raw, source_fields)
+
+
+def test_custom_fields_are_read_as_the_native_text_fields_stripped_and_blank_absent() -> None:
+    fields = {"segment": "Segment", "note": "Extra.Note", "count": "Extra.Count"}
+    for segment, note, expected in (
+        ("  retail ", "Livrer le matin", {"segment": "retail", "note": "Livrer le matin"}),
+        ("   ", "", {}),
+        (None, "  x  ", {"note": "x"}),
+    ):
+        raw: dict[str, Any] = {"NoClient": "C1", "NomClient": "Acme", "Segment": segment}
+        raw["Extra"] = {"Note": note, "Count": 0}
+        text = customer_text(raw, fields)
+        assert text is not None
+        assert json.loads(text)["custom"] == {**expected, "count": 0}
+        assert text == model_text(raw, fields), "the fast path reads them as the model's"
 
 
 def test_records_the_model_would_coerce_or_refuse_are_left_to_it() -> None:
