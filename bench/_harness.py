@@ -273,6 +273,8 @@ class Installation:
     flows: dict[str, Any]
     worker: dict[str, Any] = field(default_factory=dict)
     systems: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the workers' log level; None: the product's default (what users run)
+    log_level: str | None = None
     prefix: str = field(default_factory=lambda: f"bench{uuid.uuid4().hex[:8]}")
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="erpsync-bench-")))
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -291,15 +293,15 @@ class Installation:
                 **CREDENTIALS[name],
                 **self.systems.get(name, {}),
             }
-        config = {
+        config: dict[str, Any] = {
             "redis_url": self.redis_url,
             "key_prefix": self.prefix,
-            "log_level": "WARNING",
-            "log_format": "json",
             "systems": systems,
             "flows": self.flows,
             "worker": {**WORKER, **self.worker},
         }
+        if self.log_level is not None:
+            config["log_level"] = self.log_level
         self.config_path = self.directory / "erpsync.toml"
         self.config_path.write_text(tomli_w.dumps(config), encoding="utf-8")
         self.settings = load_settings(self.config_path)

@@ -31,6 +31,13 @@ the project's default worker settings (pool, concurrency, prefetch), and the pro
 Every figure is printed next to its goal (issue 9) with a pass/fail mark. Timings depend on
 the machine and on whatever else runs on it; the ratios much less, and the CPU each side
 used (workers, sandbox, Redis) says where the time went.
+
+Workers, producer and sandbox run with the product's defaults, log level included (``INFO``:
+what users run); a figure measured under another setting says so beside it. The one such
+figure is the bulk initial load at ``WARNING``, measured in rounds alternating with the
+default's, so that what logging costs the bulk path is a ratio of the same run (issue 22).
+The bench process's own producer logs as ``erpsync produce`` does, into a file of the run
+(``producer_log`` in the report), so that the console keeps the report.
 """
 
 from __future__ import annotations
@@ -42,11 +49,13 @@ import math
 import random
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -65,16 +74,23 @@ from bench._harness import (
 )
 from bench._util import machine_info, percentile, print_json, rounded
 from erpsync.logging import configure_logging
+from erpsync.settings import Settings
 from producers.runner import ProducerService
 from workers.app import TASK_APPLY, TASK_NOOP, queue_for
 
 TARGET = "propeller"
 LATENCY_TARGETS = ("propeller", "hipe", "atollon")
+#: the level every figure is measured at unless it says otherwise: the product's default
+DEFAULT_LOG_LEVEL: str = Settings.model_fields["log_level"].default
+#: the level the bulk load is also measured at, to show what logging costs it
+QUIET_LOG_LEVEL = "WARNING"
 
-#: issue 9's goals: (figure, comparison, bound)
+#: issue 9's goals (and issue 22's: logging at the default costs the bulk load little):
+#: (figure, comparison, bound)
 GOALS: dict[str, tuple[str, float]] = {
     "overhead_ratio": (">=", 0.35),
     "bulk_speedup": (">=", 20.0),
+    "bulk_default_log_cost": ("<=", 1.10),
     "bulk_requests_per_record": ("<=", 0.02),
     "rate_limited_share_single": (">=", 0.90),
     "rate_limited_share_bulk": (">=", 0.90),
@@ -292,6 +308,7 @@ def measure_load(
     too_many = int(stats["by_status"].get("429", 0))
     return {
         "path": "bulk" if bulk else "single",
+        "log_level": installation.settings.log_level,
         "customers": customers,
         "batches": results[0].batches,
         "seconds": seconds,
@@ -606,15 +623,66 @@ def _arrival(
 SECTIONS = ("overhead", "initial_load", "rate_limited", "detection", "latency")
 
 
+@contextlib.contextmanager
+def producer_logging(stream: IO[str], level: str | None = None) -> Iterator[None]:
+    """The bench process's producer logs at ``level`` (None: the default) for the block.
+
+    As ``erpsync produce`` configures it (JSON: ``stream`` is no terminal), except that its
+    loggers are not cached, so that the level can change between rounds; back to the
+    default afterwards.
+    """
+    configure_logging(level or DEFAULT_LOG_LEVEL, "json", stream=stream, cache_loggers=False)
+    try:
+        yield
+    finally:
+        if level is not None:
+            configure_logging(DEFAULT_LOG_LEVEL, "json", stream=stream, cache_loggers=False)
+
+
+def measure_bulk_loads(sandbox: Sandbox, url: str, sizes: Sizes, log: IO[str]) -> dict[str, Any]:
+    """The bulk initial load at the default log level and at :data:`QUIET_LOG_LEVEL`.
+
+    A bulk load lasts a few seconds, where a moment of the shared machine's noise weighs far
+    more than in the single path's minute: each figure is the median of rounds, each from a
+    fresh worker, the two levels alternating round by round (the same noise for both).
+    """
+    rounds: dict[str | None, list[dict[str, Any]]] = {None: [], QUIET_LOG_LEVEL: []}
+    for _ in range(sizes.rounds):
+        for level, found in rounds.items():
+            with (
+                producer_logging(log, level),
+                Installation(sandbox, url, customers_flow(TARGET), log_level=level) as installation,
+            ):
+                installation.start_worker(f"--queues={TARGET}")
+                found.append(measure_load(installation, sizes.initial_load, bulk=True))
+
+    def median(found: list[dict[str, Any]]) -> dict[str, Any]:
+        middle = sorted(found, key=lambda r: float(r["seconds"]))[len(found) // 2]
+        return {**middle, "rounds_seconds": [round(float(r["seconds"]), 3) for r in found]}
+
+    return {"bulk": median(rounds[None]), "bulk_quiet": median(rounds[QUIET_LOG_LEVEL])}
+
+
 def run(
     sizes: Sizes, redis_url: str | None, sections: tuple[str, ...] = SECTIONS
 ) -> dict[str, Any]:
     """Every figure (or those of ``sections``), in one run, on one Redis and one sandbox."""
+    log_path = Path(tempfile.mkdtemp(prefix="erpsync-bench-")) / "producer.log"
+    with log_path.open("a", encoding="utf-8") as log, producer_logging(log):
+        report = _run(sizes, redis_url, sections, log)
+    report["producer_log"] = str(log_path)
+    return report
+
+
+def _run(
+    sizes: Sizes, redis_url: str | None, sections: tuple[str, ...], log: IO[str]
+) -> dict[str, Any]:
     started = time.perf_counter()
     timings: dict[str, float] = {}
     report: dict[str, Any] = {
         "machine": machine_info(),
         "settings": asdict(sizes),
+        "log_level": DEFAULT_LOG_LEVEL,
         "bulk_available": bulk_available(),
     }
 
@@ -641,19 +709,7 @@ def run(
                     done()
         if "initial_load" in sections and report["bulk_available"]:
             done = timed("initial_load_bulk")
-            # A bulk load lasts a few seconds, where a moment of the shared machine's noise
-            # weighs far more than in the single path's minute: the median of rounds, each
-            # from a fresh worker (as the single path's).
-            rounds: list[dict[str, Any]] = []
-            for _ in range(sizes.rounds):
-                with Installation(sandbox, url, customers_flow(TARGET)) as installation:
-                    installation.start_worker(f"--queues={TARGET}")
-                    rounds.append(measure_load(installation, sizes.initial_load, bulk=True))
-            median = sorted(rounds, key=lambda r: float(r["seconds"]))[len(rounds) // 2]
-            report["initial_load"]["bulk"] = {
-                **median,
-                "rounds_seconds": [round(float(r["seconds"]), 3) for r in rounds],
-            }
+            report["initial_load"].update(measure_bulk_loads(sandbox, url, sizes, log))
             done()
 
         if "rate_limited" in sections:
@@ -710,6 +766,8 @@ def figures(report: dict[str, Any]) -> dict[str, float | bool | None]:
     if "single" in load and "bulk" in load:
         found["bulk_speedup"] = load["bulk"]["records_per_s"] / load["single"]["records_per_s"]
         found["bulk_requests_per_record"] = load["bulk"]["requests_per_record"]
+    if "bulk" in load and "bulk_quiet" in load:
+        found["bulk_default_log_cost"] = load["bulk"]["seconds"] / load["bulk_quiet"]["seconds"]
     for path, limited in report.get("rate_limited", {}).items():
         found[f"rate_limited_share_{path}"] = limited["share_of_limit"]
         found[f"rate_limited_429_share_{path}"] = limited["share_429"]
@@ -747,6 +805,10 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+def _seconds(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values) + " s"
+
+
 def _mark(holds: bool | None) -> str:
     return {True: "[green]pass[/]", False: "[red]FAIL[/]", None: "[yellow]n/a[/]"}[holds]
 
@@ -765,6 +827,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             if worker
             else ""
         )
+        + f"; log level {report['log_level']} (the default) unless stated"
     )
     goals = {row["figure"]: row for row in report["goals"]}
     table = Table(title_justify="left")
@@ -793,8 +856,17 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             goal_row(
                 f"{load}: bulk ÷ single records/s",
                 "bulk_speedup",
-                f"{_fmt(bulk['records_per_s'])} vs {_fmt(single['records_per_s'])} records/s",
+                f"{_fmt(bulk['records_per_s'])} vs {_fmt(single['records_per_s'])} records/s, "
+                f"both at {bulk['log_level']}",
             )
+            quiet = report["initial_load"].get("bulk_quiet")
+            if quiet:
+                goal_row(
+                    f"  bulk load at {bulk['log_level']} ÷ at {quiet['log_level']} (seconds)",
+                    "bulk_default_log_cost",
+                    f"{bulk['seconds']:.2f} s vs {quiet['seconds']:.2f} s, the medians of "
+                    f"{_seconds(bulk['rounds_seconds'])} and {_seconds(quiet['rounds_seconds'])}",
+                )
             goal_row(
                 "  bulk HTTP requests per record",
                 "bulk_requests_per_record",
@@ -890,7 +962,6 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
-    configure_logging("WARNING", "json")
     report = run(Sizes.of(args.quick), args.redis_url, sections)
     if args.json:
         print_json(report)

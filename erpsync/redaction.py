@@ -15,6 +15,8 @@ REDACTED = "***"
 
 _lock = threading.Lock()
 _known_secrets: set[str] = set()
+#: the same, longest first (a secret containing another goes first); replaced, never mutated
+_by_length: tuple[str, ...] = ()
 
 # (pattern, replacement): group 1 is the part kept in front of the secret.
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -39,19 +41,44 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)\b(x-access-token:\s*)\S+"), rf"\1{REDACTED}"),
 )
 
+# Every pattern above matches only text holding one of these words, in any case: ASCII text
+# without them is left alone without running the patterns (most text is: a log line's values,
+# a vendor's message; the patterns cost tens of microseconds a line, the words one or two).
+# A pattern added above must add its word here (tests/erpsync/test_logging.py checks both).
+_WORDS = ("bearer", "basic", "token", "secret", "password", "clesecrete", "authorization")
+
 
 def register_secrets(values: Iterable[str | None]) -> None:
     """Remember secret values so that :func:`redact` removes them wherever they appear."""
+    global _by_length
     with _lock:
         for value in values:
             if value and len(value) >= 4:
                 _known_secrets.add(value)
+        _by_length = tuple(sorted(_known_secrets, key=len, reverse=True))
 
 
 def known_secrets() -> frozenset[str]:
     """The secret values registered so far (for tests that scan output)."""
     with _lock:
         return frozenset(_known_secrets)
+
+
+def may_hold_secrets(text: str) -> bool:
+    """False when :func:`redact` would leave ``text`` as it is (no known secret, no pattern).
+
+    Screening several values joined by a non-word character, such as ``"\\x00"``, answers
+    for each of them: what is found in a value is found in the join.
+    """
+    return any(secret in text for secret in _by_length) or _may_match(text)
+
+
+def _may_match(text: str) -> bool:
+    """False when no pattern can match ``text``."""
+    if not text.isascii():  # case-insensitive matching knows letters that .lower() does not
+        return True
+    lowered = text.lower()
+    return any(word in lowered for word in _WORDS)
 
 
 def redact(
@@ -61,14 +88,16 @@ def redact(
 
     ``max_chars`` truncates the result (after redaction, so a secret cut in half cannot leak).
     """
-    with _lock:
-        candidates = _known_secrets | {s for s in extra_secrets if s and len(s) >= 4}
-    secrets = sorted(candidates, key=len, reverse=True)
+    secrets = _by_length
+    extra = {s for s in extra_secrets if s and len(s) >= 4}
+    if extra:
+        secrets = tuple(sorted(extra.union(secrets), key=len, reverse=True))
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
+    if _may_match(text):
+        for pattern, replacement in _PATTERNS:
+            text = pattern.sub(replacement, text)
     if max_chars is not None and len(text) > max_chars:
         text = text[:max_chars] + "…"
     return text

@@ -594,6 +594,36 @@ def _bound(delivery: Delivery) -> Iterator[None]:
         yield
 
 
+class _Tally(Counter[str]):
+    """A batch's results counted (the task's answer), and each record's outcome by its key.
+
+    At ``INFO`` a batch logs one line, ``sync.batch_done``, whose ``outcomes`` name every
+    record as ``"key:outcome"`` (``created``, ``updated``, ``skipped_unchanged``,
+    ``parked_transient``, ``dead_lettered``, ``single``...), so that grepping a log for a key
+    finds what became of it; a failure also has its own line, with the key and the reason.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outcomes: list[str] = []
+
+    def note(self, delivery: Delivery, result: str, outcome: str | None = None) -> None:
+        """One delivery's result; ``outcome`` says more than the result, if given."""
+        self[result] += 1
+        self.outcomes.append(f"{delivery.event.key}:{outcome or result}")
+
+    def note_failed(self, delivery: Delivery, result: str, error: SyncError) -> None:
+        """A failed delivery's result: dead-lettered, or parked for its error's class."""
+        self.note(
+            delivery, result, f"parked_{error.error_class.value}" if result == "parked" else None
+        )
+
+    def note_all(self, deliveries: Sequence[Delivery], result: str, outcome: str) -> None:
+        """The same result for every delivery."""
+        self[result] += len(deliveries)
+        self.outcomes.extend(f"{d.event.key}:{outcome}" for d in deliveries)
+
+
 @dataclass
 class _Item:
     delivery: Delivery
@@ -719,18 +749,19 @@ class BatchApplier:
         for d in deliveries:
             by_target.setdefault(d.target, []).append(d)
         for target, group in by_target.items():
-            self._process_target(target, group, counts)
+            counts.update(self._process_target(target, group))
         return dict(counts)
 
     # -- the decision tree -----------------------------------------------------------
-    def _process_target(self, target: str, group: list[Delivery], counts: Counter[str]) -> None:
+    def _process_target(self, target: str, group: list[Delivery]) -> _Tally:
         engine = self.engine
+        counts = _Tally()
         sink = engine.sinks().get(target)
         if not isinstance(sink, BulkSink):
             with TURNS.waiting():  # the single path's calls are waits
                 for d in group:  # no bulk endpoint: each delivery goes its single path
                     counts[engine.process(d)] += 1
-            return
+            return counts
         started = time.perf_counter()
         wait, probe = engine.circuit.admit_lease(target, now=engine.clock())
         if wait > 0:
@@ -738,8 +769,10 @@ class BatchApplier:
             self._park_batch(target, group, wait + engine.rng.uniform(0, min(5.0, wait / 4 + 0.5)))
             for d in group:
                 engine.notify("parked_circuit", d, wait_s=wait)
-            counts["parked"] += len(group)
-            return
+            counts.note_all(group, "parked", "parked_circuit")
+            log.info("sync.batch_parked_circuit", target=target, count=len(group),
+                     wait_s=round(wait, 2), keys=[d.event.key for d in group])  # fmt: skip
+            return counts
 
         inflight = engine.state.keys.inflight(target)
         now_text = f"{engine.clock():.3f}"
@@ -763,7 +796,8 @@ class BatchApplier:
         order = {id(d): i for i, d in enumerate(group)}
         with TURNS.waiting():  # the single path's calls are waits
             for d in sorted(later, key=lambda d: order[id(d)]):  # in source order
-                counts[engine.process(d)] += 1
+                result = engine.process(d)  # it logs its own line
+                counts.note(d, result, f"single_{result}")
         log.info(
             "sync.batch_done",
             target=target,
@@ -771,7 +805,9 @@ class BatchApplier:
             duration_s=round(time.perf_counter() - started, 3),
             **{name: round(seconds, 3) for name, seconds in timings.items()},
             **counts,
+            outcomes=counts.outcomes,
         )
+        return counts
 
     def _admit(
         self,
@@ -780,7 +816,7 @@ class BatchApplier:
         group: list[Delivery],
         locks: _Locks,
         later: list[Delivery],
-        counts: Counter[str],
+        counts: _Tally,
         timings: dict[str, float],
     ) -> list[_Item]:
         """Locks, ledger skips, parent checks and mapping; returns what the call carries."""
@@ -806,7 +842,7 @@ class BatchApplier:
                 continue
             state.incr(target, "parked_busy")
             engine.park(d, engine.policy.busy_delay_s * (1 + engine.rng.random()))
-            counts["parked"] += 1
+            counts.note(d, "parked", "parked_busy")
 
         wanted = {(d.event.entity, d.event.key) for d in locked}
         wanted |= {
@@ -856,7 +892,7 @@ class BatchApplier:
         waiting: list[Delivery],
         batch: _Triaged,
         landings: int,
-        counts: Counter[str],
+        counts: _Tally,
     ) -> list[Delivery]:
         """Children whose parents are on their way wait for them here, a while (step 5).
 
@@ -888,7 +924,7 @@ class BatchApplier:
         sink: BulkSink,
         waiting: list[Delivery],
         batch: _Triaged,
-        counts: Counter[str],
+        counts: _Tally,
     ) -> list[Delivery]:
         """Read the waiting children's parents' ledgers again and triage them once more;
         returns those still waiting."""
@@ -954,7 +990,7 @@ class BatchApplier:
         ledgers: Mapping[tuple[str, str], LedgerEntry],
         carried: set[tuple[str, str]],
         lookup: Callable[[str, str], LedgerEntry | None],
-        counts: Counter[str],
+        counts: _Tally,
     ) -> _Item | str:
         """The bulk item of a locked delivery, or where it went instead.
 
@@ -962,15 +998,14 @@ class BatchApplier:
         "single" (the sink wants the single path).
         """
         engine, event = self.engine, d.event
-        # The delivery's log context is bound only where something is logged (an item on
-        # its way into the call logs nothing here; binding it costs as much as mapping it).
+        # The delivery's log context is bound only where something is logged on a line of
+        # its own (a failure; binding it costs as much as mapping the record): a skip is on
+        # the batch's line.
         if ledger is not None and ledger.source_version > event.source_version:
-            with _bound(d):
-                counts[engine.skip(d, "stale")] += 1
+            counts.note(d, engine.skip(d, "stale", bulk=True), "skipped_stale")
             return "done"
         if ledger is not None and ledger.fingerprint == event.fingerprint:
-            with _bound(d):
-                counts[engine.skip(d, "unchanged")] += 1
+            counts.note(d, engine.skip(d, "unchanged", bulk=True), "skipped_unchanged")
             return "done"
         parent = None
         if event.parent_key and sink.needs_parent(event):
@@ -982,11 +1017,11 @@ class BatchApplier:
             payload = sink.bulk_item(event, context)
         except ValidationError as exc:
             with _bound(d):
-                counts[engine.dead_letter(d, invalid_source_data(event, target, exc))] += 1
+                counts.note(d, engine.dead_letter(d, invalid_source_data(event, target, exc)))
             return "done"
         except SyncError as error:
             with _bound(d):
-                counts[engine.fail(d, error)] += 1
+                counts.note_failed(d, engine.fail(d, error), error)
             return "done"
         if payload is None:
             return "single"
@@ -998,7 +1033,7 @@ class BatchApplier:
         sink: BulkSink,
         items: list[_Item],
         locks: _Locks,
-        counts: Counter[str],
+        counts: _Tally,
         timings: dict[str, float],
     ) -> None:
         """The one bulk call, and each item's outcome to its own delivery."""
@@ -1054,7 +1089,8 @@ class BatchApplier:
         ]
         if done:
             engine.circuit.success(target)
-            counts.update(engine.applied_many(done))
+            for (d, applied, _), outcome in zip(done, engine.applied_many(done), strict=True):
+                counts.note(d, outcome, applied.action)
             LANDINGS.landed()  # children waiting in other batches of this process go now
             timings["recorded_s"] = time.perf_counter() - began - timings["call_s"]
         failed = {
@@ -1070,16 +1106,18 @@ class BatchApplier:
             with _bound(d):
                 if isinstance(result, ValidationError):
                     invalid = invalid_source_data(event, target, result)
-                    counts[engine.dead_letter(d, invalid)] += 1
+                    counts.note(d, engine.dead_letter(d, invalid))
                 elif event.parent_key is not None and (event.entity, event.parent_key) in failed:
                     # Its parent was refused in this very call: wait for the parent.
-                    counts[engine.fail(d, missing_parent(event, target))] += 1
+                    waits = missing_parent(event, target)
+                    counts.note_failed(d, engine.fail(d, waits), waits)
                 elif isinstance(result, ConflictError):
                     # The single path knows how to recover (create ↔ update).
                     engine.park(d, engine.policy.busy_delay_s * (1 + engine.rng.random()))
-                    counts["parked"] += 1
+                    counts.note(d, "parked", "parked_conflict")
+                    log.info("sync.bulk_conflict", code=result.code, error=str(result))
                 else:
-                    counts[engine.fail(d, result)] += 1
+                    counts.note_failed(d, engine.fail(d, result), result)
 
     def _retry_here(
         self,
@@ -1121,7 +1159,7 @@ class BatchApplier:
         for d in deliveries:
             engine.notify("retry", d, code=error.code, delay_s=wait)
         log.info("sync.batch_retry_here", target=target, delay_s=wait, count=len(deliveries),
-                 error=str(error))  # fmt: skip
+                 error=str(error), keys=[d.event.key for d in deliveries])  # fmt: skip
         time.sleep(wait)
         locks.keepalive()
         return True
@@ -1136,7 +1174,7 @@ class BatchApplier:
         # batch parked longer than the lease is not taken for lost (see workers.pump).
         engine.state.touch(((d.target, d.delivery_id) for d in deliveries), now=due_at)
 
-    def _wait_for_parents(self, target: str, waiting: list[Delivery], counts: Counter[str]) -> None:
+    def _wait_for_parents(self, target: str, waiting: list[Delivery], counts: _Tally) -> None:
         """Children whose parent is not in the target yet wait, and come back as one batch.
 
         Even a lone child waits as a batch: in a load it then still arrives in a bulk call
@@ -1154,7 +1192,7 @@ class BatchApplier:
             d.dependency_waits += 1
             with _bound(d):
                 if d.dependency_waits > engine.policy.dependency_max_waits:
-                    counts[engine.dead_letter(d, error)] += 1
+                    counts.note(d, engine.dead_letter(d, error))
                     continue
             keep.append(d)
         if not keep:
@@ -1166,11 +1204,12 @@ class BatchApplier:
         self._park_batch(target, keep, delay)
         for d in keep:
             engine.notify("dependency_wait", d, code="parent-not-synced", delay_s=delay)
-        counts["parked"] += len(keep)
-        log.info("sync.batch_waiting_parents", target=target, count=len(keep), delay_s=delay)
+        counts.note_all(keep, "parked", "parked_dependency")
+        log.info("sync.batch_waiting_parents", target=target, count=len(keep), delay_s=delay,
+                 keys=[d.event.key for d in keep])  # fmt: skip
 
     def _whole_call_failed(
-        self, target: str, deliveries: list[Delivery], error: SyncError, counts: Counter[str]
+        self, target: str, deliveries: list[Delivery], error: SyncError, counts: _Tally
     ) -> None:
         engine = self.engine
         now = engine.clock()
@@ -1186,8 +1225,9 @@ class BatchApplier:
             what = "circuit_opened" if opened else "auth_failed"
             for d in deliveries:
                 engine.notify(what, d, code=error.code)
-            counts["parked"] += len(deliveries)
-            log.warning(f"sync.batch_{what}", target=target, error=str(error))
+            counts.note_all(deliveries, "parked", "parked_auth")
+            log.warning(f"sync.batch_{what}", target=target, error=str(error),
+                        keys=[d.event.key for d in deliveries])  # fmt: skip
             return
         if isinstance(error, TransientError) or kind is ErrorClass.TRANSIENT:
             engine.circuit.failure(target, str(error), now=now)
@@ -1196,7 +1236,7 @@ class BatchApplier:
                 d.attempt += 1
                 if d.attempt >= engine.policy.transient_max_attempts:
                     with _bound(d):
-                        counts[engine.dead_letter(d, error)] += 1
+                        counts.note(d, engine.dead_letter(d, error))
                 else:
                     keep.append(d)
             if not keep:
@@ -1207,14 +1247,15 @@ class BatchApplier:
             self._park_batch(target, keep, delay)
             for d in keep:
                 engine.notify("retry", d, code=error.code, delay_s=delay)
-            counts["parked"] += len(keep)
+            counts.note_all(keep, "parked", "parked_transient")
             log.info("sync.batch_retry_scheduled", target=target, delay_s=round(delay, 2),
-                     count=len(keep), error=str(error))  # fmt: skip
+                     count=len(keep), error=str(error),
+                     keys=[d.event.key for d in keep])  # fmt: skip
             return
         if isinstance(error, DependencyError) or kind is ErrorClass.DEPENDENCY:
             for d in deliveries:
                 with _bound(d):
-                    counts[engine.fail(d, error)] += 1
+                    counts.note_failed(d, engine.fail(d, error), error)
             return
         # The request itself was refused (a schema error, a payload too large...): nothing
         # says which record is at fault, so each takes the single path and a bad one
@@ -1222,8 +1263,9 @@ class BatchApplier:
         for d in deliveries:
             engine.park(d, engine.rng.uniform(0, engine.policy.busy_delay_s))
         engine.state.incr(target, "bulk_refused")
-        counts["parked"] += len(deliveries)
-        log.warning("sync.batch_refused", target=target, count=len(deliveries), error=str(error))
+        counts.note_all(deliveries, "parked", "parked_refused")
+        log.warning("sync.batch_refused", target=target, count=len(deliveries), error=str(error),
+                    keys=[d.event.key for d in deliveries])  # fmt: skip
 
     # -- state ---------------------------------------------------------------------------
     def _ledgers(

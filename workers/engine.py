@@ -20,13 +20,13 @@ open circuit): nothing is dropped silently. The decision tree, in order:
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
 import structlog
@@ -129,10 +129,6 @@ def invalid_source_data(event: ChangeEvent, target: str, exc: ValidationError) -
     )
 
 
-#: no further log context
-_NONE: Mapping[str, Any] = MappingProxyType({})
-
-
 def log_context(delivery: Delivery) -> dict[str, Any]:
     """The context every log line about a delivery carries."""
     event = delivery.event
@@ -144,6 +140,21 @@ def log_context(delivery: Delivery) -> dict[str, Any]:
         "event_id": event.event_id,
         "attempt": delivery.attempt,
     }
+
+
+def outcome_line(event: str, delivery: Delivery, *, bulk: bool, **fields: Any) -> None:
+    """The line of an applied or skipped delivery.
+
+    On the single path at ``INFO``, with the delivery's bound context. A record of a bulk
+    call is named with its outcome on its batch's line (``sync.batch_done``, at ``INFO``), so
+    its own line is ``DEBUG``, its context given rather than bound (binding costs more than
+    recording the outcome), and not even built when ``DEBUG`` is filtered out. Failures are
+    not outcome lines: each keeps its own line on both paths.
+    """
+    if not bulk:
+        log.info(event, **fields)
+    elif log.is_enabled_for(logging.DEBUG):
+        log.debug(event, **fields, **log_context(delivery))
 
 
 def missing_parent(event: ChangeEvent, target: str) -> DependencyError:
@@ -381,12 +392,7 @@ class Engine:
             )
         for target, applied in by_target.items():
             self.state.record_applied_many(target, applied)
-        # Each log line carries its own delivery's context, as on the single path (given to
-        # the line rather than bound: binding and unbinding it cost more than recording).
-        return [
-            self._after_applied(delivery, result, context=log_context(delivery))
-            for delivery, result, _ in done
-        ]
+        return [self._after_applied(delivery, result, bulk=True) for delivery, result, _ in done]
 
     def _record_applied(
         self, pipe: Any, delivery: Delivery, result: ApplyResult, previous: LedgerEntry | None
@@ -413,20 +419,25 @@ class Engine:
         )
 
     def _after_applied(
-        self, delivery: Delivery, result: ApplyResult, *, context: Mapping[str, Any] = _NONE
+        self, delivery: Delivery, result: ApplyResult, *, bulk: bool = False
     ) -> Result:
         """What follows a recorded application: the replay resolved, the log, observers.
 
-        ``context``: the delivery's log context, when it is not bound (bulk calls).
+        ``bulk``: a record of a bulk call (see :func:`outcome_line`).
         """
         if delivery.replay_of is not None:
             self.dlq.resolved(delivery.replay_of, "applied")
-        log.info("sync.applied", action=result.action, target_id=result.target_id, **context)
+        outcome_line(
+            "sync.applied", delivery, bulk=bulk, action=result.action, target_id=result.target_id
+        )
         self.notify("applied", delivery, action=result.action)
         return "applied"
 
-    def skip(self, delivery: Delivery, why: str) -> Result:
-        """Count the delivery as skipped (stale, unchanged, superseded)."""
+    def skip(self, delivery: Delivery, why: str, *, bulk: bool = False) -> Result:
+        """Count the delivery as skipped (stale, unchanged, superseded).
+
+        ``bulk``: a record of a bulk call (see :func:`outcome_line`).
+        """
         target, flow = delivery.target, delivery.event.flow
         if why == "unchanged":
             self._advance_version(delivery)
@@ -438,7 +449,7 @@ class Engine:
         )
         if delivery.replay_of is not None:
             self.dlq.resolved(delivery.replay_of, f"skipped: {why}")
-        log.info("sync.skipped", reason=why)
+        outcome_line("sync.skipped", delivery, bulk=bulk, reason=why)
         self.notify("skipped", delivery, reason=why)
         return "skipped"
 

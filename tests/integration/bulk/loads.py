@@ -5,6 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
+
+from adapters.propeller import PropellerClient, PropellerCompanyInput
 from tests.integration.pipeline import Pipeline
 from tests.integration.verify import compare_hipe, compare_propeller, erp_customers
 
@@ -24,6 +27,22 @@ BATCH_SIZE = 200  # PropellerSettings.bulk_batch_size's default
 def seed(p: Pipeline, customers: int) -> None:
     with p.control("onlineerp") as client:
         client.post("/_sandbox/seed", json={"customers": customers}).raise_for_status()
+
+
+def put_in_recycle_bin(p: Pipeline, key: str) -> None:
+    """Propeller holds a company with this sourceId in its recycle bin: a bulk call refuses
+    that item alone (40008, permanent) and applies the rest."""
+    settings = p.settings.systems.propeller
+    assert settings is not None
+    with httpx.Client(base_url=settings.base_url, timeout=30) as http:
+        client = PropellerClient(http, settings)
+        client.create_company(
+            PropellerCompanyInput.model_validate(
+                {"source_id": key, "source": settings.source, "language": settings.language,
+                 "name": "Old"}
+            )
+        )  # fmt: skip
+        client.delete_company(key)
 
 
 def clear_stats(p: Pipeline) -> None:

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import httpx
 import pytest
 
-from adapters.propeller import PropellerClient, PropellerCompanyInput
 from tests.integration.bulk.loads import (
     BATCH_SIZE,
     BULK_TARGETS,
     FLOWS,
     assert_accounted,
     assert_equal_to_source,
+    put_in_recycle_bin,
     requests,
     seed,
 )
@@ -84,19 +83,7 @@ def test_a_record_propeller_refuses_dead_letters_alone_while_its_batch_is_applie
     customers = erp_customers(p)
     parents = {c["NoClientParent"] for c in customers.values()}
     bad = next(k for k in sorted(customers)[300:] if k not in parents)
-    # The sandbox holds a company with that sourceId in its recycle bin: Propeller refuses
-    # the item (40008, permanent) and applies the rest of the call.
-    settings = p.settings.systems.propeller
-    assert settings is not None
-    with httpx.Client(base_url=settings.base_url, timeout=30) as http:
-        client = PropellerClient(http, settings)
-        client.create_company(
-            PropellerCompanyInput.model_validate(
-                {"source_id": bad, "source": settings.source, "language": settings.language,
-                 "name": "Old"}
-            )
-        )  # fmt: skip
-        client.delete_company(bad)
+    put_in_recycle_bin(p, bad)  # Propeller refuses that item (40008) and applies the rest
     # And the first two bulk calls are rate-limited: the batch is retried as a batch.
     p.faults(
         "propeller",
