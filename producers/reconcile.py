@@ -52,6 +52,7 @@ import redis
 import structlog
 from pydantic import ValidationError
 
+from erpsync.errors import ReadUnsupportedError
 from erpsync.events import ChangeEvent, Content, Delivery, canonical_json
 from erpsync.keys import Keys, key_source
 from erpsync.redaction import redact
@@ -504,8 +505,12 @@ class Reconciliation:
             )
             for target, future in reading.items():
                 error = future.exception()
-                if error is not None:
+                if isinstance(error, ReadUnsupportedError):
+                    # a documented gap (Atollon's crawler has no read of contacts), not a fault
+                    reason = redact(f"{target} cannot be read: known limit ({error})")[:500]
+                elif error is not None:
                     reason = redact(f"read failed: {type(error).__name__}: {error}")[:500]
+                if error is not None:
                     self.report.targets[target].not_checked = reason
                     log.warning("reconcile.not_checked", flow=self.flow, target=target,
                                 reason=reason)  # fmt: skip

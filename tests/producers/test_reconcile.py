@@ -19,7 +19,7 @@ import fakeredis
 import pytest
 from celery import Celery
 
-from erpsync.errors import AuthError
+from erpsync.errors import AuthError, ReadUnsupportedError
 from erpsync.events import Delivery
 from erpsync.keys import Keys
 from erpsync.settings import Settings
@@ -268,6 +268,28 @@ def test_a_target_with_an_open_circuit_or_a_failed_read_is_not_checked() -> None
     assert reason.startswith("read failed: AuthError: hipe refused")
     assert "abcdef0123456789" not in reason, "secrets never appear"
     assert (found["hipe"]["checked"], found["hipe"]["counts"]["missing"]) == (0, 0)
+
+
+def test_a_target_that_offers_no_read_is_reported_as_a_known_limit() -> None:
+    """Atollon documents no read of contacts: one that refuses the sandbox's is a known
+    limit of that target, said so, not a failed read."""
+    refused = ReadUnsupportedError(
+        "atollon list_contacts failed: HTTP 404, read not supported read-unsupported",
+        system="atollon",
+        operation="list_contacts",
+        status_code=404,
+        vendor_code="read-unsupported",
+    )
+    sinks = {
+        "hipe": FakeSink("hipe", [shown("C1")]),
+        "atollon": FakeSink("atollon", [shown("C1"), shown("C2")], error=refused),
+    }
+    found = reconcile(stream([company("C1")]), sinks)["targets"]
+    reason = found["atollon"]["not_checked"]
+    assert reason.startswith("atollon cannot be read: known limit (")
+    assert "read-unsupported" in reason
+    assert found["atollon"]["checked"] == 0
+    assert found["hipe"]["in_sync"] == 1
 
 
 def test_a_source_that_cannot_be_read_fails_the_reconcile() -> None:
