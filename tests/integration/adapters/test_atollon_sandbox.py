@@ -338,3 +338,45 @@ def test_dropped_connection_is_transient(atollon: AtollonClient, control: httpx.
                 name="Film étirable", external_id=[ExternalId(system=ERP_SYSTEM, id="P90002")]
             )
         )
+
+
+def test_the_adapter_reads_back_every_contact_and_product_page_by_page(
+    endpoint: SandboxEndpoint, control: httpx.Client
+) -> None:
+    """The read the crawler does not document, as the sandbox conventions define it."""
+    settings = AtollonSettings(base_url=endpoint.api_url, instance="sandbox", page_size=3)
+    with make_client(settings) as http:
+        atollon = AtollonClient(http, settings)
+        atollon.upsert_contact(company("P1", "Mère"))
+        for number in range(6):
+            atollon.upsert_contact(company(f"C{number}", f"Fille {number}", parent="P1"))
+        for number in range(4):
+            atollon.upsert_product(
+                AtollonProductInput(
+                    name=f"Produit {number}",
+                    unit_price=None if number else 2.5,
+                    status_name="Inactive" if number == 3 else "Active",
+                    external_id=[ExternalId(system=ERP_SYSTEM, id=f"P{number}")],
+                )
+            )
+
+        contacts = list(atollon.iter_contacts())
+        products = list(atollon.iter_products())
+
+    assert [c.external_id_for(ERP_SYSTEM) for c in contacts] == ["P1"] + [f"C{n}" for n in range(6)]
+    child = contacts[1]
+    assert child.company is not None
+    assert child.company.company_name == "Fille 0"
+    (relation,) = child.company.company_company_relation
+    assert relation.company_external_id == [ExternalId(system=ERP_SYSTEM, id="P1")]
+    assert child.contact_group == []
+    assert [(p.name, p.unit_price, p.status_name) for p in products] == [
+        ("Produit 0", 2.5, "Active"),
+        ("Produit 1", None, "Active"),
+        ("Produit 2", None, "Active"),
+        ("Produit 3", None, "Inactive"),
+    ]
+    requests = control.get("/stats").json()["requests"]
+    reads = {r["route"]: r["count"] for r in requests if r["method"] == "GET"}
+    assert reads["/crab/crawler/contact"] == 3, "7 contacts, pages of 3"
+    assert reads["/crab/crawler/product"] == 2, "4 products, pages of 3"
