@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -354,7 +355,7 @@ def test_the_adapter_reads_back_every_contact_and_product_page_by_page(
             atollon.upsert_product(
                 AtollonProductInput(
                     name=f"Produit {number}",
-                    unit_price=None if number else 2.5,
+                    unit_price=None if number else Decimal("2.5"),
                     status_name="Inactive" if number == 3 else "Active",
                     external_id=[ExternalId(system=ERP_SYSTEM, id=f"P{number}")],
                 )
