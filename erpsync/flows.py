@@ -153,6 +153,7 @@ TARGETS: dict[tuple[str, str], TargetSpec] = {
             TargetField("phone", "phone", "phone"),
             TargetField("vat", "tax_number", "vat"),
             TargetField("parentId", "parent_key"),
+            TargetField("archived (DELETE / PATCH …/archived)", "active"),
         ),
         extra_fields={"website": "website"},
         custom_fields="customFields.<name>",
@@ -170,7 +171,7 @@ TARGETS: dict[tuple[str, str], TargetSpec] = {
             TargetField("address[].region", "address.region"),
             TargetField("address[].zip", "address.postal_code"),
             TargetField("address[].country", "address.country"),
-            TargetField("contactGroup[].name", "active"),
+            TargetField('contactGroup[].name = Inactive (deactivation = "group" only)', "active"),
         ),
     ),
     ("product", "atollon"): TargetSpec(

@@ -200,6 +200,12 @@ def test_doctor_json_shows_the_effective_mapping_of_every_flow_and_target(
             "origin": "default",
         },
         {
+            "source": "EstActif",
+            "canonical": "active",
+            "target": "archived (DELETE / PATCH …/archived)",
+            "origin": "default",
+        },
+        {
             "source": "Secteur",
             "canonical": "custom.segment",
             "target": "customFields.erpSegment",

@@ -223,6 +223,12 @@ def test_the_effective_mapping_of_a_flow_follows_its_overrides_and_custom_fields
             "origin": "default",
         },
         {
+            "source": "EstActif",
+            "canonical": "active",
+            "target": "archived (DELETE / PATCH …/archived)",
+            "origin": "default",
+        },
+        {
             "source": "Secteur",
             "canonical": "custom.segment",
             "target": "customFields.erpSegment",
@@ -302,4 +308,5 @@ def test_the_effective_mapping_of_a_propeller_flow_shows_its_keys_namespace() ->
         ("phone", "phone", "phone"),
         ("taxNumber", "tax_number", "vat"),
         ("parent.id (as propeller:<parent.id>)", "parent_key", "parentId"),
+        (None, "active", "archived (DELETE / PATCH …/archived)"),
     ]
