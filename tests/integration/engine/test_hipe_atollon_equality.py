@@ -231,9 +231,10 @@ def assert_no_dead_letter(p: Pipeline) -> None:
     assert dlq.count() == 0, [(e.target, e.key, e.code, e.message) for e in dlq.iter_entries()]
 
 
-def reconcile(p: Pipeline) -> tuple[int, dict[str, Any]]:
+def reconcile(p: Pipeline, flow: str = "customers") -> tuple[int, dict[str, Any]]:
+    """``erpsync reconcile FLOW --json`` as a user runs it: its exit status and report."""
     done = subprocess.run(
-        [sys.executable, "-m", "cli", "reconcile", "customers", "--json"],
+        [sys.executable, "-m", "cli", "reconcile", flow, "--json"],
         cwd=REPO,
         env=p.env(),
         capture_output=True,
@@ -298,3 +299,58 @@ def test_one_customer_through_every_change_equals_the_erp_in_hipe_and_atollon(
         assert found["checked"] == 4
     assert report["targets"]["atollon"]["known_limits"] == ["active"]
     assert status == 0
+
+
+# -- products → Atollon --------------------------------------------------------------------------
+
+PRODUCT_FLOWS: dict[str, Any] = {
+    "products": {"source": "onlineerp", "entity": "product", "targets": ["atollon"]},
+}
+
+
+def atollon_product_from_erp(product: dict[str, Any]) -> dict[str, Any]:
+    """The Atollon product of an ERP product (crawler page: matched by externalId)."""
+    return {
+        "name": product["Description"],
+        "refId": product["NoProduit"],
+        "description": product["Description"],
+        "unitPrice": float(product["PrixVente"]),
+        "unitPriceCurrencyName": None,  # the ERP has no currency: sent empty
+        "statusName": "Active" if product["EstActif"] else "Inactive",
+        "externalId": [{"system": ERP, "id": product["NoProduit"]}],
+    }
+
+
+def test_one_product_through_every_change_equals_the_erp_in_atollon(
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
+    p = make_pipeline(flows=PRODUCT_FLOWS)
+    p.start_worker()
+    p.wait_workers(1)
+    product = {"NoProduit": "P1", "Description": "Ruban 48 mm", "PrixVente": 2.5, "EstActif": True}
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("renamed, repriced", {"Description": "Ruban adhésif 50 mm", "PrixVente": 3.25}),
+        ("deactivated", {"EstActif": False}),
+        ("reactivated, repriced", {"EstActif": True, "PrixVente": 0}),
+        ("deactivated again, renamed", {"EstActif": False, "Description": "Ruban 50"}),
+        ("reactivated again", {"EstActif": True}),
+    ]
+    with p.erp() as erp:
+        erp.post("/Entity/Product", json=product).raise_for_status()
+    for number, (name, changes) in enumerate([("created", {}), *steps]):
+        if number:
+            product = {**product, **changes}
+            with p.erp() as erp:
+                erp.put("/Entity/Product/P1", json=product).raise_for_status()
+        results = {r.stream: r for r in p.produce()}
+        assert results["onlineerp.product"].events == 1, name
+        p.wait_converged(timeout_s=120, targets=("atollon",))
+        (stored,) = p.records("atollon", "products")
+        seen = {k: stored[k] for k in atollon_product_from_erp(product)}
+        assert seen == atollon_product_from_erp(product), name
+        assert_no_dead_letter(p)
+
+    status, report = reconcile(p, "products")
+    assert status == 0, report
+    found = report["targets"]["atollon"]
+    assert (found["checked"], found["in_sync"], found["known_limits"]) == (1, 1, [])
