@@ -62,6 +62,7 @@ class Pump:
         targets: Sequence[str] = (),
         lease_s: float = 600.0,
         sweep_every_s: float | None = None,
+        claims_lease_s: float = 60.0,
     ) -> None:
         self.app = app
         self.state = state
@@ -70,6 +71,8 @@ class Pump:
         self.recover_every_s = recover_every_s
         self.targets = tuple(targets)
         self.lease_s = lease_s
+        #: a claim this old belongs to a pump that died or was cut off before re-publishing
+        self.claims_lease_s = claims_lease_s
         self.sweep_every_s = (
             sweep_every_s if sweep_every_s is not None else min(30.0, max(1.0, lease_s / 10))
         )
@@ -136,9 +139,7 @@ class Pump:
             try:
                 now = time.monotonic()
                 if now - last_recover >= self.recover_every_s:
-                    recovered = self.state.recover_claims(
-                        older_than_s=max(60.0, self.recover_every_s)
-                    )
+                    recovered = self.state.recover_claims(older_than_s=self.claims_lease_s)
                     if recovered:
                         log.warning("pump.claims_recovered", count=recovered)
                     last_recover = now

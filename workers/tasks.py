@@ -153,6 +153,10 @@ def _start_pump(sender: WorkController | None = None, **_: Any) -> None:
         interval_s=settings.worker.pump_interval_s,
         targets=sorted({t for flow in settings.flows.values() for t in flow.targets}),
         lease_s=settings.worker.delivery_lease_s,
+        # a pump re-publishes what it claimed within milliseconds: a claim a lease old is a
+        # dead or cut-off pump's (see workers.leases)
+        recover_every_s=settings.worker.lease_s / 3,
+        claims_lease_s=settings.worker.lease_s,
     ).start()
     hostname = getattr(sender, "hostname", None) or "worker"
     runtime.redis.hset(runtime.keys.workers(), hostname, f"{time.time():.3f}")

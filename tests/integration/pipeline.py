@@ -122,19 +122,20 @@ class Pipeline:
         self.keys = Keys(self.prefix)
 
     # -- processes --------------------------------------------------------------------
-    def env(self) -> dict[str, str]:
+    def env(self, config_path: Path | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ERPSYNC_")}
-        env["ERPSYNC_CONFIG"] = str(self.config_path)
+        env["ERPSYNC_CONFIG"] = str(config_path or self.config_path)
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
-    def start_worker(self, *args: str) -> subprocess.Popen[bytes]:
+    def start_worker(self, *args: str, config: Path | None = None) -> subprocess.Popen[bytes]:
+        """Start an ``erpsync worker`` (``config``: a configuration file of its own)."""
         log = (self.directory / f"worker-{len(self.workers)}.log").open("wb")
         self.logs.append(log)
         process = subprocess.Popen(
             [sys.executable, "-m", "cli", "worker", *args],
             cwd=REPO,
-            env=self.env(),
+            env=self.env(config),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
