@@ -390,9 +390,13 @@ class AtollonContact(_Read):
 
 
 class AtollonProductInput(_Stated):
-    """Body of ``POST crawler/product``: found by externalId, else code + name, else created."""
+    """Body of ``POST crawler/product``: found by externalId, else code + name, else created.
 
-    name: str = Field(min_length=1)
+    ``name`` may be left out to change an existing product found by its externalId (its
+    status, say) and keep the rest; creating a product needs it.
+    """
+
+    name: str | None = Field(default=None, min_length=1)
     ref_id: str | None = Field(default=None, alias="refId")
     description: str | None = None
     type_name: str | None = Field(default=None, alias="typeName")

@@ -324,3 +324,28 @@ def test_observed_pages_through_every_contact_and_skips_those_of_other_systems(
     assert [o.key for o in observed] == [f"C{n}" for n in range(7)]
     by_key = {r["externalId"][0]["id"]: r["contactId"] for r in records(atollon, "contacts")}
     assert all(o.target_id == by_key[o.key] for o in observed)
+
+
+def test_a_product_deleted_in_the_erp_becomes_inactive_and_comes_back_when_created_again(
+    engines: Callable[..., tuple[Engine, AtollonSink]], atollon: RunningSandbox
+) -> None:
+    engine, _ = engines()
+    record = {"key": "P1", "name": "Ruban 48 mm", "price": "2.50", "currency": None}
+    assert engine.process(deliver({**record, "active": True}, entity="product")) == "applied"
+    gone = deliver({"key": "P1"}, entity="product", op="delete")
+    assert engine.process(gone) == "applied"
+    retired = stored(atollon, "P1", "products")
+    assert (retired["statusName"], retired["name"], retired["unitPrice"]) == (
+        "Inactive",
+        "Ruban 48 mm",
+        2.5,
+    ), "no longer sold, otherwise kept"
+    again = {"key": "P1", "name": "Ruban 50 mm", "price": "3", "currency": None, "active": True}
+    assert engine.process(deliver(again, entity="product")) == "applied"
+    back = stored(atollon, "P1", "products")
+    assert (back["statusName"], back["name"], back["unitPrice"]) == ("Active", "Ruban 50 mm", 3.0)
+    assert back["productId"] == retired["productId"]
+    never = deliver({"key": "P2"}, entity="product", op="delete")
+    assert engine.process(never) == "applied"
+    assert [p for p in records(atollon, "products") if p["refId"] == "P2"] == []
+    assert engine.dlq.count() == 0

@@ -15,7 +15,8 @@ and reported by reconcile:
   it inactive; with ``deactivation = "group"`` it is assigned to the ``Inactive`` group,
   which a reactivation cannot undo.
 * a customer deleted in the ERP (its record is gone): there is nothing to send (a contact
-  needs its company name), so the contact stays as it was.
+  needs its company name), so the contact stays as it was. A deleted *product* becomes
+  ``Inactive`` (the documented status; found by its externalId, the rest kept).
 """
 
 from __future__ import annotations
@@ -178,11 +179,26 @@ class AtollonSink:
             }
         )
 
+    def retired_product(self, key: str) -> AtollonProductInput:
+        """A product deleted in the ERP: ``Inactive``, the documented status, found by its
+        externalId and otherwise kept as it was (a re-created product is sent whole again)."""
+        return AtollonProductInput.model_validate(
+            {
+                "status_name": INACTIVE,
+                "external_id": [ExternalId(system=self.settings.erp_system, id=key)],
+            }
+        )
+
     def apply(self, event: ChangeEvent, context: ApplyContext) -> ApplyResult:
         if event.operation == "delete":
-            # Gone from the ERP: nothing can be sent (a contact needs its name, a product
-            # too), so Atollon keeps the record as it was (a known limit).
             target_id = context.ledger.target_id if context.ledger is not None else None
+            if event.entity == "product" and target_id is not None:
+                # It can no longer be sold: Inactive (reconcile would call it orphaned).
+                product = self.client.upsert_product(self.retired_product(event.key))
+                return ApplyResult("archived", target_id=product.product_id, deleted=True)
+            # A customer gone from the ERP: nothing can be sent (a contact needs its name),
+            # so Atollon keeps the contact as it was (a known limit); a product never
+            # written there has nothing to retire.
             return ApplyResult("unchanged", target_id=target_id, deleted=True)
         action: Action = "created" if context.ledger is None else "updated"
         if event.entity == "product":
