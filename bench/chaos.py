@@ -30,8 +30,8 @@ with append-only persistence, seeds the ERP with thousands of customers, and the
 Then edits stop and faults are cleared: the producer polls until the source is captured,
 and the dead letters are replayed (every one must carry a code and an operator hint),
 after doing what a hint asks of an operator where a replay alone cannot succeed (Propeller
-40008: restore the company from the recycle bin, which only its backoffice can do; the
-sandbox's Propeller stands in for it), until nothing is left in the queues, the delayed set
+40008, only when deletions are configured to bin companies: restore the company from the
+recycle bin, which only its backoffice can do; the sandbox's Propeller stands in for it), until nothing is left in the queues, the delayed set
 or the dead-letter queue. Then it checks: every target equals the source (customers in
 the three targets, products in Atollon), no record is duplicated in any target, no change
 is lost (every target's ledger holds the fingerprint of every record's last produced
@@ -971,11 +971,12 @@ class ChaosRun:
     def _play_operator(self, p: Pipeline, entries: list[DeadLetter]) -> None:
         """Do what a dead letter's hint asks of an operator, where a replay is not enough.
 
-        Propeller 40008: the company of a reactivated customer is in Propeller's recycle bin
-        (the flow deletes a deactivated customer's company there), and only the backoffice
-        can restore it; the sandbox's Propeller stands in for the backoffice. Only entries
-        about to be replayed are restored: a superseded one may be a customer that is
-        inactive again, whose company belongs in the bin.
+        Propeller 40008: the company of a customer is in Propeller's recycle bin (only with
+        ``on_source_delete = "delete"``; by default a deactivated or deleted customer's
+        company is marked inactive, never binned), and only the backoffice can restore it;
+        the sandbox's Propeller stands in for the backoffice. Only entries about to be
+        replayed are restored: a superseded one may be a customer deleted again, whose
+        company belongs in the bin.
         """
         propeller = p.sandbox.simulators["propeller"]
         settings = p.settings.systems.propeller

@@ -334,9 +334,13 @@ class Demo:
             hipe = [r for r in self.records_of("hipe", "companies") if r.get("externalId") == leaf]
             return bool(hipe) and all(r.get("archived") for r in hipe)
 
-        def recycled() -> bool:
+        propeller = self.settings.systems.propeller
+        marker = propeller.inactive_attribute if propeller is not None else "ERPSYNC_INACTIVE"
+
+        def marked_inactive() -> bool:
             return any(
-                c.get("recycleBin") and self._key_of("propeller", c) == leaf
+                self._key_of("propeller", c) == leaf
+                and {"name": marker, "value": "Y"} in (c.get("attributes") or [])
                 for c in self.records_of("propeller", "companies")
             )
 
@@ -355,7 +359,7 @@ class Demo:
                     "atollon": named("atollon", "contacts", renamed_key, renamed),
                 },
             ),
-            Edit(f"deactivate {leaf}", {"propeller": recycled, "hipe": archived}),
+            Edit(f"deactivate {leaf}", {"propeller": marked_inactive, "hipe": archived}),
             Edit(
                 f"new child company {new_key} under {root}",
                 {

@@ -135,6 +135,16 @@ class PropellerSettings(HttpSystemSettings):
     )
     page_size: int = Field(default=100, ge=1, le=1000, description="search page size")
     bulk_batch_size: int = Field(default=200, ge=1, le=1000, description="companies per bulk call")
+    inactive_attribute: str = Field(
+        default="ERPSYNC_INACTIVE",
+        min_length=1,
+        description="company attribute (text) that marks an inactive customer: Y or N",
+    )
+    on_source_delete: Literal["mark", "delete"] = Field(
+        default="mark",
+        description="a customer deleted in the source: mark it inactive, or delete it "
+        "(recycle bin: only Propeller's backoffice restores it)",
+    )
 
 
 class HipeSettings(HttpSystemSettings):

@@ -18,8 +18,9 @@ a batch is one message, acknowledged once its every delivery has an outcome or i
    record locked by another worker      → that delivery is parked alone (busy);
 3. ledger newer / same fingerprint      → skipped, per delivery;
 4. a change the bulk endpoint cannot
-   carry (deletion, deactivation, a
-   record the sink must handle itself)  → the single path, after the bulk call;
+   carry (deletion, a deactivation the
+   target cannot mark in bulk, a record
+   the sink must handle itself)         → the single path, after the bulk call;
 5. parent neither applied nor earlier
    in the batch                         → while the parent is on its way (its record
                                           locked by another batch or delivery applying it
@@ -177,13 +178,17 @@ class BulkRoute:
     #: a poll (or backfill) with fewer changes than this uses the single path
     min_records: int
     entities: frozenset[str] = BULK_ENTITIES
+    #: whether an inactive record's upsert rides in bulk too (Propeller's lifecycle marker
+    #: is a field of the bulk item; HIPE archives one record at a time)
+    inactive: bool = False
 
     def carries(self, event: ChangeEvent) -> bool:
-        """True when the bulk endpoint can apply this change (an active record's upsert)."""
+        """True when the bulk endpoint can apply this change (an upsert; an active one
+        unless the target's bulk items carry the lifecycle too)."""
         return (
             event.entity in self.entities
             and event.operation == "upsert"
-            and bool(event.payload.get("active", True))
+            and (self.inactive or bool(event.payload.get("active", True)))
         )
 
 
@@ -193,7 +198,7 @@ def bulk_routes(settings: Settings) -> dict[str, BulkRoute]:
     propeller = settings.systems.propeller
     if propeller is not None:
         routes["propeller"] = BulkRoute(
-            "propeller", propeller.bulk_batch_size, PROPELLER_BULK_THRESHOLD + 1
+            "propeller", propeller.bulk_batch_size, PROPELLER_BULK_THRESHOLD + 1, inactive=True
         )
     hipe = settings.systems.hipe
     if hipe is not None:

@@ -12,10 +12,18 @@ Writes use ONE shape, whatever the docs' variants (VENDORS.md §2.7):
   not the integration guide's ``sources: [{name, id}]`` array; reads accept both;
 * a parent is ``{"sourceId", "source"}`` (or ``{"id"}``), as the field tables say;
 * directives: see :class:`PropellerDirective`.
+
+Clearing a value (the ERP removed an e-mail, a phone, a tax number) is sent in the form the
+field table allows: text fields are typed ``string``, so a cleared one is ``""`` (a JSON
+``null`` is not a string and a schema validator may refuse it with 10007); an enum field has
+no empty value, so a cleared one goes back to its documented default
+(:data:`CLEARED_DEFAULTS`). Reads accept ``""`` and ``null`` alike (both mean "no value").
+Detaching a parent is not documented at all: see :meth:`PropellerClient.detach_parent`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -52,6 +60,33 @@ def _utc(value: Any) -> Any:
 
 
 Str = Annotated[str, BeforeValidator(_to_str)]
+
+#: the value a cleared enum field takes: its documented default (field tables, VENDORS §2.6)
+CLEARED_DEFAULTS: dict[str, str] = {
+    "inherit_product_list": "Y",
+    "inherit_order_list": "Y",
+    "budget": "N",
+    "budget_inherit": "Y",
+    "order_list_allow_all": "U",
+}
+#: the company fields typed ``string`` that a write may clear with ``""``
+CLEARABLE_TEXT = frozenset(
+    {
+        "name",
+        "tax_number",
+        "coc_number",
+        "debtor_id",
+        "phone",
+        "email",
+        "department",
+        "office",
+        "notes",
+    }
+)
+#: the fields a single company write takes but ``bulk/sourceId`` items do not: the bulk
+#: field lists (doc 002, VENDORS §2.7) leave them out, and Propeller refuses an item with an
+#: undocumented key (10007 "extraneous key")
+NOT_IN_BULK = frozenset({"phone", "email"})
 UtcDatetime = Annotated[datetime, BeforeValidator(_utc)]
 
 
@@ -104,6 +139,18 @@ class PropellerDirective(_Input):
 
     operation: DirectiveName
     fields: list[str] = Field(default_factory=list)
+
+
+class PropellerAttributeValue(_Input):
+    """One attribute value of a company, as bulk company items carry them (``attributes``).
+
+    The docs name ``attributes`` in the bulk fields and link their shape elsewhere; the shape
+    ``{"name", "value"}`` (a text attribute) is the sandbox convention
+    (docs/sandbox-conventions.md). ``value`` ``""`` clears it.
+    """
+
+    name: str = Field(min_length=1)
+    value: str
 
 
 class PropellerAddressInput(_Input):
@@ -191,6 +238,36 @@ class PropellerCompanyInput(_Input):
     budget_inherit: YesNo | None = Field(default=None, alias="budgetInherit")
     order_list_allow_all: OrderListAllowAll | None = Field(default=None, alias="orderListAllowAll")
     addresses: list[PropellerAddressInput] | None = None
+    attributes: list[PropellerAttributeValue] | None = None
+
+    @classmethod
+    def writing(cls, values: Mapping[str, Any]) -> PropellerCompanyInput:
+        """An input that writes every field of ``values``, a ``None`` value as a clear.
+
+        ``values`` holds python or JSON names; a ``None`` text field becomes ``""``, a ``None``
+        enum field its documented default (:data:`CLEARED_DEFAULTS`), so the field is sent
+        and the company ends without the value instead of keeping the old one. A ``None``
+        ``parent`` is left out: detaching takes :meth:`PropellerClient.detach_parent`.
+        """
+        given: dict[str, Any] = {}
+        for name, value in values.items():
+            field = python_name(name)
+            if value is None and field in CLEARABLE_TEXT:
+                value = ""
+            elif value is None and field in CLEARED_DEFAULTS:
+                value = CLEARED_DEFAULTS[field]
+            given[field] = value
+        return cls.model_validate({k: v for k, v in given.items() if v is not None})
+
+
+def python_name(name: str) -> str:
+    """The python name of a :class:`PropellerCompanyInput` field given by either name."""
+    if name in PropellerCompanyInput.model_fields:
+        return name
+    for field, info in PropellerCompanyInput.model_fields.items():
+        if info.alias == name:
+            return field
+    return name
 
 
 class PropellerSource(_Output):
@@ -221,8 +298,19 @@ class PropellerParent(_Output):
     name: str | None = None
 
 
+class PropellerAttribute(_Output):
+    """An attribute value of a company as read back (``expands=attributes``, convention)."""
+
+    name: str
+    value: Str | None = None
+
+
 class PropellerCompany(_Output):
-    """A company as Propeller returns it (lookups, creates, updates and search)."""
+    """A company as Propeller returns it (lookups, creates, updates and search).
+
+    Which fields a reply carried is in ``model_fields_set``: the documented search results
+    leave out ``email``, ``phone`` and ``parent``, which a per-company read returns.
+    """
 
     id: int
     name: str | None = None
@@ -246,6 +334,14 @@ class PropellerCompany(_Output):
     order_list_allow_all: str | None = Field(default=None, alias="orderListAllowAll")
     date_created: UtcDatetime | None = Field(default=None, alias="dateCreated")
     date_modified: UtcDatetime | None = Field(default=None, alias="dateModified")
+    attributes: list[PropellerAttribute] | None = None
+
+    def attribute(self, name: str) -> str | None:
+        """The value of one attribute, None when absent or empty (or not read)."""
+        for attribute in self.attributes or ():
+            if attribute.name == name:
+                return attribute.value or None
+        return None
 
     def source_id_for(self, source: str) -> str | None:
         """The company's ``sourceId`` under ``source`` (flat fields or ``sources``)."""

@@ -83,7 +83,8 @@ class CompanyInput:
     #: a parent reference, None to detach, MISSING when not given
     parent: ParentRef | Missing | None = MISSING
     addresses: list[AddressInput] | None = None
-    attributes: list[Any] | None = None
+    #: attribute values by name (a bulk item's ``attributes``); None: not given
+    attributes: dict[str, str | None] | None = None
     #: the ``id`` of a ``bulk/id`` item
     id: int | None = None
 
@@ -285,7 +286,15 @@ _SOURCE_ID = string_or_integer(nullable=False, min_length=1)
 _SOURCE_NAME = string(nullable=False, min_length=1)
 
 CREATE_KEYS = (*COMPANY_FIELDS, "parent", *_SOURCE_KEYS)
-BULK_SOURCE_ID_KEYS = (*CREATE_KEYS, "sources", "addresses", "attributes")
+#: company fields a single write takes but the bulk field lists leave out (doc 002's table,
+#: VENDORS §2.7): a bulk item carrying one is refused with 10007 "extraneous key"
+NOT_IN_BULK = ("phone", "email")
+BULK_SOURCE_ID_KEYS = (
+    *(key for key in CREATE_KEYS if key not in NOT_IN_BULK),
+    "sources",
+    "addresses",
+    "attributes",
+)
 BULK_ID_KEYS = ("id", *BULK_SOURCE_ID_KEYS)
 
 
@@ -369,14 +378,37 @@ def parse_company(
     if "addresses" in value and "addresses" in allowed:
         result.addresses = parse_addresses(value["addresses"], f"{path}/addresses", errors)
     if "attributes" in value and "attributes" in allowed:
-        attributes = value["attributes"]
-        if isinstance(attributes, list):
-            result.attributes = attributes
-        else:
-            errors.append(_expected(f"{path}/attributes", "JSONArray", attributes))
+        result.attributes = parse_attributes(value["attributes"], f"{path}/attributes", errors)
     if "id" in value and "id" in allowed:
         result.id = integer(value["id"], f"{path}/id", errors)
     return result
+
+
+_ATTRIBUTE_NAME = string(nullable=False, min_length=1)
+_ATTRIBUTE_VALUE = string()
+
+
+def parse_attributes(value: Any, path: str, errors: Errors) -> dict[str, str | None]:
+    """``[{"name": …, "value": …}]`` (sandbox convention): text values by attribute name;
+    a ``null`` or ``""`` value clears the attribute."""
+    if not isinstance(value, list):
+        errors.append(_expected(path, "JSONArray", value))
+        return {}
+    attributes: dict[str, str | None] = {}
+    for index, item in enumerate(value):
+        item_path = f"{path}/{index}"
+        if not isinstance(item, dict):
+            errors.append(_expected(item_path, "JSONObject", item))
+            continue
+        before = len(errors)
+        check_keys(item, item_path, ("name", "value"), ("name", "value"), errors)
+        if len(errors) > before:
+            continue
+        name = _ATTRIBUTE_NAME(item["name"], f"{item_path}/name", errors)
+        text = _ATTRIBUTE_VALUE(item["value"], f"{item_path}/value", errors)
+        if len(errors) == before and name is not None:
+            attributes[name] = text or None
+    return attributes
 
 
 def parse_create(body: Any) -> CompanyInput:

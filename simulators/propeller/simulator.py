@@ -365,8 +365,7 @@ class PropellerSimulator(Simulator):
             if entity == "companies":
                 return [
                     {
-                        **self.store.represent(c, frozenset({"sources"})),
-                        "attributes": c.attributes,
+                        **self.store.represent(c, frozenset({"sources", "attributes"})),
                         "recycleBin": c.deleted,
                         "dateDeleted": c.date_deleted,
                     }

@@ -65,7 +65,8 @@ class Company:
     parent_id: int | None
     date_created: str
     date_modified: str
-    attributes: list[Any] = field(default_factory=list)
+    #: text attribute values by name (a cleared attribute is absent)
+    attributes: dict[str, str] = field(default_factory=dict)
     deleted: bool = False
     date_deleted: str | None = None
 
@@ -270,7 +271,7 @@ class CompanyStore:
             parent_id=parent_id,
             date_created=now,
             date_modified=now,
-            attributes=list(given.attributes or []),
+            attributes={k: v for k, v in (given.attributes or {}).items() if v is not None},
         )
         self.next_company_id += 1
         self.companies[company.id] = company
@@ -308,8 +309,11 @@ class CompanyStore:
         company.fields.update(fields)
         company.sources = sources
         company.parent_id = parent_id
-        if given.attributes is not None:
-            company.attributes = list(given.attributes)
+        for name, value in (given.attributes or {}).items():
+            if value is None:
+                company.attributes.pop(name, None)
+            else:
+                company.attributes[name] = value
         company.date_modified = self._now()
         self._index(company)
         if given.addresses:
@@ -460,7 +464,8 @@ class CompanyStore:
         return matches[start : start + request.offset], len(matches)
 
     def represent(self, company: Company, expands: frozenset[str] = frozenset()) -> dict[str, Any]:
-        """A company as the API answers it (``expands``: ``sources``, ``parent``)."""
+        """A company as the API answers it (``expands``: ``sources``, ``parent``, and
+        ``attributes`` by the sandbox convention)."""
         body: dict[str, Any] = {"id": company.id, **company.fields}
         body["parent"] = None if company.parent_id is None else {"id": company.parent_id}
         if "parent" in expands and company.parent_id is not None:
@@ -469,6 +474,10 @@ class CompanyStore:
                 body["parent"] = self.represent(parent)
         if "sources" in expands:
             body["sources"] = [{"source": s, "sourceId": sid} for s, sid in company.sources]
+        if "attributes" in expands:
+            body["attributes"] = [
+                {"name": name, "value": value} for name, value in company.attributes.items()
+            ]
         body["dateCreated"] = company.date_created
         body["dateModified"] = company.date_modified
         body.update(dict.fromkeys(READ_ONLY_COMPANY_FIELDS))

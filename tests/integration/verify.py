@@ -10,6 +10,7 @@ from tests.integration.pipeline import Pipeline
 
 SOURCE = "ERPSYNC"  # Propeller `source` of our sourceIds (PropellerSettings default)
 ERP_SYSTEM = "onlineerp"
+INACTIVE_ATTRIBUTE = "ERPSYNC_INACTIVE"  # PropellerSettings.inactive_attribute default
 
 
 @dataclass
@@ -23,6 +24,7 @@ class Comparison:
     wrong_parent: list[str] = field(default_factory=list)
     wrong_active: list[str] = field(default_factory=list)
     wrong_price: list[str] = field(default_factory=list)  # products
+    wrong_fields: list[str] = field(default_factory=list)  # "<key>.<field>"
 
     @property
     def equal(self) -> bool:
@@ -33,6 +35,7 @@ class Comparison:
             or self.wrong_parent
             or self.wrong_active
             or self.wrong_price
+            or self.wrong_fields
         )
 
     def __str__(self) -> str:
@@ -45,6 +48,7 @@ class Comparison:
                 ("wrong_parent", self.wrong_parent),
                 ("wrong_active", self.wrong_active),
                 ("wrong_price", self.wrong_price),
+                ("wrong_fields", self.wrong_fields),
             )
             if values
         ]
@@ -59,7 +63,30 @@ def _expected_name(customer: dict[str, Any]) -> str:
     return str(customer["NomClient"]).strip()
 
 
+def _text(value: Any) -> str | None:
+    """A value as a target shows it: stripped, empty meaning absent."""
+    text = str(value).strip() if value is not None else ""
+    return text or None
+
+
+#: ERP customer field -> Propeller company field, compared as text
+PROPELLER_TEXT = {"Courriel": "email", "Telephone": "phone", "NoTPS": "taxNumber"}
+
+
+def propeller_inactive(company: dict[str, Any]) -> bool:
+    """Whether a company carries erpsync's inactive marker (the default attribute)."""
+    return {"name": INACTIVE_ATTRIBUTE, "value": "Y"} in (company.get("attributes") or [])
+
+
+def contact_patches(source: dict[str, dict[str, Any]]) -> int:
+    """PATCHes a bulk load of these new customers makes: one per company with an e-mail or
+    a phone, which bulk items do not carry (not in the documented bulk fields)."""
+    return sum(1 for c in source.values() if _text(c.get("Courriel")) or _text(c.get("Telephone")))
+
+
 def compare_propeller(p: Pipeline, source: dict[str, dict[str, Any]]) -> Comparison:
+    """Every ERP customer is one live company, field by field; an inactive one is marked
+    inactive (an attribute the API can take back), never deleted."""
     result = Comparison("propeller")
     by_key: dict[str, list[dict[str, Any]]] = {}
     by_id: dict[int, str] = {}
@@ -70,22 +97,25 @@ def compare_propeller(p: Pipeline, source: dict[str, dict[str, Any]]) -> Compari
             by_id[company["id"]] = str(key)
     for key, customer in source.items():
         found = [c for c in by_key.get(key, []) if not c.get("recycleBin")]
-        if not customer["EstActif"]:
-            if found:
-                result.wrong_active.append(key)
-            continue
         if not found:
             result.missing.append(key)
             continue
         if len(found) > 1:
             result.duplicates.append(key)
         company = found[0]
+        if propeller_inactive(company) == bool(customer["EstActif"]):
+            result.wrong_active.append(key)
         if company["name"] != _expected_name(customer):
             result.wrong_name.append(key)
         parent = company.get("parent") or {}
         parent_key = by_id.get(int(parent["id"])) if parent.get("id") is not None else None
         if parent_key != customer["NoClientParent"]:
             result.wrong_parent.append(key)
+        result.wrong_fields.extend(
+            f"{key}.{field}"
+            for erp_field, field in PROPELLER_TEXT.items()
+            if _text(company.get(field)) != _text(customer.get(erp_field))
+        )
     return result
 
 

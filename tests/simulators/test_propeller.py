@@ -567,18 +567,18 @@ def test_bulk_accepts_the_sources_list_shape(api: httpx.Client) -> None:
 @pytest.mark.parametrize(
     "directives",
     [
-        {"skipIfNotEmpty": ["name", "email"]},
-        [{"operation": "skipIfNotEmpty", "fields": ["name", "email"]}],
+        {"skipIfNotEmpty": ["name", "taxNumber"]},
+        [{"operation": "skipIfNotEmpty", "fields": ["name", "taxNumber"]}],
     ],
     ids=["object", "array"],
 )
 def test_skip_if_not_empty_keeps_existing_values(api: httpx.Client, directives: Any) -> None:
-    bulk(api, [erp("C1", name="Kept", phone="111")])
-    bulk(api, [erp("C1", name="Ignored", email="new@example.com", phone="222")], directives)
+    bulk(api, [erp("C1", name="Kept", notes="111")])
+    bulk(api, [erp("C1", name="Ignored", taxNumber="NL001", notes="222")], directives)
     company = get(api, "/v2/companies/sourceId/C1")
     assert company["name"] == "Kept", "a non-empty field is not overwritten"
-    assert company["email"] == "new@example.com", "an empty one is filled"
-    assert company["phone"] == "222", "fields not listed are updated"
+    assert company["taxNumber"] == "NL001", "an empty one is filled"
+    assert company["notes"] == "222", "fields not listed are updated"
 
 
 @pytest.mark.parametrize(
@@ -979,3 +979,92 @@ def test_records_reset_and_seed(api: httpx.Client) -> None:
     assert api.post("/_sandbox/reset").status_code == 200
     assert records(api, "companies") == records(api, "addresses") == []
     assert api.get("/v2/companies/sourceId/C1").status_code == 404, "the token survives a reset"
+
+
+# --- issue 15: documented bulk fields, clears, detaching, attributes ---------------------
+
+
+def test_a_bulk_item_with_an_undocumented_key_is_refused_like_the_docs_example(
+    api: httpx.Client,
+) -> None:
+    """Doc 002's bulk fields leave out email and phone; its 10007 example names the key."""
+    for key in ("email", "phone"):
+        answer = api.post(
+            "/v2/companies/bulk/sourceId",
+            json={"companies": [erp("A", name="A"), erp("B", name="B", **{key: "x"})]},
+        )
+        messages = assert_error(answer, 400, 10007, "SchemaValidationException")
+        assert messages == [f"#/companies/1: extraneous key [{key}] is not permitted"]
+    assert api.post("/v2/companies/search", json={}).json()["total"] == 0, "nothing applied"
+    # The single calls take them (the company field table).
+    company = create(api, name="C", email="c@x.example", phone="1", source="ERP", sourceId="C")
+    assert (company["email"], company["phone"]) == ("c@x.example", "1")
+
+
+def test_empty_text_clears_a_field_and_reads_back_empty(api: httpx.Client) -> None:
+    create(api, name="C", email="c@x.example", taxNumber="BE1", source="ERP", sourceId="C1")
+    answer = api.patch(
+        "/v2/companies/sourceId/C1",
+        params={"source": "ERP"},
+        json={"email": "", "taxNumber": None},
+    )
+    assert answer.status_code == 200, answer.text
+    company = get(api, "/v2/companies/sourceId/C1")
+    assert (company["email"], company["taxNumber"], company["name"]) == ("", None, "C")
+
+
+def test_patch_parent_null_detaches_and_bulk_moves(api: httpx.Client) -> None:
+    bulk(api, [erp("P1", name="P1"), erp("P2", name="P2")])
+    bulk(api, [erp("K", name="K", parent={"sourceId": "P1", "source": "ERP"})])
+    p2 = get(api, "/v2/companies/sourceId/P2")["id"]
+    bulk(api, [erp("K", name="K", parent={"sourceId": "P2", "source": "ERP"})])
+    assert get(api, "/v2/companies/sourceId/K")["parent"] == {"id": p2}
+    answer = api.patch("/v2/companies/sourceId/K", params={"source": "ERP"}, json={"parent": None})
+    assert answer.status_code == 200, answer.text
+    assert get(api, "/v2/companies/sourceId/K")["parent"] is None
+
+
+def test_bulk_attributes_are_set_changed_cleared_and_read_with_expands(api: httpx.Client) -> None:
+    def attributes(**params: str) -> Any:
+        return get(api, "/v2/companies/sourceId/A", expands="attributes", **params)["attributes"]
+
+    bulk(api, [erp("A", name="A", attributes=[{"name": "INACTIVE", "value": "Y"}])])
+    assert attributes() == [{"name": "INACTIVE", "value": "Y"}]
+    assert "attributes" not in get(api, "/v2/companies/sourceId/A"), "only when expanded"
+    # An item with only its key and attributes changes nothing else (skipCreate: update only).
+    outcome = bulk(
+        api,
+        [
+            {
+                **erp("A"),
+                "attributes": [{"name": "INACTIVE", "value": "N"}, {"name": "X", "value": "1"}],
+            }
+        ],
+        [{"operation": "skipCreate", "fields": []}],
+    )["data"][0]
+    assert (outcome["success"], outcome["action"]) == (True, "update")
+    assert attributes() == [{"name": "INACTIVE", "value": "N"}, {"name": "X", "value": "1"}]
+    assert get(api, "/v2/companies/sourceId/A")["name"] == "A"
+    bulk(api, [{**erp("A"), "attributes": [{"name": "X", "value": ""}]}])
+    assert attributes() == [{"name": "INACTIVE", "value": "N"}]
+    found = api.post("/v2/companies/search?expands=attributes", json={}).json()["data"]
+    assert found[0]["attributes"] == [{"name": "INACTIVE", "value": "N"}]
+    missing = bulk(
+        api,
+        [{**erp("NOPE"), "attributes": [{"name": "INACTIVE", "value": "Y"}]}],
+        [{"operation": "skipCreate", "fields": []}],
+    )["data"][0]
+    assert (missing["success"], missing["error"]["code"]) == (False, 40006)
+
+
+def test_a_malformed_attribute_is_a_schema_error(api: httpx.Client) -> None:
+    answer = api.post(
+        "/v2/companies/bulk/sourceId",
+        json={"companies": [{**erp("A"), "attributes": [{"name": "X"}, {"value": "1"}, 3]}]},
+    )
+    messages = assert_error(answer, 400, 10007, "SchemaValidationException")
+    assert messages == [
+        "#/companies/0/attributes/0: required key [value] not found",
+        "#/companies/0/attributes/1: required key [name] not found",
+        "#/companies/0/attributes/2: expected type: JSONObject, found: Integer",
+    ]

@@ -1,31 +1,154 @@
-"""ERP customers → Propeller companies, by ``sourceId`` + ``source`` + ``language``."""
+"""ERP customers → Propeller companies, by ``sourceId`` + ``source`` + ``language``.
+
+**Equality, field by field.** Every change writes every field the mapping sends, a value
+the source removed included: a cleared text field is sent as ``""``, a cleared enum field
+as its documented default (:meth:`PropellerCompanyInput.writing`). A parent is attached and
+moved with ``parent: {sourceId, source}``; detaching is not documented at all (the field
+table knows only an object naming the parent), so the sink sends ``parent: null`` in a call
+of its own and, when a Propeller refuses it (10007), logs ``propeller.detach_refused`` and
+goes on: the one known limit of this target (:meth:`PropellerSink.known_limits`).
+
+**Lifecycle that can be undone.** A deactivated customer keeps its company, marked by a
+company attribute (``inactive_attribute``, default ``ERPSYNC_INACTIVE``: ``Y`` inactive,
+``N`` active again). Why an attribute:
+
+* ``DELETE`` sends the company to the recycle bin, from which only the backoffice restores
+  it; every later write by the same ``sourceId`` answers 40008, for ever;
+* a parent usergroup for inactive companies would move the company out of its place in the
+  tree (its real parent, the pricing and addresses it inherits) and mix the lifecycle into
+  ``parent``, which must mirror the ERP's parent; reactivating would need the move back;
+* an attribute changes nothing else, is documented in bulk company items (doc 002: "Company
+  bulk endpoints support bulk change of attributes"), so a load carries it in the same call,
+  and writing it again undoes it, any number of times.
+
+The single path writes the marker with a one-item ``bulk/sourceId`` call (lookup key and
+``attributes`` only, ``skipCreate``) when it must change; the bulk path puts it in every
+item. A customer *deleted* in the source is marked inactive too, unless the operator sets
+``on_source_delete = "delete"``: then, and only then, its company goes to the recycle bin.
+
+**Bulk sends only documented fields.** ``bulk/sourceId`` items leave out ``email`` and
+``phone`` (not in the documented bulk fields; Propeller refuses an undocumented key with
+10007). They reach the company by a ``PATCH`` of those two fields after the bulk call, for
+the records whose e-mail or phone needs writing: a new company with one of them, or a
+company whose values differ from the ones last written (known from the ledger).
+
+What the sink last wrote that the API cannot tell it cheaply (the marker, the parent, a
+digest of e-mail and phone) rides in the ledger's ``extra``; when it is unknown (a first
+write, a ledger from before, a write interrupted, a repair), the sink writes everything.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+import hashlib
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
+import structlog
 
-from adapters.propeller import PropellerClient, PropellerCompany, PropellerCompanyInput
-from adapters.propeller.models import PropellerCompanyRef
-from erpsync.errors import ErrorClass, RecordExistsError, RecordMissingError
+from adapters.propeller import (
+    PropellerAttributeValue,
+    PropellerClient,
+    PropellerCompany,
+    PropellerCompanyInput,
+)
+from adapters.propeller.models import NOT_IN_BULK, PropellerCompanyRef, python_name
+from erpsync.errors import (
+    ErrorClass,
+    PermanentError,
+    RecordExistsError,
+    RecordMissingError,
+    SyncError,
+)
 from erpsync.events import ChangeEvent
 from erpsync.mapping import TargetMapping, resolve
 from erpsync.models import Company
 from erpsync.settings import PropellerSettings
 from workers.batch import BulkItemResult
-from workers.engine import ApplyContext, ApplyResult
+from workers.engine import Action, ApplyContext, ApplyResult
+from workers.sinks.view import Observed, View, view
+from workers.state import LedgerEntry
+
+log = structlog.get_logger("erpsync.worker")
+
+#: view field of each company field the sink always writes; mapped extras are ``custom.<json>``
+BASE_VIEW = {"name": "name", "email": "email", "phone": "phone", "tax_number": "tax_number"}
+#: what a company read must carry for its view; the documented search leaves these out
+READ_FIELDS = frozenset({"email", "phone", "parent", "attributes"})
+#: parents' sourceIds remembered while paging (bounded: memory must not grow with the tenant)
+PARENT_CACHE_SIZE = 10_000
+#: how often a long series of follow-up calls extends the batch's record locks, seconds
+KEEPALIVE_EVERY_S = 1.0
+
+
+def _digest(*values: str | None) -> str:
+    """A short digest of what was written (e-mail and phone), for the ledger."""
+    return hashlib.sha1(json.dumps(values).encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Written:
+    """What the sink last wrote to a company that the API cannot tell cheaply."""
+
+    inactive: bool
+    parent: str | None
+    contact: str
+
+    def extra(self) -> str:
+        return json.dumps(
+            {"inactive": self.inactive, "parent": self.parent, "contact": self.contact},
+            sort_keys=True,
+        )
+
+    @classmethod
+    def of(cls, ledger: LedgerEntry | None) -> Written | None:
+        """The ledger's record of it; None when unknown (then everything is written)."""
+        if ledger is None or ledger.deleted or not ledger.fingerprint or not ledger.extra:
+            return None
+        try:
+            data = json.loads(ledger.extra)
+        except ValueError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        inactive, parent, contact = data.get("inactive"), data.get("parent"), data.get("contact")
+        if not isinstance(inactive, bool) or not isinstance(contact, str):
+            return None
+        if parent is not None and not isinstance(parent, str):
+            return None
+        return cls(inactive, parent, contact)
+
+
+@dataclass(frozen=True)
+class Row:
+    """A canonical customer as the sink writes it: every mapped field, ``None`` = clear."""
+
+    key: str
+    values: dict[str, Any]
+    parent_key: str | None
+    active: bool
+
+    @property
+    def contact(self) -> str:
+        return _digest(self.values.get("email"), self.values.get("phone"))
+
+
+@dataclass(frozen=True)
+class BulkItem:
+    """One company of a bulk call, and what follows it (e-mail, phone, a detach)."""
+
+    row: Row
+    company: PropellerCompanyInput
+    previous: Written | None
 
 
 class PropellerSink:
-    """Creates, updates and deletes (recycle bin) Propeller companies; bulk upserts loads.
-
-    In bulk (:mod:`workers.batch`), active companies are upserted by ``sourceId`` in one
-    ``POST /companies/bulk/sourceId``; Propeller applies the items in order, so a parent
-    earlier in the call exists for a child later in it. Deletions take the single path
-    (there is no bulk delete).
-    """
+    """Upserts Propeller companies (single calls or bulk), marks inactive ones reversibly."""
 
     target = "propeller"
 
@@ -45,82 +168,277 @@ class PropellerSink:
         return entity == "customer" and entity in self.mappings
 
     def needs_parent(self, event: ChangeEvent) -> bool:
-        return event.operation == "upsert" and bool(event.payload.get("active", True))
+        # An inactive company keeps its parent too: it mirrors the whole record.
+        return event.operation == "upsert"
 
-    def company_input(self, event: ChangeEvent) -> PropellerCompanyInput:
-        """The Propeller body for a canonical company (flat source/sourceId)."""
-        company = Company.model_validate(event.payload)
+    # ------------------------------------------------------------------ mapping
+
+    def row(self, payload: Mapping[str, Any]) -> Row:
+        """Every field the mapping sends for a canonical customer (raises ValidationError)."""
+        company = Company.model_validate(payload)
         mapping = self.mappings.get("customer", TargetMapping())
-        fields: dict[str, object] = {
+        values: dict[str, Any] = {
             "name": company.name,
             "tax_number": company.tax_number,
             "email": company.email,
             "phone": company.phone,
         }
         for field, path in mapping.fields.items():
-            fields[field] = resolve(event.payload, path)
-        parent = (
-            PropellerCompanyRef(source_id=company.parent_key, source=self.settings.source)
-            if company.parent_key
-            else None
+            values[python_name(field)] = resolve(payload, path)
+        return Row(company.key, values, company.parent_key, company.active)
+
+    def marker(self, active: bool) -> PropellerAttributeValue:
+        """The lifecycle attribute: ``N`` for an active company, ``Y`` for an inactive one."""
+        return PropellerAttributeValue(
+            name=self.settings.inactive_attribute, value="N" if active else "Y"
         )
-        return PropellerCompanyInput.model_validate(
-            {
-                "source_id": company.key,
-                "source": self.settings.source,
-                "language": self.settings.language,
-                "parent": parent,
-                **fields,
-            }
+
+    def company_input(self, row: Row, *, bulk: bool = False) -> PropellerCompanyInput:
+        """The company body: every mapped field (clears included), the parent if any; in
+        bulk, without the fields bulk items do not take and with the lifecycle marker."""
+        values = {k: v for k, v in row.values.items() if not (bulk and k in NOT_IN_BULK)}
+        values.update(
+            source_id=row.key, source=self.settings.source, language=self.settings.language
         )
+        if row.parent_key:
+            values["parent"] = PropellerCompanyRef(
+                source_id=row.parent_key, source=self.settings.source
+            )
+        if bulk:
+            values["attributes"] = [self.marker(row.active)]
+        return PropellerCompanyInput.writing(values)
+
+    # ------------------------------------------------------------- single path
 
     def apply(self, event: ChangeEvent, context: ApplyContext) -> ApplyResult:
-        key = event.key
-        if event.operation == "delete" or not event.payload.get("active", True):
-            with contextlib.suppress(RecordMissingError):  # already gone: the goal is reached
-                self.client.delete_company(key)
-            return ApplyResult("deleted", deleted=True)
-
-        body = self.company_input(event)
+        if event.operation == "delete":
+            return self._deleted(event, context)
+        row = self.row(event.payload)
+        previous = Written.of(context.ledger)
+        body = self.company_input(row)
         company: PropellerCompany
         known = context.ledger is not None and not context.ledger.deleted
+        created = False
         if known:
             try:
-                company = self.client.update_company(key, body)
-                action = "updated"
+                company = self.client.update_company(row.key, body)
             except RecordMissingError:
-                company = self.client.create_company(body)
-                action = "created"
+                company, created = self.client.create_company(body), True
         else:
             try:
-                company = self.client.create_company(body)
-                action = "created"
+                company, created = self.client.create_company(body), True
             except RecordExistsError:
-                company = self.client.update_company(key, body)
-                action = "updated"
-        return ApplyResult(action, target_id=str(company.id))  # type: ignore[arg-type]
+                company = self.client.update_company(row.key, body)
+        if not created:
+            self._detach_if_needed(row, previous)
+        action: Action = "created" if created else "updated"
+        if (created and not row.active) or (not created and _marker_stale(row, previous)):
+            self.client.set_attributes(row.key, [self.marker(row.active)])
+            if not row.active:
+                action = "archived"
+            elif previous is not None:
+                action = "unarchived"
+        written = Written(not row.active, row.parent_key, row.contact)
+        return ApplyResult(action, target_id=str(company.id), extra=written.extra())
 
-    def bulk_item(self, event: ChangeEvent, context: ApplyContext) -> PropellerCompanyInput | None:
-        """The bulk item of an active company's upsert; None for a deletion."""
-        if event.operation == "delete" or not event.payload.get("active", True):
+    def _deleted(self, event: ChangeEvent, context: ApplyContext) -> ApplyResult:
+        """A customer deleted in the source: marked inactive, or binned if configured."""
+        if self.settings.on_source_delete == "delete":
+            with contextlib.suppress(RecordMissingError):  # already gone: the goal is reached
+                self.client.delete_company(event.key)
+            return ApplyResult("deleted", deleted=True)
+        if not self.client.set_attributes(event.key, [self.marker(False)]):
+            return ApplyResult("unchanged", deleted=True)  # never synced, or binned by hand
+        previous = Written.of(context.ledger)
+        extra = None
+        if previous is not None:
+            extra = Written(True, previous.parent, previous.contact).extra()
+        return ApplyResult("archived", extra=extra)
+
+    def _detach_if_needed(self, row: Row, previous: Written | None) -> None:
+        """Detach a company whose parent the source removed (or may have: unknown)."""
+        if row.parent_key or (previous is not None and previous.parent is None):
+            return
+        try:
+            self.client.detach_parent(row.key)
+        except PermanentError as error:
+            if error.vendor_code != "10007":
+                raise
+            log.warning(
+                "propeller.detach_refused",
+                key=row.key,
+                hint="this Propeller refuses parent null; detaching a parent is not "
+                "documented: move the company in the backoffice",
+            )
+
+    # ---------------------------------------------------------------- bulk path
+
+    def bulk_item(self, event: ChangeEvent, context: ApplyContext) -> BulkItem | None:
+        """The bulk item of an upsert (active or not); None for a deletion (single path)."""
+        if event.operation == "delete":
             return None
-        return self.company_input(event)
+        row = self.row(event.payload)
+        return BulkItem(row, self.company_input(row, bulk=True), Written.of(context.ledger))
 
     def apply_bulk(
-        self, items: Sequence[PropellerCompanyInput], keepalive: Callable[[], None]
+        self, items: Sequence[BulkItem], keepalive: Callable[[], None]
     ) -> list[BulkItemResult]:
-        """One bulk upsert; each item's outcome (created/updated with its id, or its error)."""
+        """One bulk upsert, then per record what bulk items cannot carry (e-mail and phone
+        when they need writing, a detach); each item's outcome or its error."""
         results: list[BulkItemResult] = []
-        for outcome in self.client.upsert_companies_bulk(items):
+        outcomes = self.client.upsert_companies_bulk([item.company for item in items])
+        kept_alive = time.monotonic()
+        for item, outcome in zip(items, outcomes, strict=True):
             if outcome.error is not None:
                 results.append(outcome.error)
                 continue
+            created = outcome.action == "create"
+            try:
+                self._follow_up(item, created=created)
+            except SyncError as error:
+                results.append(error)  # the single path retries the whole record
+                continue
+            if time.monotonic() - kept_alive >= KEEPALIVE_EVERY_S:
+                keepalive()
+                kept_alive = time.monotonic()
+            row = item.row
             target_id = str(outcome.id) if outcome.id is not None else None
-            if outcome.action == "create":
-                results.append(ApplyResult("created", target_id=target_id))
-            else:
-                results.append(ApplyResult("updated", target_id=target_id))
+            written = Written(not row.active, row.parent_key, row.contact)
+            action: Action = "created" if created else "updated"
+            if not row.active and (created or _marker_stale(row, item.previous)):
+                action = "archived"
+            elif row.active and item.previous is not None and item.previous.inactive:
+                action = "unarchived"
+            results.append(ApplyResult(action, target_id=target_id, extra=written.extra()))
         return results
+
+    def _follow_up(self, item: BulkItem, *, created: bool) -> None:
+        row, previous = item.row, item.previous
+        email, phone = row.values.get("email"), row.values.get("phone")
+        if created:
+            stale = email is not None or phone is not None
+        else:
+            stale = previous is None or previous.contact != row.contact
+        if stale:
+            body = PropellerCompanyInput.writing(
+                {"source_id": row.key, "email": email, "phone": phone}
+            )
+            self.client.update_company(row.key, body)
+        if not created:
+            self._detach_if_needed(row, previous)
+
+    # ------------------------------------------------------------ reconcile views
+
+    def expected(self, entity: str, payload: Mapping[str, Any]) -> View:
+        """What Propeller shows for a canonical customer, from the body the sink writes."""
+        row = self.row(payload)
+        written = self.company_input(row)
+        fields: dict[str, Any] = {_view_name(name): getattr(written, name) for name in row.values}
+        fields["parent_key"] = row.parent_key
+        fields["active"] = row.active
+        return view(fields)
+
+    def observed(self, entity: str) -> Iterator[Observed]:
+        """Every company carrying our ``source``, page by page (the search), one page held.
+
+        A search result lacking a field of the view (the documented search lists neither
+        e-mail, phone nor parent) is completed by a read of that company; a parent is named
+        by its ``sourceId``, from the companies already paged or one read by id.
+        """
+        names = [name for name in self.row_fields() if name not in BASE_VIEW]
+        parents = _ParentKeys(self.client, self.settings.source)
+        language = self.settings.language.upper()
+        for company in self.client.search_companies(
+            modified_from=None, expands=("sources", "attributes")
+        ):
+            key = company.source_id_for(self.settings.source)
+            if key is None or (company.language or language).upper() != language:
+                continue
+            parents.remember(company.id, key)
+            if not company.model_fields_set >= READ_FIELDS:
+                full = self.client.get_company(key, expands=("sources", "attributes"))
+                if full is None:
+                    continue  # deleted since the page was read
+                company = full
+            fields: dict[str, Any] = {
+                "name": company.name,
+                "email": company.email,
+                "phone": company.phone,
+                "tax_number": company.tax_number,
+                "parent_key": parents.key_of(company),
+                "active": self._active(company),
+            }
+            for name in names:
+                fields[_view_name(name)] = getattr(company, name, None)
+            yield Observed(key=key, target_id=str(company.id), fields=view(fields))
+
+    def known_limits(self, entity: str) -> list[str]:
+        """``parent_key``: detaching a parent is not documented (``parent`` is an object
+        naming the parent; nothing says how to leave one). The sink sends ``parent: null``,
+        which the sandbox takes; a Propeller that refuses it keeps the old parent. Only the
+        detach is undocumented: a target parent that differs from a source parent is drift.
+        """
+        return ["parent_key"]
+
+    def row_fields(self) -> list[str]:
+        """The python names of the company fields the mapping writes."""
+        mapping = self.mappings.get("customer", TargetMapping())
+        return [
+            *BASE_VIEW,
+            *(python_name(f) for f in mapping.fields if python_name(f) not in BASE_VIEW),
+        ]
+
+    def _active(self, company: PropellerCompany) -> bool | None:
+        if company.attributes is None:
+            return None  # this Propeller did not return attributes: unknown
+        return company.attribute(self.settings.inactive_attribute) != "Y"
 
     def close(self) -> None:
         self.http.close()
+
+
+def _marker_stale(row: Row, previous: Written | None) -> bool:
+    """Whether an existing company's lifecycle marker must be written."""
+    return previous is None or previous.inactive == row.active
+
+
+def _view_name(field: str) -> str:
+    """The view field of a company field: the base names, else ``custom.<json name>``."""
+    if field in BASE_VIEW:
+        return BASE_VIEW[field]
+    alias = (
+        PropellerCompanyInput.model_fields[field].alias
+        if field in PropellerCompanyInput.model_fields
+        else None
+    )
+    return f"custom.{alias or field}"
+
+
+class _ParentKeys:
+    """Propeller ids → our ``sourceId``s, bounded; a miss reads the parent by id."""
+
+    def __init__(self, client: PropellerClient, source: str) -> None:
+        self.client = client
+        self.source = source
+        self.known: OrderedDict[int, str | None] = OrderedDict()
+
+    def remember(self, company_id: int, key: str | None) -> None:
+        self.known[company_id] = key
+        self.known.move_to_end(company_id)
+        if len(self.known) > PARENT_CACHE_SIZE:
+            self.known.popitem(last=False)
+
+    def key_of(self, company: PropellerCompany) -> str | None:
+        parent = company.parent
+        if parent is None:
+            return None
+        if parent.source_id is not None and parent.source in (None, self.source):
+            return parent.source_id
+        if parent.id is None:
+            return None
+        if parent.id not in self.known:
+            found = self.client.get_company_by_id(parent.id)
+            self.remember(parent.id, found.source_id_for(self.source) if found else None)
+        key = self.known[parent.id]
+        # A parent erpsync did not write has no key of ours: name it so it shows as drift.
+        return key if key is not None else f"propeller-id:{parent.id}"

@@ -226,7 +226,7 @@ def test_delete_moves_to_the_recycle_bin(propeller: PropellerClient) -> None:
 
 
 def test_bulk_of_100_with_one_bad_item(propeller: PropellerClient) -> None:
-    items = [company(f"B-{i:03d}", email=f"b{i}@example.com") for i in range(100)]
+    items = [company(f"B-{i:03d}", tax_number=f"TX{i}") for i in range(100)]
     items[37] = child_of("NO-SUCH-PARENT", "B-037")
     outcomes = propeller.upsert_companies_bulk(items)
 

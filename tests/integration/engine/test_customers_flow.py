@@ -12,6 +12,7 @@ from tests.integration.verify import (
     assert_targets_match_source,
     count_requests,
     erp_customers,
+    propeller_inactive,
     writes,
 )
 
@@ -103,16 +104,19 @@ def test_edits_and_deactivations_reach_exactly_the_changed_records(
             erp.put(f"/Entity/Customer/{key}", json={"EstActif": False}).raise_for_status()
     p.produce()
     p.wait_converged()
-    assert_targets_match_source(p)  # archived in HIPE, recycle bin in Propeller
+    assert_targets_match_source(p)  # archived in HIPE, marked inactive in Propeller
     hipe_by_key = {c["externalId"]: c for c in p.records("hipe", "companies")}
     assert all(hipe_by_key[k]["archived"] for k in leaves)
-    in_bin = {
+    # Propeller: marked by an attribute the API can take back, never sent to the recycle
+    # bin, which only the backoffice can empty (issue 15).
+    marked = {
         s["sourceId"]
         for c in p.records("propeller", "companies")
-        if c.get("recycleBin")
+        if propeller_inactive(c) and not c.get("recycleBin")
         for s in c.get("sources") or []
     }
-    assert set(leaves) <= in_bin
+    assert marked == set(leaves)
+    assert not any(c.get("recycleBin") for c in p.records("propeller", "companies"))
 
     for system in TARGETS:
         with p.control(system) as client:
