@@ -27,17 +27,17 @@ with append-only persistence, seeds the ERP with thousands of customers, and the
   Celery's ``after_task_publish`` signal) are published again: single deliveries, batch
   messages, and older versions of a record after newer ones.
 
-Then edits stop and faults are cleared: the producer polls until the source is captured,
-and the dead letters are replayed (every one must carry a code and an operator hint),
-after doing what a hint asks of an operator where a replay alone cannot succeed (Propeller
-40008, only when deletions are configured to bin companies: restore the company from the
-recycle bin, which only its backoffice can do; the sandbox's Propeller stands in for it), until nothing is left in the queues, the delayed set
-or the dead-letter queue. Then it checks: every target equals the source (customers in
-the three targets, products in Atollon), no record is duplicated in any target, no change
-is lost (every target's ledger holds the fingerprint of every record's last produced
-version), and every delivery sent has exactly one outcome (one counted as produced but
-never sent, because the producer was stopped mid-publish, is reported: its change went out
-again as a newer version).
+Then edits stop and faults are cleared: the producer polls until the source is captured, and
+the dead letters are replayed (every one must carry a code and an operator hint), after
+doing what a hint asks of an operator where a replay alone cannot succeed (Propeller 40008,
+only when deletions are configured to bin companies: restore the company from the recycle
+bin, which only its backoffice can do; the sandbox's Propeller stands in for it), until
+nothing is left in the queues, the delayed set or the dead-letter queue. Then it checks:
+every target equals the source (customers in the three targets, products in Atollon), no
+record is duplicated in any target, no change is lost (every target's ledger holds the
+fingerprint of every record's last produced version), and every delivery sent has exactly
+one outcome (one counted as produced but never sent, because the producer was stopped
+mid-publish, is reported: its change went out again as a newer version).
 
 Every process started here is ended here, by pid. Worker processes are started from the
 main thread only: they die with the thread that started them (``PR_SET_PDEATHSIG``).

@@ -88,6 +88,9 @@ class ApplyContext:
     #: earlier create of the record whose answer never came may still land (a worker
     #: killed or cut off mid-call), and LeaseLostError when the record's lock was lost.
     create_in_doubt: Callable[[float], AbstractContextManager[None]] = _no_doubt
+    #: a reconcile's repair: the target drifted from what the ledger remembers, so a sink
+    #: that skips writes the ledger vouches for (Propeller's marker, a detach) writes all
+    forced: bool = False
 
 
 class Sink(Protocol):
@@ -313,6 +316,7 @@ class Engine:
             lookup=lookup,
             checkpoint=checkpoint,
             create_in_doubt=create_in_doubt,
+            forced=delivery.force,
         )
         self.forget_before_write([(delivery, ledger)])
         try:

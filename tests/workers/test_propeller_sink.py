@@ -450,3 +450,23 @@ def test_observed_skips_companies_of_other_sources_and_names_foreign_parents(rig
     (only,) = rig.sink.observed("customer")
     assert only.key == "C1"
     assert only.fields["parent_key"] == f"propeller-id:{other}"
+
+
+def test_a_forced_repair_rewrites_the_marker_and_the_detach_the_ledger_vouches_for(
+    rig: Rig,
+) -> None:
+    """A reconcile's repair: someone reactivated and attached the company by hand."""
+    rig.single(customer("P"), customer("C1", active=False))
+    client = rig.sink.client
+    client.set_attributes("C1", [rig.sink.marker(True)])
+    client.update_company(
+        "C1",
+        PropellerCompanyInput(
+            source_id="C1", parent=PropellerCompanyRef(source_id="P", source=SOURCE)
+        ),
+    )
+    same = rig.event(customer("C1", active=False))
+    assert rig.engine.process(same) == "skipped", "unchanged for the ledger"
+    forced = rig.event(customer("C1", active=False)).model_copy(update={"force": True})
+    assert rig.engine.process(forced) == "applied"
+    assert_equal(rig, customer("C1", active=False))

@@ -34,7 +34,8 @@ company whose values differ from the ones last written (known from the ledger).
 
 What the sink last wrote that the API cannot tell it cheaply (the marker, the parent, a
 digest of e-mail and phone) rides in the ledger's ``extra``; when it is unknown (a first
-write, a ledger from before, a write interrupted, a repair), the sink writes everything.
+write, a ledger from before, a write interrupted, a reconcile's forced repair), the sink
+writes everything.
 """
 
 from __future__ import annotations
@@ -214,7 +215,7 @@ class PropellerSink:
         if event.operation == "delete":
             return self._deleted(event, context)
         row = self.row(event.payload)
-        previous = Written.of(context.ledger)
+        previous = None if context.forced else Written.of(context.ledger)
         body = self.company_input(row)
         company: PropellerCompany
         known = context.ledger is not None and not context.ledger.deleted
@@ -249,7 +250,7 @@ class PropellerSink:
             return ApplyResult("deleted", deleted=True)
         if not self.client.set_attributes(event.key, [self.marker(False)]):
             return ApplyResult("unchanged", deleted=True)  # never synced, or binned by hand
-        previous = Written.of(context.ledger)
+        previous = None if context.forced else Written.of(context.ledger)
         extra = None
         if previous is not None:
             extra = Written(True, previous.parent, previous.contact).extra()
