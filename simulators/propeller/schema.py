@@ -10,7 +10,7 @@ recycle bin) are decided later, per company.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -321,19 +321,25 @@ def parse_parent(value: Any, path: str, errors: Errors) -> ParentRef | None:
     return ParentBySource(source, source_id)
 
 
-def _parse_sources(value: Any, path: str, errors: Errors) -> list[tuple[str, str]]:
-    """The integration guide's ``sources: [{"name", "id"}]``."""
+def _objects(value: Any, path: str, errors: Errors) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The objects of a JSON array, each with its path; other items are violations."""
     if not isinstance(value, list):
         errors.append(_expected(path, "JSONArray", value))
-        return []
-    if not value:
-        errors.append(f"{path}: expected minimum item count: 1, found: 0")
-    pairs: list[tuple[str, str]] = []
+        return
     for index, item in enumerate(value):
         item_path = f"{path}/{index}"
-        if not isinstance(item, dict):
+        if isinstance(item, dict):
+            yield item_path, item
+        else:
             errors.append(_expected(item_path, "JSONObject", item))
-            continue
+
+
+def _parse_sources(value: Any, path: str, errors: Errors) -> list[tuple[str, str]]:
+    """The integration guide's ``sources: [{"name", "id"}]``."""
+    if isinstance(value, list) and not value:
+        errors.append(f"{path}: expected minimum item count: 1, found: 0")
+    pairs: list[tuple[str, str]] = []
+    for item_path, item in _objects(value, path, errors):
         before = len(errors)
         check_keys(item, item_path, ("name", "id"), ("name", "id"), errors)
         name = _SOURCE_NAME(item.get("name", ""), f"{item_path}/name", errors)
@@ -391,15 +397,8 @@ _ATTRIBUTE_VALUE = string()
 def parse_attributes(value: Any, path: str, errors: Errors) -> dict[str, str | None]:
     """``[{"name": …, "value": …}]`` (sandbox convention): text values by attribute name;
     a ``null`` or ``""`` value clears the attribute."""
-    if not isinstance(value, list):
-        errors.append(_expected(path, "JSONArray", value))
-        return {}
     attributes: dict[str, str | None] = {}
-    for index, item in enumerate(value):
-        item_path = f"{path}/{index}"
-        if not isinstance(item, dict):
-            errors.append(_expected(item_path, "JSONObject", item))
-            continue
+    for item_path, item in _objects(value, path, errors):
         before = len(errors)
         check_keys(item, item_path, ("name", "value"), ("name", "value"), errors)
         if len(errors) > before:

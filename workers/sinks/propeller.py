@@ -43,9 +43,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,10 +81,13 @@ log = structlog.get_logger("erpsync.worker")
 BASE_VIEW = {"name": "name", "email": "email", "phone": "phone", "tax_number": "tax_number"}
 #: what a company read must carry for its view; the documented search leaves these out
 READ_FIELDS = frozenset({"email", "phone", "parent", "attributes"})
-#: parents' sourceIds remembered while paging (bounded: memory must not grow with the tenant)
-PARENT_CACHE_SIZE = 10_000
+#: companies' sourceIds remembered while paging, to name parents without a read (bounded,
+#: least recently used first out: a few MB, whatever the tenant's size)
+PARENT_CACHE_SIZE = 50_000
 #: how often a long series of follow-up calls extends the batch's record locks, seconds
 KEEPALIVE_EVERY_S = 1.0
+#: follow-up calls of one bulk call in flight at once (e-mail and phone, detaches)
+FOLLOW_UP_THREADS = 4
 
 
 def _digest(*values: str | None) -> str:
@@ -258,7 +261,7 @@ class PropellerSink:
 
     def _detach_if_needed(self, row: Row, previous: Written | None) -> None:
         """Detach a company whose parent the source removed (or may have: unknown)."""
-        if row.parent_key or (previous is not None and previous.parent is None):
+        if not _detach_due(row, previous):
             return
         try:
             self.client.detach_parent(row.key)
@@ -285,44 +288,74 @@ class PropellerSink:
         self, items: Sequence[BulkItem], keepalive: Callable[[], None]
     ) -> list[BulkItemResult]:
         """One bulk upsert, then per record what bulk items cannot carry (e-mail and phone
-        when they need writing, a detach); each item's outcome or its error."""
-        results: list[BulkItemResult] = []
+        when they need writing, a detach), a few at a time; each item's outcome or error."""
         outcomes = self.client.upsert_companies_bulk([item.company for item in items])
-        kept_alive = time.monotonic()
-        for item, outcome in zip(items, outcomes, strict=True):
-            if outcome.error is not None:
-                results.append(outcome.error)
-                continue
-            created = outcome.action == "create"
-            try:
-                self._follow_up(item, created=created)
-            except SyncError as error:
-                results.append(error)  # the single path retries the whole record
-                continue
-            if time.monotonic() - kept_alive >= KEEPALIVE_EVERY_S:
+        applied = [
+            (index, item, outcome.action == "create", outcome.id)
+            for index, (item, outcome) in enumerate(zip(items, outcomes, strict=True))
+            if outcome.error is None
+        ]
+        failed = self._follow_ups(
+            [(index, item, created) for index, item, created, _ in applied], keepalive
+        )
+        by_index: dict[int, BulkItemResult] = {
+            i: o.error for i, o in enumerate(outcomes) if o.error is not None
+        }
+        for index, item, created, company_id in applied:
+            error = failed.get(index)
+            by_index[index] = (
+                error if error is not None else self._bulk_result(item, created, company_id)
+            )
+        return [by_index[index] for index in range(len(items))]
+
+    def _bulk_result(self, item: BulkItem, created: bool, company_id: int | None) -> ApplyResult:
+        row = item.row
+        written = Written(not row.active, row.parent_key, row.contact)
+        action: Action = "created" if created else "updated"
+        if not row.active and (created or _marker_stale(row, item.previous)):
+            action = "archived"
+        elif row.active and item.previous is not None and item.previous.inactive:
+            action = "unarchived"
+        target_id = str(company_id) if company_id is not None else None
+        return ApplyResult(action, target_id=target_id, extra=written.extra())
+
+    def _follow_ups(
+        self, applied: Sequence[tuple[int, BulkItem, bool]], keepalive: Callable[[], None]
+    ) -> dict[int, SyncError]:
+        """The follow-up calls of the applied items, :data:`FOLLOW_UP_THREADS` at a time
+        (against a real Propeller each is a round trip: one after the other, a batch's
+        would take minutes); the records' locks kept alive meanwhile. Failures by index:
+        the single path retries those records whole."""
+        due = [(index, item, created) for index, item, created in applied if _due(item, created)]
+        failed: dict[int, SyncError] = {}
+        if not due:
+            return failed
+        with ThreadPoolExecutor(min(FOLLOW_UP_THREADS, len(due))) as pool:
+            pending = {
+                pool.submit(self._follow_up, item, created=created): index
+                for index, item, created in due
+            }
+            while pending:
+                done, _ = wait(pending, timeout=KEEPALIVE_EVERY_S, return_when=FIRST_COMPLETED)
                 keepalive()
-                kept_alive = time.monotonic()
-            row = item.row
-            target_id = str(outcome.id) if outcome.id is not None else None
-            written = Written(not row.active, row.parent_key, row.contact)
-            action: Action = "created" if created else "updated"
-            if not row.active and (created or _marker_stale(row, item.previous)):
-                action = "archived"
-            elif row.active and item.previous is not None and item.previous.inactive:
-                action = "unarchived"
-            results.append(ApplyResult(action, target_id=target_id, extra=written.extra()))
-        return results
+                for future in done:
+                    index = pending.pop(future)
+                    error = future.exception()
+                    if isinstance(error, SyncError):
+                        failed[index] = error
+                    elif error is not None:
+                        raise error
+        return failed
 
     def _follow_up(self, item: BulkItem, *, created: bool) -> None:
         row, previous = item.row, item.previous
-        email, phone = row.values.get("email"), row.values.get("phone")
-        if created:
-            stale = email is not None or phone is not None
-        else:
-            stale = previous is None or previous.contact != row.contact
-        if stale:
+        if _contact_due(item, created):
             body = PropellerCompanyInput.writing(
-                {"source_id": row.key, "email": email, "phone": phone}
+                {
+                    "source_id": row.key,
+                    "email": row.values.get("email"),
+                    "phone": row.values.get("phone"),
+                }
             )
             self.client.update_company(row.key, body)
         if not created:
@@ -398,6 +431,25 @@ class PropellerSink:
         self.http.close()
 
 
+def _contact_due(item: BulkItem, created: bool) -> bool:
+    """Whether a bulk item's e-mail and phone must follow by PATCH: a new company with
+    either, an existing one whose values differ from those last written (or unknown)."""
+    row, previous = item.row, item.previous
+    if created:
+        return row.values.get("email") is not None or row.values.get("phone") is not None
+    return previous is None or previous.contact != row.contact
+
+
+def _detach_due(row: Row, previous: Written | None) -> bool:
+    """Whether an existing company must be detached: no parent now, one then (or unknown)."""
+    return not row.parent_key and (previous is None or previous.parent is not None)
+
+
+def _due(item: BulkItem, created: bool) -> bool:
+    """Whether a bulk item needs a follow-up call at all."""
+    return _contact_due(item, created) or (not created and _detach_due(item.row, item.previous))
+
+
 def _marker_stale(row: Row, previous: Written | None) -> bool:
     """Whether an existing company's lifecycle marker must be written."""
     return previous is None or previous.inactive == row.active
@@ -437,7 +489,9 @@ class _ParentKeys:
             return parent.source_id
         if parent.id is None:
             return None
-        if parent.id not in self.known:
+        if parent.id in self.known:
+            self.known.move_to_end(parent.id)
+        else:
             found = self.client.get_company_by_id(parent.id)
             self.remember(parent.id, found.source_id_for(self.source) if found else None)
         key = self.known[parent.id]
