@@ -136,6 +136,7 @@ TARGETS: dict[tuple[str, str], TargetSpec] = {
             TargetField("email", "email", "email"),
             TargetField("phone", "phone", "phone"),
             TargetField("parent.sourceId", "parent_key"),
+            TargetField("attributes[inactive_attribute] = Y / N", "active"),
         ),
         extra_fields={
             "coc_number": "cocNumber",

@@ -220,6 +220,7 @@ def test_doctor_json_shows_the_effective_mapping_of_every_flow_and_target(
         ("Courriel", "email", "email"),
         ("Telephone", "phone", "phone"),
         ("NoClientParent", "parent_key", "parent.sourceId"),
+        ("EstActif", "active", "attributes[inactive_attribute] = Y / N"),
     ]
     products = flows["products"]
     assert products["enabled"] is False
