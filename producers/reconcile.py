@@ -10,11 +10,14 @@ from which the report lists its examples (``limit``) and ``--repair`` reads ever
 
 Per source record and target, the record lands in exactly one of:
 
-* ``in_sync``: the target shows what the sink's mapping says it should (fields the vendor
-  documents no way to write, :meth:`~workers.sinks.view.ViewableSink.known_limits`, are
-  left out and listed once as ``known_limits``); an inactive record the target lacks, or
-  shows inactive, is in sync too (its other fields are not compared: a deactivation need
-  not rewrite them);
+* ``in_sync``: the target shows what the sink's mapping says it should (a field the vendor
+  documents no way to clear or turn off, :meth:`~workers.sinks.view.ViewableSink.
+  known_limits`, is not compared when the source's value is exactly that: see
+  :func:`differences`; the limits are listed once as ``known_limits``); an inactive record
+  the target lacks, or shows inactive, is in sync too (its other fields are not compared: a
+  deactivation need not rewrite them). A target that cannot show a deactivation at all
+  (``active`` among its known limits) is compared on every record as if it were active,
+  and has no orphans;
 * ``missing``: active in the source, absent from the target;
 * ``different``: per field, the source's (expected) and the target's values;
 * ``orphaned``: inactive in the source while the target shows it active;
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import pickle
 import sqlite3
 import tempfile
 import threading
@@ -60,7 +64,7 @@ from producers.base import Producer, SnapshotStream, UncheckedRecord
 from workers.dlq import DeadLetterStore, entry_id_for
 from workers.limits import Circuit
 from workers.publish import publish
-from workers.sinks.view import Observed, ViewableSink, normalise
+from workers.sinks.view import Observed, View, ViewableSink, normalise
 
 log = structlog.get_logger("erpsync.reconcile")
 
@@ -72,6 +76,7 @@ OTHER = ("in_sync", "invalid_source")
 DEFAULT_LIMIT = 100
 #: rows written to SQLite per statement
 _CHUNK = 1000
+_PICKLE = pickle.HIGHEST_PROTOCOL
 
 #: called as (what, name, count): ("read", "propeller", 1200) as records are read,
 #: ("compared", flow, 5000) as source records are compared
@@ -98,8 +103,13 @@ def duplicate_hint(target: str, key: str, target_ids: Sequence[str]) -> str:
 # -- spilling a stream to disk -------------------------------------------------------------
 
 
+#: one row of a spilled stream: (key, the target's id or None, body, extra)
+_Row = tuple[str, str | None, Any, Any]
+
+
 class _Spill:
-    """Rows ``(key, ref, body)`` of one stream in a SQLite file, read back in key order."""
+    """Rows ``(key, ref, body, extra)`` of one stream in a SQLite file, read back in key
+    order (SQLite's sorter: sequential reads, its memory bounded, spilling to temp files)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -107,77 +117,92 @@ class _Spill:
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=OFF")
         self.db.execute("PRAGMA synchronous=OFF")
-        self.db.execute("CREATE TABLE rows (key TEXT NOT NULL, ref TEXT, body TEXT NOT NULL)")
+        self.db.execute("CREATE TABLE rows (key TEXT NOT NULL, ref TEXT, body, extra)")
 
-    def add(self, rows: Sequence[tuple[str, str | None, str]]) -> None:
+    def add(self, rows: Sequence[_Row]) -> None:
         if not rows:
             return
         self.db.execute("BEGIN")
-        self.db.executemany("INSERT INTO rows VALUES (?, ?, ?)", rows)
+        self.db.executemany("INSERT INTO rows VALUES (?, ?, ?, ?)", rows)
         self.db.execute("COMMIT")
         self.count += len(rows)
 
-    def finish(self) -> None:
-        """Index the rows by key (after loading: one sort instead of a B-tree per insert)."""
-        self.db.execute("CREATE INDEX rows_key ON rows (key, ref)")
-
-    def groups(self) -> Iterator[tuple[str, list[tuple[str | None, str]]]]:
-        """``(key, [(ref, body), …])`` in key order (several rows for a duplicated key)."""
-        cursor = self.db.execute("SELECT key, ref, body FROM rows ORDER BY key, ref")
+    def groups(self) -> Iterator[tuple[str, list[_Row]]]:
+        """``(key, [row, …])`` in key order (several rows for a duplicated key)."""
+        cursor = self.db.execute("SELECT key, ref, body, extra FROM rows ORDER BY key, ref")
         for key, rows in itertools.groupby(cursor, key=lambda row: str(row[0])):
-            yield key, [(ref, body) for _, ref, body in rows]
+            yield key, list(rows)
 
     def close(self) -> None:
         self.db.close()
 
 
-def _source_pages(stream: SnapshotStream) -> Iterator[list[tuple[str, str | None, str]]]:
-    """The flow's source, a page at a time: (key, None, the canonical payload's text).
+#: what the source's reader works out for each record: (active, per target the view the
+#: sink expects, None where the record cannot be mapped)
+Expectation = tuple[bool, dict[str, View | None]]
+
+
+def _expectation(
+    entity: str, payload: Mapping[str, Any], sinks: Mapping[str, ViewableSink]
+) -> Expectation:
+    expected: dict[str, View | None] = {}
+    for target, sink in sinks.items():
+        try:
+            expected[target] = sink.expected(entity, payload)
+        except ValidationError:
+            expected[target] = None
+    return payload.get("active", True) is not False, expected
+
+
+def _source_pages(
+    stream: SnapshotStream, sinks: Mapping[str, ViewableSink]
+) -> Iterator[list[_Row]]:
+    """The flow's source, a page at a time: (key, None, the canonical payload's text, what
+    each target should show of it, pickled).
 
     Read as a poll reads it (a cursor stream from its beginning), each record as the
-    producer would publish it: a fast-path record's canonical text is the payload's.
+    producer would publish it: a fast-path record's canonical text is the payload's. The
+    targets' views are worked out here, while the targets are still being read.
     """
     stream.load_bookmark(None)
+    entity = stream.entity
     for page in stream.pages():
-        rows: list[tuple[str, str | None, str]] = []
+        rows: list[_Row] = []
         for record in page:
             if isinstance(record, UncheckedRecord):
-                rows.append((record.key, None, record.content.text))
+                text = record.content.text
+                payload = json.loads(text)
             else:
-                rows.append((record.key, None, canonical_json(record.payload)))
+                text, payload = canonical_json(record.payload), record.payload
+            expectation = pickle.dumps(_expectation(entity, payload, sinks), _PICKLE)
+            rows.append((record.key, None, text, expectation))
         yield rows
 
 
-def _observed_pages(
-    sink: ViewableSink, entity: str, source: str
-) -> Iterator[list[tuple[str, str | None, str]]]:
-    """A target's records carrying our external id: (key, target id, the view as JSON).
+def _observed_pages(sink: ViewableSink, entity: str, source: str) -> Iterator[list[_Row]]:
+    """A target's records carrying our external id: (key, target id, the view, pickled).
 
     Only those in the namespace of the flow's source (:func:`erpsync.keys.key_source`): a
     target fed by two flows (the ERP's customers and Propeller's companies) holds the other
     flow's records too, which this flow's source cannot hold and must not call orphaned.
     """
-    rows: list[tuple[str, str | None, str]] = []
+    rows: list[_Row] = []
     for observed in sink.observed(entity):
         if key_source(entity, observed.key) != source:
             continue
-        rows.append((observed.key, observed.target_id, canonical_json(observed.fields)))
+        # pickled: read back by this process alone, several times cheaper than JSON
+        body = pickle.dumps(observed.fields, _PICKLE)
+        rows.append((observed.key, observed.target_id, body, None))
         if len(rows) >= _CHUNK:
             yield rows
             rows = []
     yield rows
 
 
-def _spill(
-    spill: _Spill,
-    pages: Iterable[Sequence[tuple[str, str | None, str]]],
-    name: str,
-    progress: Progress,
-) -> None:
+def _spill(spill: _Spill, pages: Iterable[Sequence[_Row]], name: str, progress: Progress) -> None:
     for rows in pages:
         spill.add(rows)
         progress("read", name, spill.count)
-    spill.finish()
 
 
 # -- comparing ------------------------------------------------------------------------------
@@ -193,15 +218,21 @@ def differences(
 ) -> dict[str, dict[str, Any]]:
     """Per field that differs: ``{"source": expected value, "target": observed value}``.
 
-    Every field of ``expected`` but those in ``limits`` is compared, normalised on both
-    sides (a field the target does not show is None).
+    Every field of ``expected`` is compared, normalised on both sides (a field the target
+    does not show is None), but where a known limit (``limits``) stands in the way: a field
+    the vendor documents no way to clear is not compared when the source has no value, nor
+    one it documents no way to turn off (``active``) when the source's is False. A value the
+    target can be written with (a parent it can be moved to) is compared.
     """
     skip = set(limits)
     found: dict[str, dict[str, Any]] = {}
     for name, value in expected.items():
-        if name in skip:
+        have = observed.get(name)
+        if value == have and type(value) is type(have):
+            continue  # both sides come normalised: the common case needs no more
+        want, have = normalise(value), normalise(have)
+        if name in skip and (want is None or want is False):
             continue
-        want, have = normalise(value), normalise(observed.get(name))
         if want != have:
             found[name] = {"source": want, "target": have}
     return found
@@ -257,6 +288,9 @@ class Report:
     duration_s: float = 0.0
     source_records: int = 0
     limit: int | None = DEFAULT_LIMIT
+    #: seconds spent reading (and spilling) everything, then merging and comparing
+    read_s: float = 0.0
+    compare_s: float = 0.0
 
     @property
     def drift(self) -> int:
@@ -275,6 +309,7 @@ class Report:
             "source_records": self.source_records,
             "started_at": datetime.fromtimestamp(self.started_at, UTC).isoformat(),
             "duration_s": round(self.duration_s, 3),
+            "timings_s": {"read": round(self.read_s, 3), "compare": round(self.compare_s, 3)},
             "limit": self.limit,
         }
 
@@ -359,7 +394,7 @@ class _Walk:
 
     sink: ViewableSink
     report: TargetReport
-    groups: Iterator[tuple[str, list[tuple[str | None, str]]]]
+    groups: Iterator[tuple[str, list[_Row]]]
     limits: frozenset[str]
     head: tuple[str, list[Observed]] | None = None
 
@@ -369,7 +404,9 @@ class _Walk:
             self.head = None
             return
         key, rows = found
-        self.head = (key, [Observed(key, ref or "", json.loads(body)) for ref, body in rows])
+        # our own spill file, written by this process moments ago
+        views = [Observed(key, ref or "", pickle.loads(body)) for _, ref, body, _ in rows]  # noqa: S301
+        self.head = (key, views)
 
 
 class Reconciliation:
@@ -448,6 +485,7 @@ class Reconciliation:
         spills = {t: _Spill(self.path / f"target-{i}.sqlite") for i, t in enumerate(readable)}
         try:
             self._read(source, spills, readable)
+            self.report.read_s = time.perf_counter() - started
             self.report.source_records = source.count
             walks = [
                 _Walk(
@@ -470,6 +508,7 @@ class Reconciliation:
                 for kind in KINDS:
                     report.examples[kind] = self.findings.examples(target, kind, self.limit)
         self.report.duration_s = time.perf_counter() - started
+        self.report.compare_s = self.report.duration_s - self.report.read_s
         log.info(
             "reconcile.finished",
             flow=self.flow,
@@ -501,7 +540,7 @@ class Reconciliation:
                 for target in spills
             }  # fmt: skip
             source_read = pool.submit(
-                _spill, source, _source_pages(self.stream), self.stream.name, progress
+                _spill, source, _source_pages(self.stream, sinks), self.stream.name, progress
             )
             for target, future in reading.items():
                 error = future.exception()
@@ -523,15 +562,15 @@ class Reconciliation:
     # -- phase two: merge in key order --------------------------------------------------------
     def _merge(
         self,
-        source: Iterator[tuple[str, list[tuple[str | None, str]]]],
+        source: Iterator[tuple[str, list[_Row]]],
         walks: list[_Walk],
     ) -> None:
         for walk in walks:
             walk.advance()
         compared = 0
         for key, rows in source:
-            text = rows[-1][1]  # a key the source lists twice: the later record wins
-            payload: dict[str, Any] = json.loads(text)
+            _, _, text, pickled = rows[-1]  # a key the source lists twice: the later one wins
+            active, expected = pickle.loads(pickled)  # noqa: S301 (our own spill file)
             for walk in walks:
                 while walk.head is not None and walk.head[0] < key:
                     self._absent_from_source(walk, *walk.head)
@@ -540,7 +579,7 @@ class Reconciliation:
                 if walk.head is not None and walk.head[0] == key:
                     observed = walk.head[1]
                     walk.advance()
-                self._compare(walk, key, payload, text, observed)
+                self._compare(walk, key, active, expected[walk.report.target], text, observed)
             compared += 1
             if compared % _CHUNK == 0:
                 self.progress("compared", self.flow, compared)
@@ -564,7 +603,13 @@ class Reconciliation:
         log.info("reconcile.drift", flow=self.flow, target=report.target, kind=kind, key=key)
 
     def _compare(
-        self, walk: _Walk, key: str, payload: dict[str, Any], text: str, observed: list[Observed]
+        self,
+        walk: _Walk,
+        key: str,
+        active: bool,
+        expected: View | None,
+        text: str,
+        observed: list[Observed],
     ) -> None:
         report = walk.report
         report.checked += 1
@@ -572,9 +617,8 @@ class Reconciliation:
             ids = [o.target_id for o in observed]
             self._found(walk, "duplicates", key, {"key": key, "target_ids": ids}, None)
             return
-        active = payload.get("active", True) is not False
-        # A target that cannot show a deactivation ("active" a known limit: Atollon) keeps
-        # the inactive record's fields following: they are compared like any other.
+        # A target that cannot show a deactivation (``active`` a known limit) keeps an
+        # inactive record as it was: it is compared as an active one, never orphaned.
         if not active and "active" not in walk.limits:
             if observed and _shows_active(observed[0]):
                 detail = {"key": key, "target_id": observed[0].target_id, "source": "inactive"}
@@ -585,9 +629,7 @@ class Reconciliation:
         if not observed:
             self._found(walk, "missing", key, {"key": key}, text)
             return
-        try:
-            expected = walk.sink.expected(self.stream.entity, payload)
-        except ValidationError:
+        if expected is None:
             report.counts["invalid_source"] += 1
             return
         fields = differences(expected, observed[0].fields, walk.limits)
@@ -602,7 +644,6 @@ class Reconciliation:
             ids = [o.target_id for o in observed]
             self._found(walk, "duplicates", key, {"key": key, "target_ids": ids}, None)
         elif "active" not in walk.limits and _shows_active(observed[0]):
-            # (a target that cannot show a deactivation keeps a deleted record as it was)
             detail = {"key": key, "target_id": observed[0].target_id, "source": "absent"}
             self._found(walk, "orphaned", key, detail, None)
 

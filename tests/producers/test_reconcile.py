@@ -186,12 +186,42 @@ def test_every_kind_of_drift_is_reported_by_key_and_field() -> None:
                                "in_sync": 3, "invalid_source": 0}  # fmt: skip
 
 
-def test_known_limits_are_listed_and_never_drift() -> None:
-    source = stream([company("C1", email=None)])
-    sink = FakeSink("atollon", [shown("C1", email="kept@example.com")], limits=["email"])
-    found = reconcile(source, {"atollon": sink})["targets"]["atollon"]
+def test_known_limits_are_listed_and_a_value_the_target_cannot_take_is_never_drift() -> None:
+    source = stream([company("C1", email=None), company("C2", email="new@example.com")])
+    sink = FakeSink(
+        "propeller",
+        [shown("C1", email="kept@example.com"), shown("C2", email="old@example.com")],
+        limits=["email"],
+    )
+    found = reconcile(source, {"propeller": sink})["targets"]["propeller"]
     assert found["known_limits"] == ["email"]
-    assert (found["in_sync"], found["different"]) == (1, [])
+    assert found["in_sync"] == 1, "a value the vendor cannot clear is not drift"
+    assert found["different"] == [
+        {"key": "C2", "fields": {"email": {"source": "new@example.com",
+                                           "target": "old@example.com"}}}
+    ], "a value the target can be written with still is"  # fmt: skip
+
+
+def test_a_target_that_cannot_show_a_deactivation_compares_inactive_records_as_active() -> None:
+    source = stream(
+        [
+            company("C1", active=False),  # deactivated: the target keeps showing it
+            company("C2", active=False, name="Renamed"),  # its fields still follow
+            company("C3", active=False),  # never reached the target
+        ]
+    )
+    sink = FakeSink(
+        "atollon",
+        [shown("C1"), shown("C2"), shown("C9")],  # C9: gone from the source, stays
+        limits=["active"],
+    )
+    found = reconcile(source, {"atollon": sink})["targets"]["atollon"]
+    assert found["in_sync"] == 1
+    assert found["different"] == [
+        {"key": "C2", "fields": {"name": {"source": "Renamed", "target": "Company C2"}}}
+    ]
+    assert found["missing"] == [{"key": "C3"}]
+    assert found["orphaned"] == [], "no deactivation to show: never orphaned"
 
 
 def test_a_target_that_cannot_show_a_deactivation_compares_the_inactive_records_fields() -> None:

@@ -1,0 +1,242 @@
+"""Reconcile, measured in a process of its own: ``python -m bench._reconcile MODE``.
+
+One process per measurement, so that its peak memory (``VmHWM``, reset just before the
+timed call where the kernel allows it) belongs to that measurement alone. The configuration
+names one ``customers`` flow from the ERP to its targets. Modes:
+
+* ``seed``: fill every target with the ERP's customers as the sinks write them (Propeller
+  and HIPE through their bulk calls, Atollon one contact at a time on a few threads), so
+  that a reconcile finds them in sync; not timed as a figure;
+* ``page``: read the source (the flow's stream, as a poll reads it) and every target
+  (its sink's :meth:`~workers.sinks.view.ViewableSink.observed`) at once, one thread each,
+  as reconcile reads them, and only count what was read: the yardstick;
+* ``reconcile``: one reconcile of the flow (:meth:`producers.runner.ProducerService.
+  reconciliation`), which reads the same way, spills, merges and compares.
+
+The result is one JSON line on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench._detect import _peak_kb, _reset_peak, _status_kb
+from erpsync.events import ChangeEvent
+from erpsync.logging import configure_logging
+from erpsync.settings import Settings, load_settings
+from producers.base import SnapshotStream, SourceRecord, UncheckedRecord
+from producers.runner import ProducerService
+from workers.engine import ApplyContext
+from workers.sinks import build_sinks
+from workers.sinks.view import ViewableSink
+
+FLOW = "customers"
+#: records per bulk call when seeding (the bulk sinks may still PATCH some fields after)
+SEED_BULK = {"propeller": 200, "hipe": 1000}
+#: threads (each with its own sink) writing to each target at once when seeding
+SEED_LANES = 8
+
+
+def _stream(service: ProducerService) -> SnapshotStream:
+    (stream,) = [s for s in service.streams if s.flow == FLOW]
+    return stream
+
+
+def _events(stream: SnapshotStream) -> Iterator[ChangeEvent]:
+    """Every source record as the producer would publish it (validated and mapped)."""
+    version = 0
+    for page in stream.pages():
+        unchecked = [r for r in page if isinstance(r, UncheckedRecord)]
+        records: list[SourceRecord] = [r for r in page if isinstance(r, SourceRecord)]
+        records += stream.confirm(unchecked) if unchecked else []
+        for record in sorted(records, key=lambda r: r.key):
+            version += 1
+            yield ChangeEvent.create(
+                flow=FLOW, source=stream.source, entity=stream.entity, key=record.key,
+                operation="upsert", payload=record.payload, source_version=version,
+                parent_key=record.parent_key,
+            )  # fmt: skip
+
+
+def _context() -> ApplyContext:
+    return ApplyContext(ledger=None, parent=None, lookup=lambda entity, key: None)
+
+
+def _levels(events: list[ChangeEvent]) -> list[list[ChangeEvent]]:
+    """The events by depth in the hierarchy: roots, then their children, and so on."""
+    parent = {e.key: e.parent_key for e in events}
+    depth: dict[str, int] = {}
+
+    def level(key: str) -> int:
+        if key not in depth:
+            above = parent.get(key)
+            depth[key] = 0 if above is None or above not in parent else 1 + level(above)
+        return depth[key]
+
+    levels: list[list[ChangeEvent]] = []
+    for event in events:
+        at = level(event.key)
+        while len(levels) <= at:
+            levels.append([])
+        levels[at].append(event)
+    return levels
+
+
+def _seed(sinks: list[Any], events: list[ChangeEvent], bulk: int | None) -> int:
+    """Write ``events`` a level of the hierarchy at a time (parents before children), on one
+    thread per sink (each holds its own HTTP client): ``bulk`` records per bulk call, or
+    one call a record."""
+    lanes = len(sinks)
+    written = 0
+
+    def write(index: int, chunks: list[list[ChangeEvent]]) -> int:
+        sink, done = sinks[index], 0
+        for chunk in chunks[index::lanes]:
+            if bulk is None:
+                for event in chunk:
+                    sink.apply(event, _context())
+                done += len(chunk)
+                continue
+            items = [sink.bulk_item(e, _context()) for e in chunk]
+            results = sink.apply_bulk([i for i in items if i is not None], lambda: None)
+            failed = [r for r in results if isinstance(r, Exception)]
+            if failed:
+                raise RuntimeError(f"seeding {sink.target} failed: {failed[0]}")
+            done += len(results)
+        return done
+
+    size = bulk or 1
+    with ThreadPoolExecutor(max_workers=lanes) as pool:
+        for level in _levels(events):
+            chunks = [level[i : i + size] for i in range(0, len(level), size)]
+            written += sum(pool.map(write, range(lanes), [chunks] * lanes))
+    return written
+
+
+def seed(settings: Settings, service: ProducerService) -> dict[str, Any]:
+    """Every target filled with the ERP's customers, as the sinks write them."""
+    events = list(_events(_stream(service)))
+    targets = list(settings.flows[FLOW].targets)
+    written: dict[str, int] = {}
+
+    seconds: dict[str, float] = {}
+
+    def fill(target: str) -> None:
+        started = time.perf_counter()
+        _fill(target)
+        seconds[target] = round(time.perf_counter() - started, 2)
+
+    def _fill(target: str) -> None:
+        lanes = [build_sinks(settings, None)[target] for _ in range(SEED_LANES)]
+        written[target] = _seed(lanes, events, SEED_BULK.get(target))
+
+    with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+        for future in [pool.submit(fill, t) for t in targets]:
+            future.result()  # a failure is raised here
+    return {"records": len(events), "written": written, "target_seconds": seconds}
+
+
+def page(settings: Settings, service: ProducerService) -> Callable[[], dict[str, Any]]:
+    """Read the source and every target at once, counting records only."""
+    stream = _stream(service)
+    sinks = build_sinks(settings, None)
+    targets: Mapping[str, ViewableSink] = {
+        t: s for t, s in sinks.items() if t in settings.flows[FLOW].targets and
+        isinstance(s, ViewableSink)
+    }  # fmt: skip
+
+    def run() -> dict[str, Any]:
+        seconds: dict[str, float] = {}
+        counts: dict[str, int] = {}
+
+        def read_source() -> None:
+            started, count = time.perf_counter(), 0
+            stream.load_bookmark(None)
+            for records in stream.pages():
+                count += len(records)
+            seconds["source"], counts["source"] = time.perf_counter() - started, count
+
+        def read_target(target: str) -> None:
+            started, count = time.perf_counter(), 0
+            for _ in targets[target].observed("customer"):
+                count += 1
+            seconds[target], counts[target] = time.perf_counter() - started, count
+
+        with ThreadPoolExecutor(max_workers=1 + len(targets)) as pool:
+            futures = [pool.submit(read_source)]
+            futures += [pool.submit(read_target, t) for t in targets]
+            for future in futures:
+                future.result()
+        return {"counts": counts, "stream_seconds": seconds}
+
+    return run
+
+
+def reconcile(settings: Settings, service: ProducerService) -> Callable[[], dict[str, Any]]:
+    """One reconcile of the flow; its counts per target."""
+
+    reconciliation = service.reconciliation(FLOW)  # sinks and clients built, as in page
+
+    def run() -> dict[str, Any]:
+        with reconciliation:
+            report = reconciliation.run()
+        return {
+            "source_records": report.source_records,
+            "targets": {t: r.summary() for t, r in report.targets.items()},
+            "drift": report.drift,
+            "read_s": report.read_s,
+            "compare_s": report.compare_s,
+        }
+
+    return run
+
+
+def measure(mode: str, config: Path) -> dict[str, Any]:
+    """Run one measurement; returns its figures."""
+    settings = load_settings(config)
+    configure_logging("WARNING", "json")  # stderr: stdout is the result
+    result: dict[str, Any] = {"mode": mode}
+    with contextlib.ExitStack() as stack:
+        service = ProducerService(settings)
+        stack.callback(service.close)
+        if mode == "seed":
+            started = time.perf_counter()
+            result.update(seed(settings, service))
+            result["seconds"] = time.perf_counter() - started
+            return result
+        run = page(settings, service) if mode == "page" else reconcile(settings, service)
+        base_kb = _status_kb("VmRSS")
+        result["peak_reset"] = _reset_peak()
+        cpu = time.process_time()
+        started = time.perf_counter()
+        result.update(run())
+        result["seconds"] = time.perf_counter() - started
+        result["cpu_s"] = time.process_time() - cpu
+        result["base_rss_kb"] = base_kb
+        result["peak_rss_kb"] = _peak_kb()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of the child process."""
+    parser = argparse.ArgumentParser(prog="python -m bench._reconcile")
+    parser.add_argument("mode", choices=["seed", "page", "reconcile"])
+    parser.add_argument("--config", type=Path, default=os.environ.get("ERPSYNC_CONFIG"))
+    args = parser.parse_args(argv)
+    if args.config is None:
+        parser.error("--config (or ERPSYNC_CONFIG) is required")
+    print(json.dumps(measure(args.mode, args.config)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
