@@ -38,6 +38,7 @@ from celery import Celery
 from erpsync.events import ChangeEvent, Content, Delivery, canonical_json
 from erpsync.keys import Keys
 from workers.batch import BulkRoute, split_for_bulk
+from workers.leases import Leases
 from workers.publish import publish, publish_batches
 from workers.state import State
 
@@ -252,13 +253,16 @@ class Producer:
     redis: redis.Redis
     keys: Keys
     batch_size: int = 1000
-    lock_ttl_s: float = 300.0
+    #: the stream lock's lease: renewed while a poll runs, so a producer killed mid-poll
+    #: leaves the stream to another (or to itself, restarted) within its poll interval + this
+    lock_ttl_s: float = 15.0
     #: bulk-capable targets (see :func:`workers.batch.bulk_routes`); none: all single
     bulk: Mapping[str, BulkRoute] = field(default_factory=dict)
     state: State = field(init=False)
 
     def __post_init__(self) -> None:
         self.state = State(self.redis, self.keys)
+        self.leases = Leases(self.state, ttl_s=self.lock_ttl_s)
         self._compare = self.redis.register_script(_COMPARE)
 
     def poll(self, stream: SnapshotStream) -> PollResult:
@@ -301,7 +305,8 @@ class Producer:
             state_key, mapping={"last_poll_started": f"{time.time():.3f}", "flow": stream.flow}
         )
         try:
-            self._scan(stream, result, lock_key, token, mode)
+            with self.leases.holding({lock_key: token}):
+                self._scan(stream, result, lock_key, token, mode)
         except Exception as exc:
             self.redis.hset(
                 state_key,

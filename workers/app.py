@@ -17,7 +17,11 @@ For Flower and the ``celery`` command: ``celery --app workers.app:app ...`` (con
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from celery import Celery
+from celery.worker.consumer import Consumer as CeleryConsumer
 
 from erpsync.settings import Settings
 
@@ -26,6 +30,22 @@ TASK_APPLY_BATCH = "sync.apply_batch"
 TASK_NOOP = "sync.noop"
 
 app = Celery("erpsync")
+
+
+#: a worker's attempts to reach the broker again: first wait, step, longest wait (seconds)
+RECONNECT_S = (0.5, 0.5, 2.0)
+
+
+class Consumer(CeleryConsumer):
+    """Celery's consumer, trying a lost broker again every 2 s at most: Celery's waits
+    (2, 4, 6 … 30 s) left a worker idle up to 30 s after Redis came back."""
+
+    def ensure_connected(self, conn: Any) -> Any:
+        first, step, most = RECONNECT_S
+        conn.ensure_connection = functools.partial(
+            conn.ensure_connection, interval_start=first, interval_step=step, interval_max=most
+        )
+        return super().ensure_connected(conn)
 
 
 def queue_for(target: str) -> str:
@@ -48,6 +68,10 @@ def configure(settings: Settings, celery_app: Celery = app) -> Celery:
     celery_app.conf.update(
         broker_url=settings.redis_url,
         broker_connection_retry_on_startup=True,
+        # a lost broker is tried again for as long as it takes (Celery's default gives up
+        # after 100 attempts and the worker exits), every 2 s at most (Consumer above)
+        broker_connection_max_retries=None,
+        worker_consumer="workers.app:Consumer",
         broker_transport_options={
             "global_keyprefix": f"{settings.key_prefix}:",
             "visibility_timeout": worker.visibility_timeout_s,
@@ -58,6 +82,10 @@ def configure(settings: Settings, celery_app: Celery = app) -> Celery:
             # no message of a dead worker came back for as long). Two passes at once are
             # safe: each restore is a transaction on the unacked hash.
             "unacked_mutex_expire": 30,
+            # a Redis gone without closing the connection (a partition) must not hang a
+            # publish for ever: BRPOP waits 1 s, so 30 s is only ever a dead connection
+            "socket_timeout": 30,
+            "socket_connect_timeout": 5,
         },
         result_backend=None,
         task_ignore_result=True,

@@ -1,6 +1,7 @@
-"""A TCP proxy on 127.0.0.1 that a test controls: it forwards, or freezes (every byte held
-in both directions and every new connection left hanging: a network partition), and it
-notes the first bytes of what clients send (HTTP request lines, for attributing writes)."""
+"""A TCP proxy on 127.0.0.1 that a test controls: it forwards, freezes (every byte held
+in both directions and every new connection left hanging: a network partition) or cuts
+(every connection closed and new ones refused: a server down or restarted), and it notes
+the first bytes of what clients send (HTTP request lines, for attributing writes)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class TcpProxy:
     sent: list[tuple[float, bytes]] = field(default_factory=list)
     _flowing: threading.Event = field(default_factory=threading.Event)
     _closed: threading.Event = field(default_factory=threading.Event)
+    _refusing: threading.Event = field(default_factory=threading.Event)
     _sockets: list[socket.socket] = field(default_factory=list)
     _listener: socket.socket = field(init=False)
 
@@ -45,6 +47,19 @@ class TcpProxy:
         """Forward again what was held and what comes."""
         self._flowing.set()
 
+    def cut(self) -> None:
+        """Close every connection and refuse new ones until :meth:`restore`."""
+        self._refusing.set()
+        for sock in list(self._sockets):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
+        self._sockets.clear()
+
+    def restore(self) -> None:
+        self._refusing.clear()
+
     def requests_after(self, since: float) -> list[bytes]:
         """The first bytes of what clients sent after ``since`` (epoch seconds)."""
         return [head for at, head in list(self.sent) if at > since]
@@ -57,6 +72,9 @@ class TcpProxy:
                 continue
             except OSError:
                 return
+            if self._refusing.is_set():
+                client.close()
+                continue
             self._flowing.wait()  # a connection made during a partition hangs until it heals
             try:
                 upstream = socket.create_connection(self.upstream, timeout=5)
