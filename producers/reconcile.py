@@ -221,8 +221,10 @@ def differences(
     Every field of ``expected`` is compared, normalised on both sides (a field the target
     does not show is None), but where a known limit (``limits``) stands in the way: a field
     the vendor documents no way to clear is not compared when the source has no value, nor
-    one it documents no way to turn off (``active``) when the source's is False. A value the
-    target can be written with (a parent it can be moved to) is compared.
+    the lifecycle (``active``) of a target that cannot show it one way or the other
+    (Atollon: by default no deactivation is sent; with its Inactive group, a reactivation
+    cannot take a contact out). A value the target can be written with (a parent it can be
+    moved to) is compared.
     """
     skip = set(limits)
     found: dict[str, dict[str, Any]] = {}
@@ -231,7 +233,7 @@ def differences(
         if value == have and type(value) is type(have):
             continue  # both sides come normalised: the common case needs no more
         want, have = normalise(value), normalise(have)
-        if name in skip and (want is None or want is False):
+        if name in skip and (want is None or want is False or name == "active"):
             continue
         if want != have:
             found[name] = {"source": want, "target": have}

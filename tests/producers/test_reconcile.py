@@ -300,6 +300,18 @@ def test_a_target_with_an_open_circuit_or_a_failed_read_is_not_checked() -> None
     assert (found["hipe"]["checked"], found["hipe"]["counts"]["missing"]) == (0, 0)
 
 
+def test_a_lifecycle_a_target_cannot_undo_is_never_drift() -> None:
+    """Atollon with ``deactivation = "group"``: a reactivated customer stays in the
+    Inactive group (no documented way out); reconcile lists it as the known limit."""
+    source = stream([company("C1"), company("C2", active=False)])
+    sink = FakeSink(
+        "atollon", [shown("C1", active=False), shown("C2", active=False)], limits=["active"]
+    )
+    found = reconcile(source, {"atollon": sink})["targets"]["atollon"]
+    assert (found["in_sync"], found["different"], found["orphaned"]) == (2, [], [])
+    assert found["known_limits"] == ["active"]
+
+
 def test_a_target_that_offers_no_read_is_reported_as_a_known_limit() -> None:
     """Atollon documents no read of contacts: one that refuses the sandbox's is a known
     limit of that target, said so, not a failed read."""
