@@ -282,11 +282,11 @@ class ProducerService:
                 log.info("reconcile.skipped", flow=name, reason="another producer holds the stream")
                 continue
 
-            def keep_lock(what: str, target: str, count: int, key: str = lock_key) -> None:
-                producer.redis.pexpire(key, int(producer.lock_ttl_s * 1000))
-
             try:
-                with self.reconciliation(name, progress=keep_lock) as reconciliation:
+                with (
+                    producer.leases.holding({lock_key: token}),  # renewed while it runs
+                    self.reconciliation(name) as reconciliation,
+                ):
                     report = reconciliation.run()
                 store_result(producer.redis, producer.keys, report)
                 reports.append(report)
