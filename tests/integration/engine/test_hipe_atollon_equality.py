@@ -6,7 +6,9 @@ HIPE company and the whole Atollon contact are compared, field by field, with wh
 holds (read from ``/_sandbox/records``), as the vendors' docs and docs/sandbox-conventions.md
 say each target stores it: values set, changed and removed, the parent attached, moved and
 detached, deactivated and reactivated twice. On the single path and, for HIPE, the CSV
-import (bulk) path. No dead letter may be left, and ``erpsync reconcile`` finds no drift.
+import (bulk) path; for Atollon with the default ``deactivation = "none"`` and with
+``"group"`` (the Inactive group assigned for good: a known limit). No dead letter may be
+left, and ``erpsync reconcile`` finds no drift.
 """
 
 from __future__ import annotations
@@ -158,12 +160,13 @@ def hipe_as_stored(company: dict[str, Any], external_of: dict[int, str]) -> dict
     }
 
 
-def atollon_from_erp(customer: dict[str, Any]) -> dict[str, Any]:
+def atollon_from_erp(customer: dict[str, Any], ever_inactive: bool = False) -> dict[str, Any]:
     """The Atollon company contact of an ERP customer (crawler page + conventions).
 
-    Every list states the whole list, an emptied text is empty; the contact groups never
-    change: by default (``deactivation = "none"``) a deactivation is not sent, and the
-    contact keeps following its fields, whatever its ERP state.
+    Every list states the whole list, an emptied text is empty, and the contact keeps
+    following its fields whatever its ERP state. By default (``deactivation = "none"``) no
+    deactivation is sent; with ``"group"`` a contact ever deactivated is in ``Inactive``
+    for good ("assign the contact to the group": nothing documented takes it out).
     """
     address = customer["Adresse"] or EMPTY_ADDRESS
     has_address = any(_text(v) for v in address.values())
@@ -184,7 +187,7 @@ def atollon_from_erp(customer: dict[str, Any]) -> dict[str, Any]:
         "email": [customer["Courriel"]] if customer["Courriel"] else [],
         "phone": [customer["Telephone"]] if customer["Telephone"] else [],
         "vatNo": _text(customer["NoTPS"]),
-        "groups": [],
+        "groups": ["Inactive"] if ever_inactive else [],
         "externalId": [{"system": ERP, "id": customer["NoClient"]}],
     }
 
@@ -211,7 +214,7 @@ def atollon_as_stored(contact: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def assert_targets_equal_the_erp(p: Pipeline, step: str) -> None:
+def assert_targets_equal_the_erp(p: Pipeline, step: str, ever_inactive: set[str]) -> None:
     customers = {c["NoClient"]: c for c in p.records(ERP, "Customer")}
     companies = p.records("hipe", "companies")
     external_of = {c["id"]: c["externalId"] for c in companies}
@@ -223,7 +226,8 @@ def assert_targets_equal_the_erp(p: Pipeline, step: str) -> None:
     assert len(contacts) == len(customers), f"{step}: one contact each"
     for contact in contacts:
         (key,) = [e["id"] for e in contact["externalId"] if e["system"] == ERP]
-        assert atollon_as_stored(contact) == atollon_from_erp(customers[key]), f"{step}: Atollon"
+        want = atollon_from_erp(customers[key], key in ever_inactive)
+        assert atollon_as_stored(contact) == want, f"{step}: Atollon"
 
 
 def assert_no_dead_letter(p: Pipeline) -> None:
@@ -250,14 +254,18 @@ def reconcile(p: Pipeline, flow: str = "customers") -> tuple[int, dict[str, Any]
 # -- the test ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["single", "bulk"])
+@pytest.mark.parametrize(
+    ("path", "deactivation"), [("single", "none"), ("bulk", "none"), ("single", "group")]
+)
 def test_one_customer_through_every_change_equals_the_erp_in_hipe_and_atollon(
-    make_pipeline: Callable[..., Pipeline], path: str
+    make_pipeline: Callable[..., Pipeline], path: str, deactivation: str
 ) -> None:
     # bulk: HIPE imports every poll of two changes or more (a ticker customer changes with
     # C1 at each step); single: one PATCH per change, as everyday polls do
     hipe = {"bulk_threshold": 1} if path == "bulk" else {}
-    p = make_pipeline(flows=FLOWS, systems={"hipe": hipe})
+    atollon = {"deactivation": deactivation}
+    p = make_pipeline(flows=FLOWS, systems={"hipe": hipe, "atollon": atollon})
+    ever_inactive: set[str] = set()
     p.start_worker()
     p.wait_workers(1)
     c1 = erp_customer("C1", "Dupont & Fils", NoClientParent="P1", **FULL)
@@ -269,13 +277,15 @@ def test_one_customer_through_every_change_equals_the_erp_in_hipe_and_atollon(
         (result,) = p.produce()
         assert result.events >= 1, name
         p.wait_converged(timeout_s=120, targets=TARGETS)
-        assert_targets_equal_the_erp(p, name)
+        assert_targets_equal_the_erp(p, name, ever_inactive)
         assert_no_dead_letter(p)
 
     step("created with every field")
     imports_before = 0
     for number, (name, changes) in enumerate(STEPS, 1):
         c1 = {**c1, **changes}
+        if deactivation == "group" and not c1["EstActif"]:
+            ever_inactive.add("C1")
         erp_put(p, c1)
         ticker = {**ticker, "NomClient": f"Ticker {number}"}
         erp_put(p, ticker)
