@@ -2,8 +2,10 @@
 
 Billing is Atollon's work queue, so change detection is state-based: every poll lists the
 items in state ``ToBeInvoiced`` (``GET billing``), groups them per activity (and per
-customer and currency, which one invoice cannot mix), and maps each group onto a canonical
-:class:`~erpsync.models.Invoice`. The snapshot base then does the rest: a new or changed
+customer and currency, which one invoice cannot mix; per kind of item when the flow keeps
+time sheets apart), and maps each group onto a canonical :class:`~erpsync.models.Invoice`.
+An activity's customer is its ``customerContact``, else its ``contact``
+(:func:`customer_key`). The snapshot base then does the rest: a new or changed
 group is an upsert, and an activity that left the list (its items were billed, cancelled or
 postponed) is a ``delete``, which the billing sink treats as nothing to do.
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +31,7 @@ from adapters.atollon import (
     AtollonBillingActivity,
     AtollonBillingItem,
     AtollonClient,
+    BillingType,
     parse_datetime,
 )
 from producers.base import SnapshotStream, SourceRecord
@@ -107,32 +110,72 @@ class _Group:
     items: dict[str, AtollonBillingItem] = field(default_factory=dict)
 
 
+#: ``time_sheets`` (the billing flow's ``mapping.onlineerp.fields.time_sheets``): time-sheet
+#: items (billing type 2) on the same invoice as the activity's other items, or on their own
+TIME_SHEETS_TOGETHER = "together"
+TIME_SHEETS_APART = "apart"
+TIME_SHEETS_CHOICES = (TIME_SHEETS_TOGETHER, TIME_SHEETS_APART)
+TIME_SHEETS_OPTION = "time_sheets"
+#: the last part of the key of an activity's time-sheet invoice when they are kept apart
+TIME_SHEETS_PART = "timesheets"
+
+
+def time_sheets_option(mapping: Mapping[str, Mapping[str, Any]]) -> str:
+    """The billing flow's ``mapping.onlineerp.fields.time_sheets`` (default: together)."""
+    fields = (mapping.get("onlineerp") or {}).get("fields") or {}
+    value = fields.get(TIME_SHEETS_OPTION, TIME_SHEETS_TOGETHER)
+    return str(value)
+
+
+def customer_key(entry: AtollonBillingActivity, erp_system: str) -> str | None:
+    """The ERP customer of an activity: its ``customerContact``'s ERP key, else its
+    ``contact``'s (the export carries both; either may be absent or lack our key)."""
+    for contact in (entry.customer_contact, entry.contact):
+        found = contact.external_id_for(erp_system) if contact is not None else None
+        if found:
+            return found
+    return None
+
+
+def _kind(item: AtollonBillingItem, time_sheets: str) -> str:
+    if time_sheets == TIME_SHEETS_APART and item.billing_type == BillingType.TIME_SHEET_ITEMS:
+        return TIME_SHEETS_PART
+    return ""
+
+
 def billing_records(
     activities: Sequence[AtollonBillingActivity],
     erp_system: str,
     *,
+    time_sheets: str = TIME_SHEETS_TOGETHER,
     today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.UTC).date(),
 ) -> list[SourceRecord]:
-    """One record per activity (per customer and currency, when an activity mixes them).
+    """One record per activity (per customer and currency, when an activity mixes them, and
+    per kind of item when time sheets are kept apart).
 
     The key is the activity id; only an activity split in several groups gets keys
-    ``<activity>/<customer>/<currency>``. An item listed twice counts once.
+    ``<activity>/<customer>/<currency>`` (``/timesheets`` added for its time-sheet items
+    kept apart). An item listed twice counts once.
     """
-    groups: dict[tuple[str, str, str], _Group] = {}
+    if time_sheets not in TIME_SHEETS_CHOICES:
+        raise ValueError(f"time_sheets must be one of {', '.join(TIME_SHEETS_CHOICES)}")
+    groups: dict[tuple[str, str, str, str], _Group] = {}
     for entry in activities:
-        contact = entry.customer_contact
-        customer = (contact.external_id_for(erp_system) if contact else None) or ""
+        customer = customer_key(entry, erp_system) or ""
         for item in entry.billing_items:
             currency = _text(item.currency) or ""
-            group = groups.setdefault((entry.activity.id, customer, currency), _Group(entry))
+            kind = _kind(item, time_sheets)
+            group = groups.setdefault((entry.activity.id, customer, currency, kind), _Group(entry))
             group.items.setdefault(item.id, item)
-    per_activity = Counter(activity for activity, _, _ in groups)
+    per_activity = Counter(activity for activity, _, _, _ in groups)
     records = []
-    for (activity_id, customer, currency), group in sorted(groups.items()):
+    for (activity_id, customer, currency, kind), group in sorted(groups.items()):
         key = (
             activity_id
             if per_activity[activity_id] == 1
-            else f"{activity_id}/{customer or '-'}/{currency or '-'}"
+            else "/".join(
+                [activity_id, customer or "-", currency or "-", *([kind] if kind else [])]
+            )
         )
         payload = invoice_payload(
             group.entry,
@@ -151,7 +194,10 @@ class AtollonBilling(SnapshotStream):
     """Atollon billing items ``ToBeInvoiced``, as one invoice record per activity."""
 
     client: AtollonClient = field(kw_only=True)
+    time_sheets: str = field(default=TIME_SHEETS_TOGETHER, kw_only=True)
 
     def pages(self) -> Iterator[list[SourceRecord]]:
         # The crawler answers the whole work queue at once: one page.
-        yield billing_records(self.client.list_billing(), self.client.erp_system)
+        yield billing_records(
+            self.client.list_billing(), self.client.erp_system, time_sheets=self.time_sheets
+        )

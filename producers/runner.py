@@ -17,7 +17,7 @@ from adapters.onlineerp import OnlineErpClient
 from adapters.propeller import PropellerClient
 from erpsync.keys import Keys
 from erpsync.settings import Settings
-from producers.atollon import AtollonBilling
+from producers.atollon import AtollonBilling, time_sheets_option
 from producers.base import PollResult, Producer, SnapshotStream
 from producers.onlineerp import OnlineErpCustomers, OnlineErpProducts
 from producers.propeller import PropellerCompanies
@@ -81,6 +81,7 @@ class ProducerService:
                                 atollon,
                                 error_overrides=self.settings.errors.get("atollon"),
                             ),
+                            time_sheets=time_sheets_option(flow.mapping),
                         )
                     )
                 continue

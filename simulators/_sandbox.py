@@ -10,6 +10,8 @@ Every simulator app answers, besides its vendor API:
   represents it.
 * ``POST /_sandbox/reset``: empty state, no faults, zero stats.
 * ``POST /_sandbox/seed``: load the deterministic seed data set (:mod:`simulators.seed`).
+* a simulator's own control routes (:meth:`Simulator.control_routes`), e.g. the ERP's
+  ``POST /_sandbox/invoices/{NoFacture}/payment``.
 
 Faults apply to vendor routes only, never to ``/_sandbox``. For a request whose path
 matches a rule: ``latency_ms`` delays every such request; ``drop_rate`` closes the connection
@@ -119,6 +121,11 @@ class Simulator:
     def routes(self) -> list[BaseRoute]:
         """The vendor API's routes."""
         raise NotImplementedError
+
+    def control_routes(self) -> list[BaseRoute]:
+        """Routes of this simulator's own under ``/_sandbox`` (what a user of the vendor's
+        product does by hand, e.g. record a payment); never subject to faults."""
+        return []
 
     def error(self, status: int, message: str) -> VendorError:
         """The vendor's error answer for a plain HTTP failure (404 route, 405, 500…)."""
@@ -485,6 +492,7 @@ def build_app(simulator: Simulator) -> Starlette:
         Route(f"{SANDBOX_PREFIX}/records/{{entity}}", records, methods=["GET"]),
         Route(f"{SANDBOX_PREFIX}/reset", reset, methods=["POST"]),
         Route(f"{SANDBOX_PREFIX}/seed", seed, methods=["POST"]),
+        *simulator.control_routes(),
     ]
 
     def vendor_handler(

@@ -214,20 +214,23 @@ def _activity(rng: random.Random, index: int, data: SeedData) -> dict[str, Any]:
     items = []
     for item_index in range(rng.randint(1, 5)):
         product = rng.choice(data.products)
+        # a third of the items are time-sheet items (billing type 2), decided without the
+        # random generator so that the rest of the data set stays as it was
+        time_sheet = (index + item_index) % 3 == 2
         items.append(
             {
                 "id": f"{900000 + index * 10 + item_index}",
                 "productName": product["Description"],
                 "productRefid": product["NoProduit"],
                 "name": f"{product['Description']} — travaux {index + 1}",
-                "description": "Travaux facturables",
+                "description": "Feuille de temps" if time_sheet else "Travaux facturables",
                 "quantity": float(rng.randint(1, 20)),
                 "unitPrice": product["PrixVente"],
                 "vatValue": 14.975,
                 "currency": "CAD",
                 "billingDate": f"2026-10-{1 + index % 28:02d}T10:00",
                 "billingStatus": "ToBeInvoiced",
-                "billingType": 1,
+                "billingType": 2 if time_sheet else 1,
                 "productExternalId": [{"system": ERP_SYSTEM, "id": product["NoProduit"]}],
             }
         )
@@ -253,7 +256,8 @@ def _activity(rng: random.Random, index: int, data: SeedData) -> dict[str, Any]:
         "folder": {"name": customer["NomClient"], "refId": f"F-{customer['NoClient']}"},
         "contact": contact,
         "customer": {"name": customer["NomClient"], "refId": f"F-{customer['NoClient']}"},
-        "customerContact": contact,
+        # one activity in ten names its customer as ``contact`` only (the export carries both)
+        "customerContact": None if index % 10 == 9 else contact,
         "billingItems": items,
         "documents": [],
     }

@@ -478,6 +478,19 @@ class OnlineErpClient:
             )
         return found[0] if found else None
 
+    def iter_invoice_pages(
+        self, *, page_size: int | None = None
+    ) -> Iterator[list[ErpInvoiceCreated]]:
+        """Every customer invoice in number order, one list per HTTP page."""
+        return self._pages(
+            CUSTOMER_INVOICE,
+            ErpInvoiceCreated,
+            "NoFacture",
+            operation="list invoices",
+            filter=None,
+            page_size=page_size,
+        )
+
     def get_invoice(self, no_facture: str) -> ErpInvoiceCreated | None:
         """The invoice with this ``NoFacture``, or None."""
         return self._get(CUSTOMER_INVOICE, no_facture, ErpInvoiceCreated, "get invoice")

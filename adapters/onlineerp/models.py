@@ -87,6 +87,11 @@ class ErpInvoiceLine(_ErpModel):
     quantity: Amount | None = Field(default=None, alias="QteFacture")
     unit_price: Amount | None = Field(default=None, alias="PrixUnitaire")
     description: str | None = Field(default=None, alias="DescriptionLigne")
+    # Set by the ERP on a stored invoice (docs/sandbox-conventions.md); never sent unless
+    # the flow maps them as line custom fields.
+    tax_rate: Amount | None = Field(default=None, alias="TauxTaxe")
+    net_amount: Amount | None = Field(default=None, alias="MontantLigne")
+    tax_amount: Amount | None = Field(default=None, alias="MontantTaxe")
 
     @model_validator(mode="after")
     def _product_or_text(self) -> ErpInvoiceLine:
@@ -110,12 +115,37 @@ class ErpInvoice(_ErpModel):
         return [line.product_number for line in self.lines if line.product_number]
 
 
+#: ``Statut`` of a stored invoice (docs/sandbox-conventions.md) -> the canonical state
+INVOICE_STATES: dict[str, str] = {
+    "Ouverte": "open",
+    "PartiellementPayee": "partly_paid",
+    "Payee": "paid",
+    "Annulee": "cancelled",
+}
+#: the canonical invoice states, in their life's order
+CANONICAL_INVOICE_STATES = ("open", "partly_paid", "paid", "cancelled")
+
+
 class ErpInvoiceCreated(_ErpModel):
-    """An invoice as the ERP stores it: its number ``NoFacture`` and the ``Facture``."""
+    """An invoice as the ERP stores it: its number ``NoFacture``, the ``Facture``, the totals
+    and taxes the ERP computed, and its payment state."""
 
     number: str = Field(alias="NoFacture", min_length=1)
     invoice: ErpInvoice = Field(alias="Facture")
     total_before_taxes: Amount | None = Field(default=None, alias="TotalAvantTaxes")
+    total_taxes: Amount | None = Field(default=None, alias="TotalTaxes")
+    total_with_taxes: Amount | None = Field(default=None, alias="TotalAvecTaxes")
+    status: str | None = Field(default=None, alias="Statut")
+    amount_paid: Amount | None = Field(default=None, alias="MontantPaye")
+    balance: Amount | None = Field(default=None, alias="SoldeDu")
+
+    @property
+    def state(self) -> str:
+        """The canonical state (``open``, ``partly_paid``, ``paid``, ``cancelled``); an ERP
+        without ``Statut`` shows an invoice as open; an unknown one is passed on as it is."""
+        if self.status is None or not self.status.strip():
+            return "open"
+        return INVOICE_STATES.get(self.status.strip(), self.status.strip())
 
     @model_validator(mode="before")
     @classmethod
@@ -132,7 +162,7 @@ class ErpInvoiceCreated(_ErpModel):
         facture = data.get("Facture")
         if isinstance(facture, dict):
             data = dict(data)
-            for key in ("NoFacture", "TotalAvantTaxes"):
+            for key in ("NoFacture", "TotalAvantTaxes", "TotalTaxes", "TotalAvecTaxes"):
                 if key not in data and key in facture:
                     data[key] = facture[key]
         return data

@@ -146,6 +146,7 @@ class AtollonSimulator(Simulator):
                 body=False,
             ),
             self._route("POST", "invoice-issued", lambda q, b: self.invoices.create(b), body=True),
+            self._route("GET", "invoice-issued", self._get_invoices, body=False),
             self._route(
                 "PUT",
                 "invoice-issued",
@@ -153,6 +154,10 @@ class AtollonSimulator(Simulator):
                 body=True,
             ),
         ]
+
+    def _get_invoices(self, params: QueryParams, body: Any) -> dict[str, Any] | list[Any]:
+        keys = ("id", "invoiceNumber", "offset", "limit")
+        return self.invoices.get({key: _query(params, key) for key in keys})
 
     def _download(self, params: QueryParams, body: Any) -> Response:
         """``GET download_document?docId=``: the file itself."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Callable, Mapping
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 CUSTOMER_FIELDS = (
@@ -26,7 +27,16 @@ CUSTOMER_FIELDS = (
 )
 ADDRESS_FIELDS = ("Ligne1", "Ville", "Province", "CodePostal", "Pays")
 PRODUCT_FIELDS = ("NoProduit", "Description", "PrixVente", "EstActif", "GroupeProduit")
-INVOICE_FIELDS = ("NoFacture", "Facture", "TotalAvantTaxes")
+INVOICE_FIELDS = (
+    "NoFacture",
+    "Facture",
+    "TotalAvantTaxes",
+    "TotalTaxes",
+    "TotalAvecTaxes",
+    "Statut",
+    "MontantPaye",
+    "SoldeDu",
+)
 FACTURE_FIELDS = (
     "NoFacture",
     "TypeDoc",
@@ -36,9 +46,20 @@ FACTURE_FIELDS = (
     "InfoClientFacturerA",
     "LigneFacture",
     "TotalAvantTaxes",
+    "TotalTaxes",
+    "TotalAvecTaxes",
 )
 #: the transaction types of the documented ``Facture`` payload (Acomba mapping page)
 TYPE_DOCS = frozenset({"FACTURES", "COMMANDES", "SOUMISSIONS", "ACHATS"})
+#: the tax rate (percent) of a product line that names none: Québec's TPS 5 % + TVQ 9.975 %
+#: (the ERP taxes by its own setup; docs/sandbox-conventions.md)
+DEFAULT_TAX_RATE = 14.975
+#: the states of a stored invoice (``Statut``; docs/sandbox-conventions.md)
+OPEN = "Ouverte"
+PARTLY_PAID = "PartiellementPayee"
+PAID = "Payee"
+CANCELLED = "Annulee"
+INVOICE_STATES = (OPEN, PARTLY_PAID, PAID, CANCELLED)
 
 
 class BodyError(ValueError):
@@ -88,6 +109,11 @@ def _bool(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
         raise BodyError(f"{where} must be true or false.")
     return value
+
+
+def money(value: float) -> float:
+    """An amount rounded to the cent, half up, as accounting software rounds."""
+    return float(Decimal(repr(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
 def _ordered(
@@ -178,14 +204,9 @@ def invoice(
         raise BodyError(
             f"The customer '{no_client}' (InfoClientFacturerA.NoClient) does not exist."
         )
-    total = round(
-        sum(
-            line["QteFacture"] * line["PrixUnitaire"]
-            for line in stored_lines
-            if line.get("QteFacture") is not None and line.get("PrixUnitaire") is not None
-        ),
-        2,
-    )
+    total = money(sum(line.get("MontantLigne", 0) for line in stored_lines))
+    taxes = money(sum(line.get("MontantTaxe", 0) for line in stored_lines))
+    with_taxes = money(total + taxes)
     checked: dict[str, Any] = {
         "NoFacture": number,
         "TypeDoc": type_doc,
@@ -195,9 +216,39 @@ def invoice(
         "InfoClientFacturerA": bill_to,
         "LigneFacture": stored_lines,
         "TotalAvantTaxes": total,
+        "TotalTaxes": taxes,
+        "TotalAvecTaxes": with_taxes,
     }
     stored_facture = _ordered(FACTURE_FIELDS, checked, facture)
-    return {"NoFacture": number, "Facture": stored_facture, "TotalAvantTaxes": total}
+    return {
+        "NoFacture": number,
+        "Facture": stored_facture,
+        "TotalAvantTaxes": total,
+        "TotalTaxes": taxes,
+        "TotalAvecTaxes": with_taxes,
+        "Statut": OPEN,
+        "MontantPaye": 0,
+        "SoldeDu": with_taxes,
+    }
+
+
+def paid(record: dict[str, Any], amount: Any) -> dict[str, Any]:
+    """The stored invoice after a payment of ``amount`` (None: the whole balance)."""
+    if record.get("Statut") == CANCELLED:
+        raise BodyError(f"The invoice {record['NoFacture']} is cancelled: it cannot be paid.")
+    balance = record.get("SoldeDu", 0)
+    value = balance if amount is None else _number(amount, "Montant")
+    if value is None or value <= 0:
+        raise BodyError("Montant must be a positive number.")
+    paid_total = money(record.get("MontantPaye", 0) + value)
+    left = money(record.get("TotalAvecTaxes", 0) - paid_total)
+    state = PAID if left <= 0 else PARTLY_PAID
+    return {**record, "Statut": state, "MontantPaye": paid_total, "SoldeDu": max(left, 0)}
+
+
+def cancelled(record: dict[str, Any]) -> dict[str, Any]:
+    """The stored invoice once cancelled (nothing is left due)."""
+    return {**record, "Statut": CANCELLED, "SoldeDu": 0}
 
 
 def reference_of(body: Any) -> str:
@@ -222,6 +273,8 @@ def _line(
     if product_key is None:
         if description is None:
             raise BodyError(f"{where} needs strNoProduit (a product) or DescriptionLigne (text).")
+        if quantity is not None and price is not None:
+            _taxed(stored, quantity, price, where)
         return stored
     product_key = key(product_key, f"{where}.strNoProduit")
     if quantity is None:
@@ -230,5 +283,16 @@ def _line(
     if list_price is None:
         raise BodyError(f"The product '{product_key}' ({where}.strNoProduit) does not exist.")
     if price is None:
+        price = list_price
         stored["PrixUnitaire"] = list_price
+    _taxed(stored, quantity, price, where)
     return stored
+
+
+def _taxed(stored: dict[str, Any], quantity: float, price: float, where: str) -> None:
+    """Set a priced line's net amount, tax rate (the line's, else the default) and tax."""
+    rate = _number(stored.get("TauxTaxe", DEFAULT_TAX_RATE), f"{where}.TauxTaxe")
+    net = money(quantity * price)
+    stored["TauxTaxe"] = rate
+    stored["MontantLigne"] = net
+    stored["MontantTaxe"] = money(float(Decimal(repr(net)) * Decimal(repr(rate or 0)) / 100))

@@ -124,6 +124,42 @@ class OnlineErpSimulator(Simulator):
             routes.append(Route(base + "/{key}", self._item, methods=["GET", "PUT", "DELETE"]))
         return routes
 
+    def control_routes(self) -> list[BaseRoute]:
+        """What the ERP's users do by hand to an invoice: record a payment, cancel it."""
+        return [
+            Route("/_sandbox/invoices/{key}/payment", self._pay, methods=["POST"]),
+            Route("/_sandbox/invoices/{key}/cancel", self._cancel, methods=["POST"]),
+        ]
+
+    async def _pay(self, request: Request) -> Response:
+        """``{"Montant": n}`` pays n (no body or no ``Montant``: the whole balance)."""
+        raw = await request.body()
+        body = await _body(request) if raw.strip() else {}
+        if isinstance(body, Response):
+            return body
+        amount = body.get("Montant") if isinstance(body, dict) else None
+        return self._change_invoice(
+            str(request.path_params["key"]), lambda record: _entities.paid(record, amount)
+        )
+
+    async def _cancel(self, request: Request) -> Response:
+        return self._change_invoice(str(request.path_params["key"]), _entities.cancelled)
+
+    def _change_invoice(
+        self, key: str, change: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> Response:
+        store = self._stores[INVOICE]
+        with self.lock:
+            record = store.get(key)
+            if record is None:
+                return _not_found(store, key)
+            try:
+                changed = change(record)
+            except BodyError as exc:
+                return _fail(400, "InvalidBody", str(exc))
+            store.put(changed)
+        return _json(changed)
+
     def error(self, status: int, message: str) -> VendorError:
         code = _CODE_OF_STATUS.get(status)
         if code is None:

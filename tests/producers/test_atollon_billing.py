@@ -185,11 +185,52 @@ def test_an_activity_mixing_currencies_becomes_one_invoice_per_currency() -> Non
     assert cad.reference != eur.reference
 
 
+def test_the_customer_is_the_customer_contact_else_the_contact() -> None:
+    both = activity("7000001", [item("900010")])
+    contact_only = activity("7000002", [item("900020")])
+    contact_only["customerContact"] = None
+    no_key_in_customer_contact = activity("7000003", [item("900030")], customer=None)
+    found = records(both, contact_only, no_key_in_customer_contact)
+    assert {key: payload["customer_key"] for key, payload in found.items()} == {
+        "7000001": "C000042",
+        "7000002": "C999999",
+        "7000003": "C999999",
+    }
+
+
 def test_a_customer_without_an_erp_key_still_becomes_a_record_that_the_sink_refuses() -> None:
-    (payload,) = records(activity("7000001", [item("900010")], customer=None)).values()
+    entry = activity("7000001", [item("900010")], customer=None)
+    entry["contact"] = {"person": {"lastName": "Roy"}, "externalId": []}
+    (payload,) = records(entry).values()
     assert payload["customer_key"] is None
     with pytest.raises(ValidationError):
         Invoice.model_validate(payload)
+
+
+def test_time_sheet_items_are_invoiced_with_the_others_or_apart_as_configured() -> None:
+    entry = activity(
+        "7000001", [item("900010"), item("900011", billingType=2), item("900012", billingType=2)]
+    )
+    parsed = ACTIVITIES.validate_python([entry])
+    together = billing_records(parsed, ERP)
+    assert [(r.key, r.payload["billing_item_ids"]) for r in together] == [
+        ("7000001", ["900010", "900011", "900012"])
+    ]
+    assert together == billing_records(parsed, ERP, time_sheets="together")
+    apart = billing_records(parsed, ERP, time_sheets="apart")
+    assert [(r.key, r.payload["billing_item_ids"]) for r in apart] == [
+        ("7000001/C000042/CAD", ["900010"]),
+        ("7000001/C000042/CAD/timesheets", ["900011", "900012"]),
+    ]
+    assert apart[0].payload["reference"] != apart[1].payload["reference"]
+    only_time_sheets = ACTIVITIES.validate_python(
+        [activity("7000002", [item("900020", billingType=2)])]
+    )
+    assert [r.key for r in billing_records(only_time_sheets, ERP, time_sheets="apart")] == [
+        "7000002"
+    ], "an activity with one kind of item keeps its plain key"
+    with pytest.raises(ValueError, match="time_sheets"):
+        billing_records(parsed, ERP, time_sheets="merged")
 
 
 def test_a_missing_price_is_not_invoiced_at_zero() -> None:

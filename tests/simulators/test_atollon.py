@@ -707,6 +707,10 @@ def test_invoice_status_list_is_the_documented_one(atollon: httpx.Client) -> Non
         ("89342000", "Issued", 99),
         ("89342001", "Pending", 50),
         ("89342002", "Paid", 10),
+        # the sandbox instance's own (docs/sandbox-conventions.md): a state for a cancelled
+        # invoice, and the state of the page's own Sales Order example
+        ("89342003", "Cancelled", 5),
+        ("132606101", "Schv\u00e1leno", 60),
     ]
     assert set(states[0]) == {"stateId", "name", "priority", "enabled", "acl", "treeHandle"}
 
@@ -738,6 +742,104 @@ def test_invoice_issued_create_then_update_by_id(atollon: httpx.Client) -> None:
     answer = atollon.post("/crab/crawler/invoice-issued", json=bad_state)
     assert failed(answer).startswith("Unknown invoice status")
     assert len(records(atollon, "invoices")) == 1
+
+
+#: the page's Sales Order example ("Create Invoice: Structure is the same as Sales Order
+#: example above"), as printed, less the repeated null attribute and custom fields
+DOC_SALES_ORDER: dict[str, Any] = {
+    "created": "2024-04-26T00:00:00",
+    "createdBy": 131841101,
+    "createdByName": "admin@cime",
+    "externalNumber": None,
+    "externalReferenceNumber": None,
+    "id": 133683101,
+    "internalDescription": None,
+    "invoiceNumber": "232410001",
+    "issuedDate": "2024-04-26",
+    "journal": "132877101",
+    "journalName": "Sales Order",
+    "modified": "2024-04-26T00:00:00",
+    "state": 132606101,
+    "stateName": "Schv\u00e1leno",
+    "taxationDate": "2024-04-26",
+    "treeHandle": 131252101,
+    "dateTransaction": "26.04.2024",
+    "customId": None,
+    "supplier": {"provider": 132419101, "providerName": "CIME, s.r.o.", "userName": "admin@cime"},
+    "customer": {
+        "customer": 133349101,
+        "customerContact": 133634101,
+        "customerContactName": "Nov\u00e1k Jind\u0159ich",
+        "customerName": "AGRO s.r.o.",
+        "customerRegId": "0",
+        "customerVATId": "0",
+        "customerExternalId": [{"system": "onlineerp", "id": "C1"}],
+        "contactExternalId": [{"system": "onlineerp", "id": "C1"}],
+    },
+    "shipTo": {"shipTo": None, "shipToCustomer": True},
+    "rows": [
+        {
+            "account": 132855101,
+            "accountCode": "602000",
+            "description": "Nejv\u00edc vychytan\u00fd popis \nk traktoru Lindner Geotrac.",
+            "id": 133685101,
+            "orderIndex": 0,
+            "value": {
+                "netTotal": 650000,
+                "currency": "CZK",
+                "unitPrice": 650000,
+                "unitQuantity": 1,
+                "VAT": "DPH 21%",
+                "VATPercent": 21,
+                "VATValue": 136500,
+            },
+            "product": {
+                "catalogPrice": 800000,
+                "item": 133445101,
+                "itemName": "Lindner Geotrac",
+                "productExternalId": [{"system": "onlineerp", "id": "P1"}],
+            },
+            "context": {"folder": 133349101, "project": 133621101, "activityExternalId": []},
+            "SHARES": [{"id": 133708101, "isRemaining": 1, "percentage": 100, "total": 650000}],
+        }
+    ],
+    "totals": {"currency": "CZK", "currencyRate": 1, "total": 786500, "totalWithVAT": 786500},
+    "payment": {"dueDate": "10.05.2024", "paymentStatus": 8, "toBePaid": 786500},
+    "context": {"folder": 133349101, "folderName": "AGRO s.r.o.", "folderRefId": "UF1"},
+    "documents": [],
+    "texts": {"description": None, "periodFrom": "2024-04-26", "periodTo": None},
+}
+
+
+def test_the_pages_own_sales_order_example_is_accepted_as_an_invoice(
+    atollon: httpx.Client,
+) -> None:
+    created = ok(atollon.post("/crab/crawler/invoice-issued", json=DOC_SALES_ORDER))
+    assert created["invoiceNumber"] == "232410001"
+    stored = atollon.get("/crab/crawler/invoice-issued", params={"id": created["invoiceId"]})
+    shown = stored.json()
+    assert shown["id"] == created["invoiceId"] != DOC_SALES_ORDER["id"], "the id is Atollon's"
+    assert {k: v for k, v in shown.items() if k not in ("id", "created", "modified")} == {
+        k: v for k, v in DOC_SALES_ORDER.items() if k not in ("id", "created", "modified")
+    }
+
+
+def test_invoices_are_read_by_id_by_number_and_page_by_page(atollon: httpx.Client) -> None:
+    """``GET invoice-issued`` is a sandbox convention (the page documents no read)."""
+    ids = []
+    for index in range(5):
+        body = {"invoiceNumber": f"N{index % 4}", "rows": [], "totals": {"total": index}}
+        ids.append(ok(atollon.post("/crab/crawler/invoice-issued", json=body))["invoiceId"])
+    url = "/crab/crawler/invoice-issued"
+    by_number = atollon.get(url, params={"invoiceNumber": "N0"}).json()
+    assert [(i["id"], i["totals"]["total"]) for i in by_number] == [(ids[0], 0), (ids[4], 4)]
+    assert atollon.get(url, params={"invoiceNumber": "N9"}).json() == []
+    one = atollon.get(url, params={"id": ids[2]}).json()
+    assert (one["invoiceNumber"], one["stateName"], one["state"]) == ("N2", "Issued", 89342000)
+    assert failed(atollon.get(url, params={"id": "404"})) == "Invoice not found: 404"
+    pages = [atollon.get(url, params={"offset": o, "limit": 2}).json() for o in (0, 2, 4)]
+    assert [[i["id"] for i in page] for page in pages] == [ids[0:2], ids[2:4], ids[4:]]
+    assert failed(atollon.get(url, params={"limit": "x"})).endswith("must be a whole number")
 
 
 # -------------------------------------------------------- control surface

@@ -543,6 +543,54 @@ def test_invoice_is_created_with_a_number_and_a_total(api: httpx.Client) -> None
 
 
 @pytest.mark.usefixtures("billing_data")
+def test_the_erp_taxes_each_line_and_totals_the_invoice(api: httpx.Client) -> None:
+    body = invoice("ATL-1")
+    body["Facture"]["LigneFacture"][1]["TauxTaxe"] = 5
+    stored = create(api, "CustomerInvoice", body)
+    lines = stored["Facture"]["LigneFacture"]
+    assert [
+        (line.get("TauxTaxe"), line.get("MontantLigne"), line.get("MontantTaxe")) for line in lines
+    ] == [(14.975, 30.0, 4.49), (5, 14.5, 0.73), (None, None, None)], (
+        "the default rate (TPS + TVQ) unless the line names one; a text line is not taxed"
+    )
+    assert (stored["TotalAvantTaxes"], stored["TotalTaxes"], stored["TotalAvecTaxes"]) == (
+        44.5,
+        5.22,
+        49.72,
+    )
+    assert (stored["Statut"], stored["MontantPaye"], stored["SoldeDu"]) == ("Ouverte", 0, 49.72)
+
+
+@pytest.mark.usefixtures("billing_data")
+def test_an_invoice_is_paid_in_part_then_in_full_or_cancelled_through_the_sandbox(
+    api: httpx.Client, control: httpx.Client
+) -> None:
+    number = create(api, "CustomerInvoice", invoice("ATL-1"))["NoFacture"]
+    other = create(api, "CustomerInvoice", invoice("ATL-2"))["NoFacture"]
+    part = control.post(f"/_sandbox/invoices/{number}/payment", json={"Montant": 20})
+    assert part.status_code == 200
+    assert (part.json()["Statut"], part.json()["MontantPaye"], part.json()["SoldeDu"]) == (
+        "PartiellementPayee",
+        20,
+        31.16,
+    )
+    rest = control.post(f"/_sandbox/invoices/{number}/payment")
+    assert (rest.json()["Statut"], rest.json()["MontantPaye"], rest.json()["SoldeDu"]) == (
+        "Payee",
+        51.16,
+        0,
+    )
+    assert api.get(f"/Entity/CustomerInvoice/{number}").json() == rest.json()
+    cancelled = control.post(f"/_sandbox/invoices/{other}/cancel").json()
+    assert (cancelled["Statut"], cancelled["SoldeDu"]) == ("Annulee", 0)
+    refused = control.post(f"/_sandbox/invoices/{other}/payment", json={"Montant": 1})
+    assert "cancelled" in assert_error(refused, 400, "InvalidBody")
+    assert_error(control.post("/_sandbox/invoices/404/cancel"), 404, "NotFound")
+    by_state = api.get("/Entity/CustomerInvoice", params={"$filter": "Statut eq 'Payee'"})
+    assert [i["NoFacture"] for i in by_state.json()] == [number]
+
+
+@pytest.mark.usefixtures("billing_data")
 def test_invoice_reference_is_unique_409_and_412(api: httpx.Client) -> None:
     first = create(api, "CustomerInvoice", invoice("ATL-1"))
     retry = api.post(

@@ -13,7 +13,7 @@ import random
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import fakeredis
@@ -26,6 +26,7 @@ from erpsync.errors import DependencyError, PermanentError, TransientError
 from erpsync.events import ChangeEvent, Delivery
 from erpsync.keys import Keys
 from erpsync.mapping import TargetMapping
+from erpsync.models import Invoice
 from erpsync.settings import AtollonSettings, OnlineErpSettings
 from workers.dlq import DeadLetterStore
 from workers.engine import ApplyContext, Engine, InvalidSourceDataError, Sink
@@ -53,9 +54,19 @@ class World:
     log: list[str] = field(default_factory=list)
     bodies: list[dict[str, Any]] = field(default_factory=list)
     atollon_failures: list[httpx.Response] = field(default_factory=list)
+    atollon_invoices: list[dict[str, Any]] = field(default_factory=list)
+    #: answers of ``POST invoice-issued`` to lose after the invoice is stored
+    lose_record_answers: int = 0
 
     def erp(self, request: httpx.Request) -> httpx.Response:
         assert request.url.path.startswith("/api/Entity/CustomerInvoice")
+        number = request.url.path.removeprefix("/api/Entity/CustomerInvoice").strip("/")
+        if request.method == "GET" and number:
+            self.log.append("erp:get")
+            found = next((i for i in self.invoices.values() if i["NoFacture"] == number), None)
+            if found is None:
+                return httpx.Response(404, json={"Message": "no", "Code": "NotFound"})
+            return httpx.Response(200, json=found)
         if request.method == "GET":
             self.log.append("erp:find")
             match = re.fullmatch(r"Facture\.Référence eq '(.*)'", request.url.params["$filter"])
@@ -81,16 +92,14 @@ class World:
                     "Code": "InvalidBody",
                 },
             )
-        number = f"{len(self.invoices) + 1:08d}"
-        total = sum(
-            Decimal(str(line["QteFacture"])) * Decimal(str(line["PrixUnitaire"]))
-            for line in facture["LigneFacture"]
+        self.invoices[facture["Référence"]] = stored = erp_stored(
+            f"{len(self.invoices) + 1:08d}", facture
         )
-        stored = {"NoFacture": number, "Facture": facture, "TotalAvantTaxes": float(total)}
-        self.invoices[facture["Référence"]] = stored
         return httpx.Response(201, json=stored)
 
     def atollon(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/crab/crawler/invoice-issued":
+            return self.atollon_invoice(request)
         assert (request.method, request.url.path) == ("PUT", "/crab/crawler/billing")
         self.log.append("atollon:billed")
         if self.atollon_failures:
@@ -101,6 +110,54 @@ class World:
             if entry["activity"].get("statusName"):
                 self.activity_status[entry["activity"]["id"]] = entry["activity"]["statusName"]
         return httpx.Response(200, json={"result": "SUCCESS"})
+
+    def atollon_invoice(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            self.log.append("atollon:find")
+            number = request.url.params["invoiceNumber"]
+            found = [i for i in self.atollon_invoices if i["invoiceNumber"] == number]
+            return httpx.Response(200, json=found)
+        assert request.method == "POST"
+        self.log.append("atollon:record")
+        invoice = {**json.loads(request.content), "id": f"A{len(self.atollon_invoices) + 1}"}
+        self.atollon_invoices.append(invoice)
+        if self.lose_record_answers:
+            self.lose_record_answers -= 1
+            raise httpx.ReadError("connection closed after the invoice was stored")
+        return httpx.Response(200, json={"result": "SUCCESS", "invoiceId": invoice["id"]})
+
+
+def _cents(value: Decimal) -> float:
+    return float(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def erp_stored(number: str, facture: dict[str, Any]) -> dict[str, Any]:
+    """An invoice as the ERP stores it (docs/sandbox-conventions.md): each priced line taxed
+    at its ``TauxTaxe`` (14.975 % by default), totals, the open state."""
+    lines, net_total, tax_total = [], Decimal(0), Decimal(0)
+    for line in facture["LigneFacture"]:
+        rate = Decimal(str(line.get("TauxTaxe", 14.975)))
+        net = Decimal(str(line["QteFacture"])) * Decimal(str(line["PrixUnitaire"]))
+        tax = Decimal(str(_cents(net * rate / 100)))
+        lines.append(
+            {
+                **line,
+                "TauxTaxe": float(rate),
+                "MontantLigne": _cents(net),
+                "MontantTaxe": float(tax),
+            }
+        )
+        net_total, tax_total = net_total + net, tax_total + tax
+    return {
+        "NoFacture": number,
+        "Facture": {**facture, "LigneFacture": lines},
+        "TotalAvantTaxes": _cents(net_total),
+        "TotalTaxes": _cents(tax_total),
+        "TotalAvecTaxes": _cents(net_total + tax_total),
+        "Statut": "Ouverte",
+        "MontantPaye": 0,
+        "SoldeDu": _cents(net_total + tax_total),
+    }
 
 
 def make_sink(
@@ -184,7 +241,14 @@ def test_invoices_then_checkpoints_then_marks_the_items_billed() -> None:
     sink = make_sink(world, {"fields": {"activity_status": "Invoiced"}})
     result = sink.apply(event(payload()), context(world))
 
-    assert steps(world) == ["erp:create", "checkpoint", "atollon:billed"]
+    assert steps(world) == [
+        "erp:create",
+        "checkpoint",
+        "checkpoint",
+        "atollon:record",
+        "checkpoint",
+        "atollon:billed",
+    ]
     (invoice,) = world.invoices.values()
     facture = invoice["Facture"]
     assert facture["Référence"] == billing_reference(ACTIVITY, ITEMS)
@@ -214,42 +278,179 @@ def test_invoices_then_checkpoints_then_marks_the_items_billed() -> None:
         invoice["NoFacture"],
         ITEMS,
     )
-    (saved,) = checkpoints(world)
-    assert (saved.step, saved.invoice_number) == ("invoiced", invoice["NoFacture"])
+    assert [(c.step, c.invoice_number, c.atollon_invoice_id) for c in checkpoints(world)] == [
+        ("invoiced", invoice["NoFacture"], None),
+        ("recording", invoice["NoFacture"], None),
+        ("recorded", invoice["NoFacture"], "A1"),
+    ]
+    assert (done.atollon_invoice_id, done.recorded) == ("A1", {invoice["NoFacture"]: "A1"})
+
+    # Step 2: the invoice in Atollon, as the ERP stored it (rows, taxes and totals its own).
+    (recorded,) = world.atollon_invoices
+    ext = [{"system": "onlineerp", "id": "C000042"}]
+    context_ = {"activity": ACTIVITY, "project": "8000001"}
+    assert recorded == {
+        "id": "A1",
+        "invoiceNumber": invoice["NoFacture"],
+        "externalNumber": invoice["NoFacture"],
+        "externalReferenceNumber": billing_reference(ACTIVITY, ITEMS),
+        "issuedDate": "2026-10-09",
+        "taxationDate": "2026-10-09",
+        "stateName": "Issued",
+        "customer": {"customerExternalId": ext, "contactExternalId": ext},
+        "rows": [
+            {
+                "orderIndex": index,
+                "description": f"Travaux {item}",
+                "value": {
+                    "netTotal": net,
+                    "currency": "CAD",
+                    "unitPrice": 10.5,
+                    "unitQuantity": quantity,
+                    "VAT": "14.975 %",
+                    "VATPercent": 14.975,
+                    "VATValue": vat,
+                },
+                **product,
+                "context": context_,
+            }
+            for index, (item, quantity, net, vat, product) in enumerate(
+                [
+                    ("900010", 2, 21.0, 3.14, product_of("P00001", "Travaux 900010")),
+                    ("900011", 3, 31.5, 4.72, product_of("P00002", "Travaux 900011")),
+                    ("900012", 4, 42.0, 6.29, {}),
+                ]
+            )
+        ],
+        "totals": {
+            "currency": "CAD",
+            "currencyRate": 1.0,
+            "total": 108.65,
+            "totalWithVAT": 108.65,
+        },
+        "payment": {"toBePaid": 108.65},
+        "context": context_,
+        "texts": {"description": "Atollon ACT-1 Intervention"},
+    }
+    assert (invoice["TotalTaxes"], invoice["TotalAvecTaxes"]) == (14.15, 108.65)
+
+
+def product_of(key: str, name: str) -> dict[str, Any]:
+    return {
+        "product": {"itemName": name, "productExternalId": [{"system": "onlineerp", "id": key}]}
+    }
 
 
 def test_a_crash_before_the_checkpoint_finds_the_invoice_and_only_marks_billed() -> None:
     world = World()
     make_sink(world).apply(event(payload()), context(world))
     world.log.clear()
-    world.billed.clear()  # the first worker died before step 2
+    world.billed.clear()  # the first worker died before step 2 (before its checkpoint)
+    world.atollon_invoices.clear()
 
     result = make_sink(world).apply(event(payload()), context(world))
 
-    assert steps(world) == ["erp:create", "erp:find", "checkpoint", "atollon:billed"]
+    assert steps(world) == [
+        "erp:create",
+        "erp:find",
+        "checkpoint",
+        "checkpoint",
+        "atollon:record",
+        "checkpoint",
+        "atollon:billed",
+    ]
     assert len(world.invoices) == 1, "the 412 stopped a second invoice"
+    assert len(world.atollon_invoices) == 1
     assert world.bodies[-1]["Facture"]["Référence"] == billing_reference(ACTIVITY, ITEMS)
     assert world.billed == dict.fromkeys(ITEMS, "Billed")
     assert result.target_id == "00000001"
 
 
-def test_a_checkpoint_resumes_at_step_two_without_asking_the_erp() -> None:
+def stored_invoice(world: World, number: str) -> None:
+    """The ERP invoice of ``payload()`` stored under ``number`` (step 1 done earlier)."""
+    body = make_sink(world).erp_invoice(
+        Invoice.model_validate(payload()), billing_reference(ACTIVITY, ITEMS), []
+    )
+    facture = {
+        **body.to_erp(exclude_none=True),
+        "LigneFacture": [
+            {"strNoProduit": "P00001", "QteFacture": 2, "PrixUnitaire": 10.5},
+        ],
+    }
+    world.invoices[billing_reference(ACTIVITY, ITEMS)] = erp_stored(number, facture)
+
+
+def progress_at(step: str, number: str = "00000077", **more: Any) -> str:
+    return SagaProgress.model_validate(
+        {
+            "step": step,
+            "reference": billing_reference(ACTIVITY, ITEMS),
+            "invoice_number": number,
+            "item_ids": ITEMS,
+            "invoiced_item_ids": ITEMS,
+            **more,
+        }
+    ).model_dump_json()
+
+
+def test_a_checkpoint_after_step_one_reads_the_invoice_back_and_never_creates_it() -> None:
     world = World()
-    progress = SagaProgress(
-        step="invoiced",
-        reference=billing_reference(ACTIVITY, ITEMS),
-        invoice_number="00000077",
-        item_ids=ITEMS,
-        invoiced_item_ids=ITEMS,
-    )
-    result = make_sink(world).apply(
-        event(payload()), context(world, extra=progress.model_dump_json())
-    )
-    assert steps(world) == ["atollon:billed"], "no ERP call at all"
+    stored_invoice(world, "00000077")
+    result = make_sink(world).apply(event(payload()), context(world, extra=progress_at("invoiced")))
+    assert steps(world) == [
+        "erp:get",
+        "checkpoint",
+        "atollon:record",
+        "checkpoint",
+        "atollon:billed",
+    ], "no ERP create, no Atollon look-up: the POST was certainly not sent before"
+    (recorded,) = world.atollon_invoices
+    assert recorded["invoiceNumber"] == "00000077"
+    assert recorded["totals"]["totalWithVAT"] == 24.14
     assert world.billed == dict.fromkeys(ITEMS, "Billed")
     assert result.target_id == "00000077"
     assert result.extra is not None
     assert SagaProgress.model_validate_json(result.extra).step == "billed"
+
+
+def test_a_checkpoint_during_step_two_looks_the_invoice_up_before_posting_it() -> None:
+    world = World()
+    stored_invoice(world, "00000077")
+    world.atollon_invoices.append({"id": "A9", "invoiceNumber": "00000077"})
+    result = make_sink(world).apply(
+        event(payload()), context(world, extra=progress_at("recording"))
+    )
+    assert steps(world) == ["erp:get", "atollon:find", "checkpoint", "atollon:billed"]
+    assert len(world.atollon_invoices) == 1, "the POST whose answer was lost had landed"
+    assert result.extra is not None
+    assert SagaProgress.model_validate_json(result.extra).atollon_invoice_id == "A9"
+
+    world.log.clear()
+    world.atollon_invoices.clear()  # this time the lost POST had not landed
+    make_sink(world).apply(event(payload()), context(world, extra=progress_at("recording")))
+    assert steps(world) == [
+        "erp:get",
+        "atollon:find",
+        "checkpoint",
+        "atollon:record",
+        "checkpoint",
+        "atollon:billed",
+    ]
+    assert len(world.atollon_invoices) == 1
+
+
+def test_a_checkpoint_after_step_two_only_marks_billed() -> None:
+    world = World()
+    extra = progress_at("recorded", atollon_invoice_id="A3", recorded={"00000077": "A3"})
+    result = make_sink(world).apply(event(payload()), context(world, extra=extra))
+    assert steps(world) == ["atollon:billed"], "neither the ERP nor invoice-issued again"
+    assert result.extra is not None
+    done = SagaProgress.model_validate_json(result.extra)
+    assert (done.step, done.atollon_invoice_id, done.recorded) == (
+        "billed",
+        "A3",
+        {"00000077": "A3"},
+    )
 
 
 def test_items_already_invoiced_are_left_out_of_a_later_invoice() -> None:
@@ -272,6 +473,7 @@ def test_items_already_invoiced_are_left_out_of_a_later_invoice() -> None:
         "Travaux 900012"
     ]
     assert world.billed == dict.fromkeys(ITEMS, "Billed"), "every listed item is now invoiced"
+    assert [i["invoiceNumber"] for i in world.atollon_invoices] == [invoice["NoFacture"]]
     assert result.extra is not None
     assert SagaProgress.model_validate_json(result.extra).invoiced_item_ids == ITEMS
 
@@ -363,11 +565,12 @@ def test_a_failed_step_two_is_retried_from_the_checkpoint(
     assert ledger is not None
     progress = SagaProgress.parse(ledger.extra)
     assert progress is not None
-    assert progress.step == "invoiced", "the invoice is recorded before step 2"
+    assert progress.step == "recorded", "both invoices are checkpointed before step 3"
 
     world.log.clear()
     assert engine.process(delivery) == "applied"
-    assert steps(world) == ["atollon:billed"], "the retry did not go back to the ERP"
+    assert steps(world) == ["atollon:billed"], "the retry went back to neither invoice"
+    assert len(world.atollon_invoices) == 1
     assert len(world.invoices) == 1
     assert world.billed == dict.fromkeys(ITEMS, "Billed")
     ledger = engine.state.ledger_get("onlineerp", "billing", ACTIVITY)
@@ -377,6 +580,32 @@ def test_a_failed_step_two_is_retried_from_the_checkpoint(
 
     assert engine.process(delivery) == "skipped", "a duplicate delivery does nothing"
     assert len(world.invoices) == 1
+
+
+def test_a_lost_answer_of_step_two_is_found_by_number_not_posted_again(
+    redis_client: fakeredis.FakeRedis,
+) -> None:
+    world = World(lose_record_answers=1)
+    engine = make_engine(redis_client, make_sink(world))
+    delivery = Delivery(event=event(payload()), target="onlineerp")
+
+    assert engine.process(delivery) == "parked", "the lost answer is a transient failure"
+    ledger = engine.state.ledger_get("onlineerp", "billing", ACTIVITY)
+    assert ledger is not None
+    progress = SagaProgress.parse(ledger.extra)
+    assert progress is not None
+    assert progress.step == "recording"
+    assert world.billed == {}
+
+    world.log.clear()
+    assert engine.process(delivery) == "applied"
+    assert steps(world) == ["erp:get", "atollon:find", "atollon:billed"]
+    assert len(world.invoices) == len(world.atollon_invoices) == 1
+    ledger = engine.state.ledger_get("onlineerp", "billing", ACTIVITY)
+    assert ledger is not None
+    done = SagaProgress.parse(ledger.extra)
+    assert done is not None
+    assert (done.step, done.atollon_invoice_id) == ("billed", "A1")
 
 
 def test_an_unknown_customer_is_dead_lettered_with_the_hint_then_replayed_once(

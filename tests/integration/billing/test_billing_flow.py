@@ -61,6 +61,15 @@ def erp_key(ids: list[dict[str, Any]] | None) -> str | None:
     return next((str(e["id"]) for e in ids or [] if e["system"] == "onlineerp"), None)
 
 
+def customer_of(activity: dict[str, Any]) -> str | None:
+    """The ERP customer of an activity: its customerContact's, else its contact's."""
+    for contact in (activity["customerContact"], activity["contact"]):
+        key = erp_key((contact or {}).get("externalId"))
+        if key is not None:
+            return key
+    return None
+
+
 def expected_reference(activity: dict[str, Any]) -> str:
     return billing_reference(
         str(activity["activity"]["id"]), [str(i["id"]) for i in activity["billingItems"]]
@@ -83,9 +92,7 @@ def assert_invoiced_once(p: Pipeline, activities: list[dict[str, Any]]) -> None:
         assert len(matching) == 1, (activity["activity"]["id"], len(matching))
         (invoice,) = matching
         facture = invoice["Facture"]
-        assert facture["InfoClientFacturerA"]["NoClient"] == erp_key(
-            activity["customerContact"]["externalId"]
-        )
+        assert facture["InfoClientFacturerA"]["NoClient"] == customer_of(activity)
         items = sorted(activity["billingItems"], key=lambda i: str(i["id"]))
         assert [
             (line["strNoProduit"], line["QteFacture"], line["PrixUnitaire"])
@@ -96,10 +103,53 @@ def assert_invoiced_once(p: Pipeline, activities: list[dict[str, Any]]) -> None:
             Decimal(0),
         )
         assert invoice["TotalAvantTaxes"] == pytest.approx(float(total), abs=0.006)
+    assert_recorded_once(p, invoices)
     after = p.records("atollon", "billing")
     statuses = Counter(item["billingStatus"] for a in after for item in a["billingItems"])
     assert statuses == {"Billed": sum(len(a["billingItems"]) for a in activities)}
     assert {a["activity"]["statusName"] for a in after} == {ACTIVITY_STATUS}
+
+
+def assert_recorded_once(p: Pipeline, invoices: dict[str, list[dict[str, Any]]]) -> None:
+    """Every ERP invoice recorded in Atollon exactly once, as the ERP stored it."""
+    recorded = Counter(str(i["invoiceNumber"]) for i in p.records("atollon", "invoices"))
+    numbers = {i["NoFacture"] for found in invoices.values() for i in found}
+    assert recorded == Counter(numbers), "one Atollon invoice per ERP invoice, no other"
+    by_number = {str(i["invoiceNumber"]): i for i in p.records("atollon", "invoices")}
+    for (invoice,) in invoices.values():
+        shown, facture = by_number[invoice["NoFacture"]], invoice["Facture"]
+        assert (shown["externalReferenceNumber"], shown["issuedDate"]) == (
+            facture["Référence"],
+            facture["DateFacture"],
+        )
+        assert shown["customer"]["customerExternalId"] == [
+            {"system": "onlineerp", "id": facture["InfoClientFacturerA"]["NoClient"]}
+        ]
+        assert shown["totals"]["totalWithVAT"] == invoice["TotalAvecTaxes"]
+        assert [
+            (
+                row["product"]["productExternalId"],
+                row["value"]["unitQuantity"],
+                row["value"]["unitPrice"],
+                row["value"]["netTotal"],
+                row["value"]["VATPercent"],
+                row["value"]["VATValue"],
+            )
+            for row in shown["rows"]
+        ] == [
+            (
+                [{"system": "onlineerp", "id": line["strNoProduit"]}],
+                line["QteFacture"],
+                line["PrixUnitaire"],
+                line["MontantLigne"],
+                line["TauxTaxe"],
+                line["MontantTaxe"],
+            )
+            for line in facture["LigneFacture"]
+        ]
+        assert sum(row["value"]["netTotal"] for row in shown["rows"]) == pytest.approx(
+            invoice["TotalAvantTaxes"], abs=0.006
+        )
 
 
 def invoice_posts(p: Pipeline) -> Counter[str]:
@@ -248,7 +298,7 @@ def test_an_unknown_customer_is_dead_lettered_with_a_hint_then_replayed_and_invo
 ) -> None:
     p = make_pipeline(flows=BILLING_FLOW, worker={"dependency_max_waits": 2})
     activities = seed(p)
-    per_customer = Counter(erp_key(a["customerContact"]["externalId"]) for a in activities)
+    per_customer = Counter(customer_of(a) for a in activities)
     victim, affected = per_customer.most_common(1)[0]
     assert victim is not None
     assert affected >= 2
@@ -277,7 +327,7 @@ def test_an_unknown_customer_is_dead_lettered_with_a_hint_then_replayed_and_invo
         assert entry.hint is not None
         assert victim in entry.hint
         assert "must exist in the ERP" in entry.hint
-    waiting = [a for a in activities if erp_key(a["customerContact"]["externalId"]) == victim]
+    waiting = [a for a in activities if customer_of(a) == victim]
     assert all(
         item["billingStatus"] == "ToBeInvoiced"
         for a in p.records("atollon", "billing")
