@@ -29,6 +29,7 @@ from erpsync.settings import (
 )
 from workers.engine import Sink
 from workers.sinks import build_sinks
+from workers.sinks.invoices import invoice_state_map
 from workers.sinks.view import ViewableSink
 
 TABLES: dict[str, Callable[[Mapping[str, ErrorClass] | None], ErrorTable]] = {
@@ -203,6 +204,41 @@ def _checks(settings: Settings) -> list[dict[str, Any]]:
     return results
 
 
+def invoice_state_checks(settings: Settings) -> list[dict[str, Any]]:
+    """Every Atollon state the invoice state map names is one ``GET invoice_status`` lists.
+
+    Runs when a billing or invoice flow is enabled and Atollon is configured: the billing
+    saga records invoices in the state the map gives, and the invoice flow moves them along
+    it; a name Atollon does not have would fail each of them.
+    """
+    atollon_settings = settings.systems.atollon
+    flows = [f for f in settings.flows.values() if f.enabled]
+    if atollon_settings is None or not any(f.entity in ("billing", "invoice") for f in flows):
+        return []
+    named = [(n, f) for n, f in settings.flows.items() if f.enabled and f.entity == "invoice"]
+    where = f"flows.{named[0][0]}.mapping.atollon.fields" if named else "the default map"
+    states = invoice_state_map(
+        target_mapping(named[0][1].mapping.get("atollon")) if named else None
+    )
+    check = "atollon invoice states"
+    try:
+        with make_client(atollon_settings) as http:
+            client = atollon.AtollonClient(
+                http, atollon_settings, error_overrides=settings.errors.get("atollon")
+            )
+            known = [status.name for status in client.invoice_statuses()]
+    except SyncError as error:
+        return [{"system": check, "ok": False, "detail": redact(f"unreadable: {error}")}]
+    unknown = [f"{state} = {name!r}" for state, name in states.items() if name not in known]
+    if unknown:
+        detail = (
+            f"{where}: {', '.join(unknown)} not among Atollon's invoice states ({', '.join(known)})"
+        )
+        return [{"system": check, "ok": False, "detail": redact(detail)}]
+    mapped = ", ".join(f"{state} -> {name}" for state, name in states.items())
+    return [{"system": check, "ok": True, "detail": redact(mapped)}]
+
+
 def doctor(
     json_output: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
 ) -> None:
@@ -216,7 +252,7 @@ def doctor(
             close = getattr(sink, "close", None)
             if close is not None:
                 close()
-    results = _checks(settings)
+    results = _checks(settings) + invoice_state_checks(settings)
     if json_output:
         print_json({"checks": results, "flows": flows})
     else:

@@ -46,6 +46,8 @@ class TargetSpec:
     custom_fields: str | None = None
     #: custom field keys with this prefix take a path of each invoice line
     line_prefix: str | None = None
+    #: options whose value must be one of a few words: name -> the words
+    choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def overridable(self) -> dict[str, str]:
         """``fields`` keys that take a canonical path: override name -> target field."""
@@ -98,7 +100,7 @@ SOURCES: dict[tuple[str, str], dict[str, str]] = {
     },
     ("atollon", "billing"): {
         "reference": "billingItems[].id (ATL-<activity>-<hash>)",
-        "customer_key": "customerContact.externalId",
+        "customer_key": "customerContact.externalId, else contact.externalId",
         "description": "activity.name",
         "date": "billingItems[].billingDate",
         "currency": "billingItems[].currency",
@@ -110,6 +112,19 @@ SOURCES: dict[tuple[str, str], dict[str, str]] = {
         "lines.description": "billingItems[].name",
         "lines.vat_rate": "billingItems[].vatValue",
     },
+    ("onlineerp", "invoice"): {
+        "key": "NoFacture",
+        "number": "NoFacture",
+        "reference": "Facture.Référence (ATL-…: the invoices erpsync made)",
+        "state": "Statut",
+        "customer_key": "Facture.InfoClientFacturerA.NoClient",
+        "date": "Facture.DateFacture",
+        "total": "TotalAvantTaxes",
+        "total_taxes": "TotalTaxes",
+        "total_with_taxes": "TotalAvecTaxes",
+        "amount_paid": "MontantPaye",
+        "balance": "SoldeDu",
+    },
 }
 
 #: per entity, the source whose keys carry no namespace (see :func:`erpsync.keys.record_key`)
@@ -117,6 +132,7 @@ HOME_SOURCES: dict[str, str] = {
     "customer": "onlineerp",
     "product": "onlineerp",
     "billing": "atollon",
+    "invoice": "onlineerp",
 }
 #: the canonical fields that hold a record's key (namespaced with the record's source)
 KEY_FIELDS = frozenset({"key", "parent_key"})
@@ -200,9 +216,21 @@ TARGETS: dict[tuple[str, str], TargetSpec] = {
         options={
             "activity_status": "Atollon status set on the activity once invoiced",
             "project_status": "Atollon status set on the project once invoiced",
+            "time_sheets": "time-sheet items on the activity's invoice (together, the default) "
+            "or on one of their own (apart)",
         },
+        choices={"time_sheets": ("together", "apart")},
         custom_fields="ERP invoice field <- invoice path, LigneFacture.<name> <- line path",
         line_prefix="LigneFacture.",
+    ),
+    ("invoice", "atollon"): TargetSpec(
+        fields=(TargetField("stateName", "state"),),
+        options={
+            "open": "Atollon invoice state of an open ERP invoice (default Issued)",
+            "partly_paid": "Atollon invoice state of a partly paid one (default Pending)",
+            "paid": "Atollon invoice state of a paid one (default Paid)",
+            "cancelled": "Atollon invoice state of a cancelled one (default Cancelled)",
+        },
     ),
 }
 
@@ -326,8 +354,11 @@ def mapping_problems(
     overridable = spec.overridable()
     for name, value in mapping.fields.items():
         if name in spec.options:
+            words = spec.choices.get(name)
             if not value.strip():
                 problems.append((f"fields.{name}", f"names {spec.options[name]}: not empty"))
+            elif words is not None and value not in words:
+                problems.append((f"fields.{name}", f"{value!r} is not one of {', '.join(words)}"))
         elif name in overridable:
             problem = _path_problem(entity, spec, value, line=False)
             if problem is None and source_fields is not None:

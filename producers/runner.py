@@ -20,6 +20,7 @@ from erpsync.settings import Settings
 from producers.atollon import AtollonBilling, time_sheets_option
 from producers.base import PollResult, Producer, SnapshotStream
 from producers.onlineerp import OnlineErpCustomers, OnlineErpProducts
+from producers.onlineerp_invoices import OnlineErpInvoices
 from producers.propeller import PropellerCompanies
 from producers.reconcile import (
     DEFAULT_LIMIT,
@@ -101,6 +102,12 @@ class ProducerService:
                         list(flow.targets),
                         client=client,
                         source_fields=flow.source_fields,
+                    )
+                )
+            elif flow.entity == "invoice":
+                streams.append(
+                    OnlineErpInvoices(
+                        name, "onlineerp", "invoice", list(flow.targets), client=client
                     )
                 )
             elif flow.entity == "product":
@@ -199,6 +206,22 @@ class ProducerService:
                 stream.targets = original
         return results
 
+    def billing_invoices_flow(self, flow: str) -> str:
+        """The flow a reconcile of ``flow`` reads: a billing flow (a work queue) is checked
+        through the enabled ``invoice`` flow, which compares the ERP invoices it made with
+        Atollon's; any other flow is itself."""
+        config = self.settings.flows.get(flow)
+        if config is None or config.entity != "billing":
+            return flow
+        for name, other in self.settings.flows.items():
+            if other.enabled and other.entity == "invoice" and "atollon" in other.targets:
+                return name
+        raise ReconcileError(
+            f"flow {flow!r} is a work queue (billing): its invoices are compared with "
+            "Atollon's through an enabled flow of entity 'invoice' from onlineerp to atollon; "
+            "configure one"
+        )
+
     def reconciliation(
         self,
         flow: str,
@@ -216,6 +239,7 @@ class ProducerService:
         """
         from workers.sinks import build_sinks
 
+        flow = self.billing_invoices_flow(flow)
         try:
             chosen = self.backfill_targets(flow, targets)
         except ValueError as exc:

@@ -255,3 +255,49 @@ def test_doctor_table_shows_each_flow_and_target_mapping(
     assert ["NoTPS", "tax_number", "taxNumber", "default"] in rows
     assert ["NoTPS", "tax_number", "vat", "default"] in rows
     assert ["-", "currency", "unitPriceCurrencyName", "default"] in rows
+
+
+INVOICE_FLOWS: dict[str, Any] = {
+    "billing": {"source": "atollon", "entity": "billing", "targets": ["onlineerp"]},
+    "invoices": {"source": "onlineerp", "entity": "invoice", "targets": ["atollon"]},
+}
+
+
+def test_doctor_checks_the_invoice_state_map_against_atollons_states(
+    sandbox: RunningSandbox, tmp_path: Path, redis_url: str
+) -> None:
+    systems = sandbox_systems(sandbox)
+    config = tmp_path / "c.toml"
+    config.write_text(
+        tomli_w.dumps({"systems": systems, "redis_url": redis_url, "flows": INVOICE_FLOWS})
+    )
+    rows = {
+        r["system"]: r
+        for r in json.loads(run_cli("doctor", "--json", config=config).stdout)["checks"]
+    }
+    assert rows["atollon invoice states"] == {
+        "system": "atollon invoice states",
+        "ok": True,
+        "detail": "open -> Issued, partly_paid -> Pending, paid -> Paid, cancelled -> Cancelled",
+    }
+
+    flows = json.loads(json.dumps(INVOICE_FLOWS))
+    flows["invoices"]["mapping"] = {"atollon": {"fields": {"paid": "Payée", "open": "Issued"}}}
+    config.write_text(tomli_w.dumps({"systems": systems, "redis_url": redis_url, "flows": flows}))
+    result = run_cli("doctor", "--json", config=config)
+    assert result.returncode == 1, "an unknown state name is a configuration error"
+    rows = {r["system"]: r for r in json.loads(result.stdout)["checks"]}
+    assert rows["atollon invoice states"]["ok"] is False
+    assert rows["atollon invoice states"]["detail"] == (
+        "flows.invoices.mapping.atollon.fields: paid = 'Payée' not among Atollon's invoice "
+        "states (Issued, Pending, Paid, Cancelled, Schváleno)"
+    )
+    assert all(r["ok"] for name, r in rows.items() if name != "atollon invoice states")
+
+    flows["invoices"]["mapping"] = {"atollon": {"fields": {"refunded": "Paid"}}}
+    config.write_text(tomli_w.dumps({"systems": systems, "redis_url": redis_url, "flows": flows}))
+    result = run_cli("doctor", config=config)
+    assert result.returncode != 0
+    assert "flows.invoices.mapping.atollon.fields.refunded" in result.stdout + result.stderr, (
+        "a state that is not an ERP invoice state is refused with the settings"
+    )

@@ -61,8 +61,10 @@ def build_sinks(
     write checked against the worker's leases)."""
     from workers.sinks.atollon import AtollonSink
     from workers.sinks.hipe import HipeSink
+    from workers.sinks.invoices import INVOICE_ENTITY, AtollonInvoiceSink, invoice_state_map
     from workers.sinks.onlineerp import OnlineErpSink
     from workers.sinks.propeller import PropellerSink
+    from workers.sinks.router import route
 
     targets = {t for flow in settings.flows.values() if flow.enabled for t in flow.targets}
     systems = settings.systems
@@ -82,13 +84,26 @@ def build_sinks(
             mappings_for(settings, "hipe"),
             overrides.get("hipe"),
         )
+    atollon_mappings = mappings_for(settings, "atollon")
     if "atollon" in targets and systems.atollon is not None:
-        sinks["atollon"] = AtollonSink(
-            systems.atollon,
-            http_client("atollon", systems.atollon, limiter, leases),
-            mappings_for(settings, "atollon"),
-            overrides.get("atollon"),
-        )
+        atollon_sinks: list[Sink] = [
+            AtollonSink(
+                systems.atollon,
+                http_client("atollon", systems.atollon, limiter, leases),
+                atollon_mappings,
+                overrides.get("atollon"),
+            )
+        ]
+        if INVOICE_ENTITY in atollon_mappings:
+            atollon_sinks.append(
+                AtollonInvoiceSink(
+                    systems.atollon,
+                    http_client("atollon", systems.atollon, limiter, leases),
+                    atollon_mappings[INVOICE_ENTITY],
+                    overrides.get("atollon"),
+                )
+            )
+        sinks["atollon"] = route("atollon", atollon_sinks)
     if "onlineerp" in targets and systems.onlineerp is not None:
         sinks["onlineerp"] = OnlineErpSink(
             systems.onlineerp,
@@ -102,5 +117,6 @@ def build_sinks(
                 else None
             ),
             atollon_overrides=overrides.get("atollon"),
+            invoice_states=invoice_state_map(atollon_mappings.get(INVOICE_ENTITY)),
         )
     return sinks

@@ -23,16 +23,16 @@ recorded yet waits (a dependency) unless its state is the one it will be recorde
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from decimal import Decimal
+from collections.abc import Iterator, Mapping
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import httpx
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
+from adapters.atollon import external_id_for
 from adapters.atollon.invoices import AtollonInvoiceClient, AtollonIssuedInvoice
-from adapters.onlineerp.models import CANONICAL_INVOICE_STATES
 from erpsync.errors import (
     AmbiguousMatchError,
     DependencyError,
@@ -43,11 +43,14 @@ from erpsync.events import ChangeEvent
 from erpsync.mapping import TargetMapping
 from erpsync.settings import AtollonSettings
 from workers.engine import ApplyContext, ApplyResult
+from workers.sinks.view import Observed, View, view
 
 log = structlog.get_logger("erpsync.worker")
 
 #: the entity of the ERP invoice stream
 INVOICE_ENTITY = "invoice"
+#: the ``Référence`` prefix of the invoices the billing saga makes (and records in Atollon)
+REFERENCE_PREFIX = "ATL-"
 #: canonical ERP invoice state -> Atollon invoice state, where the flow's mapping is silent
 DEFAULT_INVOICE_STATES: dict[str, str] = {
     "open": "Issued",
@@ -65,15 +68,6 @@ def invoice_state_map(mapping: TargetMapping | None) -> dict[str, str]:
             {state: name for state, name in mapping.fields.items() if name and name.strip()}
         )
     return found
-
-
-def state_map_problems(states: Mapping[str, str]) -> list[str]:
-    """Keys of the map that are not canonical invoice states."""
-    return [
-        f"{state!r} is not an invoice state (states: {', '.join(CANONICAL_INVOICE_STATES)})"
-        for state in states
-        if state not in CANONICAL_INVOICE_STATES
-    ]
 
 
 def atollon_state(states: Mapping[str, str], state: str, number: str) -> str:
@@ -163,6 +157,84 @@ class AtollonInvoiceSink:
         log.info("sync.invoice_state_set", invoice=invoice.number, state=wanted)
         return ApplyResult("updated", target_id=invoice_id)
 
+    # -- reconcile: the Atollon invoices beside the ERP's ------------------------------
+    def expected(self, entity: str, payload: Mapping[str, Any]) -> View:
+        """What Atollon should show of an ERP invoice: as the billing saga records it, in
+        the state the map gives."""
+        invoice = InvoiceState.model_validate(payload)
+        lines = []
+        for line in invoice.lines:
+            net = _decimal(line.get("net"))
+            quantity, price = _decimal(line.get("quantity")), _decimal(line.get("unit_price"))
+            if net is None and quantity is not None and price is not None:
+                net = (quantity * price).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+            if net is None:
+                continue  # a text line is not recorded
+            lines.append(
+                _line(line.get("product_key"), quantity, price, net, line.get("tax_rate"),
+                      line.get("tax"))
+            )  # fmt: skip
+        fields: dict[str, Any] = {
+            "number": invoice.number,
+            "reference": invoice.reference,
+            "customer_key": invoice.customer_key,
+            "date": invoice.date,
+            "state": self.states.get(invoice.state, invoice.state),
+            "total": _amount(invoice.total),
+            "total_taxes": _amount(invoice.total_taxes),
+            "total_with_taxes": _amount(invoice.total_with_taxes),
+            "lines": lines,
+        }
+        if invoice.currency is not None:
+            fields["currency"] = invoice.currency  # else the items' currency was recorded
+        return view(fields)
+
+    def observed(self, entity: str) -> Iterator[Observed]:
+        """Every Atollon invoice recorded from an ERP invoice of the billing saga, by number."""
+        system = self.crm.erp_system
+        for page in self.crm.iter_invoices():
+            for shown in page:
+                reference = shown.external_reference_number or ""
+                if not shown.invoice_number or not reference.startswith(REFERENCE_PREFIX):
+                    continue
+                rows = shown.rows
+                nets = [row.value.net_total for row in rows if row.value.net_total is not None]
+                taxes = [row.value.vat_value for row in rows if row.value.vat_value is not None]
+                customer = shown.customer
+                fields: dict[str, Any] = {
+                    "number": shown.invoice_number,
+                    "reference": reference,
+                    "customer_key": external_id_for(customer.customer_external_id, system)
+                    if customer is not None
+                    else None,
+                    "date": shown.issued_date,
+                    "state": shown.state_name,
+                    "total": _amount(sum(nets, Decimal(0)) if nets else None),
+                    "total_taxes": _amount(sum(taxes, Decimal(0)) if taxes else None),
+                    "total_with_taxes": _amount(shown.totals.total_with_vat)
+                    if shown.totals is not None
+                    else None,
+                    "currency": shown.totals.currency if shown.totals is not None else None,
+                    "lines": [
+                        _line(
+                            external_id_for(row.product.product_external_id, system)
+                            if row.product is not None
+                            else None,
+                            row.value.unit_quantity,
+                            row.value.unit_price,
+                            row.value.net_total,
+                            row.value.vat_percent,
+                            row.value.vat_value,
+                        )
+                        for row in rows
+                    ],
+                }
+                yield Observed(shown.invoice_number, shown.id, view(fields))
+
+    def known_limits(self, entity: str) -> list[str]:
+        """Nothing: every field of the view is written by ``invoice-issued``."""
+        return []
+
     def find(self, number: str) -> AtollonIssuedInvoice | None:
         """The Atollon invoice with this number; several are an ambiguity."""
         found = [i for i in self.crm.find_invoices(number) if i.invoice_number == number]
@@ -179,3 +251,33 @@ class AtollonInvoiceSink:
 
     def close(self) -> None:
         self.http.close()
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return Decimal(str(value))
+    except ArithmeticError:
+        return None
+
+
+def _amount(value: Any) -> str | None:
+    """An amount or quantity in one comparable form: ``21``, ``21.5``, ``3.14``."""
+    number = _decimal(value)
+    if number is None or not number.is_finite():
+        return None
+    return f"{number.normalize():f}"
+
+
+def _line(
+    product_key: Any, quantity: Any, price: Any, net: Any, tax_rate: Any, tax: Any
+) -> dict[str, Any]:
+    return {
+        "product_key": product_key or None,
+        "quantity": _amount(quantity),
+        "unit_price": _amount(price),
+        "net": _amount(net),
+        "tax_rate": _amount(tax_rate),
+        "tax": _amount(tax),
+    }

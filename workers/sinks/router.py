@@ -1,0 +1,71 @@
+"""One target, several sinks: each entity applied by the sink that handles it.
+
+A worker has one sink per target (:func:`workers.sinks.build_sinks`); a target that
+receives entities of different flows from different sink classes (Atollon: customers and
+products from :class:`~workers.sinks.atollon.AtollonSink`, invoice states from
+:class:`~workers.sinks.invoices.AtollonInvoiceSink`) gets a router in front of them. The
+router is a :class:`~workers.sinks.view.ViewableSink` only when every sink behind it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, cast
+
+from erpsync.events import ChangeEvent
+from workers.engine import ApplyContext, ApplyResult, Sink
+from workers.sinks.view import Observed, View, ViewableSink
+
+
+class SinkRouter:
+    """Routes each entity to the first of ``sinks`` that handles it."""
+
+    def __init__(self, target: str, sinks: Sequence[Sink]) -> None:
+        if not sinks:
+            raise ValueError("a router needs at least one sink")
+        self.target = target
+        self.sinks = list(sinks)
+
+    def sink_for(self, entity: str) -> Sink:
+        """The sink that applies ``entity`` (the first sink when none does)."""
+        return next((s for s in self.sinks if s.handles(entity)), self.sinks[0])
+
+    def handles(self, entity: str) -> bool:
+        return any(s.handles(entity) for s in self.sinks)
+
+    def needs_parent(self, event: ChangeEvent) -> bool:
+        return self.sink_for(event.entity).needs_parent(event)
+
+    def apply(self, event: ChangeEvent, context: ApplyContext) -> ApplyResult:
+        return self.sink_for(event.entity).apply(event, context)
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            close = getattr(sink, "close", None)
+            if close is not None:
+                close()
+
+
+class ViewableSinkRouter(SinkRouter):
+    """A router whose sinks can all show their records (reconcile reads through it)."""
+
+    def _view(self, entity: str) -> ViewableSink:
+        return cast(ViewableSink, self.sink_for(entity))
+
+    def expected(self, entity: str, payload: Mapping[str, Any]) -> View:
+        return self._view(entity).expected(entity, payload)
+
+    def observed(self, entity: str) -> Iterator[Observed]:
+        return self._view(entity).observed(entity)
+
+    def known_limits(self, entity: str) -> list[str]:
+        return self._view(entity).known_limits(entity)
+
+
+def route(target: str, sinks: Sequence[Sink]) -> Sink:
+    """One sink as it is; several behind a router (viewable when all of them are)."""
+    if len(sinks) == 1:
+        return sinks[0]
+    if all(isinstance(s, ViewableSink) for s in sinks):
+        return ViewableSinkRouter(target, sinks)
+    return SinkRouter(target, sinks)
