@@ -3,14 +3,17 @@
 A worker has one sink per target (:func:`workers.sinks.build_sinks`); a target that
 receives entities of different flows from different sink classes (Atollon: customers and
 products from :class:`~workers.sinks.atollon.AtollonSink`, invoice states from
-:class:`~workers.sinks.invoices.AtollonInvoiceSink`) gets a router in front of them. The
-router is a :class:`~workers.sinks.view.ViewableSink` only when every sink behind it is.
+:class:`~workers.sinks.invoices.AtollonInvoiceSink`) gets a router in front of them.
+
+The router is a :class:`~workers.sinks.view.ViewableSink` for reconcile: an entity whose
+sink cannot show its records has no known limits and an ``observed`` that raises
+:class:`NotViewableError`, which reconcile reports as that target not checked.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 from erpsync.events import ChangeEvent
 from workers.engine import ApplyContext, ApplyResult, Sink
@@ -46,26 +49,36 @@ class SinkRouter:
                 close()
 
 
-class ViewableSinkRouter(SinkRouter):
-    """A router whose sinks can all show their records (reconcile reads through it)."""
+class NotViewableError(NotImplementedError):
+    """The sink of an entity cannot show its records (reconcile: target not checked)."""
 
-    def _view(self, entity: str) -> ViewableSink:
-        return cast(ViewableSink, self.sink_for(entity))
+
+class ViewableSinkRouter(SinkRouter):
+    """A router reconcile reads through: each entity's records from that entity's sink."""
+
+    def _view(self, entity: str) -> ViewableSink | None:
+        sink = self.sink_for(entity)
+        return sink if isinstance(sink, ViewableSink) else None
 
     def expected(self, entity: str, payload: Mapping[str, Any]) -> View:
-        return self._view(entity).expected(entity, payload)
+        found = self._view(entity)
+        if found is None:
+            raise NotViewableError(f"{self.target} cannot show its {entity} records yet")
+        return found.expected(entity, payload)
 
     def observed(self, entity: str) -> Iterator[Observed]:
-        return self._view(entity).observed(entity)
+        found = self._view(entity)
+        if found is None:
+            raise NotViewableError(f"{self.target} cannot show its {entity} records yet")
+        return found.observed(entity)
 
     def known_limits(self, entity: str) -> list[str]:
-        return self._view(entity).known_limits(entity)
+        found = self._view(entity)
+        return [] if found is None else found.known_limits(entity)
 
 
 def route(target: str, sinks: Sequence[Sink]) -> Sink:
-    """One sink as it is; several behind a router (viewable when all of them are)."""
+    """One sink as it is; several behind a router."""
     if len(sinks) == 1:
         return sinks[0]
-    if all(isinstance(s, ViewableSink) for s in sinks):
-        return ViewableSinkRouter(target, sinks)
-    return SinkRouter(target, sinks)
+    return ViewableSinkRouter(target, sinks)
