@@ -17,8 +17,14 @@ SYSTEMS: dict[str, Any] = {
     "hipe": {"base_url": "http://127.0.0.1:1", "access_token": "t"},
     "atollon": {"base_url": "http://127.0.0.1:1", "instance": "i"},
 }
-PAIRS = "customer -> propeller/hipe/atollon, product -> atollon, billing -> onlineerp"
-SOURCES = "customer <- onlineerp/propeller, product <- onlineerp, billing <- atollon"
+PAIRS = (
+    "customer -> propeller/hipe/atollon, product -> atollon, billing -> onlineerp, "
+    "invoice -> atollon"
+)
+SOURCES = (
+    "customer <- onlineerp/propeller, product <- onlineerp, billing <- atollon, "
+    "invoice <- onlineerp"
+)
 
 
 def problems(**flows: dict[str, Any]) -> list[str]:
@@ -177,8 +183,44 @@ def test_billing_mapping_paths_are_checked_against_the_invoice_and_its_lines() -
         "flows.billing.mapping.onlineerp.fields.activity_status: names Atollon status set on "
         "the activity once invoiced: not empty",
         "flows.billing.mapping.onlineerp.fields.invoice_status: onlineerp has no billing "
-        "field 'invoice_status' a mapping can set (one of: activity_status, project_status)",
+        "field 'invoice_status' a mapping can set (one of: activity_status, project_status, "
+        "time_sheets)",
     ]
+
+
+def test_time_sheets_and_invoice_states_are_options_with_their_own_rules() -> None:
+    found = problems(
+        billing={
+            "source": "atollon",
+            "entity": "billing",
+            "targets": ["onlineerp"],
+            "mapping": {"onlineerp": {"fields": {"time_sheets": "merged"}}},
+        },
+        invoices={
+            "source": "onlineerp",
+            "entity": "invoice",
+            "targets": ["atollon"],
+            "mapping": {"atollon": {"fields": {"paid": "Paid", "refunded": "Paid"}}},
+        },
+    )
+    assert found == [
+        "flows.billing.mapping.onlineerp.fields.time_sheets: 'merged' is not one of "
+        "together, apart",
+        "flows.invoices.mapping.atollon.fields.refunded: atollon has no invoice field "
+        "'refunded' a mapping can set (one of: open, partly_paid, paid, cancelled)",
+    ]
+    assert (
+        problems(
+            billing={
+                "source": "atollon",
+                "entity": "billing",
+                "targets": ["onlineerp"],
+                "mapping": {"onlineerp": {"fields": {"time_sheets": "apart"}}},
+            },
+            invoices={"source": "onlineerp", "entity": "invoice", "targets": ["atollon"]},
+        )
+        == []
+    )
 
 
 def test_problems_of_flows_are_listed_with_those_of_other_settings() -> None:

@@ -25,8 +25,10 @@ from erpsync.settings import (
 from workers.engine import Sink
 from workers.sinks.atollon import AtollonSink
 from workers.sinks.hipe import HipeSink
+from workers.sinks.invoices import AtollonInvoiceSink
 from workers.sinks.onlineerp import OnlineErpSink
 from workers.sinks.propeller import PropellerSink
+from workers.sinks.router import route
 
 URL = "http://127.0.0.1:1"
 
@@ -48,7 +50,14 @@ def sinks() -> Iterator[dict[str, Sink]]:
             every,
         ),
         "hipe": HipeSink(HipeSettings(base_url=URL, access_token="t"), http, every),  # type: ignore[arg-type]
-        "atollon": AtollonSink(atollon, http, every),
+        # as build_sinks makes it: the invoice states beside contacts and products
+        "atollon": route(
+            "atollon",
+            [
+                AtollonSink(atollon, http, every),
+                AtollonInvoiceSink(atollon, http, every["invoice"]),
+            ],
+        ),
         "onlineerp": OnlineErpSink(
             OnlineErpSettings(base_url=URL, licence_code="L", secret="s"),  # type: ignore[arg-type]
             http,
