@@ -439,6 +439,27 @@ def test_a_checkpoint_during_step_two_looks_the_invoice_up_before_posting_it() -
     assert len(world.atollon_invoices) == 1
 
 
+def test_a_post_that_may_still_land_is_waited_for_before_posting_again() -> None:
+    world = World()
+    stored_invoice(world, "00000077")
+    sink = make_sink(world)
+    sink.clock = lambda: 1_000.0
+    extra = progress_at("recording", recording_at=990.0)  # sent 10 s ago; timeout 30 s
+    with pytest.raises(DependencyError) as caught:
+        sink.apply(event(payload()), context(world, extra=extra))
+    assert caught.value.vendor_code == "invoice-post-may-land"
+    assert caught.value.retry_after_s == pytest.approx(25.0)
+    assert world.atollon_invoices == [], "not posted while the earlier POST may land"
+    assert steps(world) == ["erp:get", "atollon:find"]
+
+    world.log.clear()
+    sink.clock = lambda: 1_026.0  # past the timeout and its margin: it did not land
+    sink.apply(event(payload()), context(world, extra=extra))
+    assert steps(world)[:3] == ["erp:get", "atollon:find", "checkpoint"]
+    assert len(world.atollon_invoices) == 1
+    assert checkpoints(world)[0].recording_at == 1_026.0
+
+
 def test_a_checkpoint_after_step_two_only_marks_billed() -> None:
     world = World()
     extra = progress_at("recorded", atollon_invoice_id="A3", recorded={"00000077": "A3"})

@@ -12,7 +12,9 @@ A three-step saga that does each step exactly once, whatever is retried, replaye
    Atollon has no guard against a second create, so the saga writes ``recording`` to its
    checkpoint *before* the POST; a saga that finds ``recording`` (the POST may have landed
    with its answer lost) looks the invoice up by number first (``GET invoice-issued``, a
-   sandbox convention) and posts only when it is not there.
+   sandbox convention) and posts only when it is not there, and not before the earlier
+   POST's HTTP timeout has passed (a worker killed or cut off mid-request: its request may
+   still land until then, so the delivery waits as a dependency and looks again).
 3. **Mark billed**: ``PUT billing`` in Atollon sets the items ``Billed`` (and the activity
    or project status when the flow's mapping names one). Setting a status an item already
    has succeeds, so this step can run any number of times.
@@ -48,7 +50,8 @@ The Atollon state an invoice is recorded with comes from the ``invoice`` flow's 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
@@ -103,6 +106,9 @@ REFERENCE_MAX_LEN = 20
 ACTIVITY_STATUS = "activity_status"
 PROJECT_STATUS = "project_status"
 LINE_FIELD_PREFIX = "LigneFacture."
+#: beyond the Atollon client's timeout, how long an earlier POST of an invoice is assumed
+#: able to land (a server may finish a request a little after its client gave up)
+EARLIER_POST_MARGIN_S = 5.0
 #: the ERP invoice field read as the invoice's currency when the flow maps one
 CURRENCY_FIELD = "Devise"
 
@@ -147,6 +153,9 @@ class SagaProgress(BaseModel):
     recorded: dict[str, str] = Field(
         default_factory=dict,
         description="every ERP invoice number of the record recorded in Atollon -> its id",
+    )
+    recording_at: float | None = Field(
+        default=None, description="when step 2's POST was about to be sent (epoch seconds)"
     )
 
     @property
@@ -197,7 +206,9 @@ class OnlineErpSink:
         atollon_http: httpx.Client | None = None,
         atollon_overrides: Mapping[str, ErrorClass] | None = None,
         invoice_states: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self.clock = clock
         self.settings = settings
         self.http = http
         self.mappings = mappings
@@ -396,10 +407,18 @@ class OnlineErpSink:
         crm = self._atollon("record invoice")
         if stored is None:
             stored = self._read_back(progress)
-        found = self._recorded_id(crm, stored.number) if progress.step == "recording" else None
+        found = None
+        if progress.step == "recording":
+            found = self._recorded_id(crm, stored.number)
+            if found is None:
+                self._wait_for_earlier_post(progress, stored.number)
         if found is None:
             recording = progress.model_copy(
-                update={"step": "recording", "invoice_number": stored.number}
+                update={
+                    "step": "recording",
+                    "invoice_number": stored.number,
+                    "recording_at": self.clock(),
+                }
             )
             context.checkpoint(recording.model_dump_json())
             found = crm.record_invoice(self.atollon_invoice(invoice, stored)).invoice_id
@@ -416,6 +435,26 @@ class OnlineErpSink:
         )
         context.checkpoint(recorded.model_dump_json())
         return recorded
+
+    def _wait_for_earlier_post(self, progress: SagaProgress, number: str) -> None:
+        """An earlier POST of this invoice (a worker killed or cut off while sending it) may
+        still land until its HTTP timeout has passed: until then, posting again could make a
+        second invoice, so the delivery waits (a dependency) and looks again."""
+        if progress.recording_at is None or self.atollon is None:
+            return
+        settle_s = self.atollon.timeout_s + EARLIER_POST_MARGIN_S
+        left = progress.recording_at + settle_s - self.clock()
+        if left > 0:
+            raise DependencyError(
+                f"atollon invoice {number}: an earlier POST may still land ({left:.0f} s)",
+                system="atollon",
+                operation="record invoice",
+                vendor_code="invoice-post-may-land",
+                retry_after_s=left,
+                hint=f"an earlier attempt sent invoice {number} to Atollon and its answer "
+                "was lost; erpsync looks for it again once that request can no longer land, "
+                "and records it only if it is not there",
+            )
 
     def _read_back(self, progress: SagaProgress) -> ErpInvoiceCreated:
         """The ERP's stored invoice of ``progress`` (by number, else by reference)."""

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import tomli_w
 
-from tests.integration.billing.test_billing_flow import assert_invoiced_once
+from tests.integration.billing.harness import assert_invoiced_once
 from tests.integration.engine.test_customers_flow import assert_accounted, seed
 from tests.integration.pipeline import TARGETS, Pipeline
 from tests.integration.tcp_proxy import TcpProxy
