@@ -19,14 +19,15 @@ written (a fingerprint compared with the last write could not tell our write fro
 made in the same second, and would re-emit whatever Propeller normalises differently).
 
 A company of Propeller's own whose parent erpsync wrote gets that parent's key (its
-``sourceId`` under our source) when Propeller names it in the search result; when Propeller
-gives the parent's id only, the parent is keyed in Propeller's namespace, which no flow
-emits for a company erpsync wrote, so such a child waits for its parent in the targets and
-is dead-lettered as a missing parent (a known limit: the search expands ``sources`` only).
+``sourceId`` under our source), so the targets link it to the record erpsync copied there;
+a parent of Propeller's own is keyed in Propeller's namespace. The search names a parent by
+id only: the stream remembers the keys of the companies it pages (bounded) and reads a
+parent it has not seen by id, once.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,8 @@ from producers.base import CursorStream, SourceRecord
 log = structlog.get_logger("erpsync.producer")
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+#: Propeller ids whose erpsync key the stream remembers (least recently used out)
+KNOWN_KEYS = 50_000
 
 
 def propeller_key(company_id: object) -> str:
@@ -53,21 +56,50 @@ def written_by_erpsync(company: PropellerCompany, source: str) -> bool:
     return company.source_id_for(source) is not None
 
 
-def _parent_key(company: PropellerCompany, source: str) -> str | None:
-    parent = company.parent
-    if parent is None:
-        return None
-    if parent.source_id is not None and parent.source == source:
-        return parent.source_id  # a company erpsync wrote: the key it was written under
-    return propeller_key(parent.id) if parent.id is not None else None
+def company_key(company: PropellerCompany, source: str) -> str:
+    """The key erpsync knows a company by: ours by its ``sourceId``, else Propeller's."""
+    return company.source_id_for(source) or propeller_key(company.id)
 
 
-def company_payload(company: PropellerCompany, source: str) -> dict[str, Any]:
+class ParentKeys:
+    """Propeller ids -> the erpsync key of each company, remembered (bounded) or read by id."""
+
+    def __init__(self, client: PropellerClient | None, source: str, size: int = KNOWN_KEYS) -> None:
+        self.client = client
+        self.source = source
+        self.size = size
+        self.known: OrderedDict[int, str] = OrderedDict()
+
+    def remember(self, company: PropellerCompany) -> None:
+        self.known[company.id] = company_key(company, self.source)
+        self.known.move_to_end(company.id)
+        if len(self.known) > self.size:
+            self.known.popitem(last=False)
+
+    def key_of(self, company: PropellerCompany) -> str | None:
+        """The erpsync key of the company's parent (None: no parent)."""
+        parent = company.parent
+        if parent is None:
+            return None
+        if parent.source_id is not None and parent.source == self.source:
+            return parent.source_id  # named in full: a company erpsync wrote
+        if parent.id is None:
+            return None
+        if parent.id not in self.known:
+            found = self.client.get_company_by_id(parent.id) if self.client else None
+            if found is None:  # gone (or not asked): named in Propeller's namespace
+                return propeller_key(parent.id)
+            self.remember(found)
+        self.known.move_to_end(parent.id)
+        return self.known[parent.id]
+
+
+def company_payload(company: PropellerCompany, parents: ParentKeys) -> dict[str, Any]:
     """A Propeller company of its own as a canonical company (keyed in its namespace)."""
     return {
         "key": propeller_key(company.id),
         "name": (company.name or "").strip() or None,
-        "parent_key": _parent_key(company, source),
+        "parent_key": parents.key_of(company),
         "email": company.email,
         "phone": company.phone,
         "tax_number": company.tax_number,
@@ -87,6 +119,7 @@ class PropellerCompanies(CursorStream):
     page_size: int = field(default=100, kw_only=True)
     _since: datetime = field(default=EPOCH, init=False)
     _newest: datetime | None = field(default=None, init=False)
+    _parents: ParentKeys | None = field(default=None, init=False)
 
     def load_bookmark(self, bookmark: str | None) -> None:
         self._since = datetime.fromisoformat(bookmark) if bookmark else EPOCH
@@ -98,6 +131,8 @@ class PropellerCompanies(CursorStream):
 
     def pages(self) -> Iterator[list[SourceRecord]]:
         since = max(EPOCH, self._since - timedelta(seconds=self.lookback_s))
+        if self._parents is None:
+            self._parents = ParentKeys(self.client, self.source_name)
         page: list[SourceRecord] = []
         own_writes = 0
         for company in self.client.search_companies(modified_from=since):
@@ -105,10 +140,11 @@ class PropellerCompanies(CursorStream):
                 self._newest is None or company.date_modified > self._newest
             ):
                 self._newest = company.date_modified
+            self._parents.remember(company)
             if written_by_erpsync(company, self.source_name):
                 own_writes += 1
                 continue
-            payload = company_payload(company, self.source_name)
+            payload = company_payload(company, self._parents)
             page.append(SourceRecord(payload["key"], payload, payload["parent_key"]))
             if len(page) >= self.page_size:
                 yield page

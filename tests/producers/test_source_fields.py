@@ -19,7 +19,7 @@ from erpsync.flows import SOURCES
 from erpsync.keys import record_key
 from erpsync.mapping import resolve
 from producers.onlineerp import customer_payload, product_payload
-from producers.propeller import company_payload
+from producers.propeller import ParentKeys, company_payload
 
 
 def record_with(fields: dict[str, str], values: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def test_erp_fields_reach_the_canonical_fields_the_table_names(
 def test_propeller_fields_reach_the_canonical_fields_the_table_names() -> None:
     fields = SOURCES[("propeller", "customer")]
     raw = record_with(fields, {"key": 42, "parent_key": 7, "language": "NL"})
-    payload = company_payload(PropellerCompany.model_validate(raw), "ERPSYNC")
+    payload = company_payload(PropellerCompany.model_validate(raw), ParentKeys(None, "ERPSYNC"))
     ids = {"key", "parent_key"}  # Propeller's ids, keyed in Propeller's namespace
     for canonical, source in fields.items():
         expected = resolve(raw, source)

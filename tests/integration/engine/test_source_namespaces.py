@@ -2,8 +2,9 @@
 
 The ERP's customers go to Propeller and HIPE; Propeller's own companies go to HIPE. A
 Propeller company and an ERP customer with the same id stay two records everywhere (ledger,
-locks, HIPE external ids), and what erpsync wrote into Propeller never comes back as a
-change of Propeller, nor does an operator's edit of such a company (the ERP stays its truth).
+locks, HIPE external ids), what erpsync wrote into Propeller never comes back as a change
+of Propeller, nor does an operator's edit of such a company (the ERP stays its truth), and a
+shop company under an ERP company lands under that ERP company in HIPE.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 
 from adapters._http import make_client
 from adapters.propeller import PropellerClient, PropellerCompanyInput
+from adapters.propeller.models import PropellerCompanyRef
 from producers.base import PollResult
 from tests.integration.pipeline import Pipeline
 
@@ -115,9 +117,26 @@ def test_propeller_and_erp_keys_never_meet_and_erpsyncs_writes_are_not_changes(
         "C-2": "ERP Two",
         f"propeller:{same_id}": "Shop One Ltd",
     }
+
+    # The shop puts a company of its own under the ERP's C-2: in HIPE, under the ERP's C-2.
+    for shop in propeller_as(p, "SHOP"):
+        child = shop.create_company(
+            PropellerCompanyInput(
+                source_id="S2",
+                language="EN",
+                name="Shop branch",
+                parent=PropellerCompanyRef(source_id="C-2", source="ERPSYNC"),
+            )
+        )
+    fourth = poll(p)
+    assert fourth["propeller.customer"].events == 1
+    p.wait_converged(targets=TARGETS)
+    hipe = hipe_companies(p)
+    assert hipe[f"propeller:{child.id}"]["name"] == "Shop branch"
+    assert hipe[f"propeller:{child.id}"]["parentId"] == hipe["C-2"]["id"]
     counters = p.flow_counters("shop", "hipe")
     assert (counters["produced"], counters["applied"], counters.get("dead_lettered", 0)) == (
-        2,
-        2,
+        3,
+        3,
         0,
     )
