@@ -16,6 +16,7 @@ from pydantic_core import PydanticUndefined
 from rich.table import Table
 
 from cli._output import console, print_json
+from erpsync import flows
 from erpsync.settings import SYSTEM_NAMES, FlowSettings, Settings, SystemsSettings
 
 
@@ -107,8 +108,14 @@ def markdown() -> str:
 def settings(
     json_output: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
     as_markdown: Annotated[bool, typer.Option("--markdown", help="print a Markdown table")] = False,
+    supported: Annotated[
+        bool, typer.Option("--flows", help="the supported flows and mapping keys (Markdown)")
+    ] = False,
 ) -> None:
     """Every setting: TOML key in the flow file, environment variable, type and default."""
+    if supported:
+        print(flows.markdown(), end="")
+        return
     if json_output:
         print_json(list(rows()))
         return

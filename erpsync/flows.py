@@ -173,7 +173,7 @@ TARGETS: dict[tuple[str, str], TargetSpec] = {
             TargetField("archived (DELETE / PATCH …/archived)", "active"),
         ),
         extra_fields={"website": "website"},
-        custom_fields="customFields.<name>",
+        custom_fields="HIPE `customFields`",
     ),
     ("customer", "atollon"): TargetSpec(
         fields=(
@@ -220,7 +220,7 @@ TARGETS: dict[tuple[str, str], TargetSpec] = {
             "or on one of their own (apart)",
         },
         choices={"time_sheets": ("together", "apart")},
-        custom_fields="ERP invoice field <- invoice path, LigneFacture.<name> <- line path",
+        custom_fields="ERP invoice field ← invoice path, `LigneFacture.<name>` ← line path",
         line_prefix="LigneFacture.",
     ),
     ("invoice", "atollon"): TargetSpec(
@@ -233,6 +233,43 @@ TARGETS: dict[tuple[str, str], TargetSpec] = {
         },
     ),
 }
+
+
+def _honoured_text(target: str, spec: TargetSpec) -> str:
+    """The mapping keys one target honours, in words (the README's table)."""
+    parts: list[str] = []
+    names = [f"`{n}`" for n in (f.override for f in spec.fields) if n is not None]
+    if spec.extra_fields:
+        extra = ", ".join(f"`{n}`" for n in spec.extra_fields)
+        names.append(f"and {extra}, written only when mapped")
+    options = [
+        f"`{n}` ({' / '.join(spec.choices[n])})" if n in spec.choices else f"`{n}`"
+        for n in spec.options
+    ]
+    if names or options:
+        parts.append(f"`fields` ({', '.join(names + options)})")
+    if spec.custom_fields is not None:
+        parts.append(f"`custom_fields` ({spec.custom_fields})")
+    return f"{target}: {' and '.join(parts) if parts else 'none'}"
+
+
+def markdown() -> str:
+    """The supported flows and the mapping keys of each target, as a Markdown table."""
+    lines = [
+        "| entity | sources | targets | mapping keys each target honours |",
+        "|---|---|---|---|",
+    ]
+    entities = dict.fromkeys(entity for _, entity in SOURCES)
+    entities.update(dict.fromkeys(entity for entity, _ in TARGETS))
+    for entity in entities:
+        sources = [f"`{s}`" for s, e in SOURCES if e == entity]
+        targets = [(t, spec) for (e, t), spec in TARGETS.items() if e == entity]
+        honoured = ". ".join(_honoured_text(t, spec) for t, spec in targets)
+        lines.append(
+            f"| `{entity}` | {', '.join(sources) or '-'} | "
+            f"{', '.join(f'`{t}`' for t, _ in targets) or '-'} | {honoured or '-'} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def supported_pairs() -> str:

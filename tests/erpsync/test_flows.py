@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from erpsync.errors import ConfigError
-from erpsync.flows import TARGETS, effective_mapping
+from erpsync.flows import TARGETS, effective_mapping, markdown
 from erpsync.mapping import TargetMapping
 from erpsync.settings import load_settings
 
@@ -352,3 +353,13 @@ def test_the_effective_mapping_of_a_propeller_flow_shows_its_keys_namespace() ->
         ("parent.id (as propeller:<parent.id>)", "parent_key", "parentId"),
         (None, "active", "archived (DELETE / PATCH …/archived)"),
     ]
+
+
+def test_readme_flows_table_is_the_generated_one() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    start, end = "<!-- flows:start -->\n", "<!-- flows:end -->"
+    documented = readme.split(start, 1)[1].split(end, 1)[0]
+    assert documented == markdown(), "run: erpsync settings --flows, paste into README"
+    assert (
+        "| `customer` | `onlineerp`, `propeller` | `propeller`, `hipe`, `atollon` |" in documented
+    )
