@@ -18,10 +18,12 @@ from pydantic import SecretStr
 
 from adapters._http import make_client
 from adapters.propeller import PropellerCompanyInput, PropellerCompanyRef
+from cli._output import console
+from cli.diagnose import _print_mappings, flow_mappings
 from erpsync.events import ChangeEvent, Delivery
 from erpsync.keys import Keys
 from erpsync.mapping import TargetMapping
-from erpsync.settings import PropellerSettings
+from erpsync.settings import PropellerSettings, Settings
 from simulators.propeller import PropellerSimulator
 from simulators.server import CREDENTIALS, RunningSandbox
 from workers.batch import BatchApplier
@@ -481,3 +483,24 @@ def test_a_parent_paged_after_its_child_is_named_by_one_read_by_id(rig: Rig) -> 
     # The search orders by dateModified then id: whichever child comes before P costs one
     # read of P by id, then P is remembered.
     assert rig.requests("GET", "/v2/companies/") <= 1
+
+
+def test_erpsync_doctor_shows_the_detach_limit(rig: Rig) -> None:
+    settings = Settings.model_validate(
+        {
+            "systems": {
+                "onlineerp": {"base_url": "http://127.0.0.1:1", "licence_code": "L", "secret": "s"},
+                "propeller": rig.settings.model_dump(),
+            },
+            "flows": {
+                "customers": {"source": "onlineerp", "entity": "customer", "targets": ["propeller"]}
+            },
+        }
+    )
+    flows = flow_mappings(settings, {"propeller": rig.sink})
+    assert flows["customers"]["targets"]["propeller"]["known_limits"] == ["parent_key"]
+    with console.capture() as captured:
+        _print_mappings(flows)
+    assert "known limits (propeller documents no way to write or clear): parent_key" in (
+        captured.get()
+    )
