@@ -4,9 +4,11 @@ Real Redis, a real ``erpsync worker`` process, the producer and the sandbox over
 ERP and Atollon seeded alike (Atollon's billing items name ERP customers and products by
 their ``onlineerp`` external ids). The billing flow maps the items' currency and VAT rate
 to custom ERP fields. After one poll and convergence, each activity's items became exactly
-one ERP invoice whose every field (the whole ``Facture``, every key) and every line is what
-the Atollon items hold, read from the crawler doc's billing shape and the ERP's documented
-``Facture`` (docs/sandbox-conventions.md); the items are ``Billed``. The tests of issue 6
+one ERP invoice whose every field (the whole ``Facture``, every key but the amounts the ERP
+computes itself) and every line is what the Atollon items hold, read from the crawler
+doc's billing shape and the ERP's documented ``Facture`` (docs/sandbox-conventions.md);
+the same invoice is recorded in Atollon (``invoice-issued``) row for line; the items are
+``Billed``. The tests of issue 6
 (tests/integration/billing) cover exactly-once under kills and duplicate messages.
 """
 
@@ -55,9 +57,21 @@ def erp_id(ids: Any) -> str | None:
     return None
 
 
+#: what erpsync writes on a line, and what the ERP computes there itself (amounts, taxes)
+SENT_LINE = ("strNoProduit", "QteFacture", "PrixUnitaire", "DescriptionLigne", "TauxTaxe")
+ERP_LINE = frozenset({"MontantLigne", "MontantTaxe"})
+#: invoice fields the ERP or erpsync make (checked apart), not the items
+MADE = frozenset({"NoFacture", "Référence", "Description", "TotalTaxes", "TotalAvecTaxes"})
+
+
+def sent(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The lines as erpsync writes them (the ERP's own amounts left out)."""
+    return [{name: line.get(name) for name in SENT_LINE} for line in lines]
+
+
 def canonical(lines: list[dict[str, Any]]) -> str:
     """Lines as comparable text: every key and value, in the lines' order."""
-    return json.dumps(lines, sort_keys=True)
+    return json.dumps(sent(lines), sort_keys=True)
 
 
 def expected_lines(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -75,6 +89,16 @@ def expected_lines(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def customer(activity: dict[str, Any]) -> str | None:
+    """The ERP customer billed: the export's ``customerContact``, else its ``contact`` (the
+    crawler doc's billing shape carries both; either may be absent)."""
+    for contact in (activity.get("customerContact"), activity.get("contact")):
+        found = erp_id((contact or {}).get("externalId"))
+        if found is not None:
+            return found
+    return None
+
+
 def expected_facture(activity: dict[str, Any]) -> dict[str, Any]:
     """The invoice fields an activity's items decide (the reference and the description are
     checked apart: erpsync makes them)."""
@@ -86,7 +110,7 @@ def expected_facture(activity: dict[str, Any]) -> dict[str, Any]:
     return {
         "TypeDoc": "FACTURES",  # a customer invoice (the Acomba mapping page's TypeDoc)
         "DateFacture": max(item["billingDate"] for item in items)[:10],
-        "InfoClientFacturerA": {"NoClient": erp_id(activity["customerContact"]["externalId"])},
+        "InfoClientFacturerA": {"NoClient": customer(activity)},
         "LigneFacture": expected_lines(items),
         "TotalAvantTaxes": float(round(total, 2)),
         "Devise": currency,
@@ -120,6 +144,7 @@ def test_every_field_and_line_of_each_invoice_is_what_its_atollon_items_hold(
             (facture["InfoClientFacturerA"]["NoClient"], canonical(facture["LigneFacture"]))
         ] = stored
     problems: list[tuple[str, Any]] = []
+    recorded: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for activity in activities:
         want = expected_facture(activity)
         invoice = by_lines.get(
@@ -128,7 +153,7 @@ def test_every_field_and_line_of_each_invoice_is_what_its_atollon_items_hold(
         if invoice is None:
             customer = want["InfoClientFacturerA"]["NoClient"]
             near = [
-                i["Facture"]["LigneFacture"]
+                sent(i["Facture"]["LigneFacture"])
                 for i in invoices
                 if i["Facture"]["InfoClientFacturerA"]["NoClient"] == customer
             ]
@@ -141,12 +166,15 @@ def test_every_field_and_line_of_each_invoice_is_what_its_atollon_items_hold(
             continue
         facture = invoice["Facture"]
         got = {name: facture.get(name) for name in want}
+        got["LigneFacture"] = sent(facture["LigneFacture"])
         if got != want:
             problems.append((activity["activity"]["id"], {"expected": want, "found": got}))
-        made = {"NoFacture", "Référence", "Description"}
-        unexpected = set(facture) - set(want) - made
+        unexpected = set(facture) - set(want) - MADE
+        for line in facture["LigneFacture"]:
+            unexpected |= set(line) - set(SENT_LINE) - ERP_LINE
         if unexpected:
             problems.append((activity["activity"]["id"], f"unexpected fields {unexpected}"))
+        recorded.append((activity, invoice))
         description = facture.get("Description") or ""
         refs = (activity["activity"]["refId"], activity["activity"]["name"])
         if not all(ref in description for ref in refs):
@@ -154,6 +182,48 @@ def test_every_field_and_line_of_each_invoice_is_what_its_atollon_items_hold(
         if invoice["TotalAvantTaxes"] != want["TotalAvantTaxes"]:
             problems.append((activity["activity"]["id"], "the stored total"))
     assert problems == [], problems[:5]
+
+    # The same invoice recorded in Atollon (invoice-issued): number, reference, date,
+    # customer, and a row per line with the line's text, quantity, price, currency, VAT.
+    issued = {i.get("externalReferenceNumber"): i for i in p.records("atollon", "invoices")}
+    assert len(issued) == len(invoices)
+    for activity, invoice in recorded:
+        facture = invoice["Facture"]
+        atollon = issued.get(facture["Référence"])
+        assert atollon is not None, facture["Référence"]
+        got_invoice = {
+            "invoiceNumber": atollon.get("invoiceNumber"),
+            "issuedDate": atollon.get("issuedDate"),
+            "customer": erp_id(atollon["customer"].get("customerExternalId")),
+            "rows": [
+                (
+                    row["description"],
+                    row["value"]["unitQuantity"],
+                    row["value"]["unitPrice"],
+                    row["value"]["currency"],
+                    row["value"]["VATPercent"],
+                    erp_id(row["product"].get("productExternalId")),
+                )
+                for row in sorted(atollon["rows"], key=lambda r: r["orderIndex"])
+            ],
+        }
+        want_invoice = {
+            "invoiceNumber": invoice["NoFacture"],
+            "issuedDate": facture["DateFacture"],
+            "customer": facture["InfoClientFacturerA"]["NoClient"],
+            "rows": [
+                (
+                    line["DescriptionLigne"],
+                    line["QteFacture"],
+                    line["PrixUnitaire"],
+                    facture["Devise"],
+                    line["TauxTaxe"],
+                    line["strNoProduit"],
+                )
+                for line in facture["LigneFacture"]
+            ],
+        }
+        assert got_invoice == want_invoice, activity["activity"]["id"]
 
     after = p.records("atollon", "billing")
     assert {item["billingStatus"] for a in after for item in a["billingItems"]} == {"Billed"}
