@@ -18,7 +18,10 @@ with append-only persistence, seeds the ERP with thousands of customers, and the
   and now and then a permanent vendor error (Propeller 40005, HIPE 422, Atollon FAIL) that
   must be dead-lettered; failed page reads on the ERP too (the producer's side);
 * **workers SIGKILLed** at random every few seconds (sometimes all of them at once), once
-  they consume, and restarted, as a supervisor would;
+  they consume, and restarted, as a supervisor would; for each kill, the time until every
+  delivery the worker held (started or prefetched) was running again elsewhere;
+* **a worker cut off from Redis** once (it reaches Redis through a TCP proxy, frozen for
+  ``cut_off_s``), and the time until every delivery it held was running again elsewhere;
 * **the producer restarted**: a new ``ProducerService``, cleanly between polls or while a
   poll is in flight (its clients closed under it);
 * **Redis restarted once**, half-way (stopped with SIGTERM, down for a few seconds, started
@@ -53,6 +56,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -62,13 +66,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import redis
+import tomli_w
 from celery import Celery
 from celery.signals import after_task_publish
 
 from bench._util import key_values, machine_info, print_json
+from bench.tcp_proxy import TcpProxy
 from cli.embedded_redis import EmbeddedRedis
 from erpsync.events import Delivery
 from erpsync.logging import configure_logging
@@ -78,7 +85,9 @@ from tests.integration.pipeline import TARGETS, Pipeline, pipeline_config
 from tests.integration.verify import Comparison, compare_all, compare_atollon_products
 from workers.app import TASK_APPLY, TASK_APPLY_BATCH, create_app
 from workers.batch import BatchStore
+from workers.broker import Unacked
 from workers.dlq import DeadLetter, DeadLetterStore
+from workers.leases import first_restarts
 from workers.publish import publish, send_batch
 from workers.replay import DlqOperator
 from workers.state import State
@@ -123,6 +132,7 @@ class ChaosSettings:
     fault_rotation_s: float = 5.0
     disorder_every_s: float = 0.5
     redis_down_s: float = 3.0
+    cut_off_s: float = 30.0
     converge_timeout_s: float = 900.0
     max_replays: int = 4
     random_seed: int | None = None
@@ -152,6 +162,16 @@ class ChaosReport:
     redis_restarts: int = 0
     redis_down_s: float = 0.0
     redis_outcomes_resumed_after_s: float | None = None
+    #: per kill, seconds until every delivery the worker held ran again: p50, p99, max
+    recovery_after_kill_s: dict[str, float] = field(default_factory=dict)
+    held_at_kills: int = 0
+    #: the same for the worker cut off from Redis (held: how many it held)
+    recovery_after_cut_off_s: float | None = None
+    held_at_cut_off: int = 0
+    #: deliveries held by a killed or cut-off worker never seen running again
+    held_not_restarted: int = 0
+    #: from the last kill until every target equalled the source
+    converged_after_last_kill_s: float | None = None
     faults_injected: dict[str, dict[str, int]] = field(default_factory=dict)
     faults_met: dict[str, int] = field(default_factory=dict)
     retries: int = 0
@@ -661,6 +681,12 @@ class ChaosRun:
         self._outcomes_before_restart = 0
         self._noted: set[int] = set()
         self._ready_pids: set[int] = set()
+        #: per kill (or the cut-off): when, and the task ids the worker held then
+        self._held_at_kills: list[tuple[float, set[str]]] = []
+        self._held_at_cut: tuple[float, set[str]] | None = None
+        self._link: TcpProxy | None = None
+        self._cut_worker: subprocess.Popen[bytes] | None = None
+        self._thaw_at: float | None = None
 
     # -- helpers ----------------------------------------------------------------------
     def _note(self, what: str) -> None:
@@ -726,18 +752,102 @@ class ChaosRun:
         Only workers that became ready are killed: on a loaded machine a worker takes
         seconds to start, and killing it before it consumes only stops all progress.
         """
-        alive = [w for w in self._alive(p) if self._ready(p, w)]
+        alive = [
+            w
+            for w in self._alive(p)
+            if self._ready(p, w) and (w is not self._cut_worker or self._held_at_cut is not None)
+        ]
         if not alive:
             return False
         victims = alive if self.rng.random() < self.s.kill_all_share else [self.rng.choice(alive)]
         if len(victims) > 1:
             self.report.kill_all += 1
         for victim in victims:
+            holding = self._holding(p, victim)
             with contextlib.suppress(redis.RedisError):  # the harness forgets the registry
                 p.kill_worker(victim, signal.SIGKILL)
+            killed_at = time.time()
+            self._held_at_kills.append((killed_at, self._still_held(p, holding)))
             self.report.kills += 1
             self._note(f"worker {victim.pid} SIGKILLed")
         return True
+
+    @staticmethod
+    def _holding(p: Pipeline, worker: subprocess.Popen[bytes]) -> dict[str, str]:
+        """Delivery tag -> task id of what ``worker`` held at its last lease renewal."""
+        key = p.keys.worker_lease(f"erpsync-{worker.pid}@{socket.gethostname()}")
+        with contextlib.suppress(redis.RedisError, ValueError):
+            raw = p.redis.get(key)
+            if raw:
+                held: dict[str, str] = json.loads(raw).get("held", {})
+                return held
+        return {}
+
+    @staticmethod
+    def _still_held(p: Pipeline, holding: dict[str, str]) -> set[str]:
+        """The task ids of ``holding`` still unacknowledged now (the worker can no longer
+        acknowledge: killed or cut off)."""
+        unacked = Unacked(create_app(p.settings))
+        try:
+            return {holding[tag] for tag in unacked.held(holding)}
+        except redis.RedisError:
+            return set()
+        finally:
+            unacked.close()
+
+    def _start_cut_worker(self, p: Pipeline) -> None:
+        """One worker reaches Redis through a TCP proxy the run freezes once."""
+        at = urlsplit(p.settings.redis_url)
+        self._link = TcpProxy((at.hostname or "127.0.0.1", at.port or 6379))
+        config = json.loads(json.dumps(p.config))
+        config["redis_url"] = urlunsplit(at._replace(netloc=f"127.0.0.1:{self._link.port}"))
+        path = self.directory / "cut-off.toml"
+        path.write_text(tomli_w.dumps(config), encoding="utf-8")
+        self._cut_worker = p.start_worker(config=path)
+        self._note(f"worker {self._cut_worker.pid} started behind a proxy to Redis")
+
+    def _cut_off(self, p: Pipeline, now: float) -> None:
+        """Freeze the proxied worker's link once it consumes; thaw it ``cut_off_s`` later."""
+        worker, link = self._cut_worker, self._link
+        if worker is None or link is None:
+            return
+        if self._held_at_cut is None and worker.poll() is None and self._ready(p, worker):
+            holding = self._holding(p, worker)
+            link.freeze()
+            cut_at = time.time()
+            self._held_at_cut = (cut_at, self._still_held(p, holding))
+            self._thaw_at = now + self.s.cut_off_s
+            self._note(f"worker {worker.pid} cut off from Redis")
+        elif self._thaw_at is not None and now >= self._thaw_at:
+            link.thaw()
+            self._thaw_at = None
+            self._note(f"worker {worker.pid} reaches Redis again")
+
+    def _recovery(self, p: Pipeline) -> None:
+        """Per kill and for the cut-off: until every held delivery ran again elsewhere."""
+        report = self.report
+        entries = [str(e) for e in p.redis.lrange(p.keys.restarted(), 0, -1)]
+        per_kill: list[float] = []
+        for killed_at, tasks in self._held_at_kills:
+            again = first_restarts(entries, tasks, since=killed_at)
+            report.held_at_kills += len(tasks)
+            report.held_not_restarted += len(tasks) - len(again)
+            if again:
+                per_kill.append(max(again.values()) - killed_at)
+        if per_kill:
+            ordered = sorted(per_kill)
+            report.recovery_after_kill_s = {
+                "p50": round(ordered[len(ordered) // 2], 1),
+                "p99": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 1),
+                "max": round(ordered[-1], 1),
+            }
+        if self._held_at_cut is not None:
+            cut_at, tasks = self._held_at_cut
+            again = first_restarts(entries, tasks, since=cut_at)
+            report.held_at_cut_off = len(tasks)
+            report.held_not_restarted += len(tasks) - len(again)
+            if again:
+                report.recovery_after_cut_off_s = round(max(again.values()) - cut_at, 1)
 
     def _restart_redis(self, server: EmbeddedRedis, p: Pipeline) -> None:
         started = self._redis_stopped_at = time.monotonic()
@@ -791,6 +901,8 @@ class ChaosRun:
                     p.close()
             sandbox.stop()
             server.stop()
+            if self._link is not None:
+                self._link.close()
         self.report.total_s = round(time.monotonic() - self._started, 1)
         return self.report
 
@@ -803,6 +915,7 @@ class ChaosRun:
         editor.load()
         report.customers = len(editor.customers)
         report.products = len(editor.products)
+        self._start_cut_worker(p)
         self._supervise(p)
         report.worker_restarts = 0  # the first ones are starts, not restarts
         p.wait_workers(s.workers, timeout_s=120)
@@ -828,6 +941,9 @@ class ChaosRun:
             try:
                 self._converge(p, producer)
                 report.converge_s = round(time.monotonic() - converge_started, 1)
+                if self._held_at_kills:
+                    last_kill = max(at for at, _ in self._held_at_kills)
+                    report.converged_after_last_kill_s = round(time.time() - last_kill, 1)
                 self._note("converged")
             except TimeoutError as exc:
                 report.problems.append(str(exc))
@@ -861,6 +977,7 @@ class ChaosRun:
         next_rotation = begin + s.fault_rotation_s
         next_producer = begin + s.producer_restart_every_s
         redis_at = begin + s.chaos_s / 2
+        cut_at = begin + s.chaos_s / 8
         try:
             while (now := time.monotonic()) < end:
                 if now >= next_kill:
@@ -876,12 +993,16 @@ class ChaosRun:
                     producer.restart(clean=clean)
                     self._note(f"producer restarted ({'clean' if clean else 'mid-poll'})")
                     next_producer = now + s.producer_restart_every_s
+                if now >= cut_at:
+                    self._cut_off(p, now)
                 if report.redis_restarts == 0 and now >= redis_at:
                     self.progress("restarting Redis")
                     self._restart_redis(server, p)
                 self._note_resumed(p)
                 time.sleep(0.1)
         finally:
+            if self._link is not None:
+                self._link.thaw()
             editor.stop()
             disorder.stop()
             producer.stop()
@@ -1054,6 +1175,7 @@ class ChaosRun:
         report.parked = dict(parked)
         report.skipped = dict(skipped)
         report.faults_met = dict(_retry_causes(self.directory))
+        self._recovery(p)
 
     def _verify(self, p: Pipeline, disorder: Disorder) -> None:
         report = self.report
@@ -1188,6 +1310,17 @@ def print_text(report: ChaosReport) -> None:
         ("producer restarts", report.producer_restarts),
         ("Redis restarts", f"{report.redis_restarts} (down {report.redis_down_s} s)"),
         ("outcomes resumed after Redis", f"{report.redis_outcomes_resumed_after_s} s"),
+        (
+            "held deliveries running again after a kill",
+            f"{report.recovery_after_kill_s} s ({report.held_at_kills} held at "
+            f"{report.kills} kills)",
+        ),
+        (
+            "held deliveries running again after a cut-off",
+            f"{report.recovery_after_cut_off_s} s ({report.held_at_cut_off} held, "
+            f"cut off {report.settings['cut_off_s']} s)",
+        ),
+        ("held deliveries never seen running again", report.held_not_restarted),
         ("faults injected", report.faults_injected),
         ("faults met by workers", report.faults_met),
         ("retries", report.retries),
@@ -1214,6 +1347,7 @@ def print_text(report: ChaosReport) -> None:
             f"sent again as a newer version {report.unaccounted_resent})",
         ),
         ("time to converge", f"{report.converge_s} s"),
+        ("converged after the last kill", f"{report.converged_after_last_kill_s} s"),
         ("total", f"{report.total_s} s"),
     ]
     width = max(len(name) for name, _ in lines)

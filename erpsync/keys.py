@@ -137,7 +137,8 @@ class Keys:
         return f"{self.prefix}:doubt:{target}:{entity}:{key}"
 
     def restarted(self) -> str:
-        """Hash: task id -> when a message given back (reclaimed, restored) started again."""
+        """List: "<task id> <epoch s>" each time a message given back (reclaimed, restored)
+        started again, the latest 100,000 (recovery times: the chaos run, the tests)."""
         return f"{self.prefix}:restarted"
 
     def circuit(self, target: str) -> str:

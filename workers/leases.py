@@ -35,7 +35,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -347,3 +347,17 @@ def still_held(unacked: Unacked, task_id: str, *, now: float | None = None) -> b
     if tag is None:
         return True
     return not unacked.renew([tag], now=time.time() if now is None else now)
+
+
+def first_restarts(
+    entries: Iterable[str], tasks: Iterable[str], *, since: float
+) -> dict[str, float]:
+    """When each of ``tasks`` first started again after ``since``, from the entries of
+    :meth:`erpsync.keys.Keys.restarted` ("<task id> <epoch s>"); absent: not yet."""
+    wanted = set(tasks)
+    found: dict[str, float] = {}
+    for entry in entries:
+        task, _, at = str(entry).partition(" ")
+        if task in wanted and float(at) >= since and task not in found:
+            found[task] = float(at)
+    return found

@@ -28,6 +28,8 @@ log = structlog.get_logger("erpsync.worker")
 _pump: Pump | None = None
 _metrics: WorkerMetrics | None = None
 _heartbeat: Heartbeat | None = None
+#: the latest starts of messages given back that are kept (Keys.restarted)
+RESTARTS_KEPT = 100_000
 
 
 def _taken_over(task: Any, runtime: Runtime) -> bool:
@@ -40,7 +42,8 @@ def _taken_over(task: Any, runtime: Runtime) -> bool:
         return True
     if (request.delivery_info or {}).get("redelivered"):
         with runtime.redis.pipeline(transaction=False) as pipe:
-            pipe.hsetnx(runtime.keys.restarted(), str(request.id), f"{time.time():.3f}")
+            pipe.rpush(runtime.keys.restarted(), f"{request.id} {time.time():.3f}")
+            pipe.ltrim(runtime.keys.restarted(), -RESTARTS_KEPT, -1)
             pipe.expire(runtime.keys.restarted(), 86400)
             pipe.execute()
     return False

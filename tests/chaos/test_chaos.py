@@ -50,6 +50,16 @@ def test_targets_equal_the_source_with_no_duplicate_and_no_lost_change(
     assert report.problems == [], explain(report)
 
 
+def test_it_converges_soon_after_the_last_kill_and_held_deliveries_run_again_in_seconds(
+    report: ChaosReport,
+) -> None:
+    assert report.converged_after_last_kill_s is not None, explain(report)
+    assert report.converged_after_last_kill_s < 120, explain(report)
+    assert report.held_at_kills > 0, "the killed workers held deliveries"
+    assert report.held_not_restarted == 0, explain(report)
+    assert report.recovery_after_kill_s["max"] < 60, report.recovery_after_kill_s
+
+
 def test_every_dead_letter_is_explained_and_replayed_to_convergence(report: ChaosReport) -> None:
     assert report.dead_letters > 0, "the permanent vendor errors injected were dead-lettered"
     assert report.dead_letters_unexplained == [], explain(report)

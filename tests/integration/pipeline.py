@@ -49,7 +49,7 @@ FAST_WORKER: dict[str, Any] = {
     "circuit_cooldown_s": 1.0,
     "circuit_cooldown_max_s": 4.0,
     "pump_interval_s": 0.05,
-    "lock_ttl_s": 30.0,
+    "lock_ttl_s": 15.0,
 }
 
 

@@ -13,11 +13,11 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import tomli_w
 
+from bench.tcp_proxy import TcpProxy
 from erpsync.settings import load_settings
 from producers.runner import ProducerService
 from tests.integration.engine.test_customers_flow import seed
 from tests.integration.pipeline import TARGETS, Pipeline
-from tests.integration.tcp_proxy import TcpProxy
 from tests.integration.verify import assert_targets_match_source
 
 pytestmark = pytest.mark.integration

@@ -13,13 +13,14 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import tomli_w
 
+from bench.tcp_proxy import TcpProxy
 from tests.integration.billing.harness import assert_invoiced_once
 from tests.integration.engine.test_customers_flow import assert_accounted, seed
 from tests.integration.pipeline import TARGETS, Pipeline
-from tests.integration.tcp_proxy import TcpProxy
 from tests.integration.verify import assert_targets_match_source
 from workers.app import create_app
 from workers.broker import Unacked
+from workers.leases import first_restarts
 
 pytestmark = pytest.mark.integration
 
@@ -61,8 +62,9 @@ def still_unacked(p: Pipeline, tags: Iterable[str]) -> set[str]:
 
 
 def restarted(p: Pipeline, tasks: set[str]) -> dict[str, float]:
-    times = p.redis.hmget(p.keys.restarted(), sorted(tasks))
-    return {t: float(v) for t, v in zip(sorted(tasks), times, strict=True) if v is not None}
+    """When each of ``tasks`` first started again (given back to its queue)."""
+    entries = [str(e) for e in p.redis.lrange(p.keys.restarted(), 0, -1)]
+    return first_restarts(entries, tasks, since=0.0)
 
 
 def test_a_killed_workers_started_and_prefetched_deliveries_run_again_within_60_s(
