@@ -763,37 +763,42 @@ class ChaosRun:
         if len(victims) > 1:
             self.report.kill_all += 1
         for victim in victims:
-            holding = self._holding(p, victim)
+            holding, renewed_at = self._holding(p, victim)
             with contextlib.suppress(redis.RedisError):  # the harness forgets the registry
                 p.kill_worker(victim, signal.SIGKILL)
             killed_at = time.time()
-            self._held_at_kills.append((killed_at, self._still_held(p, holding)))
+            held = self._still_held(p, holding, since=renewed_at)
+            self._held_at_kills.append((killed_at, held))
             self.report.kills += 1
             self._note(f"worker {victim.pid} SIGKILLed")
         return True
 
     @staticmethod
-    def _holding(p: Pipeline, worker: subprocess.Popen[bytes]) -> dict[str, str]:
-        """Delivery tag -> task id of what ``worker`` held at its last lease renewal."""
+    def _holding(p: Pipeline, worker: subprocess.Popen[bytes]) -> tuple[dict[str, str], float]:
+        """Delivery tag -> task id of what ``worker`` held at its last lease renewal, and
+        when that was."""
         key = p.keys.worker_lease(f"erpsync-{worker.pid}@{socket.gethostname()}")
         with contextlib.suppress(redis.RedisError, ValueError):
             raw = p.redis.get(key)
             if raw:
-                held: dict[str, str] = json.loads(raw).get("held", {})
-                return held
-        return {}
+                record = json.loads(raw)
+                return dict(record.get("held", {})), float(record.get("at", 0.0))
+        return {}, 0.0
 
     @staticmethod
-    def _still_held(p: Pipeline, holding: dict[str, str]) -> set[str]:
+    def _still_held(p: Pipeline, holding: dict[str, str], *, since: float) -> set[str]:
         """The task ids of ``holding`` still unacknowledged now (the worker can no longer
-        acknowledge: killed or cut off)."""
+        acknowledge: killed or cut off), less those started elsewhere since ``since`` (a
+        message kombu gave back meanwhile keeps its tag: its new holder's, then)."""
         unacked = Unacked(create_app(p.settings))
         try:
-            return {holding[tag] for tag in unacked.held(holding)}
+            tasks = {holding[tag] for tag in unacked.held(holding)}
+            entries = [str(e) for e in p.redis.lrange(p.keys.restarted(), 0, -1)]
         except redis.RedisError:
             return set()
         finally:
             unacked.close()
+        return tasks - set(first_restarts(entries, tasks, since=since))
 
     def _start_cut_worker(self, p: Pipeline) -> None:
         """One worker reaches Redis through a TCP proxy the run freezes once."""
@@ -812,10 +817,10 @@ class ChaosRun:
         if worker is None or link is None:
             return
         if self._held_at_cut is None and worker.poll() is None and self._ready(p, worker):
-            holding = self._holding(p, worker)
+            holding, renewed_at = self._holding(p, worker)
             link.freeze()
             cut_at = time.time()
-            self._held_at_cut = (cut_at, self._still_held(p, holding))
+            self._held_at_cut = (cut_at, self._still_held(p, holding, since=renewed_at))
             self._thaw_at = now + self.s.cut_off_s
             self._note(f"worker {worker.pid} cut off from Redis")
         elif self._thaw_at is not None and now >= self._thaw_at:
