@@ -231,10 +231,11 @@ class WorkerSettings(_Model):
     )
     concurrency: int = Field(default=8, ge=1, le=512, description="deliveries at once")
     prefetch_multiplier: int = Field(default=4, ge=1, le=1000, description="Celery prefetch")
-    # Unacked messages of a worker that died come back after this long; keep it above the
-    # longest task (a few HTTP calls with their timeouts), but short enough to recover fast.
+    # kombu's own recovery: an unacked message comes back after this long whether its worker
+    # lives or not. Leases (lease_s) give a dead worker's messages back sooner and keep a live
+    # one's (workers.leases); this stays a fallback.
     visibility_timeout_s: float = Field(
-        default=300.0, ge=5, description="unacked messages of a dead worker return after this"
+        default=300.0, ge=5, description="kombu's fallback: unacked messages return after this"
     )
     unacked_restore_interval_s: float = Field(
         default=10.0, gt=0, description="how often workers look for such messages"
