@@ -125,6 +125,18 @@ def status(json_output: JsonOpt = False) -> None:
         if t["dlq"]:
             say(f"dead letters at {t['name']}: {_codes(t['dlq'])}")
     say(f"dead letters: {data['dlq_total']}   workers: {len(data['workers'])}")
+    _say_invoices(data.get("invoices"))
+
+
+def _say_invoices(invoices: dict[str, int] | None) -> None:
+    """The billing round trip in one line (when a flow bills)."""
+    if invoices is None:
+        return
+    say(
+        f"invoices: {invoices['issued']} issued in the ERP, "
+        f"{invoices['recorded_in_atollon']} recorded in Atollon, {invoices['paid']} paid, "
+        f"{invoices['partly_paid']} partly paid, {invoices['cancelled']} cancelled"
+    )
 
 
 _DRIFT = ("missing", "different", "orphaned", "duplicates")

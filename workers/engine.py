@@ -61,6 +61,9 @@ class ApplyResult:
     target_id: str | None = None
     deleted: bool = False
     extra: str | None = None
+    #: more counters the outcome bumps, for the target and as ``<flow>.<name>`` (the billing
+    #: saga's ``invoice_recorded``; the invoice states' ``invoice_paid``...)
+    counts: tuple[str, ...] = ()
 
 
 def _no_checkpoint(extra: str) -> None:
@@ -174,7 +177,8 @@ def missing_parent(event: ChangeEvent, target: str) -> DependencyError:
 
 def _applied_counters(flow: str, result: ApplyResult) -> tuple[str, ...]:
     """The counters bumped with an "applied" outcome, besides "applied"."""
-    return (f"action_{result.action}", f"{flow}.applied", f"{flow}.action_{result.action}")
+    counts = (*result.counts, *(f"{flow}.{name}" for name in result.counts))
+    return (f"action_{result.action}", f"{flow}.applied", f"{flow}.action_{result.action}", *counts)
 
 
 @dataclass

@@ -281,6 +281,28 @@ class StatusReader:
         }
 
     # -- everything ---------------------------------------------------------------------
+    def invoices(self, settings: Settings) -> dict[str, int] | None:
+        """The billing round trip's totals: ERP invoices issued (billing flows), recorded in
+        Atollon, and Atollon invoices paid, partly paid, cancelled (invoice flows); None when
+        no flow bills."""
+        billing = [n for n, f in settings.flows.items() if f.entity == "billing"]
+        states = [n for n, f in settings.flows.items() if f.entity == "invoice"]
+        if not billing and not states:
+            return None
+        erp = self.state.counters("onlineerp") if billing else {}
+        atollon = self.state.counters("atollon") if states else {}
+
+        def total(counters: dict[str, int], flows: list[str], name: str) -> int:
+            return sum(counters.get(f"{flow}.{name}", 0) for flow in flows)
+
+        return {
+            "issued": total(erp, billing, "action_invoiced"),
+            "recorded_in_atollon": total(erp, billing, "invoice_recorded"),
+            "paid": total(atollon, states, "invoice_paid"),
+            "partly_paid": total(atollon, states, "invoice_partly_paid"),
+            "cancelled": total(atollon, states, "invoice_cancelled"),
+        }
+
     def gather(self, settings: Settings, *, now: float | None = None) -> dict[str, Any]:
         """The whole status as JSON-ready data (``erpsync status --json``)."""
         now = time.time() if now is None else now
@@ -364,6 +386,7 @@ class StatusReader:
             "flows": flow_rows,
             "targets": target_rows,
             "dlq_total": self.dlq.count(),
+            "invoices": self.invoices(settings),
         }
 
 

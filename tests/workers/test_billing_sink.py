@@ -270,6 +270,7 @@ def test_invoices_then_checkpoints_then_marks_the_items_billed() -> None:
     assert world.activity_status == {ACTIVITY: "Invoiced"}
 
     assert result.action == "invoiced"
+    assert result.counts == ("invoice_recorded",), "erpsync status counts it once"
     assert result.target_id == invoice["NoFacture"]
     assert result.extra is not None
     done = SagaProgress.model_validate_json(result.extra)
@@ -467,11 +468,19 @@ def test_a_checkpoint_after_step_two_only_marks_billed() -> None:
     assert steps(world) == ["atollon:billed"], "neither the ERP nor invoice-issued again"
     assert result.extra is not None
     done = SagaProgress.model_validate_json(result.extra)
-    assert (done.step, done.atollon_invoice_id, done.recorded) == (
+    assert (done.step, done.atollon_invoice_id, done.recorded, done.counted) == (
         "billed",
         "A3",
         {"00000077": "A3"},
+        ["00000077"],
     )
+    assert (result.action, result.counts) == ("invoiced", ("invoice_recorded",)), (
+        "counted by the apply that finished the saga, whichever step it resumed at"
+    )
+    world.log.clear()
+    again = make_sink(world).apply(event(payload(), version=2), context(world, result.extra))
+    assert (again.action, again.counts) == ("updated", ()), "never counted twice"
+    assert steps(world) == ["atollon:billed"]
 
 
 def test_items_already_invoiced_are_left_out_of_a_later_invoice() -> None:

@@ -152,7 +152,7 @@ def test_the_default_map_and_the_flows_overrides() -> None:
 def test_a_paid_invoice_is_found_by_number_then_set_paid_once() -> None:
     atollon = FakeAtollon(invoices=[recorded()])
     result = make_sink(atollon).apply(event(payload(state="paid")), context())
-    assert (result.action, result.target_id) == ("updated", "A1")
+    assert (result.action, result.target_id, result.counts) == ("updated", "A1", ("invoice_paid",))
     assert atollon.calls == ["find 00000001", "put A1 Paid"]
     assert atollon.invoices[0]["stateName"] == "Paid"
 
@@ -165,7 +165,7 @@ def test_a_paid_invoice_is_found_by_number_then_set_paid_once() -> None:
 def test_a_state_atollon_already_shows_is_not_put_again() -> None:
     atollon = FakeAtollon(invoices=[recorded(state="Issued")])
     result = make_sink(atollon).apply(event(payload(state="open")), context())
-    assert (result.action, result.target_id) == ("unchanged", "A1")
+    assert (result.action, result.target_id, result.counts) == ("unchanged", "A1", ())
     assert atollon.calls == ["find 00000001"]
 
 

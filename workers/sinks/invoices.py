@@ -151,11 +151,11 @@ class AtollonInvoiceSink:
                     "it has (see its dead letters if it cannot), replay this one",
                 )
             if found.state_name == wanted:
-                return ApplyResult("unchanged", target_id=found.id)
+                return ApplyResult("unchanged", target_id=found.id, counts=_counts(invoice))
             invoice_id = found.id
         self.crm.set_invoice_state(invoice_id, wanted)
         log.info("sync.invoice_state_set", invoice=invoice.number, state=wanted)
-        return ApplyResult("updated", target_id=invoice_id)
+        return ApplyResult("updated", target_id=invoice_id, counts=_counts(invoice))
 
     # -- reconcile: the Atollon invoices beside the ERP's ------------------------------
     def expected(self, entity: str, payload: Mapping[str, Any]) -> View:
@@ -251,6 +251,12 @@ class AtollonInvoiceSink:
 
     def close(self) -> None:
         self.http.close()
+
+
+def _counts(invoice: InvoiceState) -> tuple[str, ...]:
+    """The counter of an Atollon invoice now in a paid, partly paid or cancelled state
+    (``erpsync status``): ``invoice_<state>``; none for an open one."""
+    return () if invoice.state == "open" else (f"invoice_{invoice.state}",)
 
 
 def _decimal(value: Any) -> Decimal | None:

@@ -92,7 +92,7 @@ from erpsync.events import ChangeEvent
 from erpsync.mapping import TargetMapping, resolve
 from erpsync.models import Invoice, InvoiceLine
 from erpsync.settings import AtollonSettings, OnlineErpSettings
-from workers.engine import Action, ApplyContext, ApplyResult, InvalidSourceDataError
+from workers.engine import ApplyContext, ApplyResult, InvalidSourceDataError
 from workers.sinks.invoices import DEFAULT_INVOICE_STATES, atollon_state
 
 log = structlog.get_logger("erpsync.worker")
@@ -106,6 +106,8 @@ REFERENCE_MAX_LEN = 20
 ACTIVITY_STATUS = "activity_status"
 PROJECT_STATUS = "project_status"
 LINE_FIELD_PREFIX = "LigneFacture."
+#: the counter of the invoices recorded in Atollon (``erpsync status``), once each
+RECORDED_COUNTER = "invoice_recorded"
 #: beyond the Atollon client's timeout, how long an earlier POST of an invoice is assumed
 #: able to land (a server may finish a request a little after its client gave up)
 EARLIER_POST_MARGIN_S = 5.0
@@ -156,6 +158,10 @@ class SagaProgress(BaseModel):
     )
     recording_at: float | None = Field(
         default=None, description="when step 2's POST was about to be sent (epoch seconds)"
+    )
+    counted: list[str] = Field(
+        default_factory=list,
+        description="recorded invoice numbers already counted (counter invoice_recorded)",
     )
 
     @property
@@ -241,7 +247,6 @@ class OnlineErpSink:
             progress = self._record(invoice, progress, context, None)
         done = set(progress.invoiced_item_ids) if progress else set()
         pending = [item for item in invoice.billing_item_ids if item not in done]
-        action: Action = "updated"
         if pending or progress is None:
             reference, lines = self._part(invoice, pending)
             stored = self._create(invoice, reference, lines)
@@ -254,13 +259,22 @@ class OnlineErpSink:
                 recorded=progress.recorded if progress else {},
             )
             context.checkpoint(progress.model_dump_json())
-            action = "invoiced"
             progress = self._record(invoice, progress, context, stored)
         else:
             log.info("sync.billing_resumed", reference=progress.reference, step=progress.step)
         self._mark_billed(invoice)
-        billed = progress.model_copy(update={"step": "billed"})
-        return ApplyResult(action, target_id=billed.invoice_number, extra=billed.model_dump_json())
+        # Every invoice of the record is recorded before its items are billed: those not
+        # counted yet are counted now, once (issued: action "invoiced"; invoice_recorded).
+        newly = [number for number in progress.recorded if number not in progress.counted]
+        billed = progress.model_copy(
+            update={"step": "billed", "counted": sorted({*progress.counted, *newly})}
+        )
+        return ApplyResult(
+            "invoiced" if newly else "updated",
+            target_id=billed.invoice_number,
+            extra=billed.model_dump_json(),
+            counts=(RECORDED_COUNTER,) * len(newly),
+        )
 
     def _invoice(self, event: ChangeEvent) -> Invoice:
         payload = event.payload

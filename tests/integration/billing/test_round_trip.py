@@ -115,6 +115,21 @@ def reconcile_billing(p: Pipeline) -> tuple[int, dict[str, Any]]:
     return result.returncode, report
 
 
+def status_invoices(p: Pipeline) -> dict[str, int]:
+    """The invoices line of ``erpsync status --json``."""
+    result = subprocess.run(
+        [sys.executable, "-m", "cli", "status", "--json"],
+        cwd=REPO,
+        env=p.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    found: dict[str, int] = json.loads(result.stdout)["invoices"]
+    return found
+
+
 def assert_reconciled(p: Pipeline, invoices: int) -> dict[str, Any]:
     status, report = reconcile_billing(p)
     atollon = report["targets"]["atollon"]
@@ -186,6 +201,13 @@ def test_100_activities_invoiced_recorded_and_billed_once_through_kills_and_lost
     assert counters.get("dead_lettered", 0) == 0, counters
     assert p.counters("atollon").get("dead_lettered", 0) == 0
     assert_reconciled(p, ACTIVITIES)
+    assert status_invoices(p) == {
+        "issued": ACTIVITIES,
+        "recorded_in_atollon": ACTIVITIES,
+        "paid": 0,
+        "partly_paid": 0,
+        "cancelled": 0,
+    }, "each counted once, whatever was resumed or retried"
 
 
 def test_30_paid_and_5_cancelled_erp_invoices_move_exactly_those_atollon_invoices_once(
@@ -225,3 +247,10 @@ def test_30_paid_and_5_cancelled_erp_invoices_move_exactly_those_atollon_invoice
     assert requests(p, "atollon", "PUT", ROUTES["atollon invoice"]) == Counter({"200": 35})
     report = assert_reconciled(p, ACTIVITIES)
     assert report["flow"] == "invoices", "the billing flow is reconciled through its invoices"
+    assert status_invoices(p) == {
+        "issued": ACTIVITIES,
+        "recorded_in_atollon": ACTIVITIES,
+        "paid": 30,
+        "partly_paid": 0,
+        "cancelled": 5,
+    }
