@@ -62,6 +62,12 @@ FLOWS: dict[str, dict[str, Any]] = {
         "targets": ["onlineerp"],
         "mapping": {"onlineerp": {}},
     },
+    "invoices": {
+        "source": "onlineerp",
+        "entity": "invoice",
+        "targets": ["atollon"],
+        "mapping": {"atollon": {}},
+    },
 }
 
 #: quick waits: the demo shows retries without making anyone wait for them
@@ -323,6 +329,21 @@ class Demo:
                 },
             ).raise_for_status()  # fmt: skip
         activity_id = self._add_billable_activity(keys[0])
+        # An ERP user records a payment of the first invoice and cancels the last one.
+        numbers = sorted(i["NoFacture"] for i in self.records_of("onlineerp", "CustomerInvoice"))
+        paid = numbers[:1]
+        cancelled = numbers[-1:] if len(numbers) > 1 else []
+        with self.control("onlineerp") as control:
+            for number in paid:
+                control.post(f"/_sandbox/invoices/{number}/payment").raise_for_status()
+            for number in cancelled:
+                control.post(f"/_sandbox/invoices/{number}/cancel").raise_for_status()
+
+        def atollon_state(number: str, state: str) -> Callable[[], bool]:
+            return lambda: any(
+                str(i.get("invoiceNumber")) == number and i.get("stateName") == state
+                for i in self.records_of("atollon", "invoices")
+            )
 
         def named(system: str, entity: str, key: str, name: str) -> Callable[[], bool]:
             return lambda: any(
@@ -350,6 +371,12 @@ class Demo:
                 for i in self.records_of("onlineerp", "CustomerInvoice")
             )
 
+        def recorded() -> bool:
+            return any(
+                activity_id in str(i.get("externalReferenceNumber", ""))
+                for i in self.records_of("atollon", "invoices")
+            )
+
         return [
             Edit(
                 f"rename {renamed_key} to {renamed!r}",
@@ -368,7 +395,21 @@ class Demo:
                     "atollon": named("atollon", "contacts", new_key, new_name),
                 },
             ),
-            Edit(f"new billable activity {activity_id} in Atollon", {"onlineerp": invoiced}),
+            Edit(
+                f"new billable activity {activity_id} in Atollon",
+                {"onlineerp": invoiced, "atollon": recorded},
+            ),
+            *(
+                Edit(f"invoice {n} paid in the ERP", {"atollon": atollon_state(n, "Paid")})
+                for n in paid
+            ),
+            *(
+                Edit(
+                    f"invoice {n} cancelled in the ERP",
+                    {"atollon": atollon_state(n, "Cancelled")},
+                )
+                for n in cancelled
+            ),
         ]
 
     def _add_billable_activity(self, customer_key: str) -> str:
@@ -422,6 +463,13 @@ class Demo:
                 "dead_lettered": dead.get((flow, target), {}),
             }
         retries = {t: self.counters(t).get("retries", 0) for t in {t for _, t in self.pairs()}}
+        erp, atollon = self.counters("onlineerp"), self.counters("atollon")
+        invoices = {
+            "issued": erp.get("billing.action_invoiced", 0),
+            "recorded_in_atollon": erp.get("billing.invoice_recorded", 0),
+            "paid": atollon.get("invoices.invoice_paid", 0),
+            "cancelled": atollon.get("invoices.invoice_cancelled", 0),
+        }
         return {
             "converged": converged,
             "edits_arrived": all(all(e.arrived.values()) for e in edits) if edits else False,
@@ -430,6 +478,7 @@ class Demo:
             "faults": self.faults,
             "flows": flows,
             "retries": retries,
+            "invoices": invoices,
             "edits": [{"edit": e.description, "arrived": e.arrived} for e in edits],
         }
 
@@ -515,6 +564,12 @@ def demo(
                 marks = " ".join(f"{t} {'✓' if ok else '✗'}" for t, ok in edit.arrived.items())
                 console.print(f"  {edit.description}: {marks}", highlight=False)
             console.print(_summary_table(summary))
+            i = summary["invoices"]
+            console.print(
+                f"invoices: {i['issued']} issued in the ERP, {i['recorded_in_atollon']} "
+                f"recorded in Atollon, {i['paid']} paid, {i['cancelled']} cancelled",
+                highlight=False,
+            )
             state = (
                 "converged"
                 if summary["converged"] and summary["edits_arrived"]

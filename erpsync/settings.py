@@ -203,7 +203,7 @@ class FlowSettings(_Model):
 
     enabled: bool = Field(default=True, description="off: nothing of this flow is produced")
     source: SystemName = Field(description="the system changes come from")
-    entity: str = Field(description="customer, product or billing")
+    entity: str = Field(description="customer, product, billing or invoice")
     targets: list[SystemName] = Field(default_factory=list, description="systems to update")
     # canonical custom field <- source field (dotted), e.g. {"segment": "Secteur"}
     source_fields: dict[str, str] = Field(

@@ -51,6 +51,16 @@ def test_demo_converges_and_every_edit_arrives(tmp_path: Path) -> None:
     assert flows["customers"]["propeller"]["archived"] == 1, "the deactivation"
     assert flows["products"]["atollon"]["created"] == 16
     assert flows["billing"]["onlineerp"]["invoices"] == 5, "4 seeded activities + 1 new"
+    assert summary["invoices"] == {
+        "issued": 5,
+        "recorded_in_atollon": 5,
+        "paid": 1,
+        "cancelled": 1,
+    }, "each recorded in Atollon, the first paid and the last cancelled in the ERP"
+    assert [e["edit"].split(" ", 2)[2] for e in summary["edits"][-2:]] == [
+        "paid in the ERP",
+        "cancelled in the ERP",
+    ]
     assert all(not row["dead_lettered"] for targets in flows.values() for row in targets.values())
     assert list(tmp_path.iterdir()) == [], "the demo left files behind"
 
@@ -61,6 +71,7 @@ def test_the_summary_fits_an_80_column_terminal_uncut(tmp_path: Path) -> None:
     assert "…" not in summary, summary
     for word in ("customers", "propeller", "onlineerp", "unchanged", "archived", "invoices"):
         assert word in summary
+    assert "recorded in Atollon" in summary
     assert max(len(line) for line in summary.splitlines()) <= 80
 
 
