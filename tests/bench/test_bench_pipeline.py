@@ -2,14 +2,15 @@
 
 Timings are never asserted (the machine is shared): only that each figure exists, is
 positive and finite, was measured without a lost delivery, and is consistent with the
-others; and that the goals table names every goal of issues 9 and 22 next to its figure; and that
-every figure is measured at the default log level unless it says otherwise.
+others; that the goals table names every goal of issues 9 and 22 next to its figure; and
+that every figure is measured at the default log level unless it says otherwise.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -88,12 +89,13 @@ def test_initial_load_arrives_whole_on_each_path(report: dict[str, Any]) -> None
         assert loads["bulk"]["requests_per_record"] < loads["single"]["requests_per_record"]
         # Both levels are measured in the same rounds, alternating (the same noise).
         rounds = report["settings"]["rounds"]
-        assert len(loads["bulk"]["rounds_seconds"]) == len(loads["bulk_quiet"]["rounds_seconds"])
-        assert len(loads["bulk"]["rounds_seconds"]) == rounds
+        default, quiet = loads["bulk"]["rounds_seconds"], loads["bulk_quiet"]["rounds_seconds"]
+        assert len(default) == len(quiet) == rounds
+        ratios = loads["bulk"]["round_ratios_to_quiet"]
+        expected = [d / q for d, q in zip(default, quiet, strict=True)]
+        assert ratios == [pytest.approx(r, rel=0.01) for r in expected]
         goals = {row["figure"]: row["value"] for row in report["goals"]}
-        assert goals["bulk_default_log_cost"] == pytest.approx(
-            loads["bulk"]["seconds"] / loads["bulk_quiet"]["seconds"]
-        )
+        assert goals["bulk_default_log_cost"] == pytest.approx(statistics.median(ratios))
 
 
 def test_rate_limited_target_reports_share_used_and_429s(report: dict[str, Any]) -> None:
