@@ -26,12 +26,17 @@ SEGMENTS = ("retail", "wholesale", "industry")  # the sandbox HIPE ``segment`` s
 CITIES = ("Montréal", "Québec", "Laval", "Gatineau", "Sherbrooke", "Toronto")
 REGIONS = ("QC", "ON", "NB", "BC")
 COUNTRIES = ("CA", "US", "FR")
+SHARED_NAMES = ("Dupont & Fils", "Emballages du Nord")
 
 
 def _values(rng: random.Random, n: int) -> dict[str, Callable[[], str]]:
     return {
+        # one name in ten is shared by several customers (Atollon matches companies by
+        # name when no external id matches: ours always do, so none may merge)
         "NomClient": lambda: (
-            rng.choice(("Acme", "Boréal", "Café O'Neil & Fils", "Zénith")) + f" {n}"
+            rng.choice(SHARED_NAMES)
+            if rng.random() < 0.1
+            else rng.choice(("Acme", "Boréal", "Café O'Neil & Fils", "Zénith")) + f" {n}"
         ),
         "Courriel": lambda: f"compta.{n}@exemple.ca",
         # "+..." is what HIPE's CSV import would neutralise ('+1 ...): the bulk path's follow-up
