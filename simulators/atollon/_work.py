@@ -60,6 +60,18 @@ PROJECT_TEXT_FIELDS = (
     "dimension2Name",
     "dimension3Name",
 )
+#: what UpdateActivity changes of an activity and of its billing items
+ACTIVITY_TEXT_FIELDS = ("name", "refId", "statusName", "startDate", "finalDate", "description")
+ITEM_TEXT_FIELDS = (
+    "productName",
+    "productRefid",
+    "name",
+    "refId",
+    "description",
+    "currency",
+    "billingDate",
+)
+ITEM_NUMBER_FIELDS = ("quantity", "unitPrice", "vatValue")
 CONTACT_NOT_FOUND = "Contact not found"
 PRODUCT_NOT_FOUND = "Product not found"
 PROJECT_SUMMARY_FIELDS = (
@@ -356,6 +368,89 @@ class WorkStore:
                 [i for i in activity.items if i["billingStatus"] == status]
             )
         return answer
+
+    def list_activities(self) -> list[dict[str, Any]]:
+        """ListActivity (``GET activity`` without ``id``; the page shows the answer, not the
+        request): every activity in the documented list shape, oldest first."""
+        listed = []
+        for activity in self.activities.values():
+            data = activity.activity
+            project = self.projects.get(activity.project_id or "", {})
+            listed.append(
+                {
+                    "id": activity.activity_id,
+                    "name": data.get("name"),
+                    "customStateName": data.get("statusName"),
+                    "created": data.get("created"),
+                    "modified": data.get("modified"),
+                    "folderName": (activity.context.get("folder") or {}).get("name"),
+                    "project": activity.project_id,
+                    "projectName": project.get("name"),
+                    "refId": data.get("refId"),
+                    "startDate": data.get("startDate"),
+                    "finalDate": data.get("finalDate"),
+                }
+            )
+        return listed
+
+    def update_activity(self, body: Any) -> dict[str, Any]:
+        """UpdateActivity (``PUT activity``): the activity's given fields, and its billing
+        items: one with a known id gets the given fields, one with a new id is added."""
+        body = require_object(body, "the request body")
+        activity_body = optional_object(body, "activity", "")
+        if activity_body is None:
+            raise FailError("Invalid request: activity is required")
+        activity_id = filled(activity_body, "id", "activity")
+        if activity_id is None:
+            raise FailError("Invalid request: activity.id is required")
+        activity = self.activities.get(activity_id)
+        if activity is None:
+            raise FailError(f"Activity not found: {activity_id}")
+        values = {
+            key: text(activity_body, key, "activity")
+            for key in ACTIVITY_TEXT_FIELDS
+            if key in activity_body
+        }
+        changes = []
+        for i, item_body in enumerate(object_list(body, "billingItems", "") or []):
+            where = f"billingItems[{i}]"
+            item: dict[str, Any] = {}
+            for key in ITEM_TEXT_FIELDS:
+                if key in item_body:
+                    item[key] = text(item_body, key, where)
+            for key in ITEM_NUMBER_FIELDS:
+                if key in item_body:
+                    item[key] = number(item_body, key, where)
+            if "billingStatus" in item_body:
+                item["billingStatus"] = billing_state(
+                    filled(item_body, "billingStatus", where), f"{where}.billingStatus"
+                )
+            if "productExternalId" in item_body:
+                ids = external_ids(item_body, "productExternalId", where) or []
+                item["productExternalId"] = external_id_json(ids)
+            item_id = filled(item_body, "id", where)
+            located = self.items.get(item_id or "")
+            if located is not None and located[0] is not activity:
+                raise FailError(f"Billing item not found: {item_id}")
+            changes.append((item_id, located, item))
+        # Everything is valid: apply.
+        stamp = now()
+        activity.activity.update(values)
+        activity.activity["modified"] = stamp
+        for item_id, located, item in changes:
+            if located is not None:
+                located[1].update(item)
+                continue
+            new: dict[str, Any] = {
+                "id": item_id or self.ids.next(),
+                "billingStatus": "ToBeInvoiced",
+                "billingType": 1,
+                "productExternalId": [],
+                **item,
+            }
+            activity.items.append(new)
+            self.items[str(new["id"])] = (activity, new)
+        return {"result": "SUCCESS", "activityId": activity.activity_id}
 
     def billing_records(self) -> list[dict[str, Any]]:
         """Every activity with all its items and their current states."""

@@ -135,9 +135,14 @@ class AtollonSimulator(Simulator):
             self._route(
                 "GET",
                 "activity",
-                lambda q, b: work.get_activity(_query(q, "id"), _query(q, "billingStatus")),
+                lambda q, b: (
+                    work.get_activity(_query(q, "id"), _query(q, "billingStatus"))
+                    if _query(q, "id") is not None
+                    else work.list_activities()
+                ),
                 body=False,
             ),
+            self._route("PUT", "activity", lambda q, b: work.update_activity(b), body=True),
             self._route("GET", "download_document", self._download, body=False),
             self._route(
                 "GET",

@@ -603,6 +603,52 @@ def test_every_documented_billing_state_is_accepted(atollon: httpx.Client) -> No
     assert failed(unknown).startswith("Unknown billing status")
 
 
+def test_list_activity_and_update_activity(atollon: httpx.Client) -> None:
+    billing = seeded(atollon, activities=10)
+    listed = atollon.get("/crab/crawler/activity").json()
+    assert [a["id"] for a in listed] == [a["activity"]["id"] for a in billing]
+    first = billing[0]["activity"]
+    assert {k: listed[0][k] for k in ("name", "refId", "customStateName", "created")} == {
+        "name": first["name"],
+        "refId": first["refId"],
+        "customStateName": first["statusName"],
+        "created": first["created"],
+    }
+    item = billing[0]["billingItems"][0]
+    body = {
+        "activity": {"id": first["id"], "statusName": "In Progress", "finalDate": "2026-12-31"},
+        "billingItems": [
+            {"id": item["id"], "quantity": 7.5, "vatValue": 21.0},
+            {"id": "NEW-1", "name": "Déplacement", "quantity": 1, "unitPrice": 80.0},
+        ],
+    }
+    assert ok(atollon.put("/crab/crawler/activity", json=body))["activityId"] == first["id"]
+    after = next(a for a in records(atollon, "billing") if a["activity"]["id"] == first["id"])
+    assert (after["activity"]["statusName"], after["activity"]["finalDate"]) == (
+        "In Progress",
+        "2026-12-31",
+    )
+    changed = next(i for i in after["billingItems"] if i["id"] == item["id"])
+    assert changed == {**item, "quantity": 7.5, "vatValue": 21.0}
+    added = next(i for i in after["billingItems"] if i["id"] == "NEW-1")
+    assert (added["billingStatus"], added["quantity"], added["unitPrice"]) == (
+        "ToBeInvoiced",
+        1,
+        80.0,
+    )
+    other_item = billing[1]["billingItems"][0]["id"]
+    wrong = {"activity": {"id": first["id"]}, "billingItems": [{"id": other_item}]}
+    assert failed(atollon.put("/crab/crawler/activity", json=wrong)) == (
+        f"Billing item not found: {other_item}"
+    )
+    bad_state = {"activity": {"id": first["id"]}, "billingItems": [{"billingStatus": "Done"}]}
+    assert failed(atollon.put("/crab/crawler/activity", json=bad_state)).startswith(
+        "Unknown billing status"
+    )
+    missing = {"activity": {"id": "404"}}
+    assert failed(atollon.put("/crab/crawler/activity", json=missing)) == "Activity not found: 404"
+
+
 def test_activity_project_and_document_reads(atollon: httpx.Client) -> None:
     billing = seeded(atollon, activities=1)
     activity = billing[0]
