@@ -32,7 +32,9 @@ from tests.integration.equality.reconcile import drift, reconcile
 from tests.integration.pipeline import TARGETS, Pipeline
 from workers.dlq import DeadLetterStore
 
-pytestmark = pytest.mark.integration
+#: the rounds (about a minute on a loaded machine), convergence (bounded by
+#: CONVERGENCE_TIMEOUT_S) and reconcile (120 s) each fail with their own message first
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 CUSTOMERS = 520  # > 500: the initial load goes through the bulk paths
 #: the ERP's custom fields Secteur and Note: HIPE takes both (a select and a text field), a
