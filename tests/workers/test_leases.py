@@ -3,21 +3,28 @@ reclaimer (real Redis; the clock of the local checks is the test's own)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 
+import fakeredis
 import httpx
 import pytest
 import redis
 from celery import Celery
 
 from erpsync.errors import DependencyError
+from erpsync.events import ChangeEvent, Delivery
 from erpsync.keys import Keys
 from erpsync.settings import Settings
 from tests.workers.test_broker import Holder, send, tag
-from tests.workers.test_engine import Clock
+from tests.workers.test_engine import Clock, ScriptedSink, event
 from workers.app import create_app, queue_for
 from workers.broker import Unacked
+from workers.dlq import DeadLetterStore
+from workers.engine import ApplyContext, ApplyResult, Engine, Sink
 from workers.leases import FencedTransport, Heartbeat, LeaseLostError, Leases
+from workers.limits import Circuit
 from workers.state import State
 
 TTL_S = 15.0
@@ -160,3 +167,41 @@ def test_the_reclaimer_gives_back_what_a_silent_worker_held_and_nothing_of_a_liv
         live.close()
         dead.close()
         unacked.close()
+
+
+@dataclass
+class TakenOverSink(ScriptedSink):
+    """Its call takes longer than the lease: another worker takes the record over meanwhile."""
+
+    redis: Any = None
+    lease_clock: Clock | None = None
+
+    def apply(self, event: ChangeEvent, context: ApplyContext) -> ApplyResult:
+        result = super().apply(event, context)
+        self.redis.set(f"t:lock:rec:hipe:customer:{event.key}", "another-worker", px=20_000)
+        assert self.lease_clock is not None
+        self.lease_clock.now += TTL_S  # no renewal went through meanwhile (cut off, paused)
+        return result
+
+
+def test_a_worker_that_lost_its_lock_during_the_call_records_nothing() -> None:
+    client = fakeredis.FakeRedis(decode_responses=True)
+    keys, lease_clock = Keys("t"), Clock()
+    state = State(client, keys)
+    sink = TakenOverSink(redis=client, lease_clock=lease_clock)
+    sinks: Mapping[str, Sink] = {"hipe": sink}
+    engine = Engine(
+        state=state,
+        circuit=Circuit(client, keys),
+        dlq=DeadLetterStore(client, keys),
+        sinks=lambda: sinks,
+        leases=Leases(state, ttl_s=TTL_S, renew_every_s=3600, clock=lease_clock),
+    )
+    delivery = Delivery(event=event("C1"), target="hipe")
+    with pytest.raises(LeaseLostError):
+        engine.process(delivery)
+    assert sink.applied == [("C1", delivery.event.fingerprint)], "the call was under way"
+    assert state.ledger_get("hipe", "customer", "C1") is None, "no ledger written"
+    assert state.counters("hipe") == {}, "no outcome, no retry counted"
+    assert state.delayed_count() == 0, "nothing parked"
+    assert client.get("t:lock:rec:hipe:customer:C1") == "another-worker", "its lock is intact"
