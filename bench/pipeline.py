@@ -26,9 +26,12 @@ the project's default worker settings (pool, concurrency, prefetch), and the pro
    equal the changes);
 5. **latency**: from an ERP edit to its arrival in every target (the target's answer, as
    the ledger records it), p50 and p99, with the producer polling every
-   ``poll_interval_s``.
+   ``poll_interval_s``;
+6. **reconcile** (issue 15, :mod:`bench.reconcile`): ``erpsync reconcile`` of N customers
+   against Propeller, HIPE and Atollon filled in sync ÷ merely reading the source and the
+   three targets, and its peak memory at two sizes.
 
-Every figure is printed next to its goal (issue 9) with a pass/fail mark. Timings depend on
+Every figure is printed next to its goal (issues 9 and 15) with a pass/fail mark. Timings depend on
 the machine and on whatever else runs on it; the ratios much less, and the CPU each side
 used (workers, sandbox, Redis) says where the time went.
 
@@ -73,6 +76,7 @@ from bench._harness import (
     sandbox_process,
 )
 from bench._util import machine_info, percentile, print_json, rounded
+from bench.reconcile import ReconcileSizes, measure_reconcile
 from erpsync.logging import configure_logging
 from erpsync.settings import Settings
 from producers.runner import ProducerService
@@ -99,6 +103,9 @@ GOALS: dict[str, tuple[str, float]] = {
     "detection_ratio": ("<=", 1.3),
     "memory_growth_mb": ("<", 100.0),
     "events_equal_changes": ("==", 1.0),
+    # issue 15: reconcile of N customers and three targets ÷ merely reading them all
+    "reconcile_ratio": ("<=", 1.5),
+    "reconcile_memory_growth_mb": ("<", 100.0),
 }
 
 
@@ -620,7 +627,7 @@ def _arrival(
 # --- the run -----------------------------------------------------------------------------
 
 
-SECTIONS = ("overhead", "initial_load", "rate_limited", "detection", "latency")
+SECTIONS = ("overhead", "initial_load", "rate_limited", "detection", "latency", "reconcile")
 
 
 @contextlib.contextmanager
@@ -751,6 +758,11 @@ def _run(
             report["detection"] = measure_detection(sandbox, url, sizes)
             done()
 
+        if "reconcile" in sections:
+            done = timed("reconcile")
+            report["reconcile"] = measure_reconcile(sandbox, url, ReconcileSizes.of(sizes.quick))
+            done()
+
         if "latency" in sections:
             done = timed("latency")
             with Installation(sandbox, url, customers_flow(*LATENCY_TARGETS)) as installation:
@@ -784,6 +796,9 @@ def figures(report: dict[str, Any]) -> dict[str, float | bool | None]:
         found["detection_ratio"] = report["detection"]["ratio"]
         found["memory_growth_mb"] = report["detection"]["memory_growth_mb"]
         found["events_equal_changes"] = report["detection"]["events_equal_changes"]
+    if "reconcile" in report:
+        found["reconcile_ratio"] = report["reconcile"]["ratio"]
+        found["reconcile_memory_growth_mb"] = report["reconcile"]["memory_growth_mb"]
     return found
 
 
@@ -938,6 +953,19 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             "  events emitted = records changed",
             "events_equal_changes",
             f"{d['events_per_poll']} events for {d['changes_per_poll']} changes",
+        )
+    if "reconcile" in report:
+        r = report["reconcile"]
+        goal_row(
+            f"reconcile, {r['customers']:,} customers, 3 targets: ÷ reading them all",
+            "reconcile_ratio",
+            f"median of {len(r['round_ratios'])} rounds; best {r['reconcile_seconds']:.1f} s "
+            f"vs {r['page_seconds']:.1f} s (compare {r['reconcile_compare_seconds']:.1f} s)",
+        )
+        goal_row(
+            f"  reconcile peak memory growth {r['small']:,} → {r['customers']:,} (MB)",
+            "reconcile_memory_growth_mb",
+            f"peak RSS {r['peak_rss_mb_small']:.0f} → {r['peak_rss_mb_large']:.0f} MB",
         )
     if "latency" in report:
         lat = report["latency"]

@@ -60,7 +60,7 @@ class ReconcileSizes:
 
     @staticmethod
     def of(quick: bool) -> ReconcileSizes:
-        return ReconcileSizes(1_000, 5_000, 1) if quick else ReconcileSizes(10_000, 100_000, 2)
+        return ReconcileSizes(300, 1_500, 1) if quick else ReconcileSizes(10_000, 100_000, 2)
 
 
 def child(installation: Installation, mode: str, timeout_s: float = 7200.0) -> dict[str, Any]:

@@ -169,3 +169,17 @@ def test_every_goal_is_printed_with_its_figure_and_verdict(report: dict[str, Any
             assert math.isfinite(row["value"])
         elif name != "events_equal_changes":
             assert positive(row["value"]) or row["value"] == 0, (name, row["value"])
+
+
+def test_reconcile_finds_the_seeded_targets_in_sync_and_states_its_ratio(
+    report: dict[str, Any],
+) -> None:
+    reconcile = report["reconcile"]
+    assert reconcile["customers"] > reconcile["small"] > 0
+    assert reconcile["targets"] == ["propeller", "hipe", "atollon"]
+    for figure in ("ratio", "reconcile_seconds", "page_seconds", "peak_rss_mb_large"):
+        assert positive(reconcile[figure]), figure
+    assert len(reconcile["round_ratios"]) >= 1
+    assert math.isfinite(reconcile["memory_growth_mb"]), "growth may be about zero"
+    # bench.reconcile fails the run unless every seeded record was found in sync
+    assert set(reconcile["page_stream_seconds"]) == {"source", "propeller", "hipe", "atollon"}
