@@ -106,12 +106,15 @@ def _seed(sinks: list[Any], events: list[ChangeEvent], bulk: int | None) -> int:
                     sink.apply(event, _context())
                 done += len(chunk)
                 continue
-            items = [sink.bulk_item(e, _context()) for e in chunk]
-            results = sink.apply_bulk([i for i in items if i is not None], lambda: None)
+            items = [(e, sink.bulk_item(e, _context())) for e in chunk]
+            for event, item in items:
+                if item is None:  # the sink wants its single path for this one
+                    sink.apply(event, _context())
+            results = sink.apply_bulk([i for _, i in items if i is not None], lambda: None)
             failed = [r for r in results if isinstance(r, Exception)]
             if failed:
                 raise RuntimeError(f"seeding {sink.target} failed: {failed[0]}")
-            done += len(results)
+            done += len(chunk)
         return done
 
     size = bulk or 1

@@ -102,6 +102,8 @@ class HipeSink:
     """
 
     target = "hipe"
+    #: parents (HIPE id -> external id) the view remembers from the pages it read
+    parent_cache_size = PARENT_CACHE_SIZE
 
     def __init__(
         self,
@@ -240,15 +242,18 @@ class HipeSink:
         def remember(company: HipeCompany) -> None:
             parents[company.id] = company.external_id or f"(HIPE company {company.id})"
             parents.move_to_end(company.id)
-            if len(parents) > PARENT_CACHE_SIZE:
+            if len(parents) > self.parent_cache_size:
                 parents.popitem(last=False)
 
         for page in self.client.iter_company_pages():
             for company in page:
                 remember(company)
-            unknown = {c.parent_id for c in page if c.parent_id is not None} - parents.keys()
-            for parent in self.client.companies_by_ids(unknown):
+            needed = {c.parent_id for c in page if c.parent_id is not None}
+            # this page's parents held apart: remembering the ones fetched may evict others
+            named = {pid: parents[pid] for pid in needed if pid in parents}
+            for parent in self.client.companies_by_ids(needed - named.keys()):
                 remember(parent)
+                named[parent.id] = parents[parent.id]
             for company in page:
                 if not company.external_id:
                     continue
@@ -256,7 +261,7 @@ class HipeSink:
                 if company.parent_id is None:
                     fields["parent_key"] = None
                 else:
-                    fields["parent_key"] = parents.get(
+                    fields["parent_key"] = named.get(
                         company.parent_id, f"(HIPE company {company.parent_id}, not found)"
                     )
                 fields["active"] = not company.archived
