@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,13 @@ from cli._config import write_sandbox_config
 from cli._output import console, print_json
 from simulators._sandbox import SeedRequest
 from simulators.server import CREDENTIALS, SandboxEndpoint, serve_forever
+
+
+class PropellerBulk(enum.StrEnum):
+    """The two readings of Propeller's docs about e-mail and phone in bulk items."""
+
+    guide = "guide"
+    strict = "strict"
 
 
 def register(app: typer.Typer) -> None:
@@ -33,6 +41,14 @@ def sandbox(
         int | None, typer.Option(help="Atollon activities to invoice (default up to 50)")
     ] = None,
     random_seed: Annotated[int, typer.Option(help="seed of the data generator")] = 42,
+    propeller_bulk: Annotated[
+        PropellerBulk,
+        typer.Option(
+            "--propeller-bulk",
+            help="guide: Propeller bulk items may carry email and phone (the integration "
+            "guide's example); strict: refused with 10007 (the endpoint reference's list)",
+        ),
+    ] = PropellerBulk.guide,
     json_output: Annotated[
         bool, typer.Option("--json", help="print the endpoints as JSON")
     ] = False,
@@ -76,4 +92,10 @@ def sandbox(
         console.print(table)
         console.print("Control surface: <url>/_sandbox/{faults,stats,records/<entity>,reset,seed}")
 
-    serve_forever(host=host, port_base=port_base, seed=seed_request, on_started=started)
+    serve_forever(
+        host=host,
+        port_base=port_base,
+        seed=seed_request,
+        on_started=started,
+        propeller_bulk=propeller_bulk.value,
+    )

@@ -145,6 +145,13 @@ class PropellerSettings(HttpSystemSettings):
         description="a customer deleted in the source: mark it inactive, or delete it "
         "(recycle bin: only Propeller's backoffice restores it)",
     )
+    bulk_contact_fields: Literal["auto", "inline", "patch"] = Field(
+        default="auto",
+        description="e-mail and phone of bulk loads: inline in the bulk items (the "
+        "integration guide's reading), patch (one PATCH per company that needs them: the "
+        "endpoint reference's field list), or auto: inline until Propeller refuses them "
+        "(10007), then patch",
+    )
 
 
 class HipeSettings(HttpSystemSettings):

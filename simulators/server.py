@@ -52,8 +52,9 @@ class _DropFilter(logging.Filter):
         return True
 
 
-def make_simulators() -> dict[str, Simulator]:
-    """One fresh simulator per system."""
+def make_simulators(*, propeller_bulk: str = "guide") -> dict[str, Simulator]:
+    """One fresh simulator per system (``propeller_bulk``: ``guide`` or ``strict``, whether
+    Propeller bulk items may carry e-mail and phone: docs/sandbox-conventions.md)."""
     from simulators.atollon import AtollonSimulator
     from simulators.hipe import HipeSimulator
     from simulators.onlineerp import OnlineErpSimulator
@@ -61,7 +62,7 @@ def make_simulators() -> dict[str, Simulator]:
 
     return {
         "onlineerp": OnlineErpSimulator(),
-        "propeller": PropellerSimulator(),
+        "propeller": PropellerSimulator(bulk=propeller_bulk),
         "hipe": HipeSimulator(),
         "atollon": AtollonSimulator(),
     }
@@ -184,9 +185,16 @@ def serve_forever(
     seed: SeedRequest | None = None,
     on_started: Callable[[dict[str, SandboxEndpoint]], None] | None = None,
     log_level: str = "warning",
+    propeller_bulk: str = "guide",
 ) -> None:
     """Run the sandbox in the foreground until interrupted (Ctrl-C)."""
-    sandbox = RunningSandbox(host=host, port_base=port_base, seed=seed, log_level=log_level)
+    sandbox = RunningSandbox(
+        host=host,
+        port_base=port_base,
+        seed=seed,
+        log_level=log_level,
+        simulators=make_simulators(propeller_bulk=propeller_bulk),
+    )
     sandbox.start()
     if on_started is not None:
         on_started(sandbox.endpoints)

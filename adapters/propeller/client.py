@@ -327,7 +327,12 @@ class PropellerClient:
         return {"source": self._settings.source, "language": self._settings.language}
 
     def _company_body(
-        self, company: PropellerCompanyInput, operation: str, *, bulk: bool
+        self,
+        company: PropellerCompanyInput,
+        operation: str,
+        *,
+        bulk: bool,
+        contact_inline: bool = False,
     ) -> dict[str, Any]:
         if company.addresses and not bulk:
             raise ValueError(
@@ -342,10 +347,11 @@ class PropellerClient:
         undocumented = sorted(
             name for name in NOT_IN_BULK if getattr(company, name) is not None and bulk
         )
-        if undocumented:
+        if undocumented and not contact_inline:
             raise ValueError(
                 f"propeller {operation}: bulk items do not take {', '.join(undocumented)} "
-                "(not in the documented bulk fields); write them with update_company"
+                "(not in the endpoint reference's bulk fields); write them with "
+                "update_company, or pass contact_inline=True (the integration guide's reading)"
             )
         body = company.to_json(exclude=None if bulk else {"addresses", "attributes"})
         body["source"] = company.source or self._settings.source
@@ -524,8 +530,14 @@ class PropellerClient:
         companies: Sequence[PropellerCompanyInput],
         *,
         directives: Sequence[PropellerDirective] | None = None,
+        contact_inline: bool = False,
     ) -> list[BulkOutcome]:
         """Create or update by ``sourceId``: one outcome per input, in the input's order.
+
+        ``contact_inline``: the items may carry ``email`` and ``phone``. The integration
+        guide's bulk example treats ``email`` as a bulk company field, the endpoint
+        reference's field list leaves both out (VENDORS §2.7); a Propeller that follows the
+        reference refuses such a call whole with 10007 ("extraneous key [email]").
 
         A failed item is a classified error inside its outcome (the others were applied);
         a failed request raises. Batches hold at most ``bulk_batch_size`` items (capped at
@@ -538,7 +550,10 @@ class PropellerClient:
         for start in range(0, len(companies), size):
             batch = companies[start : start + size]
             body: dict[str, Any] = {
-                "companies": [self._company_body(c, operation, bulk=True) for c in batch]
+                "companies": [
+                    self._company_body(c, operation, bulk=True, contact_inline=contact_inline)
+                    for c in batch
+                ]
             }
             if directives:
                 body["directives"] = [d.to_json() for d in directives]

@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 from simulators._sandbox import SeedRequest, Simulator, VendorError
 from simulators.propeller.errors import PropellerError, http_error, injected_error
 from simulators.propeller.schema import (
+    BULK_MODES,
     DATE_FORMAT,
     parse_address_body,
     parse_address_bulk,
@@ -81,8 +82,15 @@ class PropellerSimulator(Simulator):
         *,
         client_id: str = CREDENTIALS["propeller"]["client_id"],
         client_secret: str = CREDENTIALS["propeller"]["client_secret"],
+        bulk: str = "guide",
     ) -> None:
+        """``bulk``: ``guide`` (default) takes ``email`` and ``phone`` in bulk items, as the
+        integration guide's example does; ``strict`` refuses them with 10007, as the
+        endpoint reference's field list implies (docs/sandbox-conventions.md)."""
+        if bulk not in BULK_MODES:
+            raise ValueError(f"bulk must be one of {', '.join(BULK_MODES)}, not {bulk!r}")
         super().__init__()
+        self.bulk_mode = bulk
         self.clock: Callable[[], float] = clock or time.time
         self._client_id = client_id
         self._client_secret = client_secret
@@ -218,7 +226,7 @@ class PropellerSimulator(Simulator):
                 f"Invalid lookup key [{lookup_key}], key must contain one of the following "
                 "values: [id,sourceId,]",
             )
-        bulk = parse_bulk(await _json_body(request), lookup_key)
+        bulk = parse_bulk(await _json_body(request), lookup_key, strict=self.bulk_mode == "strict")
         with self.lock:
             outcomes = self.store.bulk(lookup_key, bulk.companies, bulk.directives)
         return JSONResponse({"data": outcomes, "messages": ["Completed"], "total": len(outcomes)})

@@ -984,21 +984,44 @@ def test_records_reset_and_seed(api: httpx.Client) -> None:
 # --- issue 15: documented bulk fields, clears, detaching, attributes ---------------------
 
 
-def test_a_bulk_item_with_an_undocumented_key_is_refused_like_the_docs_example(
-    api: httpx.Client,
+def test_a_strict_sandbox_refuses_email_and_phone_in_bulk_like_the_reference(
+    api: httpx.Client, simulator: PropellerSimulator
 ) -> None:
-    """Doc 002's bulk fields leave out email and phone; its 10007 example names the key."""
-    for key in ("email", "phone"):
-        answer = api.post(
-            "/v2/companies/bulk/sourceId",
-            json={"companies": [erp("A", name="A"), erp("B", name="B", **{key: "x"})]},
-        )
-        messages = assert_error(answer, 400, 10007, "SchemaValidationException")
-        assert messages == [f"#/companies/1: extraneous key [{key}] is not permitted"]
+    """Doc 002's reference field list leaves out email and phone; its 10007 example names
+    the key. ``--propeller-bulk strict`` follows that reading."""
+    simulator.bulk_mode = "strict"
+    try:
+        for key in ("email", "phone"):
+            answer = api.post(
+                "/v2/companies/bulk/sourceId",
+                json={"companies": [erp("A", name="A"), erp("B", name="B", **{key: "x"})]},
+            )
+            messages = assert_error(answer, 400, 10007, "SchemaValidationException")
+            assert messages == [f"#/companies/1: extraneous key [{key}] is not permitted"]
+    finally:
+        simulator.bulk_mode = "guide"
     assert api.post("/v2/companies/search", json={}).json()["total"] == 0, "nothing applied"
     # The single calls take them (the company field table).
     company = create(api, name="C", email="c@x.example", phone="1", source="ERP", sourceId="C")
     assert (company["email"], company["phone"]) == ("c@x.example", "1")
+
+
+def test_by_default_bulk_items_carry_email_and_phone_like_the_guide(api: httpx.Client) -> None:
+    """The integration guide's bulk example names ``email`` in ``skipIfNotEmpty``: the
+    sandbox's default takes both fields in items, and still refuses any other unknown key."""
+    answer = api.post(
+        "/v2/companies/bulk/sourceId",
+        json={"companies": [erp("A", name="A"), erp("B", name="B", mobile="1")]},
+    )
+    messages = assert_error(answer, 400, 10007, "SchemaValidationException")
+    assert messages == ["#/companies/1: extraneous key [mobile] is not permitted"]
+    bulk(api, [erp("A", name="A", email="a@x.example", phone="1"), erp("B", name="B")])
+    bulk(api, [erp("A", name="A", email="", phone="")])
+    found = {c["sources"][0]["sourceId"]: c for c in records(api, "companies")}
+    assert (found["A"]["email"], found["A"]["phone"]) == ("", ""), "cleared by bulk"
+    assert (found["B"]["email"], found["B"]["phone"]) == (None, None)
+    with pytest.raises(ValueError, match="strict"):
+        PropellerSimulator(bulk="lenient")
 
 
 def test_empty_text_clears_a_field_and_reads_back_empty(api: httpx.Client) -> None:

@@ -26,11 +26,22 @@ The single path writes the marker with a one-item ``bulk/sourceId`` call (lookup
 item. A customer *deleted* in the source is marked inactive too, unless the operator sets
 ``on_source_delete = "delete"``: then, and only then, its company goes to the recycle bin.
 
-**Bulk sends only documented fields.** ``bulk/sourceId`` items leave out ``email`` and
-``phone`` (not in the documented bulk fields; Propeller refuses an undocumented key with
-10007). They reach the company by a ``PATCH`` of those two fields after the bulk call, for
-the records whose e-mail or phone needs writing: a new company with one of them, or a
-company whose values differ from the ones last written (known from the ledger).
+**E-mail and phone in bulk: two readings of the docs** (``bulk_contact_fields``). The
+endpoint reference's field list leaves ``email`` and ``phone`` out of bulk items (and
+Propeller refuses an undocumented key with 10007); the integration guide's bulk example
+names ``email`` in ``skipIfNotEmpty`` on a bulk company payload, i.e. takes it as a bulk
+field (VENDORS §2.7).
+
+* ``inline``: the items carry both; a load costs one call per batch.
+* ``patch``: the items carry documented fields only; e-mail and phone reach the company by a
+  ``PATCH`` of those two fields after the bulk call, for the records whose e-mail or phone
+  needs writing (a new company with one of them, or values that differ from the ones last
+  written, known from the ledger): about one call per record on such data.
+* ``auto`` (default): inline, until a bulk call is refused whole with 10007 naming
+  ``email`` or ``phone`` as an extraneous key; then the sink logs
+  ``propeller.bulk_fields_refused`` once, sends that same batch again the ``patch`` way
+  (nothing lost, nothing dead-lettered: one refused call) and keeps ``patch`` for the rest
+  of the process.
 
 What the sink last wrote that the API cannot tell it cheaply (the marker, the parent, a
 digest of e-mail and phone) rides in the ledger's ``extra``; when it is unknown (a first
@@ -43,6 +54,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -53,6 +66,7 @@ import httpx
 import structlog
 
 from adapters.propeller import (
+    BulkOutcome,
     PropellerAttributeValue,
     PropellerClient,
     PropellerCompany,
@@ -144,10 +158,10 @@ class Row:
 
 @dataclass(frozen=True)
 class BulkItem:
-    """One company of a bulk call, and what follows it (e-mail, phone, a detach)."""
+    """One company of a bulk call, and what follows it (e-mail, phone, a detach); its body
+    is built when sent, with or without e-mail and phone (:attr:`PropellerSink.inline`)."""
 
     row: Row
-    company: PropellerCompanyInput
     previous: Written | None
 
 
@@ -167,6 +181,9 @@ class PropellerSink:
         self.http = http
         self.mappings = mappings
         self.client = PropellerClient(http, settings, error_overrides=overrides)
+        #: whether bulk items carry e-mail and phone now (``auto`` starts inline)
+        self.inline = settings.bulk_contact_fields != "patch"
+        self._switch = threading.Lock()
 
     def handles(self, entity: str) -> bool:
         return entity == "customer" and entity in self.mappings
@@ -197,10 +214,13 @@ class PropellerSink:
             name=self.settings.inactive_attribute, value="N" if active else "Y"
         )
 
-    def company_input(self, row: Row, *, bulk: bool = False) -> PropellerCompanyInput:
+    def company_input(
+        self, row: Row, *, bulk: bool = False, inline: bool = False
+    ) -> PropellerCompanyInput:
         """The company body: every mapped field (clears included), the parent if any; in
-        bulk, without the fields bulk items do not take and with the lifecycle marker."""
-        values = {k: v for k, v in row.values.items() if not (bulk and k in NOT_IN_BULK)}
+        bulk, with the lifecycle marker, and without e-mail and phone unless ``inline``."""
+        drop = bulk and not inline
+        values = {k: v for k, v in row.values.items() if not (drop and k in NOT_IN_BULK)}
         values.update(
             source_id=row.key, source=self.settings.source, language=self.settings.language
         )
@@ -281,22 +301,37 @@ class PropellerSink:
         """The bulk item of an upsert (active or not); None for a deletion (single path)."""
         if event.operation == "delete":
             return None
-        row = self.row(event.payload)
-        return BulkItem(row, self.company_input(row, bulk=True), Written.of(context.ledger))
+        return BulkItem(self.row(event.payload), Written.of(context.ledger))
 
     def apply_bulk(
         self, items: Sequence[BulkItem], keepalive: Callable[[], None]
     ) -> list[BulkItemResult]:
-        """One bulk upsert, then per record what bulk items cannot carry (e-mail and phone
-        when they need writing, a detach), a few at a time; each item's outcome or error."""
-        outcomes = self.client.upsert_companies_bulk([item.company for item in items])
+        """One bulk upsert, then per record what the items did not carry (e-mail and phone
+        when they need writing, a detach), a few at a time; each item's outcome or error.
+
+        ``auto``: a call refused because the items carry e-mail or phone is sent again
+        without them, here (one refused call, not a batch of single calls)."""
+        inline = self.inline
+        try:
+            outcomes = self._upsert(items, inline=inline)
+        except PermanentError as refusal:
+            if not (inline and self.settings.bulk_contact_fields == "auto"):
+                raise
+            refused = _refused_contact_fields(refusal)
+            if not refused:
+                raise
+            self._fall_back_to_patch(refused)
+            inline = False
+            outcomes = self._upsert(items, inline=False)
         applied = [
             (index, item, outcome.action == "create", outcome.id)
             for index, (item, outcome) in enumerate(zip(items, outcomes, strict=True))
             if outcome.error is None
         ]
         failed = self._follow_ups(
-            [(index, item, created) for index, item, created, _ in applied], keepalive
+            [(index, item, created) for index, item, created, _ in applied],
+            keepalive,
+            inline=inline,
         )
         by_index: dict[int, BulkItemResult] = {
             i: o.error for i, o in enumerate(outcomes) if o.error is not None
@@ -307,6 +342,26 @@ class PropellerSink:
                 error if error is not None else self._bulk_result(item, created, company_id)
             )
         return [by_index[index] for index in range(len(items))]
+
+    def _upsert(self, items: Sequence[BulkItem], *, inline: bool) -> list[BulkOutcome]:
+        companies = [self.company_input(i.row, bulk=True, inline=inline) for i in items]
+        return self.client.upsert_companies_bulk(companies, contact_inline=inline)
+
+    def _fall_back_to_patch(self, refused: Sequence[str]) -> None:
+        """``auto``: this Propeller follows the reference page; e-mail and phone by PATCH
+        from now on in this process (the warning once, whichever thread sees it first)."""
+        with self._switch:
+            if not self.inline:
+                return
+            self.inline = False
+        log.warning(
+            "propeller.bulk_fields_refused",
+            fields=list(refused),
+            decision="bulk items carry documented fields only from now on; e-mail and "
+            "phone follow by one PATCH per company that needs them (this batch resent so)",
+            hint="set systems.propeller.bulk_contact_fields = 'patch' to skip the refused "
+            "call at start-up",
+        )
 
     def _bulk_result(self, item: BulkItem, created: bool, company_id: int | None) -> ApplyResult:
         row = item.row
@@ -320,19 +375,27 @@ class PropellerSink:
         return ApplyResult(action, target_id=target_id, extra=written.extra())
 
     def _follow_ups(
-        self, applied: Sequence[tuple[int, BulkItem, bool]], keepalive: Callable[[], None]
+        self,
+        applied: Sequence[tuple[int, BulkItem, bool]],
+        keepalive: Callable[[], None],
+        *,
+        inline: bool,
     ) -> dict[int, SyncError]:
         """The follow-up calls of the applied items, :data:`FOLLOW_UP_THREADS` at a time
         (against a real Propeller each is a round trip: one after the other, a batch's
         would take minutes); the records' locks kept alive meanwhile. Failures by index:
         the single path retries those records whole."""
-        due = [(index, item, created) for index, item, created in applied if _due(item, created)]
+        due = [
+            (index, item, created)
+            for index, item, created in applied
+            if _due(item, created, inline=inline)
+        ]
         failed: dict[int, SyncError] = {}
         if not due:
             return failed
         with ThreadPoolExecutor(min(FOLLOW_UP_THREADS, len(due))) as pool:
             pending = {
-                pool.submit(self._follow_up, item, created=created): index
+                pool.submit(self._follow_up, item, created=created, inline=inline): index
                 for index, item, created in due
             }
             while pending:
@@ -347,9 +410,9 @@ class PropellerSink:
                         raise error
         return failed
 
-    def _follow_up(self, item: BulkItem, *, created: bool) -> None:
+    def _follow_up(self, item: BulkItem, *, created: bool, inline: bool) -> None:
         row, previous = item.row, item.previous
-        if _contact_due(item, created):
+        if not inline and _contact_due(item, created):
             body = PropellerCompanyInput.writing(
                 {
                     "source_id": row.key,
@@ -445,9 +508,23 @@ def _detach_due(row: Row, previous: Written | None) -> bool:
     return not row.parent_key and (previous is None or previous.parent is not None)
 
 
-def _due(item: BulkItem, created: bool) -> bool:
+def _due(item: BulkItem, created: bool, *, inline: bool) -> bool:
     """Whether a bulk item needs a follow-up call at all."""
-    return _contact_due(item, created) or (not created and _detach_due(item.row, item.previous))
+    if not created and _detach_due(item.row, item.previous):
+        return True
+    return not inline and _contact_due(item, created)
+
+
+#: a 10007 message naming e-mail or phone as a key bulk items may not carry
+_EXTRANEOUS_CONTACT = re.compile(r"extraneous key \[(email|phone)\]")
+
+
+def _refused_contact_fields(error: PermanentError) -> list[str]:
+    """The contact fields a whole-call 10007 names as extraneous keys (none: another cause)."""
+    if error.vendor_code != "10007":
+        return []
+    text = f"{error} {error.response_excerpt or ''}"
+    return sorted(set(_EXTRANEOUS_CONTACT.findall(text)))
 
 
 def _marker_stale(row: Row, previous: Written | None) -> bool:
