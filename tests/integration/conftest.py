@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from simulators.server import RunningSandbox
+from simulators.server import RunningSandbox, make_simulators
 from tests.integration.pipeline import Pipeline, pipeline_config
 
 
@@ -17,8 +17,10 @@ def make_pipeline(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Pipe
     """Build a pipeline on a fresh sandbox; every one is closed after the test."""
     made: list[tuple[Pipeline, RunningSandbox]] = []
 
-    def make(**config: Any) -> Pipeline:
-        sandbox = RunningSandbox().start()
+    def make(*, propeller_bulk: str = "guide", **config: Any) -> Pipeline:
+        """``propeller_bulk``: the sandbox's reading of Propeller's bulk fields."""
+        sandbox = RunningSandbox(simulators=make_simulators(propeller_bulk=propeller_bulk))
+        sandbox.start()
         directory = tmp_path / f"p{len(made)}"
         directory.mkdir()
         pipeline = Pipeline(sandbox, directory, pipeline_config(sandbox, "x", **config))

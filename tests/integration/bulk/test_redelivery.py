@@ -50,8 +50,9 @@ def test_a_batch_message_delivered_twice_changes_nothing(
         assert (counters["produced"], counters["applied"]) == (700, 700), (target, counters)
     propeller, hipe = p.stats("propeller"), p.stats("hipe")
     assert requests(propeller, "POST", "/v2/companies") == 0, "no record went single"
-    # E-mail and phone follow the bulk call, once per company despite the doubled batches.
-    assert propeller["by_method"].get("PATCH", 0) == contact_patches(erp_customers(p))
+    # E-mail and phone ride in the bulk items (the default against the default sandbox).
+    assert propeller["by_method"].get("PATCH", 0) == 0, "no single write"
+    assert contact_patches(erp_customers(p)) > 600, "though nearly every customer has one"
     assert requests(hipe, "POST", "/api/companies") == 0
     assert_accounted(p)
 

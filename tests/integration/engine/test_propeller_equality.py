@@ -112,16 +112,31 @@ def seen_company(p: Pipeline, key: str) -> dict[str, Any]:
     }
 
 
+def refused_bulk_calls(stats: dict[str, Any]) -> int:
+    return sum(
+        row["count"]
+        for row in stats["requests"]
+        if row["method"] == "POST"
+        and row["route"].startswith("/v2/companies/bulk")
+        and row["status"] == "400"
+    )
+
+
 def converge(p: Pipeline) -> None:
     p.produce()
     p.wait_converged(targets=("propeller",))
 
 
-@pytest.mark.parametrize("path", ["single", "bulk"])
+@pytest.mark.parametrize(
+    ("path", "propeller_bulk"),
+    # strict: a Propeller that refuses e-mail and phone in bulk items (the endpoint
+    # reference's reading); the single path sends none, so it runs against the default.
+    [("single", "guide"), ("bulk", "guide"), ("bulk", "strict")],
+)
 def test_one_customer_through_every_change_stays_equal_field_by_field(
-    make_pipeline: Callable[..., Pipeline], path: str
+    make_pipeline: Callable[..., Pipeline], path: str, propeller_bulk: str
 ) -> None:
-    p = make_pipeline(flows=FLOWS)
+    p = make_pipeline(flows=FLOWS, propeller_bulk=propeller_bulk)
     if path == "bulk":
         # Every poll takes the bulk path, however few its changes (as a large load does).
         p.producer.producer.bulk = {"propeller": BulkRoute("propeller", 200, 1, inactive=True)}
@@ -134,6 +149,13 @@ def test_one_customer_through_every_change_stays_equal_field_by_field(
             ).raise_for_status()
     converge(p)
     assert seen_company(p, "C1") == expected_company(erp_customers(p)["C1"])
+    if path == "bulk":
+        # bulk_contact_fields "auto": inline, until a strict Propeller refuses the first
+        # call; from then on this worker sends documented fields only (no call refused).
+        refused = refused_bulk_calls(p.stats("propeller"))
+        assert (refused >= 1) == (propeller_bulk == "strict"), refused
+        warned = "propeller.bulk_fields_refused" in p.worker_logs()
+        assert warned == (propeller_bulk == "strict")
 
     for step, edit in STEPS:
         with p.control("propeller") as control:
@@ -146,6 +168,7 @@ def test_one_customer_through_every_change_stays_equal_field_by_field(
             assert seen_company(p, key) == expected_company(customers[key]), (step, key)
         stats = p.stats("propeller")
         assert count_requests(stats, "DELETE", "/v2/companies") == 0, step
+        assert refused_bulk_calls(stats) == 0, step
         if step not in RECONCILED:
             continue
         # erpsync reconcile, through the sink's views (expected / observed), agrees.
