@@ -51,6 +51,9 @@ from workers.state import State
 log = structlog.get_logger("erpsync.leases")
 
 _LUA = Path(__file__).with_name("lua")
+#: the reclaimer's mutex lives this long: a pass takes milliseconds, and a worker killed
+#: inside one must not hold the others' reclaimers off for a whole lease
+RECLAIM_MUTEX_S = 5.0
 #: HTTP methods that may change a target (a POST search is checked too: harmless)
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -292,7 +295,7 @@ class Heartbeat:
         """Put back every message whose lease lapsed (one worker at a time); returns how many."""
         now = time.time() if now is None else now
         mutex = self.state.keys.reclaim_lock()
-        token = self.state.acquire(mutex, max(5.0, self.lease_s))
+        token = self.state.acquire(mutex, RECLAIM_MUTEX_S)
         if token is None:
             return 0
         counts: Counter[str] = Counter()
