@@ -666,6 +666,21 @@ def test_bulk_maps_each_outcome_in_input_order() -> None:
     assert_clean(recycled)
 
 
+def test_bulk_items_carry_email_and_phone_only_when_asked() -> None:
+    """The reference's bulk fields leave them out, the guide's example takes ``email``: the
+    caller chooses (``contact_inline``); by default a bulk item refuses them locally."""
+    fake = FakePropeller(resource=bulk_reply([ok_item("A", "create", 1)]))
+    client = make(fake)
+    item = company_input("A", email="a@x.example", phone="")
+    with pytest.raises(ValueError, match="email, phone"):
+        client.upsert_companies_bulk([item])
+    assert fake.requests == []
+    (outcome,) = client.upsert_companies_bulk([item], contact_inline=True)
+    assert outcome.ok
+    (sent,) = json.loads(fake.requests[0].content)["companies"]
+    assert (sent["email"], sent["phone"]) == ("a@x.example", "")
+
+
 def test_bulk_outcomes_in_another_order_are_matched_by_key() -> None:
     fake = FakePropeller(
         resource=bulk_reply([ok_item("B", "update", 2), ok_item("A", "create", 1)])
