@@ -182,6 +182,16 @@ def test_an_invoice_not_recorded_yet_waits_unless_it_is_still_open() -> None:
     assert [c for c in atollon.calls if c.startswith("put")] == []
 
 
+def test_a_repair_of_a_missing_invoice_names_the_billing_flow() -> None:
+    atollon = FakeAtollon()
+    forced = ApplyContext(ledger=None, parent=None, lookup=lambda e, k: None, forced=True)
+    with pytest.raises(PermanentError) as caught:
+        make_sink(atollon).apply(event(payload(state="open")), forced)
+    assert caught.value.vendor_code == "invoice-not-recorded"
+    assert "billing flow" in (caught.value.hint or "")
+    assert atollon.calls == ["find 00000001"]
+
+
 def test_two_atollon_invoices_with_one_number_are_an_ambiguity() -> None:
     atollon = FakeAtollon(invoices=[recorded(), {**recorded(), "id": "A7"}])
     with pytest.raises(AmbiguousMatchError) as caught:

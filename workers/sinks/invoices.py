@@ -138,6 +138,18 @@ class AtollonInvoiceSink:
         invoice_id = ledger.target_id if ledger is not None else None
         if not invoice_id:
             found = self.find(invoice.number)
+            if found is None and context.forced:
+                # A reconcile's repair of a missing invoice: only the billing saga can record
+                # it (it knows the activity); say so instead of waiting.
+                raise PermanentError(
+                    f"ERP invoice {invoice.number} is not in Atollon",
+                    system="atollon",
+                    operation="find invoice",
+                    vendor_code="invoice-not-recorded",
+                    hint=f"the billing flow records invoice {invoice.number} "
+                    f"({invoice.reference}) in Atollon: look at that flow's dead letters for "
+                    "why it did not and replay them; the invoice flow only moves its state",
+                )
             if found is None:
                 if wanted == self.states.get("open"):
                     # The billing saga records it with the state it reads from the ERP.
