@@ -1,6 +1,7 @@
 """The Propeller sink under the engine and the batch applier, against the simulator over
 real HTTP: every field equal to the source through every change (clears included), a
-lifecycle the API can undo, bulk items with documented fields only, and the reconcile views.
+lifecycle the API can undo, e-mail and phone in bulk items or by PATCH (both readings of
+the docs, ``bulk_contact_fields``), and the reconcile views.
 """
 
 from __future__ import annotations
@@ -403,6 +404,29 @@ def test_auto_falls_back_to_patch_once_when_propeller_refuses_email_in_bulk(
         for record in second:
             assert_equal(rig, record)
         assert rig.engine.dlq.count() == 0
+    finally:
+        rig.close()
+
+
+def test_inline_chosen_against_a_strict_propeller_goes_the_single_path_without_loss(
+    sandbox: RunningSandbox, control: httpx.Client, strict: None
+) -> None:
+    """``inline`` is the operator's word: no fall-back; the refused batch's deliveries are
+    parked for the single path one by one (the batch machinery's rule for a refused call),
+    none dead-lettered, and the single path writes them whole."""
+    rig = Rig(sandbox, control, bulk_contact_fields="inline")
+    try:
+        records = [customer("A", **FULL), customer("B")]
+        with structlog.testing.capture_logs() as logs:
+            result = BatchApplier(rig.engine).process([rig.event(r) for r in records])
+        assert result == {"parked": 2}
+        assert rig.sink.inline, "no fall-back"
+        assert "propeller.bulk_fields_refused" not in [e["event"] for e in logs]
+        assert rig.companies() == [], "the refused call wrote nothing"
+        assert rig.engine.dlq.count() == 0
+        rig.single(*records)
+        for record in records:
+            assert_equal(rig, record)
     finally:
         rig.close()
 
