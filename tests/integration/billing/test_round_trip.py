@@ -21,10 +21,13 @@ import pytest
 from tests.integration.billing.harness import (
     ACTIVITY_STATUS,
     assert_invoiced_once,
+    assert_recorded_once,
+    customer_of,
     invoices_by_reference,
     seed,
 )
 from tests.integration.pipeline import REPO, Pipeline
+from workers.sinks.onlineerp import billing_reference
 
 pytestmark = pytest.mark.integration
 
@@ -254,3 +257,37 @@ def test_30_paid_and_5_cancelled_erp_invoices_move_exactly_those_atollon_invoice
         "partly_paid": 0,
         "cancelled": 5,
     }
+
+
+def test_time_sheets_kept_apart_get_invoices_of_their_own_each_recorded_once(
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
+    flows = json.loads(json.dumps(ROUND_TRIP_FLOWS))
+    flows["billing"]["mapping"]["onlineerp"]["fields"]["time_sheets"] = "apart"
+    p = make_pipeline(flows=flows)
+    activities = seed(p, 30)
+    expected: dict[str, str] = {}  # reference -> customer
+    for activity in activities:
+        kinds: dict[int, list[str]] = {}
+        for item in activity["billingItems"]:
+            kinds.setdefault(item["billingType"], []).append(str(item["id"]))
+        for ids in kinds.values():
+            reference = billing_reference(str(activity["activity"]["id"]), ids)
+            expected[reference] = str(customer_of(activity))
+    assert len(expected) > len(activities), "some activities have both kinds of items"
+    p.start_worker()
+    p.wait_workers(1)
+    p.produce()
+    p.wait_converged(timeout_s=240, targets=TARGETS)
+    p.produce()
+    p.wait_converged(timeout_s=120, targets=TARGETS)
+
+    invoices = invoices_by_reference(p)
+    customers = {
+        ref: [i["Facture"]["InfoClientFacturerA"]["NoClient"] for i in found]
+        for ref, found in invoices.items()
+    }
+    assert customers == {ref: [c] for ref, c in expected.items()}, "one invoice per kind"
+    assert_recorded_once(p, invoices)
+    assert billed_items(p) == sum(len(a["billingItems"]) for a in activities)
+    assert_reconciled(p, len(expected))
