@@ -79,8 +79,8 @@ def propeller_inactive(company: dict[str, Any]) -> bool:
 
 
 def contact_patches(source: dict[str, dict[str, Any]]) -> int:
-    """PATCHes a bulk load of these new customers makes: one per company with an e-mail or
-    a phone, which bulk items do not carry (not in the documented bulk fields)."""
+    """PATCHes a bulk load of these new customers would make with documented-only items
+    (``bulk_contact_fields = "patch"``): one per company with an e-mail or a phone."""
     return sum(1 for c in source.values() if _text(c.get("Courriel")) or _text(c.get("Telephone")))
 
 
