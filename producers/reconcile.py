@@ -77,6 +77,8 @@ DEFAULT_LIMIT = 100
 #: rows written to SQLite per statement
 _CHUNK = 1000
 _PICKLE = pickle.HIGHEST_PROTOCOL
+#: each spill's SQLite page cache, KiB (the default is 2,000)
+_CACHE_KIB = 512
 
 #: called as (what, name, count): ("read", "propeller", 1200) as records are read,
 #: ("compared", flow, 5000) as source records are compared
@@ -117,6 +119,8 @@ class _Spill:
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=OFF")
         self.db.execute("PRAGMA synchronous=OFF")
+        # written and read in sequence: a small page cache (and sorter) is all it needs
+        self.db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
         self.db.execute("CREATE TABLE rows (key TEXT NOT NULL, ref TEXT, body, extra)")
 
     def add(self, rows: Sequence[_Row]) -> None:
