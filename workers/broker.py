@@ -62,10 +62,18 @@ class Unacked:
 
     @property
     def plain(self) -> redis.Redis:
-        """A client on kombu's connections that prefixes nothing (kombu's own client
-        prefixes only the commands kombu uses)."""
+        """A client to kombu's Redis that prefixes nothing (kombu's own client prefixes
+        only the commands kombu uses), on a pool of its own: kombu's pool is capped
+        (``max_connections``, 10 by default) and raises when a worker's threads, each
+        checking its message as its task starts, ask for more at once."""
         if self._plain is None:
-            self._plain = redis.Redis(connection_pool=self.channel.client.connection_pool)
+            kombu_pool = self.channel.client.connection_pool
+            self._plain = redis.Redis(
+                connection_pool=redis.ConnectionPool(
+                    connection_class=kombu_pool.connection_class,
+                    **kombu_pool.connection_kwargs,
+                )
+            )
         return self._plain
 
     @property
@@ -118,6 +126,8 @@ class Unacked:
         return routed[0] if routed else None
 
     def close(self) -> None:
+        if self._plain is not None:
+            self._plain.connection_pool.disconnect()
         self._connection.release()
 
 

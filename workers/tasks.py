@@ -37,15 +37,21 @@ def _taken_over(task: Any, runtime: Runtime) -> bool:
     its lease: cut off or stalled; another worker runs it now), so it must not run it.
     A message given back that starts again is noted (the chaos run's recovery times)."""
     request = task.request
-    if _heartbeat is not None and not still_held(_heartbeat.unacked, str(request.id)):
-        log.warning("lease.message_taken_over", task_id=request.id)
-        return True
-    if (request.delivery_info or {}).get("redelivered"):
-        with runtime.redis.pipeline(transaction=False) as pipe:
-            pipe.rpush(runtime.keys.restarted(), f"{request.id} {time.time():.3f}")
-            pipe.ltrim(runtime.keys.restarted(), -RESTARTS_KEPT, -1)
-            pipe.expire(runtime.keys.restarted(), 86400)
-            pipe.execute()
+    try:
+        if _heartbeat is not None and not still_held(_heartbeat.unacked, str(request.id)):
+            log.warning("lease.message_taken_over", task_id=request.id)
+            return True
+        if (request.delivery_info or {}).get("redelivered"):
+            with runtime.redis.pipeline(transaction=False) as pipe:
+                pipe.rpush(runtime.keys.restarted(), f"{request.id} {time.time():.3f}")
+                pipe.ltrim(runtime.keys.restarted(), -RESTARTS_KEPT, -1)
+                pipe.expire(runtime.keys.restarted(), 86400)
+                pipe.execute()
+    except redis.RedisError as exc:
+        # Cannot tell whether it is still ours: give the message back rather than guess (a
+        # failed task would be acknowledged, its delivery left to the pump's long lease).
+        log.warning("sync.state_unavailable", error=str(exc))
+        raise Reject(str(exc), requeue=True) from exc
     return False
 
 

@@ -8,6 +8,7 @@ second's. These tests fail, in one place, when a kombu upgrade changes that layo
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -150,3 +151,34 @@ def test_a_reclaimed_message_goes_to_the_head_of_its_queue(
             second.close()
     finally:
         unacked.close()
+
+
+def test_every_worker_thread_checks_its_message_at_once_beyond_kombus_pool(app: Celery) -> None:
+    """A worker's threads each renew their message's lease as their task starts, through
+    the heartbeat's one Unacked: more at once than kombu's capped pool holds (10 by
+    default) must wait for nothing and raise nothing (it raised MaxConnectionsError, and
+    the failed tasks were acknowledged with their deliveries undone)."""
+    app.conf.broker_transport_options = {
+        **(app.conf.broker_transport_options or {}),
+        "max_connections": 2,
+    }
+    unacked = Unacked(app)
+    start = threading.Barrier(16)
+    errors: list[BaseException] = []
+
+    def check(n: int) -> None:
+        start.wait()
+        try:
+            for _ in range(20):
+                assert unacked.renew([f"tag-{n}"], now=1.0) == [f"tag-{n}"]  # none held
+        except BaseException as exc:  # noqa: BLE001 (collected and asserted below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=check, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    unacked.close()
+    assert errors == []
+    assert unacked.channel.client.connection_pool.max_connections == 2  # the cap was real
