@@ -224,14 +224,25 @@ def wait_settled(p: Pipeline, timeout_s: float) -> None:
     )
 
 
-def explain(reports: list[Report], editor: ErpEditor, keys: int = 3) -> str:
-    """The reports, then what the polls carried of the first differing records."""
+def explain(
+    reports: list[Report], editor: ErpEditor, p: Pipeline, keys: int = 3, log_lines: int = 30
+) -> str:
+    """The reports, then, for the first differing and missing records, what the polls
+    carried and what the workers logged of them for that target."""
     lines = [str(r) for r in reports]
+    logged = [
+        line
+        for path in sorted(p.directory.glob("worker-*.log"))
+        for line in path.read_text(errors="replace").splitlines()
+    ]
     for report in reports:
-        for key in sorted(report.different)[:keys]:
+        for key in [*sorted(report.different)[:keys], *report.missing[:keys]]:
             lines.append(f"history of {key} (for {report.target}):")
             for poll, record in editor.history.get(key, []):
                 lines.append(f"  poll {poll}: {record if record is not None else 'deleted'}")
+            found = [line for line in logged if key in line and report.target in line]
+            lines.append(f"worker log lines naming {key} and {report.target}:")
+            lines.extend(f"  {line[:400]}" for line in found[-log_lines:])
     return "\n".join(lines)
 
 
@@ -287,7 +298,7 @@ def test_a_random_lifecycle_of_520_customers_ends_equal_in_every_target_field_by
     )
     dead_summary = {k: (len(v), v[:3]) for k, v in dead_letters.items()}
     assert all(r.equal for r in reports), (
-        f"{explain(reports, editor)}\ndead letters: {dead_summary}"
+        f"{explain(reports, editor, p)}\ndead letters: {dead_summary}"
     )
     assert dead_letters == {}, dead_summary
 
