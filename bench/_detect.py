@@ -24,6 +24,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,21 @@ def _peak_kb() -> int:
     import resource
 
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def measured(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``run``'s figures, with its time, CPU time and memory (peak reset first) in this
+    process."""
+    base_kb = _status_kb("VmRSS")
+    figures: dict[str, Any] = {"peak_reset": _reset_peak()}
+    cpu = time.process_time()
+    started = time.perf_counter()
+    figures.update(run())
+    figures["seconds"] = time.perf_counter() - started
+    figures["cpu_s"] = time.process_time() - cpu
+    figures["base_rss_kb"] = base_kb
+    figures["peak_rss_kb"] = _peak_kb()
+    return figures
 
 
 def _warm_publisher(service: ProducerService) -> None:
@@ -122,15 +138,7 @@ def measure(mode: str, config: Path, target: str) -> dict[str, Any]:
                     "skipped": polled.skipped,
                 }
 
-        base_kb = _status_kb("VmRSS")
-        result["peak_reset"] = _reset_peak()
-        cpu = time.process_time()
-        started = time.perf_counter()
-        result.update(run())
-        result["seconds"] = time.perf_counter() - started
-        result["cpu_s"] = time.process_time() - cpu
-        result["base_rss_kb"] = base_kb
-        result["peak_rss_kb"] = _peak_kb()
+        result.update(measured(run))
     return result
 
 

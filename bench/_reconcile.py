@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench._detect import _peak_kb, _reset_peak, _status_kb
+from bench._detect import measured
 from erpsync.events import ChangeEvent
 from erpsync.logging import configure_logging
 from erpsync.settings import Settings, load_settings
@@ -217,15 +217,7 @@ def measure(mode: str, config: Path) -> dict[str, Any]:
             result["seconds"] = time.perf_counter() - started
             return result
         run = page(settings, service) if mode == "page" else reconcile(settings, service)
-        base_kb = _status_kb("VmRSS")
-        result["peak_reset"] = _reset_peak()
-        cpu = time.process_time()
-        started = time.perf_counter()
-        result.update(run())
-        result["seconds"] = time.perf_counter() - started
-        result["cpu_s"] = time.process_time() - cpu
-        result["base_rss_kb"] = base_kb
-        result["peak_rss_kb"] = _peak_kb()
+        result.update(measured(run))
     return result
 
 
