@@ -173,6 +173,7 @@ class AtollonInvoiceCustomerRead(_Read):
 
     customer_name: str | None = Field(default=None, alias="customerName")
     customer_external_id: list[ExternalId] = Field(default_factory=list, alias="customerExternalId")
+    contact_external_id: list[ExternalId] = Field(default_factory=list, alias="contactExternalId")
 
 
 class AtollonInvoiceTotalsRead(_Read):
@@ -194,6 +195,19 @@ class AtollonIssuedInvoice(_Read):
     customer: AtollonInvoiceCustomerRead | None = None
     rows: list[AtollonInvoiceRowRead] = Field(default_factory=list)
     totals: AtollonInvoiceTotalsRead | None = None
+
+
+class AtollonSalesOrder(AtollonIssuedInvoice):
+    """A received sales order as the documented ``GET order-received?id=`` answers it.
+
+    The page documents this read only (orders are entered in Atollon by its users); its
+    journal (``journalName`` "Sales Order") is not the issued invoices', so it cannot confirm
+    that an invoice was recorded (that stays ``GET invoice-issued``, a sandbox convention).
+    """
+
+    journal_name: str | None = Field(default=None, alias="journalName")
+    external_number: str | None = Field(default=None, alias="externalNumber")
+    taxation_date: str | None = Field(default=None, alias="taxationDate")
 
 
 _INVOICE_LIST = TypeAdapter(list[AtollonIssuedInvoice])
@@ -220,6 +234,15 @@ class AtollonInvoiceClient(AtollonClient):
         )
         if response.content.strip():
             decode_json(response, table=self.errors, operation=operation)
+
+    def get_order_received(self, order_id: str) -> AtollonSalesOrder:
+        """``GET order-received?id=``: one received sales order (documented); an unknown id
+        is Atollon's FAIL, classified like any other."""
+        if not order_id:
+            raise ValueError("order_id must not be empty")
+        operation = "get_order_received"
+        response = self._call("GET", "order-received", operation, params={"id": order_id})
+        return self._model(AtollonSalesOrder, response, operation)
 
     def find_invoices(self, invoice_number: str) -> list[AtollonIssuedInvoice]:
         """The issued invoices with this number (an undocumented read; see the module)."""

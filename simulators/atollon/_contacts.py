@@ -32,8 +32,9 @@ from simulators.atollon._request import (
     text,
 )
 
-#: the contact folder categories (FPATypeCategory) the crawler page documents, and the
-#: folder type each one creates
+#: the "useful" contact folder categories (FPATypeCategory) the crawler page lists, and the
+#: folder type each one creates; the page's own examples use others ("anyFolderCategory"),
+#: so any other non-empty category is accepted too (docs/sandbox-conventions.md)
 FOLDER_CATEGORIES: dict[str, str] = {
     "com.atollon.project.fpatypecategory.client": "Client",
     "com.atollon.project.fpatypecategory.supplier": "Supplier",
@@ -69,20 +70,28 @@ def phone_key(phone: str) -> str:
 
 
 def category_of(value: str, where: str) -> str:
-    """A documented FPATypeCategory string, or a FAIL."""
-    if value not in FOLDER_CATEGORIES:
-        raise FailError(f"Unknown contact folder category: {value} ({where})")
-    return value
+    """A contact folder category: any non-empty string (the page lists "some useful" ones
+    and its own examples use others, such as ``anyFolderCategory``)."""
+    category = value.strip()
+    if not category:
+        raise FailError(f"Invalid request: an empty contact folder category ({where})")
+    return category
 
 
 def category_of_type(value: str) -> str:
-    """A folder type name (Client, Klient, Supplier, Lead, Partner) or a category string."""
-    if value in FOLDER_CATEGORIES:
-        return value
+    """A folder type name (Client, Klient, Supplier, Lead, Partner) or a category string.
+
+    A name the table does not know is its own category (an instance configures its own
+    folder types), so a folder asked for by that name is found again by it.
+    """
     category = FOLDER_TYPE_NAMES.get(value.strip().casefold())
-    if category is None:
-        raise FailError(f"Unknown folder type: {value}")
-    return category
+    return category if category is not None else category_of(value, "typeName")
+
+
+def type_name_of(category: str) -> str:
+    """The folder type a category creates: the page's name for the listed ones, else the
+    category's last dotted part (``com.example.fpatypecategory.customer`` → ``customer``)."""
+    return FOLDER_CATEGORIES.get(category) or category.rsplit(".", 1)[-1]
 
 
 @dataclass
@@ -106,7 +115,7 @@ class Folder:
             "folderId": self.folder_id,
             "contactId": self.contact_id,
             "category": self.category,
-            "typeName": FOLDER_CATEGORIES[self.category],
+            "typeName": type_name_of(self.category),
             "name": self.name,
             "refId": self.ref_id,
             "parentFolderId": self.parent_folder_id,
@@ -521,7 +530,11 @@ class ContactStore:
             for relation in request.employer_relations:
                 ids = relation["external"]
                 name = relation["companyName"]
-                company = self._related_company(ids, contact) if ids else None
+                company = None
+                if ids and (name is None or self.find_by_external(ids) is not None):
+                    # "if company oldId is found …, make binding, otherwise if companyName is
+                    # filled-in …, company based on it's name or create new company contact"
+                    company = self._related_company(ids, contact)
                 if company is None and name is not None:
                     company = self.company_by_name(name)
                 employers.append(

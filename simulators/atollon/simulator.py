@@ -20,6 +20,7 @@ from simulators import seed as seed_data
 from simulators._sandbox import SeedRequest, Simulator, VendorError
 from simulators.atollon._contacts import ContactStore
 from simulators.atollon._invoices import INVOICE_STATUSES, InvoiceStore
+from simulators.atollon._orders import OrderStore
 from simulators.atollon._products import ProductStore
 from simulators.atollon._request import FailError, IdSequence, fail_body, parse_json
 from simulators.atollon._work import WorkStore
@@ -70,6 +71,7 @@ class AtollonSimulator(Simulator):
         self.products = ProductStore(self.ids)
         self.work = WorkStore(self.ids, self.contacts, self.products)
         self.invoices = InvoiceStore(self.ids)
+        self.orders = OrderStore(self.ids)
 
     # ------------------------------------------------------------- the wire
 
@@ -150,6 +152,9 @@ class AtollonSimulator(Simulator):
                 lambda q, b: [dict(s) for s in INVOICE_STATUSES],
                 body=False,
             ),
+            self._route(
+                "GET", "order-received", lambda q, b: self.orders.get(_query(q, "id")), body=False
+            ),
             self._route("POST", "invoice-issued", lambda q, b: self.invoices.create(b), body=True),
             self._route("GET", "invoice-issued", self._get_invoices, body=False),
             self._route(
@@ -159,6 +164,19 @@ class AtollonSimulator(Simulator):
                 body=True,
             ),
         ]
+
+    def control_routes(self) -> list[BaseRoute]:
+        """What Atollon's users do by hand: enter a received sales order."""
+        return [Route("/_sandbox/orders", self._enter_order, methods=["POST"])]
+
+    async def _enter_order(self, request: Request) -> Response:
+        try:
+            payload = parse_json(await request.body())
+            with self.lock:
+                answer = self.orders.enter(payload)
+        except FailError as exc:
+            return JSONResponse(fail_body(exc.message), status_code=exc.status)
+        return JSONResponse(answer, status_code=201)
 
     def _get_invoices(self, params: QueryParams, body: Any) -> dict[str, Any] | list[Any]:
         keys = ("id", "invoiceNumber", "offset", "limit")
@@ -177,7 +195,15 @@ class AtollonSimulator(Simulator):
 
     def entities(self) -> list[str]:
         """The entities ``/_sandbox/records/{entity}`` shows."""
-        return ["contacts", "products", "billing", "invoices", "projects", "tracking_codes"]
+        return [
+            "contacts",
+            "products",
+            "billing",
+            "invoices",
+            "orders",
+            "projects",
+            "tracking_codes",
+        ]
 
     def records(self, entity: str) -> list[Any] | None:
         """Every stored record of ``entity``; billing shows every item with its state."""
@@ -189,6 +215,8 @@ class AtollonSimulator(Simulator):
             return self.work.billing_records()
         if entity == "invoices":
             return self.invoices.records()
+        if entity == "orders":
+            return self.orders.records()
         if entity == "projects":
             return [self.work.get_project(pid)["project"] for pid in self.work.projects]
         if entity == "tracking_codes":
@@ -203,6 +231,7 @@ class AtollonSimulator(Simulator):
             self.work.reset()
             self.invoices.reset()
             self.ids.reset()
+            self.orders.reset()
 
     def seed(self, request: SeedRequest) -> dict[str, int]:
         """Replace the billing activities with the seed's (ERP customers and products are

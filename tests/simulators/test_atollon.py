@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from simulators.atollon import AtollonSimulator
+from simulators.atollon._orders import page_example
 from simulators.server import RunningSandbox
 
 CLIENT = "com.atollon.project.fpatypecategory.client"
@@ -280,7 +281,7 @@ def test_person_relation_by_external_id_or_by_company_name(atollon: httpx.Client
             "externalId": ext("P1", "crm"),
         }
 
-    missing = person({"companyExternalId": ext("C9"), "companyName": "Ignored"})
+    missing = person({"companyExternalId": ext("C9")})
     assert failed(contact_post(atollon, missing)).startswith("Related contact not found")
     assert records(atollon, "contacts") == []
 
@@ -295,6 +296,39 @@ def test_person_relation_by_external_id_or_by_company_name(atollon: httpx.Client
     assert stored["Nouvelle Cie"]["contactType"] == "company", "created by name"
     [relation] = stored["Lévesque Ana"]["person"]["companyPersonRelation"]
     assert relation["companyId"] == stored["Nouvelle Cie"]["contactId"]
+
+
+def test_person_employer_by_name_when_its_external_id_is_unknown(atollon: httpx.Client) -> None:
+    """The page: "if company oldId is found …, make binding, otherwise if companyName is
+    filled-in …, company based on it's name or create new company contact"."""
+
+    def person(last: str, relation: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "person": {"firstName": "A", "lastName": last, "companyPersonRelation": [relation]},
+            "externalId": ext(f"P-{last}", "crm"),
+        }
+
+    existing = ok(contact_post(atollon, company("Acier Ltée")))
+    ok(
+        contact_post(
+            atollon, person("Roy", {"companyExternalId": ext("C7"), "companyName": "acier  ltée"})
+        )
+    )
+    ok(
+        contact_post(
+            atollon, person("Gagné", {"companyExternalId": ext("C8"), "companyName": "Bois inc."})
+        )
+    )
+    stored = {c["name"]: c for c in records(atollon, "contacts")}
+    assert set(stored) == {"Acier Ltée", "Bois inc.", "Roy A", "Gagné A"}
+    [roy] = stored["Roy A"]["person"]["companyPersonRelation"]
+    assert (roy["companyId"], roy["companyExternalId"]) == (existing["contactId"], ext("C7"))
+    [gagne] = stored["Gagné A"]["person"]["companyPersonRelation"]
+    assert gagne["companyId"] == stored["Bois inc."]["contactId"], "created by name"
+    assert stored["Bois inc."]["externalId"] == [], "the unknown id is not given to it"
+    # the company later synced with that id and name is the one created by name
+    ok(contact_post(atollon, company("Bois inc.", "C8")))
+    assert len(records(atollon, "contacts")) == 4
 
 
 def test_person_is_matched_by_email_or_mobile(atollon: httpx.Client) -> None:
@@ -363,9 +397,34 @@ def test_contact_folders_by_documented_category(atollon: httpx.Client) -> None:
 
     no_category = ok(contact_post(atollon, company("B", "C2", contactFolder=[{"category": ""}])))
     assert no_category["folderId"] is None
-    unknown = company("C", "C3", contactFolder=[{"category": "com.example.customer"}])
-    assert failed(contact_post(atollon, unknown)).startswith("Unknown contact folder category")
     assert len(records(atollon, "contacts")) == 2
+
+
+def test_any_folder_category_is_accepted_and_found_again(atollon: httpx.Client) -> None:
+    """The page lists "some useful" categories; its own examples use ``anyFolderCategory``."""
+    for category, type_name in (
+        ("anyFolderCategory", "anyFolderCategory"),
+        ("com.example.fpatypecategory.customer", "customer"),
+    ):
+        body = company("C", "C3", contactFolder=[{"category": category}])
+        first = ok(contact_post(atollon, body))
+        again = ok(contact_post(atollon, body))
+        assert again["folderId"] == first["folderId"] is not None, "created once, then found"
+        folder = next(
+            f
+            for f in records(atollon, "contacts")[0]["contactFolder"]
+            if f["folderId"] == first["folderId"]
+        )
+        assert (folder["category"], folder["typeName"]) == (category, type_name)
+    [stored] = records(atollon, "contacts")
+    assert len(stored["contactFolder"]) == 2
+    project = {
+        "project": {"name": "P", "externalId": ext("PRJ1")},
+        "folder": {"category": "anyFolderCategory"},
+        "contact": {"externalId": ext("C3")},
+    }
+    made = ok(atollon.post("/crab/crawler/project", json=project))
+    assert made["folderId"] == stored["contactFolder"][0]["folderId"], "the same folder"
 
 
 def test_parent_folder_refers_to_another_contacts_folder(atollon: httpx.Client) -> None:
@@ -868,6 +927,44 @@ def test_the_pages_own_sales_order_example_is_accepted_as_an_invoice(
     assert {k: v for k, v in shown.items() if k not in ("id", "created", "modified")} == {
         k: v for k, v in DOC_SALES_ORDER.items() if k not in ("id", "created", "modified")
     }
+
+
+def test_the_pages_whole_sales_order_example_is_accepted_as_an_invoice(
+    atollon: httpx.Client,
+) -> None:
+    """The example as printed, every null attribute and custom field included."""
+    example = page_example()
+    assert example["rows"][0]["attributes"]["attrib9_id"] is None
+    created = ok(atollon.post("/crab/crawler/invoice-issued", json=example))
+    shown = atollon.get("/crab/crawler/invoice-issued", params={"id": created["invoiceId"]}).json()
+    assert {k: v for k, v in shown.items() if k not in ("id", "created", "modified")} == {
+        k: v for k, v in example.items() if k not in ("id", "created", "modified")
+    }
+
+
+def test_order_received_serves_the_pages_example_and_entered_orders(
+    atollon: httpx.Client,
+) -> None:
+    url = "/crab/crawler/order-received"
+    answer = atollon.get(url, params={"id": "133683101"})
+    assert answer.status_code == 200
+    assert answer.json() == page_example(), "the page's answer, as printed"
+    assert failed(atollon.get(url, params={"id": "1"})) == "Order not found: 1"
+    assert failed(atollon.get(url)) == "Invalid request: id is required"
+    assert failed(atollon.get(url, params={"id": "133683101", "instance": "x"}), 403)
+
+    order = {"invoiceNumber": "SO-2", "customer": {"customerExternalId": ext("C1")}, "rows": []}
+    entered = atollon.post("/_sandbox/orders", json=order)
+    assert entered.status_code == 201
+    read = atollon.get(url, params={"id": entered.json()["id"]}).json()
+    assert (read["invoiceNumber"], read["journalName"], read["customer"]) == (
+        "SO-2",
+        "Sales Order",
+        order["customer"],
+    )
+    assert [o["invoiceNumber"] for o in records(atollon, "orders")] == ["232410001", "SO-2"]
+    atollon.post("/_sandbox/reset")
+    assert [o["id"] for o in records(atollon, "orders")] == [133683101]
 
 
 def test_invoices_are_read_by_id_by_number_and_page_by_page(atollon: httpx.Client) -> None:

@@ -28,6 +28,7 @@ from adapters.atollon import (
     BillingStatus,
     ExternalId,
 )
+from adapters.atollon.invoices import AtollonInvoiceClient
 from erpsync.errors import AuthError, DependencyError, PermanentError, TransientError
 from erpsync.settings import AtollonSettings
 from simulators.atollon import AtollonSimulator
@@ -387,3 +388,27 @@ def test_the_adapter_reads_back_every_contact_and_product_page_by_page(
     reads = {r["route"]: r["count"] for r in requests if r["method"] == "GET"}
     assert reads["/crab/crawler/contact"] == 3, "7 contacts, pages of 3"
     assert reads["/crab/crawler/product"] == 2, "4 products, pages of 3"
+
+
+def test_order_received_reads_the_pages_order_and_one_a_user_entered(
+    endpoint: SandboxEndpoint, control: httpx.Client
+) -> None:
+    entered = {
+        "invoiceNumber": "SO-7",
+        "customer": {"customerExternalId": [{"system": ERP_SYSTEM, "id": "C7"}]},
+        "rows": [{"orderIndex": 0, "value": {"netTotal": 120, "currency": "CAD"}}],
+        "totals": {"currency": "CAD", "total": 137.97, "totalWithVAT": 137.97},
+    }
+    order_id = control.post("/orders", json=entered).json()["id"]
+    settings = AtollonSettings(base_url=endpoint.api_url, instance="sandbox")
+    with make_client(settings) as http:
+        client = AtollonInvoiceClient(http, settings)
+        example = client.get_order_received("133683101")
+        order = client.get_order_received(str(order_id))
+        with pytest.raises(PermanentError):
+            client.get_order_received("404")
+    assert (example.invoice_number, example.journal_name) == ("232410001", "Sales Order")
+    assert order.customer is not None
+    assert order.customer.customer_external_id == [ExternalId(system=ERP_SYSTEM, id="C7")]
+    assert order.totals is not None
+    assert (order.totals.total, order.rows[0].value.net_total) == (Decimal("137.97"), Decimal(120))
