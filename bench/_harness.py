@@ -275,6 +275,8 @@ class Installation:
     systems: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: the workers' log level; None: the product's default (what users run)
     log_level: str | None = None
+    #: other top-level settings (``trace_max_events`` …)
+    extra: dict[str, Any] = field(default_factory=dict)
     prefix: str = field(default_factory=lambda: f"bench{uuid.uuid4().hex[:8]}")
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="erpsync-bench-")))
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -302,6 +304,7 @@ class Installation:
         }
         if self.log_level is not None:
             config["log_level"] = self.log_level
+        config.update(self.extra)
         self.config_path = self.directory / "erpsync.toml"
         self.config_path.write_text(tomli_w.dumps(config), encoding="utf-8")
         self.settings = load_settings(self.config_path)

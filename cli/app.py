@@ -19,6 +19,7 @@ from cli import (
     sandbox,
     settings_doc,
     status,
+    trace,
 )
 
 app = typer.Typer(
@@ -57,6 +58,7 @@ dlq.register(app)
 status.register(app)
 backfill.register(app)
 reconcile.register(app)
+trace.register(app)
 
 
 def main() -> None:

@@ -111,8 +111,17 @@ class _Session:
 @contextmanager
 def _session(actor: str | None, *, publisher: bool = False) -> Iterator[_Session]:
     """The operator over this installation's Redis (and broker, to replay)."""
-    settings = settings_or_exit()
+    with operator_session(settings_or_exit(), actor, publisher=publisher) as session:
+        yield session
+
+
+@contextmanager
+def operator_session(
+    settings: Settings, actor: str | None, *, publisher: bool = False
+) -> Iterator[_Session]:
+    """The dead-letter operator of ``settings`` acting as ``actor`` (the console's too)."""
     from workers.runtime import redis_client
+    from workers.trace import TraceStore
 
     client = redis_client(settings)
     keys = Keys(settings.key_prefix)
@@ -139,7 +148,13 @@ def _session(actor: str | None, *, publisher: bool = False) -> Iterator[_Session
     try:
         yield _Session(
             settings,
-            DlqOperator(store, state, actor=actor, publish=publish_fn),
+            DlqOperator(
+                store,
+                state,
+                actor=actor,
+                publish=publish_fn,
+                trace=TraceStore.of(client, settings),
+            ),
         )
     finally:
         if celery_app is not None:

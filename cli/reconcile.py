@@ -27,6 +27,7 @@ from producers.reconcile import (
     Report,
     repair,
     store_result,
+    trace_findings,
     wait_repairs,
 )
 from workers.replay import default_actor
@@ -115,6 +116,7 @@ def reconcile(
             ):
                 report = reconciliation.run()
                 store_result(service.producer.redis, service.producer.keys, report)
+                trace_findings(reconciliation, service.producer.trace)
                 repaired = None
                 if do_repair:
                     repaired = _repair(service, reconciliation, actor, listed, timeout, progress)

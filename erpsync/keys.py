@@ -166,6 +166,12 @@ class Keys:
         """Stream: every operator action on dead letters."""
         return f"{self.prefix}:dlq:audit"
 
+    # -- trace ------------------------------------------------------------------------
+    def trace(self, flow: str, key: str) -> str:
+        """List (JSON events, newest last, bounded, expires): one record's story
+        (see workers.trace)."""
+        return f"{self.prefix}:trace:{flow}:{key}"
+
     # -- reconcile --------------------------------------------------------------------
     def reconcile_last(self, flow: str) -> str:
         """String: the last reconcile of a flow (JSON: its report, and counts per target)."""

@@ -321,6 +321,17 @@ class Settings(BaseSettings):
     flows: dict[str, FlowSettings] = Field(default_factory=dict)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     dlq: DlqSettings = Field(default_factory=DlqSettings)
+    trace_max_events: int = Field(
+        default=50,
+        ge=0,
+        le=10_000,
+        description="events kept per record for `erpsync trace` (the oldest go first; 0: off)",
+    )
+    trace_ttl_s: float = Field(
+        default=7 * 86400.0,
+        gt=0,
+        description="a record's trace expires this long after its last event",
+    )
     # error-policy overrides: system -> vendor code or "http-<status>" -> class
     errors: dict[SystemName, dict[str, ErrorClass]] = Field(default_factory=dict)
 

@@ -41,6 +41,7 @@ from workers.batch import BulkRoute, split_for_bulk
 from workers.leases import Leases
 from workers.publish import publish, publish_batches
 from workers.state import State
+from workers.trace import TraceStore, detected_event, sent_event
 
 log = structlog.get_logger("erpsync.producer")
 
@@ -258,6 +259,8 @@ class Producer:
     lock_ttl_s: float = 15.0
     #: bulk-capable targets (see :func:`workers.batch.bulk_routes`); none: all single
     bulk: Mapping[str, BulkRoute] = field(default_factory=dict)
+    #: records' traces (workers.trace): each change detected and each delivery sent
+    trace: TraceStore | None = None
     state: State = field(init=False)
 
     def __post_init__(self) -> None:
@@ -502,6 +505,8 @@ class Producer:
                 self.keys.latest(stream.source, stream.entity),
                 mapping={e.key: e.source_version for e in events},
             )
+            if self.trace is not None:
+                self.trace.queue(pipe, _trace_items(events, singles, batches))
             pipe.execute()
         result.events += len(events)
         result.changed += sum(1 for c in changes if c.content.operation == "upsert")
@@ -531,3 +536,17 @@ class Producer:
                 if exists:
                     pipe.hset(key, "fingerprint", "")
             pipe.execute()
+
+
+def _trace_items(
+    events: list[ChangeEvent], singles: Sequence[Delivery], batches: Sequence[Sequence[Delivery]]
+) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """The ``detected`` event of each change and the ``sent`` event of each delivery."""
+    now = time.time()
+    for event in events:
+        yield event.flow, event.key, detected_event(event, now)
+    for delivery in singles:
+        yield delivery.event.flow, delivery.event.key, sent_event(delivery, now, bulk=False)
+    for batch in batches:
+        for delivery in batch:
+            yield delivery.event.flow, delivery.event.key, sent_event(delivery, now, bulk=True)

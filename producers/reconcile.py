@@ -65,6 +65,7 @@ from workers.dlq import DeadLetterStore, entry_id_for
 from workers.limits import Circuit
 from workers.publish import publish
 from workers.sinks.view import Observed, View, ViewableSink, normalise
+from workers.trace import TraceStore, sent_event
 
 log = structlog.get_logger("erpsync.reconcile")
 
@@ -390,8 +391,31 @@ class Findings:
         for (detail,) in rows:
             yield json.loads(detail)
 
+    def every(self) -> Iterator[tuple[str, str, str]]:
+        """(target, kind, key) of every finding."""
+        self.flush()
+        rows = self.db.execute("SELECT target, kind, key FROM drift ORDER BY rowid")
+        for target, kind, key in rows:
+            yield str(target), str(kind), str(key)
+
     def close(self) -> None:
         self.db.close()
+
+
+def trace_findings(reconciliation: Reconciliation, trace: TraceStore | None) -> int:
+    """A ``reconcile`` event in the trace of each record a reconcile found drifting."""
+    if trace is None or not trace.enabled:
+        return 0
+    flow, now = reconciliation.flow, time.time()
+    written = 0
+    items: list[tuple[str, str, dict[str, Any]]] = []
+    for target, kind, key in reconciliation.findings.every():
+        items.append((flow, key, {"at": now, "what": "reconcile", "target": target, "kind": kind}))
+        if len(items) >= _CHUNK:
+            trace.write(items)
+            written, items = written + len(items), []
+    trace.write(items)
+    return written + len(items)
 
 
 @dataclass
@@ -800,6 +824,12 @@ def _send(
         )
         deliveries.append(Delivery(event=event, target=target, force=True))
     publish(producer.app, deliveries, state=producer.state)
+    if producer.trace is not None:
+        now = time.time()
+        producer.trace.write(
+            (flow, d.event.key, {**sent_event(d, now, bulk=False), "reason": "repair"})
+            for d in deliveries
+        )
     producer.state.set_latest(
         stream.source, stream.entity, {d.event.key: d.event.source_version for d in deliveries}
     )

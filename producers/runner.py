@@ -30,12 +30,14 @@ from producers.reconcile import (
     last_result,
     store_failure,
     store_result,
+    trace_findings,
 )
 from workers.app import create_app
 from workers.batch import bulk_routes
 from workers.limits import Circuit, RateLimiter
 from workers.runtime import redis_client
 from workers.sinks.view import ViewableSink
+from workers.trace import TraceStore
 
 log = structlog.get_logger("erpsync.producer")
 
@@ -53,11 +55,13 @@ class ProducerService:
 
     def __post_init__(self) -> None:
         app = create_app(self.settings)
+        client = redis_client(self.settings)
         self.producer = Producer(
             app,
-            redis_client(self.settings),
+            client,
             Keys(self.settings.key_prefix),
             bulk=bulk_routes(self.settings),
+            trace=TraceStore.of(client, self.settings),
         )
         if not self.streams:
             self.streams = self._build_streams()
@@ -313,6 +317,7 @@ class ProducerService:
                     self.reconciliation(name) as reconciliation,
                 ):
                     report = reconciliation.run()
+                    trace_findings(reconciliation, producer.trace)
                 store_result(producer.redis, producer.keys, report)
                 reports.append(report)
             except Exception as exc:  # noqa: BLE001 (one failing reconcile stops nothing else)

@@ -39,6 +39,7 @@ from erpsync.mapping import ENTITY_MODELS
 from erpsync.models import Invoice
 from workers.dlq import DeadLetter, DeadLetterStore, entry_id_for
 from workers.state import State
+from workers.trace import TraceStore
 
 #: canonical model per entity; billing items become invoices in the ERP
 EDIT_MODELS: dict[str, type[BaseModel]] = {"billing": Invoice, "invoice": Invoice, **ENTITY_MODELS}
@@ -276,12 +277,35 @@ class DlqOperator:
         actor: str | None = None,
         publish: Publisher | None = None,
         clock: Callable[[], float] = time.time,
+        trace: TraceStore | None = None,
     ) -> None:
         self.store = store
         self.state = state
         self.actor = actor or default_actor()
         self._publish = publish
         self.clock = clock
+        self.trace = trace
+
+    def _trace(self, what: str, entries: Iterable[DeadLetter], **details: Any) -> None:
+        """An operator's action in the traces of the records it concerns."""
+        if self.trace is None:
+            return
+        now = self.clock()
+        self.trace.write(
+            (
+                e.flow,
+                e.key,
+                {
+                    "at": now,
+                    "what": what,
+                    "target": e.target,
+                    "dlq_id": e.id,
+                    "actor": self.actor,
+                    **details,
+                },
+            )
+            for e in entries
+        )
 
     # -- selection ----------------------------------------------------------------------
     def select(self, flt: DeadLetterFilter | None = None) -> list[DeadLetter]:
@@ -364,6 +388,7 @@ class DlqOperator:
         for planned in plan.superseded:
             if self._resolve_superseded(planned.entry):
                 report.superseded.append(planned)
+                self._trace("replayed", [planned.entry], superseded_by=planned.latest_version)
             else:
                 report.vanished.append(planned.entry.id)
             if progress:
@@ -406,6 +431,7 @@ class DlqOperator:
                 self._audit_replay(report, criteria)
                 raise
             report.replayed.extend(sent)
+            self._trace("replayed", sent)
             if progress:
                 progress(len(chunk))
         self._audit_replay(report, criteria)
@@ -578,12 +604,14 @@ class DlqOperator:
                 "previous_event_id": event.event_id,
             },
         )
+        self._trace("edited", [entry], fields=changed)
         return EditResult(entry, changed, event.event_id)
 
     # -- drop ---------------------------------------------------------------------------
     def drop(self, entries: Sequence[DeadLetter], criteria: dict[str, Any] | None = None) -> int:
         """Delete entries for good (their outcome stays dead-lettered); returns how many."""
         dropped = [e.id for e in entries if self.store.remove(e.id) is not None]
+        self._trace("dropped", [e for e in entries if e.id in set(dropped)])
         if dropped:
             self.store.audit(
                 self.actor,

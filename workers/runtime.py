@@ -22,6 +22,7 @@ from workers.leases import Leases
 from workers.limits import Circuit, RateLimiter
 from workers.policy import RetryPolicy
 from workers.state import State
+from workers.trace import TraceBuffer, TraceStore, engine_observer
 
 
 def redis_client(settings: Settings) -> redis.Redis:
@@ -62,6 +63,8 @@ class Runtime:
     dlq: DeadLetterStore
     leases: Leases
     engine: Engine = field(init=False)
+    #: the records' traces (workers.trace): the engine's events, written in the background
+    trace: TraceBuffer = field(init=False)
     _local: threading.local = field(default_factory=threading.local)
 
     def __post_init__(self) -> None:
@@ -74,6 +77,9 @@ class Runtime:
             rng=random.Random(),
             leases=self.leases,
         )
+        self.trace = TraceBuffer(TraceStore.of(self.redis, self.settings))
+        if self.trace.store.enabled:
+            self.engine.observers.append(engine_observer(self.trace))
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -117,6 +123,7 @@ class Runtime:
 
     def close(self) -> None:
         self.leases.stop()
+        self.trace.close()
         sinks: Mapping[str, Sink] | None = getattr(self._local, "sinks", None)
         for sink in (sinks or {}).values():
             close = getattr(sink, "close", None)
@@ -136,6 +143,13 @@ def get_runtime() -> Runtime:
         if _runtime is None:
             _runtime = Runtime.build(load_settings())
         return _runtime
+
+
+def flush_trace() -> None:
+    """Write the trace events this process still buffers (at shutdown); builds nothing."""
+    runtime = _runtime
+    if runtime is not None:
+        runtime.trace.close()
 
 
 def reset_runtime() -> None:

@@ -21,7 +21,7 @@ from workers.broker import Unacked, tag_of
 from workers.leases import TAGS, Heartbeat, LeaseLostError, still_held
 from workers.metrics import WorkerMetrics, start_worker_metrics
 from workers.pump import Pump
-from workers.runtime import Runtime, get_runtime, reset_runtime
+from workers.runtime import Runtime, flush_trace, get_runtime, reset_runtime
 from workers.state import State
 
 log = structlog.get_logger("erpsync.worker")
@@ -232,3 +232,9 @@ def _stop_pump(sender: Any = None, **_: Any) -> None:
         _pump.stop()
         runtime = get_runtime()
         runtime.redis.hdel(runtime.keys.workers(), str(sender or "worker"))
+
+
+@signals.worker_shutdown.connect
+@signals.worker_process_shutdown.connect
+def _flush_trace(**_: Any) -> None:
+    flush_trace()

@@ -1,0 +1,90 @@
+"""``python -m bench.trace``: what the record trace costs the single-record path.
+
+The initial load of the single-record path (one delivery per customer, Propeller) with the
+trace at its defaults (``trace_max_events`` 50) and off (0), every other setting the
+product's default (log level included), in rounds alternating the two, each from a fresh
+installation and worker. The producer writes a record's ``detected`` and ``sent`` events
+in the pipeline that advances its snapshot; the worker buffers its events and writes them
+from a background thread. Goal: the trace keeps at least 95% of the rate (issue 21),
+judged on the median of the rounds' ratios (a round's two loads meet much the same load of
+the shared machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from typing import Any
+
+from rich.console import Console
+
+from bench._harness import Installation, Sandbox, customers_flow, redis_server, sandbox_process
+from bench._util import machine_info, print_json
+from bench.pipeline import TARGET, measure_load
+from erpsync.settings import Settings
+
+#: the trace's share of the rate that the single-record path must keep
+GOAL = 0.95
+DEFAULT_MAX_EVENTS: int = Settings.model_fields["trace_max_events"].default
+
+
+def measure_trace(sandbox: Sandbox, url: str, customers: int, rounds: int) -> dict[str, Any]:
+    """Records/s of the single-record load with the trace on and off, alternating rounds."""
+    found: dict[str, list[dict[str, Any]]] = {"on": [], "off": []}
+    for _ in range(rounds):
+        for name, max_events in (("on", DEFAULT_MAX_EVENTS), ("off", 0)):
+            with Installation(
+                sandbox, url, customers_flow(TARGET), extra={"trace_max_events": max_events}
+            ) as installation:
+                installation.start_worker(f"--queues={TARGET}")
+                load = measure_load(installation, customers, bulk=False)
+                if name == "on":
+                    load["traced_records"] = sum(
+                        1 for _ in installation.redis.scan_iter(f"{installation.prefix}:trace:*")
+                    )
+                found[name].append(load)
+    ratios = [
+        float(on["records_per_s"]) / float(off["records_per_s"])
+        for on, off in zip(found["on"], found["off"], strict=True)
+    ]
+    return {
+        "customers": customers,
+        "trace_max_events": DEFAULT_MAX_EVENTS,
+        "ratio": statistics.median(ratios),
+        "round_ratios": [round(r, 3) for r in ratios],
+        "on_records_per_s": [round(float(r["records_per_s"]), 1) for r in found["on"]],
+        "off_records_per_s": [round(float(r["records_per_s"]), 1) for r in found["off"]],
+        "traced_records": [r["traced_records"] for r in found["on"]],
+        "goal": GOAL,
+        "holds": statistics.median(ratios) >= GOAL,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.trace", description=__doc__)
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--quick", action="store_true", help="a short run (smoke test)")
+    parser.add_argument("--redis-url", default=None, help="a Redis to use (default: embedded)")
+    parser.add_argument("--customers", type=int, default=None, help="customers per load")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (on and off each)")
+    args = parser.parse_args(argv)
+    customers = args.customers or (300 if args.quick else 2_000)
+    rounds = args.rounds or (1 if args.quick else 3)
+    with redis_server(args.redis_url) as url, sandbox_process() as sandbox:
+        report = {"machine": machine_info(), **measure_trace(sandbox, url, customers, rounds)}
+    if args.json:
+        print_json(report)
+        return 0
+    console = Console()
+    console.print(
+        f"trace on ÷ off, single-record initial load of {customers:,} customers: "
+        f"{report['ratio']:.3f} (goal ≥ {GOAL}: {'holds' if report['holds'] else 'MISSED'}); "
+        f"rounds {report['round_ratios']}, on {report['on_records_per_s']} records/s, "
+        f"off {report['off_records_per_s']} records/s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
