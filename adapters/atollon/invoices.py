@@ -22,8 +22,8 @@ from typing import Any
 from pydantic import Field, TypeAdapter, model_validator
 
 from adapters._http import decode_json
+from adapters.atollon._base import Amount, ExternalId, _Input, _Read
 from adapters.atollon.client import AtollonClient
-from adapters.atollon.models import Amount, ExternalId, _Input, _Read
 
 #: the most invoices one ``GET invoice-issued`` page asks for
 INVOICE_PAGE_SIZE = 200

@@ -11,130 +11,85 @@ strings, since its own examples mix ``"id": "123"`` and ``"id": 723387101``.
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Sequence
-from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    model_validator,
+from pydantic import Field, model_validator
+
+from adapters.atollon._base import (
+    Amount,
+    BillingStatus,
+    BillingType,
+    ExternalId,
+    MinuteDateTime,
+    _Read,
+    _ReadList,
+    _Stated,
+    external_id_for,
+    parse_datetime,
+)
+from adapters.atollon.billing import (
+    AtollonActivity,
+    AtollonBillingActivity,
+    AtollonBillingItem,
+    AtollonBillingItemStatus,
+    AtollonBillingUpdate,
+    AtollonCompanyName,
+    AtollonContactRef,
+    AtollonDocument,
+    AtollonFolderRef,
+    AtollonInvoiceStatus,
+    AtollonPersonName,
+    AtollonProject,
+    AtollonStatusRef,
 )
 
-#: A money or quantity value: exact in Python, a JSON number on the wire (as documented).
-Amount = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
-
-#: A date-time sent in the documented ``YYYY-MM-DDTHH:MM`` form.
-MinuteDateTime = Annotated[
-    datetime,
-    PlainSerializer(lambda value: value.strftime("%Y-%m-%dT%H:%M"), return_type=str),
+__all__ = [
+    "Amount",
+    "AtollonActivity",
+    "AtollonAddress",
+    "AtollonAddressRecord",
+    "AtollonBillingActivity",
+    "AtollonBillingItem",
+    "AtollonBillingItemStatus",
+    "AtollonBillingUpdate",
+    "AtollonCompany",
+    "AtollonCompanyName",
+    "AtollonCompanyPersonRelation",
+    "AtollonCompanyRecord",
+    "AtollonCompanyRelation",
+    "AtollonContact",
+    "AtollonContactFolder",
+    "AtollonContactGroup",
+    "AtollonContactInfo",
+    "AtollonContactInfoRecord",
+    "AtollonContactInput",
+    "AtollonContactRef",
+    "AtollonContactResult",
+    "AtollonContacts",
+    "AtollonContactsRecord",
+    "AtollonDocument",
+    "AtollonFolderRef",
+    "AtollonGroupRecord",
+    "AtollonIndustry",
+    "AtollonInvoiceStatus",
+    "AtollonParentFolder",
+    "AtollonPerson",
+    "AtollonPersonName",
+    "AtollonProduct",
+    "AtollonProductInput",
+    "AtollonProductResult",
+    "AtollonProject",
+    "AtollonRelationRecord",
+    "AtollonResponsibleUser",
+    "AtollonStatusRef",
+    "BillingStatus",
+    "BillingType",
+    "ExternalId",
+    "MinuteDateTime",
+    "external_id_for",
+    "parse_datetime",
 ]
-
-
-class BillingStatus(enum.StrEnum):
-    """The documented billing states (the names are what the API exchanges)."""
-
-    SALES_ITEMS = "SalesItems"
-    PENDING = "Pending"
-    FOR_APPROVAL = "ForApproval"
-    TO_BE_INVOICED = "ToBeInvoiced"
-    BILLED = "Billed"
-    APPROVED_BY_CLIENT = "ApprovedByClient"
-    POSTPONED = "Postponed"
-    CANCELLED = "Cancelled"
-
-
-class BillingType(enum.IntEnum):
-    """The documented billing item types."""
-
-    BILLING_ITEMS = 1
-    TIME_SHEET_ITEMS = 2
-
-
-class _Input(BaseModel):
-    """A request body: unknown fields refused, names or aliases accepted."""
-
-    model_config = ConfigDict(
-        extra="forbid", validate_by_name=True, validate_by_alias=True, frozen=True
-    )
-
-    def to_json(self) -> dict[str, Any]:
-        """The documented JSON body: camelCase names, unset (None) fields left out."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
-class _Stated(_Input):
-    """A request that states a record: every field set is sent, ``None`` as ``null``.
-
-    A field left unset stays out of the body (the crawler keeps its stored value); one set
-    to ``None``, ``""`` or ``[]`` is sent so, and empties the stored value.
-    """
-
-    def to_json(self) -> dict[str, Any]:
-        """The documented JSON body: camelCase names, every field that was set."""
-        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
-
-
-class _Read(BaseModel):
-    """A response body: unknown fields kept, numeric ids read as strings."""
-
-    model_config = ConfigDict(
-        extra="allow",
-        validate_by_name=True,
-        validate_by_alias=True,
-        coerce_numbers_to_str=True,
-        frozen=True,
-    )
-
-
-class ExternalId(BaseModel):
-    """One ``{system, id}`` pair; Atollon keeps ``system`` + ``id`` unique per contact."""
-
-    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True, frozen=True)
-
-    system: str
-    id: str
-
-
-def external_id_for(ids: Sequence[ExternalId] | None, system: str) -> str | None:
-    """The id stored under ``system`` in an ``externalId`` list, or None."""
-    for entry in ids or ():
-        if entry.system == system:
-            return entry.id
-    return None
-
-
-_DATE_FORMATS = ("%d.%m.%Y",)  # what fromisoformat does not read
-
-
-def parse_datetime(value: str | None) -> datetime | None:
-    """An Atollon date-time, whichever of its forms it takes; None when absent or unreadable.
-
-    Reads keep dates as the vendor's text: its pages show ``2022-09-14T10:00``,
-    ``2023-01-25T12:47:34.678428``, ``2024-04-26`` and ``26.04.2024``, and one odd date must
-    not make a whole billing export unreadable.
-    """
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        pass
-    for form in _DATE_FORMATS:
-        try:
-            return datetime.strptime(text, form)
-        except ValueError:
-            continue
-    return None
-
-
-# --- contact ------------------------------------------------------------------------------
 
 
 class AtollonCompanyPersonRelation(_Stated):
@@ -299,15 +254,6 @@ class AtollonContactResult(_Read):
         return external_id_for(self.contact.external_id if self.contact else None, system)
 
 
-def _list_or_empty(value: Any) -> Any:
-    """A list read from Atollon: ``null`` is an empty list."""
-    return [] if value is None else value
-
-
-#: a list in an answer, where Atollon may write ``null`` for "none"
-_ReadList = BeforeValidator(_list_or_empty)
-
-
 class AtollonRelationRecord(_Read):
     """A company relation as the contact read shows it."""
 
@@ -445,163 +391,3 @@ class AtollonProduct(_Read):
     def external_id_for(self, system: str) -> str | None:
         """The id this product carries for ``system``."""
         return external_id_for(self.external_id, system)
-
-
-# --- billing ------------------------------------------------------------------------------
-
-
-class _Dated(_Read):
-    created: str | None = None
-    modified: str | None = None
-
-
-class AtollonActivity(_Dated):
-    """The service activity that holds the billing items."""
-
-    id: str
-    name: str | None = None
-    ref_id: str | None = Field(default=None, alias="refId")
-    status_name: str | None = Field(default=None, alias="statusName")
-    description: str | None = None
-
-
-class AtollonProject(_Dated):
-    """The project the activity belongs to."""
-
-    id: str
-    name: str | None = None
-    ref_id: str | None = Field(default=None, alias="refId")
-    status_name: str | None = Field(default=None, alias="statusName")
-    description: str | None = None
-
-
-class AtollonFolderRef(_Read):
-    """A folder (or customer folder) by name and reference."""
-
-    name: str | None = None
-    ref_id: str | None = Field(default=None, alias="refId")
-
-
-class AtollonPersonName(_Read):
-    """A person as the billing export shows it."""
-
-    first_name: str | None = Field(default=None, alias="firstName")
-    last_name: str | None = Field(default=None, alias="lastName")
-
-
-class AtollonCompanyName(_Read):
-    """A company as the billing export shows it."""
-
-    company_name: str | None = Field(default=None, alias="companyName")
-
-
-class AtollonContactRef(_Read):
-    """A contact as the billing export shows it; ``external_id_for`` finds our key."""
-
-    person: AtollonPersonName | None = None
-    company: AtollonCompanyName | None = None
-    external_id: list[ExternalId] = Field(default_factory=list, alias="externalId")
-    reg_no: str | None = Field(default=None, alias="regNo")
-    vat_no: str | None = Field(default=None, alias="vatNo")
-
-    def external_id_for(self, system: str) -> str | None:
-        """The id this contact carries for ``system``."""
-        return external_id_for(self.external_id, system)
-
-
-class AtollonBillingItem(_Read):
-    """One billing item of an activity."""
-
-    id: str
-    product_name: str | None = Field(default=None, alias="productName")
-    product_refid: str | None = Field(default=None, alias="productRefid")
-    name: str | None = None
-    description: str | None = None
-    quantity: Decimal | None = None
-    unit_price: Decimal | None = Field(default=None, alias="unitPrice")
-    vat_value: Decimal | None = Field(default=None, alias="vatValue")
-    currency: str | None = None
-    billing_date: str | None = Field(default=None, alias="billingDate")
-    billing_status: str | None = Field(default=None, alias="billingStatus")
-    billing_type: int | None = Field(default=None, alias="billingType")
-    product_external_id: list[ExternalId] = Field(default_factory=list, alias="productExternalId")
-
-    @property
-    def billing_datetime(self) -> datetime | None:
-        """``billing_date`` as a date-time (None when absent or unreadable)."""
-        return parse_datetime(self.billing_date)
-
-    def product_external_id_for(self, system: str) -> str | None:
-        """The product's id for ``system`` (our ERP product key, when it came from us)."""
-        return external_id_for(self.product_external_id, system)
-
-
-class AtollonDocument(_Read):
-    """A document attached to the activity (fetch it with ``download_document``)."""
-
-    id: str
-    name: str | None = None
-
-
-class AtollonBillingActivity(_Read):
-    """One activity of ``GET crawler/billing``, with the billing items in the asked status."""
-
-    activity: AtollonActivity
-    project: AtollonProject | None = None
-    folder: AtollonFolderRef | None = None
-    contact: AtollonContactRef | None = None
-    customer: AtollonFolderRef | None = None
-    customer_contact: AtollonContactRef | None = Field(default=None, alias="customerContact")
-    billing_items: list[AtollonBillingItem] = Field(default_factory=list, alias="billingItems")
-    documents: list[AtollonDocument] = Field(default_factory=list)
-
-
-class AtollonStatusRef(_Input):
-    """An activity or project to update: its id and, optionally, a new custom status name."""
-
-    id: str
-    status_name: str | None = Field(default=None, alias="statusName")
-
-
-class AtollonBillingItemStatus(_Input):
-    """A billing item's new status."""
-
-    id: str
-    billing_status: str = Field(alias="billingStatus")
-
-
-class AtollonBillingUpdate(_Input):
-    """One element of ``PUT crawler/billing``: new statuses for an activity's items."""
-
-    activity: AtollonStatusRef
-    project: AtollonStatusRef | None = None
-    billing_items: list[AtollonBillingItemStatus] = Field(alias="billingItems")
-
-    @classmethod
-    def mark(
-        cls,
-        activity_id: str,
-        item_ids: Sequence[str],
-        status: str = BillingStatus.BILLED,
-    ) -> AtollonBillingUpdate:
-        """Set ``status`` (Billed by default) on the given items of one activity."""
-        return cls(
-            activity=AtollonStatusRef(id=activity_id),
-            billing_items=[
-                AtollonBillingItemStatus(id=item, billing_status=str(status)) for item in item_ids
-            ],
-        )
-
-
-# --- invoice statuses ---------------------------------------------------------------------
-
-
-class AtollonInvoiceStatus(_Read):
-    """One invoice state of ``GET crawler/invoice_status``."""
-
-    state_id: str = Field(alias="stateId")
-    name: str
-    priority: int | None = None
-    enabled: int | None = None
-    acl: str | None = None
-    tree_handle: str | None = Field(default=None, alias="treeHandle")
