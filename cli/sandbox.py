@@ -10,8 +10,10 @@ import typer
 from rich.table import Table
 
 from cli._config import write_sandbox_config
-from cli._output import console, print_json
+from cli._output import console, err_console, print_json
 from simulators._sandbox import SeedRequest
+from simulators.handmade import HandmadeRequest
+from simulators.handmade import generate as generate_handmade
 from simulators.server import CREDENTIALS, SandboxEndpoint, serve_forever
 
 
@@ -41,6 +43,25 @@ def sandbox(
         int | None, typer.Option(help="Atollon activities to invoice (default up to 50)")
     ] = None,
     random_seed: Annotated[int, typer.Option(help="seed of the data generator")] = 42,
+    handmade: Annotated[
+        int,
+        typer.Option(
+            "--handmade",
+            min=0,
+            help="with --seed: N companies typed in by hand in Propeller, HIPE and Atollon "
+            "(no external id of ours), each matching one ERP customer by tax number, e-mail "
+            "or a differently written name (README: Going live)",
+        ),
+    ] = 0,
+    handmade_ambiguous: Annotated[
+        int | None,
+        typer.Option(
+            "--handmade-ambiguous",
+            min=0,
+            help="ambiguous hand-made cases besides (default N/15): two records for one "
+            "customer, one record for two customers",
+        ),
+    ] = None,
     propeller_bulk: Annotated[
         PropellerBulk,
         typer.Option(
@@ -74,6 +95,23 @@ def sandbox(
         else None
     )
 
+    handmade_request = None
+    if handmade or handmade_ambiguous:
+        if seed is None:
+            err_console.print("[red]erpsync sandbox: --handmade needs --seed[/]")
+            raise typer.Exit(2)
+        handmade_request = HandmadeRequest(
+            customers=max(seed, 1),
+            random_seed=random_seed,
+            matches=handmade,
+            ambiguous=handmade // 15 if handmade_ambiguous is None else handmade_ambiguous,
+        )
+        try:
+            generate_handmade(handmade_request)
+        except ValueError as exc:
+            err_console.print(f"[red]erpsync sandbox: {exc}[/]", highlight=False)
+            raise typer.Exit(2) from None
+
     def started(endpoints: dict[str, SandboxEndpoint]) -> None:
         listing = {
             name: {"url": ep.api_url, "control": ep.url + "/_sandbox", **CREDENTIALS[name]}
@@ -90,12 +128,15 @@ def sandbox(
             creds = ", ".join(f"{k}={v}" for k, v in CREDENTIALS[name].items())
             table.add_row(name, str(info["url"]), creds)
         console.print(table)
-        console.print("Control surface: <url>/_sandbox/{faults,stats,records/<entity>,reset,seed}")
+        console.print(
+            "Control surface: <url>/_sandbox/{faults,stats,records/<entity>,reset,seed,handmade}"
+        )
 
     serve_forever(
         host=host,
         port_base=port_base,
         seed=seed_request,
+        handmade=handmade_request,
         on_started=started,
         propeller_bulk=propeller_bulk.value,
     )

@@ -40,6 +40,7 @@ from erpsync.flows import (
     source_fields_problems,
 )
 from erpsync.mapping import target_mapping
+from erpsync.matching import match_rules, rules_problems
 from erpsync.redaction import register_secrets
 
 CONFIG_ENV = "ERPSYNC_CONFIG"
@@ -222,12 +223,22 @@ class FlowSettings(_Model):
         default_factory=dict,
         description="per target: fields and custom_fields it honours (erpsync doctor shows them)",
     )
+    # ordered match rules (erpsync.matching): one list for every target, or a table per target
+    match: list[str] | dict[str, list[str]] = Field(
+        default_factory=list,
+        description="rules that adopt target records without our external id "
+        '(tax_number, email, name), e.g. ["tax_number", "email", "name"]; per target: a table',
+    )
     poll_interval_s: float = Field(default=30.0, gt=0, description="seconds between polls")
     reconcile_interval_s: float | None = Field(
         default=None,
         gt=0,
         description="seconds between periodic reconciles run by the producer (off when unset)",
     )
+
+    def match_rules(self) -> dict[str, tuple[str, ...]]:
+        """Per target, the ordered match rules (targets without rules left out)."""
+        return match_rules(self.match, list(self.targets))
 
 
 class WorkerSettings(_Model):
@@ -352,6 +363,7 @@ class Settings(BaseSettings):
                     configured=configured,
                 )
             )
+            problems.extend(rules_problems(name, flow.entity, list(flow.targets), flow.match))
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -10,6 +10,9 @@ Every simulator app answers, besides its vendor API:
   represents it.
 * ``POST /_sandbox/reset``: empty state, no faults, zero stats.
 * ``POST /_sandbox/seed``: load the deterministic seed data set (:mod:`simulators.seed`).
+* ``POST /_sandbox/handmade``: add hand-made companies without erpsync's external id
+  (:mod:`simulators.handmade`; Propeller, HIPE and Atollon), answering what each was made
+  to match.
 * a simulator's own control routes (:meth:`Simulator.control_routes`), e.g. the ERP's
   ``POST /_sandbox/invoices/{NoFacture}/payment``.
 
@@ -48,6 +51,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from simulators.handmade import Handmade, HandmadeRequest
+from simulators.handmade import generate as generate_handmade
 
 _log = logging.getLogger("simulators")
 
@@ -146,6 +152,10 @@ class Simulator:
     def reset(self) -> None:
         """Forget every record."""
         raise NotImplementedError
+
+    def load_handmade(self, companies: Sequence[Handmade]) -> int | None:
+        """Store hand-made companies as people typed them (None: this system holds none)."""
+        return None
 
     def seed(self, request: SeedRequest) -> dict[str, int]:
         """Load this simulator's part of the seed data set; returns counts per entity."""
@@ -483,6 +493,26 @@ def build_app(simulator: Simulator) -> Starlette:
             counts = simulator.seed(params)
         return JSONResponse({"seeded": counts})
 
+    async def handmade(request: Request) -> Response:
+        raw = await request.body()
+        try:
+            params = HandmadeRequest.model_validate_json(raw or b"{}")
+            companies = generate_handmade(params)
+        except ValidationError as exc:
+            return JSONResponse(
+                {"error": "invalid handmade request", "details": exc.errors(include_url=False)},
+                status_code=400,
+            )
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        with simulator.lock:
+            loaded = simulator.load_handmade(companies)
+        if loaded is None:
+            return JSONResponse(
+                {"error": f"{simulator.name} holds no hand-made companies"}, status_code=404
+            )
+        return JSONResponse({"loaded": loaded, "manifest": [c.as_dict() for c in companies]})
+
     control = [
         Route(f"{SANDBOX_PREFIX}/faults", set_faults, methods=["POST"]),
         Route(f"{SANDBOX_PREFIX}/faults", get_faults, methods=["GET"]),
@@ -492,6 +522,7 @@ def build_app(simulator: Simulator) -> Starlette:
         Route(f"{SANDBOX_PREFIX}/records/{{entity}}", records, methods=["GET"]),
         Route(f"{SANDBOX_PREFIX}/reset", reset, methods=["POST"]),
         Route(f"{SANDBOX_PREFIX}/seed", seed, methods=["POST"]),
+        Route(f"{SANDBOX_PREFIX}/handmade", handmade, methods=["POST"]),
         *simulator.control_routes(),
     ]
 

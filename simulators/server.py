@@ -20,6 +20,8 @@ import uvicorn
 from starlette.applications import Starlette
 
 from simulators._sandbox import SeedRequest, Simulator, _DropError, build_app
+from simulators.handmade import HandmadeRequest
+from simulators.handmade import generate as generate_handmade
 
 SYSTEMS: tuple[str, ...] = ("onlineerp", "propeller", "hipe", "atollon")
 
@@ -107,6 +109,8 @@ class RunningSandbox:
     host: str = "127.0.0.1"
     port_base: int = 0
     seed: SeedRequest | None = None
+    #: hand-made companies loaded into every target after the seed (simulators.handmade)
+    handmade: HandmadeRequest | None = None
     log_level: str = "warning"
     simulators: dict[str, Simulator] = field(default_factory=make_simulators)
     endpoints: dict[str, SandboxEndpoint] = field(default_factory=dict)
@@ -117,6 +121,7 @@ class RunningSandbox:
 
     def start(self) -> RunningSandbox:
         logging.getLogger("uvicorn.error").addFilter(_DropFilter())
+        handmade = generate_handmade(self.handmade) if self.handmade is not None else []
         for system in self.simulators:
             offset = SYSTEMS.index(system) if system in SYSTEMS else len(SYSTEMS)
             port = self.port_base + offset if self.port_base else 0
@@ -127,6 +132,8 @@ class RunningSandbox:
             self.apps[system] = app
             if self.seed is not None:
                 self.simulators[system].seed(self.seed)
+            if handmade:
+                self.simulators[system].load_handmade(handmade)
             config = uvicorn.Config(
                 app,
                 log_level=self.log_level,
@@ -183,6 +190,7 @@ def serve_forever(
     host: str = "127.0.0.1",
     port_base: int = 8800,
     seed: SeedRequest | None = None,
+    handmade: HandmadeRequest | None = None,
     on_started: Callable[[dict[str, SandboxEndpoint]], None] | None = None,
     log_level: str = "warning",
     propeller_bulk: str = "guide",
@@ -192,6 +200,7 @@ def serve_forever(
         host=host,
         port_base=port_base,
         seed=seed,
+        handmade=handmade,
         log_level=log_level,
         simulators=make_simulators(propeller_bulk=propeller_bulk),
     )

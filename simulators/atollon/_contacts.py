@@ -506,6 +506,11 @@ class ContactStore:
             return self.folders[folder_id]
         return None
 
+    def add_handmade(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A contact typed in Atollon's interface: always a new one, even when a contact
+        of that name exists (people make such twins; the crawler would find the first)."""
+        return self._apply(self.parse(body), None, None, None, [])
+
     def upsert(self, body: Any) -> dict[str, Any]:
         """``POST /crab/crawler/contact``: create or update one contact."""
         request = self.parse(require_object(body, "the request body"))

@@ -8,7 +8,7 @@ not JSON **400**, an unknown instance **403** (docs/sandbox-conventions.md).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from starlette.datastructures import QueryParams
@@ -24,6 +24,7 @@ from simulators.atollon._orders import OrderStore
 from simulators.atollon._products import ProductStore
 from simulators.atollon._request import FailError, IdSequence, fail_body, parse_json
 from simulators.atollon._work import WorkStore
+from simulators.handmade import Handmade
 
 INSTANCE = "sandbox"
 ROOT = "/crab/crawler"
@@ -232,6 +233,17 @@ class AtollonSimulator(Simulator):
             self.invoices.reset()
             self.ids.reset()
             self.orders.reset()
+
+    def load_handmade(self, companies: Sequence[Handmade]) -> int:
+        """Company contacts typed in Atollon: no external id of any system."""
+        for made in companies:
+            body: dict[str, Any] = {"company": {"companyName": made.name}}
+            if made.email is not None:
+                body["contacts"] = {"email": [{"contact": made.email}]}
+            if made.tax_number is not None:
+                body["vatNo"] = made.tax_number
+            self.contacts.add_handmade(body)
+        return len(companies)
 
     def seed(self, request: SeedRequest) -> dict[str, int]:
         """Replace the billing activities with the seed's (ERP customers and products are

@@ -27,7 +27,7 @@ import math
 import queue
 import threading
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
@@ -39,6 +39,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from simulators._sandbox import Simulator, VendorError
+from simulators.handmade import Handmade
 from simulators.hipe import _imports
 from simulators.hipe._fields import (
     COMPANY_DTO,
@@ -196,6 +197,17 @@ class HipeSimulator(Simulator):
         """Stop holding imports; a waiting one goes on at once."""
         self._holding = False
         self._steps.release()
+
+    def load_handmade(self, companies: Sequence[Handmade]) -> int:
+        """Companies created in HIPE's interface: no ``externalId``."""
+        for made in companies:
+            values = {"name": made.name, "email": made.email, "vat": made.tax_number}
+            self.companies.put(
+                _imports.new_company(
+                    values, company_id=self._take_id("company"), now=self._timestamp()
+                )
+            )
+        return len(companies)
 
     # -- plumbing -------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import binascii
 import json
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import unquote
 
@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from simulators._sandbox import SeedRequest, Simulator, VendorError
+from simulators.handmade import Handmade
 from simulators.propeller.errors import PropellerError, http_error, injected_error
 from simulators.propeller.schema import (
     BULK_MODES,
@@ -390,6 +391,17 @@ class PropellerSimulator(Simulator):
         """Forget every company and address; issued tokens stay valid (they are not records)."""
         with self.lock:
             self.store.clear()
+
+    def load_handmade(self, companies: Sequence[Handmade]) -> int:
+        """Companies created in the backoffice: no ``sourceId``, no ``source``."""
+        for made in companies:
+            body: dict[str, Any] = {"name": made.name}
+            if made.email is not None:
+                body["email"] = made.email
+            if made.tax_number is not None:
+                body["taxNumber"] = made.tax_number
+            self.store.create(parse_create(body))
+        return len(companies)
 
     def seed(self, request: SeedRequest) -> dict[str, int]:
         """Nothing: Propeller is a target, filled by the sync."""
