@@ -180,7 +180,11 @@ class HipeSink:
     def apply(self, event: ChangeEvent, context: ApplyContext) -> ApplyResult:
         existing = self._existing(event.key, context)
         if event.operation == "delete" or not event.payload.get("active", True):
+            if existing is None and event.operation == "upsert":
+                return self._create_archived(event, context)
             if existing is None:
+                # gone from the source before HIPE ever had it: a deletion carries no
+                # fields to create the company with, and nothing is there to archive
                 return ApplyResult("deleted", deleted=True)
             try:
                 if event.operation == "upsert":
@@ -198,8 +202,8 @@ class HipeSink:
         parent_id = None
         if context.parent is not None:
             if not context.parent.target_id:
-                # The parent's ledger names no HIPE company (it was deactivated before it
-                # was ever created here): HIPE links by id, so the child waits for it.
+                # The parent's ledger names no HIPE company (it was deleted in the source
+                # before it was ever created here): HIPE links by id, so the child waits.
                 raise missing_parent(event, self.target)
             parent_id = int(context.parent.target_id)
         body = self.company_input(event, parent_id)
@@ -215,6 +219,24 @@ class HipeSink:
             action = "unarchived"
         updated = self.client.update_company(existing.id, body)
         return ApplyResult(action, target_id=str(updated.id))  # type: ignore[arg-type]
+
+    def _create_archived(self, event: ChangeEvent, context: ApplyContext) -> ApplyResult:
+        """An inactive record HIPE does not have yet: created with its fields, then archived.
+
+        HIPE mirrors every ERP customer, inactive ones as archived companies. Recording the
+        deactivation without a write would also make the record's earlier changes stale:
+        a creation still waiting (for its parent, a retry) would be skipped when it comes
+        back, and HIPE would never get the company. Like a creation, it waits for its
+        parent (HIPE links by id; nothing later would attach it).
+        """
+        known, parent_id = self._parent_if_known(event, context)
+        if not known:
+            raise missing_parent(event, self.target)
+        body = self.company_input(event, parent_id)
+        with context.create_in_doubt(self.create_window_s):
+            created = self.client.create_company(body)
+        self.client.archive_company(created.id)
+        return ApplyResult("archived", target_id=str(created.id), deleted=True)
 
     # -- views for reconcile -------------------------------------------------------------
     def expected(self, entity: str, payload: Mapping[str, Any]) -> View:
