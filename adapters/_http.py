@@ -130,126 +130,75 @@ TLS_HINT = (
 )
 
 
+_T, _P, _A = ErrorClass.TRANSIENT, ErrorClass.PERMANENT, ErrorClass.AUTH
+
+#: (match, meaning, class, hint) of the statuses and transport failures every vendor shares.
+_GENERIC_ROWS: tuple[tuple[str, str, ErrorClass, str], ...] = (
+    (
+        "http-400",
+        "Bad Request",
+        _P,
+        "the target refused the data; fix the record or mapping, then replay",
+    ),
+    ("http-401", "Unauthorized", _A, "credentials refused: check the secret in the configuration"),
+    ("http-403", "Forbidden", _A, "the credentials lack a permission: check the API user's rights"),
+    (
+        "http-404",
+        "Not Found",
+        _P,
+        "the resource or endpoint does not exist: check base_url and ids",
+    ),
+    ("http-408", "Request Timeout", _T, "the target timed out; retried automatically"),
+    ("http-409", "Conflict", _P, "the target reports a conflict; inspect the record, then replay"),
+    ("http-413", "Payload Too Large", _P, "lower the batch size or the record's size"),
+    (
+        "http-422",
+        "Unprocessable Entity",
+        _P,
+        "the target refused the data; fix the record or mapping, then replay",
+    ),
+    (
+        "http-429",
+        "Too Many Requests",
+        _T,
+        "rate limited; retried after Retry-After. Lower rate_limit_per_s if frequent",
+    ),
+    ("http-500", "Internal Server Error", _T, "the target failed; retried automatically"),
+    ("http-502", "Bad Gateway", _T, "a gateway failed; retried automatically"),
+    ("http-503", "Service Unavailable", _T, "the target is unavailable; retried automatically"),
+    ("http-504", "Gateway Timeout", _T, "a gateway timed out; retried automatically"),
+    ("exception:Timeout", "timeout", _T, "no answer in timeout_s; retried automatically"),
+    (
+        "exception:ConnectError",
+        "connection refused",
+        _T,
+        "the target cannot be reached; check base_url and the network",
+    ),
+    ("exception:TLSVerify", "TLS verification failed", _A, TLS_HINT.format(host="the server")),
+    (
+        "exception:RemoteProtocolError",
+        "connection dropped",
+        _T,
+        "the target closed the connection; retried automatically",
+    ),
+    (
+        "exception:InvalidResponse",
+        "invalid response",
+        _T,
+        "the answer was not the JSON expected (HTML page, truncated body); retried",
+    ),
+    (
+        "exception:ResponseTooLarge",
+        "response too large",
+        _P,
+        "the answer exceeded the size limit: check base_url (a proxy?) and the page size",
+    ),
+)
+
+
 def generic_rules(system: str) -> list[ErrorRule]:
     """What HTTP statuses and transport failures mean when the vendor says nothing more."""
-    t, p, a = ErrorClass.TRANSIENT, ErrorClass.PERMANENT, ErrorClass.AUTH
-    return [
-        ErrorRule(
-            system,
-            "http-400",
-            "Bad Request",
-            p,
-            "the target refused the data; fix the record or mapping, then replay",
-        ),
-        ErrorRule(
-            system,
-            "http-401",
-            "Unauthorized",
-            a,
-            "credentials refused: check the secret in the configuration",
-        ),
-        ErrorRule(
-            system,
-            "http-403",
-            "Forbidden",
-            a,
-            "the credentials lack a permission: check the API user's rights",
-        ),
-        ErrorRule(
-            system,
-            "http-404",
-            "Not Found",
-            p,
-            "the resource or endpoint does not exist: check base_url and ids",
-        ),
-        ErrorRule(
-            system, "http-408", "Request Timeout", t, "the target timed out; retried automatically"
-        ),
-        ErrorRule(
-            system,
-            "http-409",
-            "Conflict",
-            p,
-            "the target reports a conflict; inspect the record, then replay",
-        ),
-        ErrorRule(
-            system, "http-413", "Payload Too Large", p, "lower the batch size or the record's size"
-        ),
-        ErrorRule(
-            system,
-            "http-422",
-            "Unprocessable Entity",
-            p,
-            "the target refused the data; fix the record or mapping, then replay",
-        ),
-        ErrorRule(
-            system,
-            "http-429",
-            "Too Many Requests",
-            t,
-            "rate limited; retried after Retry-After. Lower rate_limit_per_s if frequent",
-        ),
-        ErrorRule(
-            system,
-            "http-500",
-            "Internal Server Error",
-            t,
-            "the target failed; retried automatically",
-        ),
-        ErrorRule(system, "http-502", "Bad Gateway", t, "a gateway failed; retried automatically"),
-        ErrorRule(
-            system,
-            "http-503",
-            "Service Unavailable",
-            t,
-            "the target is unavailable; retried automatically",
-        ),
-        ErrorRule(
-            system, "http-504", "Gateway Timeout", t, "a gateway timed out; retried automatically"
-        ),
-        ErrorRule(
-            system,
-            "exception:Timeout",
-            "timeout",
-            t,
-            "no answer in timeout_s; retried automatically",
-        ),
-        ErrorRule(
-            system,
-            "exception:ConnectError",
-            "connection refused",
-            t,
-            "the target cannot be reached; check base_url and the network",
-        ),
-        ErrorRule(
-            system,
-            "exception:TLSVerify",
-            "TLS verification failed",
-            a,
-            TLS_HINT.format(host="the server"),
-        ),
-        ErrorRule(
-            system,
-            "exception:RemoteProtocolError",
-            "connection dropped",
-            t,
-            "the target closed the connection; retried automatically",
-        ),
-        ErrorRule(
-            system,
-            "exception:InvalidResponse",
-            "invalid response",
-            t,
-            "the answer was not the JSON expected (HTML page, truncated body); retried",
-        ),
-        ErrorRule(
-            system,
-            "exception:ResponseTooLarge",
-            "response too large",
-            p,
-            "the answer exceeded the size limit: check base_url (a proxy?) and the page size",
-        ),
-    ]
+    return [ErrorRule(system, *row) for row in _GENERIC_ROWS]
 
 
 @dataclass
