@@ -108,6 +108,19 @@ class Edit:
     arrived: dict[str, bool] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _ErpEdits:
+    """The customers the demo edits in the ERP, and the new names it gives."""
+
+    first_key: str
+    renamed_key: str
+    renamed: str
+    leaf: str
+    root: str
+    new_key: str
+    new_name: str
+
+
 @dataclass
 class Demo:
     """One run of the demo; everything it starts is stopped by :meth:`close`."""
@@ -301,15 +314,64 @@ class Demo:
 
     # -- edits ------------------------------------------------------------------------
     def make_edits(self) -> list[Edit]:
+        """Edit the ERP (rename, deactivate, add a child) and Atollon; how to see each arrive."""
+        erp = self._edit_erp()
+        activity_id = self._add_billable_activity(erp.first_key)
+        paid, cancelled = self._settle_invoices()
+        named = self._named
+        return [
+            Edit(
+                f"rename {erp.renamed_key} to {erp.renamed!r}",
+                {
+                    "propeller": named("propeller", "companies", erp.renamed_key, erp.renamed),
+                    "hipe": named("hipe", "companies", erp.renamed_key, erp.renamed),
+                    "atollon": named("atollon", "contacts", erp.renamed_key, erp.renamed),
+                },
+            ),
+            Edit(
+                f"deactivate {erp.leaf}",
+                {"propeller": self._marked_inactive(erp.leaf), "hipe": self._archived(erp.leaf)},
+            ),
+            Edit(
+                f"new child company {erp.new_key} under {erp.root}",
+                {
+                    "propeller": named("propeller", "companies", erp.new_key, erp.new_name),
+                    "hipe": named("hipe", "companies", erp.new_key, erp.new_name),
+                    "atollon": named("atollon", "contacts", erp.new_key, erp.new_name),
+                },
+            ),
+            Edit(
+                f"new billable activity {activity_id} in Atollon",
+                {"onlineerp": self._invoiced(activity_id), "atollon": self._recorded(activity_id)},
+            ),
+            *(
+                Edit(f"invoice {n} paid in the ERP", {"atollon": self._invoice_state(n, "Paid")})
+                for n in paid
+            ),
+            *(
+                Edit(
+                    f"invoice {n} cancelled in the ERP",
+                    {"atollon": self._invoice_state(n, "Cancelled")},
+                )
+                for n in cancelled
+            ),
+        ]
+
+    def _edit_erp(self) -> _ErpEdits:
+        """Rename a customer, deactivate a leaf, add a child under a root, in the ERP."""
         customers = {c["NoClient"]: c for c in self.records_of("onlineerp", "Customer")}
         parents = {c["NoClientParent"] for c in customers.values() if c["NoClientParent"]}
         keys = sorted(customers)
         renamed_key = keys[len(keys) // 3]
-        leaf = next(k for k in reversed(keys) if k not in parents and customers[k]["EstActif"])
-        root = next(k for k in keys if customers[k]["NoClientParent"] is None)
-        new_key = f"C9{random.randrange(10**5):05d}"
-        new_name = "Demo — Nouvelle Filiale & Cie"
-        renamed = f"{customers[renamed_key]['NomClient']} (renamed)"
+        edits = _ErpEdits(
+            first_key=keys[0],
+            renamed_key=renamed_key,
+            renamed=f"{customers[renamed_key]['NomClient']} (renamed)",
+            leaf=next(k for k in reversed(keys) if k not in parents and customers[k]["EstActif"]),
+            root=next(k for k in keys if customers[k]["NoClientParent"] is None),
+            new_key=f"C9{random.randrange(10**5):05d}",
+            new_name="Demo — Nouvelle Filiale & Cie",
+        )
         erp = CREDENTIALS["onlineerp"]
         with httpx.Client(
             base_url=self.sandbox.endpoints["onlineerp"].api_url,
@@ -318,18 +380,23 @@ class Demo:
             timeout=30,
         ) as client:
             client.put(
-                f"/Entity/Customer/{renamed_key}", json={"NomClient": renamed}
+                f"/Entity/Customer/{renamed_key}", json={"NomClient": edits.renamed}
             ).raise_for_status()
-            client.put(f"/Entity/Customer/{leaf}", json={"EstActif": False}).raise_for_status()
+            client.put(
+                f"/Entity/Customer/{edits.leaf}", json={"EstActif": False}
+            ).raise_for_status()
             client.post(
                 "/Entity/Customer",
                 json={
-                    "NoClient": new_key, "NomClient": new_name, "NoClientParent": root,
-                    "Courriel": "demo@exemple.qc.ca", "EstActif": True,
+                    "NoClient": edits.new_key, "NomClient": edits.new_name,
+                    "NoClientParent": edits.root, "Courriel": "demo@exemple.qc.ca",
+                    "EstActif": True,
                 },
             ).raise_for_status()  # fmt: skip
-        activity_id = self._add_billable_activity(keys[0])
-        # An ERP user records a payment of the first invoice and cancels the last one.
+        return edits
+
+    def _settle_invoices(self) -> tuple[list[str], list[str]]:
+        """An ERP user records a payment of the first invoice and cancels the last one."""
         numbers = sorted(i["NoFacture"] for i in self.records_of("onlineerp", "CustomerInvoice"))
         paid = numbers[:1]
         cancelled = numbers[-1:] if len(numbers) > 1 else []
@@ -338,79 +405,48 @@ class Demo:
                 control.post(f"/_sandbox/invoices/{number}/payment").raise_for_status()
             for number in cancelled:
                 control.post(f"/_sandbox/invoices/{number}/cancel").raise_for_status()
+        return paid, cancelled
 
-        def atollon_state(number: str, state: str) -> Callable[[], bool]:
-            return lambda: any(
-                str(i.get("invoiceNumber")) == number and i.get("stateName") == state
-                for i in self.records_of("atollon", "invoices")
-            )
+    # -- what shows that an edit arrived ------------------------------------------------
+    def _invoice_state(self, number: str, state: str) -> Callable[[], bool]:
+        return lambda: any(
+            str(i.get("invoiceNumber")) == number and i.get("stateName") == state
+            for i in self.records_of("atollon", "invoices")
+        )
 
-        def named(system: str, entity: str, key: str, name: str) -> Callable[[], bool]:
-            return lambda: any(
-                self._key_of(system, r) == key and self._name_of(system, r) == name
-                for r in self.records_of(system, entity)
-            )
+    def _named(self, system: str, entity: str, key: str, name: str) -> Callable[[], bool]:
+        return lambda: any(
+            self._key_of(system, r) == key and self._name_of(system, r) == name
+            for r in self.records_of(system, entity)
+        )
 
+    def _archived(self, key: str) -> Callable[[], bool]:
         def archived() -> bool:
-            hipe = [r for r in self.records_of("hipe", "companies") if r.get("externalId") == leaf]
+            hipe = [r for r in self.records_of("hipe", "companies") if r.get("externalId") == key]
             return bool(hipe) and all(r.get("archived") for r in hipe)
 
+        return archived
+
+    def _marked_inactive(self, key: str) -> Callable[[], bool]:
         propeller = self.settings.systems.propeller
         marker = propeller.inactive_attribute if propeller is not None else "ERPSYNC_INACTIVE"
+        return lambda: any(
+            self._key_of("propeller", c) == key
+            and {"name": marker, "value": "Y"} in (c.get("attributes") or [])
+            for c in self.records_of("propeller", "companies")
+        )
 
-        def marked_inactive() -> bool:
-            return any(
-                self._key_of("propeller", c) == leaf
-                and {"name": marker, "value": "Y"} in (c.get("attributes") or [])
-                for c in self.records_of("propeller", "companies")
-            )
+    def _invoiced(self, activity_id: str) -> Callable[[], bool]:
+        return lambda: any(
+            activity_id in str(i.get("Facture", {}).get("Référence", ""))
+            for i in self.records_of("onlineerp", "CustomerInvoice")
+        )
 
-        def invoiced() -> bool:
-            return any(
-                activity_id in str(i.get("Facture", {}).get("Référence", ""))
-                for i in self.records_of("onlineerp", "CustomerInvoice")
-            )
-
-        def recorded() -> bool:
-            return any(
-                activity_id in str(i.get("externalReferenceNumber", ""))
-                for i in self.records_of("atollon", "invoices")
-            )
-
-        return [
-            Edit(
-                f"rename {renamed_key} to {renamed!r}",
-                {
-                    "propeller": named("propeller", "companies", renamed_key, renamed),
-                    "hipe": named("hipe", "companies", renamed_key, renamed),
-                    "atollon": named("atollon", "contacts", renamed_key, renamed),
-                },
-            ),
-            Edit(f"deactivate {leaf}", {"propeller": marked_inactive, "hipe": archived}),
-            Edit(
-                f"new child company {new_key} under {root}",
-                {
-                    "propeller": named("propeller", "companies", new_key, new_name),
-                    "hipe": named("hipe", "companies", new_key, new_name),
-                    "atollon": named("atollon", "contacts", new_key, new_name),
-                },
-            ),
-            Edit(
-                f"new billable activity {activity_id} in Atollon",
-                {"onlineerp": invoiced, "atollon": recorded},
-            ),
-            *(
-                Edit(f"invoice {n} paid in the ERP", {"atollon": atollon_state(n, "Paid")})
-                for n in paid
-            ),
-            *(
-                Edit(
-                    f"invoice {n} cancelled in the ERP",
-                    {"atollon": atollon_state(n, "Cancelled")},
-                )
-                for n in cancelled
-            ),
-        ]
+    def _recorded(self, activity_id: str) -> Callable[[], bool]:
+        return lambda: any(
+            activity_id in str(i.get("externalReferenceNumber", ""))
+            for i in self.records_of("atollon", "invoices")
+        )
 
     def _add_billable_activity(self, customer_key: str) -> str:
         data = seed_data.generate(self.records, max(10, self.records // 5), 0)
@@ -501,6 +537,36 @@ def _summary_table(summary: dict[str, Any]) -> Table:
     return table
 
 
+def _print_summary(run: Demo, summary: dict[str, Any], edits: list[Edit], *, quiet: bool) -> None:
+    """The human summary: each edit's arrival per target, the table, invoices, the verdict."""
+    if quiet:
+        console.print(run.progress("done"))
+    for edit in edits:
+        marks = " ".join(f"{t} {'✓' if ok else '✗'}" for t, ok in edit.arrived.items())
+        console.print(f"  {edit.description}: {marks}", highlight=False)
+    console.print(_summary_table(summary))
+    i = summary["invoices"]
+    console.print(
+        f"invoices: {i['issued']} issued in the ERP, {i['recorded_in_atollon']} "
+        f"recorded in Atollon, {i['paid']} paid, {i['cancelled']} cancelled",
+        highlight=False,
+    )
+    state = "converged" if summary["converged"] and summary["edits_arrived"] else "DID NOT converge"
+    console.print(f"{state} in {summary['seconds']} s")
+
+
+def _stay_up(run: Demo, say: Callable[[str], None]) -> None:
+    """``--keep-running``: name the endpoints, then keep polling until Ctrl-C."""
+    say("Still running (Ctrl-C to stop):")
+    for name, endpoint in run.sandbox.endpoints.items():
+        say(f"  {name:<10} {endpoint.api_url}  (control: {endpoint.url}/_sandbox)")
+    say(f"  config     {run.config_path}")
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            run.producer.poll_once()
+            time.sleep(2)
+
+
 def demo(
     records: Annotated[int, typer.Option(help="ERP customers to seed", min=10, max=100_000)] = 1000,
     json_output: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
@@ -558,33 +624,9 @@ def demo(
         if json_output:
             print_json(summary)
         else:
-            if quiet:
-                console.print(run.progress("done"))
-            for edit in edits:
-                marks = " ".join(f"{t} {'✓' if ok else '✗'}" for t, ok in edit.arrived.items())
-                console.print(f"  {edit.description}: {marks}", highlight=False)
-            console.print(_summary_table(summary))
-            i = summary["invoices"]
-            console.print(
-                f"invoices: {i['issued']} issued in the ERP, {i['recorded_in_atollon']} "
-                f"recorded in Atollon, {i['paid']} paid, {i['cancelled']} cancelled",
-                highlight=False,
-            )
-            state = (
-                "converged"
-                if summary["converged"] and summary["edits_arrived"]
-                else "DID NOT converge"
-            )
-            console.print(f"{state} in {summary['seconds']} s")
+            _print_summary(run, summary, edits, quiet=quiet)
         if keep_running:
-            say("Still running (Ctrl-C to stop):")
-            for name, endpoint in run.sandbox.endpoints.items():
-                say(f"  {name:<10} {endpoint.api_url}  (control: {endpoint.url}/_sandbox)")
-            say(f"  config     {run.config_path}")
-            with contextlib.suppress(KeyboardInterrupt):
-                while True:
-                    run.producer.poll_once()
-                    time.sleep(2)
+            _stay_up(run, say)
         keep_files = not (summary["converged"] and summary["edits_arrived"])
         if keep_files:
             raise typer.Exit(1)
