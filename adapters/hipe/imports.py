@@ -105,8 +105,10 @@ class ImportCalls(HipeTransport):
         """Upsert companies by external id through a CSV import, and wait for its end.
 
         Polls ``GET /api/imports/{id}`` every ``import_poll_interval_s`` until the import
-        ends (8 SUCCESS or 4 SENT), crashes (7) or is aborted (3), both permanent for the
-        whole import, or ``import_timeout_s`` passes (transient: it may still be running).
+        ends (8 SUCCESS, or 4 SENT: the guide's "the import result has been notified by
+        email", so its result is final), crashes (7) or is aborted (3: "cancelled or
+        aborted", the rows before it stay applied), both permanent for the whole import, or
+        ``import_timeout_s`` passes (transient: it may still be running).
         Rows HIPE refused are in ``errors``, each with the external id of the row sent,
         and are not raised: the other rows were applied (see :meth:`import_row_error`).
         """
@@ -150,12 +152,17 @@ class ImportCalls(HipeTransport):
             self._sleep(self._settings.import_poll_interval_s)
             job = self._call(HipeImport, "GET", f"{IMPORTS}/{job.id}", operation=operation)
         if job.status in _IMPORT_FAILED:
-            match = _IMPORT_FAILED[HipeImportStatus(job.status)]
+            status = HipeImportStatus(job.status)
+            match = _IMPORT_FAILED[status]
+            detail = f"import {job.id} ended with status {job.status} ({status.name})"
+            if status is HipeImportStatus.ABORTED and job.processed is not None:
+                # cancelled part-way: what ran stays in HIPE, the rest never ran
+                detail += f" after {job.processed} of {job.total or len(rows)} rows"
             raise condition_error(
                 self._table,
                 match,
                 operation=operation,
-                detail=f"import {job.id} ended with status {job.status}",
+                detail=detail,
                 vendor_code=match,
             )
         if job.status not in _IMPORT_DONE:

@@ -134,6 +134,17 @@ CUSTOM_FIELD_NODES: list[dict[str, Any]] = [
         "metaEntityContexts": [{"id": 7, "metaEntity": "COMPANIES"}],
     },
     {
+        # the guide's PATCH example sets "myCustomFieldNumber": 10
+        "id": 7,
+        "key": "creditLimit",
+        "label": "Credit limit",
+        "type": "number",
+        "metaEntityContexts": [
+            {"id": 9, "metaEntity": "COMPANIES"},
+            {"id": 10, "metaEntity": "CONTACTS"},
+        ],
+    },
+    {
         "id": 6,
         "key": "preferredLanguage",
         "label": "Preferred language",
@@ -188,6 +199,11 @@ def check_custom_value(entity: MetaEntity, key: str, value: Any) -> Any:
     if kind in ("multiselect", "multiCheckBox"):
         if not isinstance(value, list) or not all(allowed(item) for item in value):
             raise CustomFieldError(f"customFields.{key} must be an array of: {choices}")
+        return value
+    if kind == "number":
+        # a JSON number (class-validator's IsNumber: a numeric string is refused)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            raise CustomFieldError(f"customFields.{key} must be a number")
         return value
     if kind == "date":
         if not isinstance(value, str) or not _is_date(value):

@@ -10,7 +10,8 @@ Where the conventions are silent, this reading: a column that is absent leaves t
 alone; an empty cell empties it (``null``; a custom field key is removed), except ``name``,
 which cannot be emptied (an empty ``name`` keeps the current one, and is an error on a
 create); a checkbox cell is ``true``/``false`` (also ``1``/``0``, ``yes``/``no``); a
-multiselect cell lists option values separated by ``|``.
+multiselect cell lists option values separated by ``|``; a number cell is a decimal number
+(``10``, ``-2.5``), stored as a JSON number.
 """
 
 from __future__ import annotations
@@ -78,6 +79,22 @@ class RowError(Exception):
     """A row the import refuses; the other rows still apply."""
 
 
+def _number_cell(key: str, cell: str) -> int | float:
+    """A number cell: an integer when it has no fraction (``10``), else a float."""
+    text = cell.strip()
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        raise RowError(f"customFields.{key} must be a number") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise RowError(f"customFields.{key} must be a number")
+    return number
+
+
 def _custom_cell(key: str, cell: str) -> Any:
     node = custom_fields_for("COMPANIES")[key]
     kind = node["type"]
@@ -89,6 +106,8 @@ def _custom_cell(key: str, cell: str) -> Any:
         value = word in _TRUE
     elif kind in ("multiselect", "multiCheckBox"):
         value = [part.strip() for part in cell.split("|") if part.strip()]
+    elif kind == "number":
+        value = _number_cell(key, cell)
     try:
         return check_custom_value("COMPANIES", key, value)
     except CustomFieldError as exc:

@@ -12,7 +12,11 @@ HIPE section of docs/sandbox-conventions.md:
 * Archiving is soft (``DELETE …/archived``, ``GET …/unarchived``); archived records stay
   visible to reads and searches.
 * ``POST /api/imports`` queues a CSV import processed by a background thread: status
-  1 (REQUESTED) → 2 (IN_PROGRESS) → 8 (done), or 7 (CRASH) when the file cannot be read.
+  1 (REQUESTED) → 2 (IN_PROGRESS) → 8 (done) → 4 (SENT: the guide's "the import result has
+  been notified by email", ``notify_after_s`` after it ended), or 7 (CRASH) when the file
+  cannot be read, or 3 (ABORTED: "cancelled or aborted") when a user cancels it
+  (``POST /_sandbox/imports/{id}/abort``): it stops before its next chunk of rows, the rows
+  already applied stay.
 
 Also served, from the official n8n node: ``GET /api/users/me`` and the flat list
 ``GET /api/companies/pagination`` (``page``, ``limit``, ``sort``, ``search``), which answers
@@ -103,12 +107,17 @@ class HipeSimulator(Simulator):
         *,
         default_limit: int | None = None,
         max_limit: int | None = None,
+        notify_after_s: float | None = 2.0,
     ) -> None:
         """``default_limit``/``max_limit`` are the crud controller's ``query.limit`` and
         ``query.maxLimit``; HIPE's values are not published, so neither is set by default
         (a list without ``limit`` returns every match, as the library does then).
+        ``notify_after_s``: an import that ended (8) is SENT (4) this long after (None:
+        never; held imports wait for a step instead).
         """
         super().__init__()
+        self.notify_after_s = notify_after_s
+        self._aborted: set[str] = set()
         self.crud_options = CrudOptions(limit=default_limit, max_limit=max_limit)
         self.companies = Table(COMPANY_SPEC)
         self.users = Table(USER_SPEC)
@@ -134,6 +143,7 @@ class HipeSimulator(Simulator):
             self.users.clear()
             self.imports.clear()
             self._files.clear()
+            self._aborted.clear()
             self._next = {"company": 1, "user": 1, "import": 1}
             self.release_imports()
             now = self._timestamp()
@@ -208,6 +218,29 @@ class HipeSimulator(Simulator):
                 )
             )
         return len(companies)
+
+    def abort_import(self, job_id: str) -> dict[str, Any] | None:
+        """A user cancels an import: a waiting one ends at once with status 3, a running
+        one before its next chunk of rows; one that has ended stays as it is."""
+        with self.lock:
+            job = self.imports.rows.get(job_id)
+            if job is None:
+                return None
+            if job["status"] in (1, 2):
+                self._aborted.add(job_id)
+                if job["status"] == 1:
+                    self.imports.put({**job, "status": 3, "updatedAt": self._timestamp()})
+            return dict(self.imports.rows[job_id])
+
+    def control_routes(self) -> list[BaseRoute]:
+        """What a HIPE user does by hand: cancel an import."""
+        return [Route("/_sandbox/imports/{id}/abort", self._abort_route, methods=["POST"])]
+
+    async def _abort_route(self, request: Request) -> Response:
+        job = self.abort_import(request.path_params["id"])
+        if job is None:
+            return JSONResponse(nest_body(404, "Import not found"), status_code=404)
+        return JSONResponse(job)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -584,8 +617,18 @@ class HipeSimulator(Simulator):
             self.imports.put({**job, **changes, "updatedAt": self._timestamp()})
             return True
 
+    def _is_aborted(self, generation: int, job_id: str) -> bool:
+        """True (and the job set to 3, ABORTED) when a user cancelled it."""
+        with self.lock:
+            if job_id not in self._aborted:
+                return False
+            self._update_job(generation, job_id, status=3)
+            return True
+
     def _run_import(self, generation: int, job_id: str, data: bytes, delimiter: str) -> None:
         self._checkpoint()
+        if self._is_aborted(generation, job_id):
+            return
         if not self._update_job(generation, job_id, status=2):
             return
         self._checkpoint()
@@ -601,6 +644,10 @@ class HipeSimulator(Simulator):
         created = updated = 0
         errors: list[dict[str, Any]] = []
         for start in range(0, total, IMPORT_CHUNK_ROWS):
+            if start:
+                self._checkpoint()  # held imports stop between chunks too (tests)
+            if self._is_aborted(generation, job_id):
+                return
             with self.lock:
                 if generation != self._generation:
                     return
@@ -636,5 +683,21 @@ class HipeSimulator(Simulator):
                     errors=list(errors),
                 )
         self._checkpoint()
+        if self._is_aborted(generation, job_id):
+            return
         stats = {"total": total, "created": created, "updated": updated, "errors": len(errors)}
-        self._update_job(generation, job_id, status=8, stats=stats, processed=total)
+        if not self._update_job(generation, job_id, status=8, stats=stats, processed=total):
+            return
+        self._notify_later(generation, job_id)
+
+    def _notify_later(self, generation: int, job_id: str) -> None:
+        """The result is "notified by email": status 4 (SENT) a moment after the end."""
+        if self._holding:
+            self._checkpoint()
+            self._update_job(generation, job_id, status=4)
+        elif self.notify_after_s is not None:
+            timer = threading.Timer(
+                self.notify_after_s, self._update_job, (generation, job_id), {"status": 4}
+            )
+            timer.daemon = True
+            timer.start()

@@ -817,6 +817,15 @@ def test_import_posts_multipart_type_16_and_polls_to_success() -> None:
     assert row_error.response_excerpt == "email is invalid"
 
 
+def test_an_import_notified_by_email_sent_is_ended_with_its_result() -> None:
+    """4 SENT: "the import result has been notified by email": the result is final."""
+    final = {"total": 2, "processed": 2, "created": 2, "updated": 0, "errors": []}
+    server = ImportServer([1, 2, 4], final)
+    result = make(server, fake_time=FakeTime()).import_companies(_rows(2))
+    assert (result.status, result.total, result.created, result.updated) == (4, 2, 2, 0)
+    assert server.polls == 3, "no poll after SENT"
+
+
 def test_import_row_errors_map_back_to_the_external_id_that_was_sent() -> None:
     rows = [
         HipeCompanyImportRow(external_id="E1", name="ok"),
@@ -841,8 +850,10 @@ def test_import_crash_is_permanent_for_the_whole_import() -> None:
 
 def test_import_aborted_and_unknown_statuses_are_permanent() -> None:
     with pytest.raises(PermanentError) as aborted:
-        make(ImportServer([3])).import_companies(_rows(1))
+        make(ImportServer([2, 3], {"total": 3, "processed": 2})).import_companies(_rows(3))
     assert aborted.value.vendor_code == "import-status-3"
+    assert "status 3 (ABORTED) after 2 of 3 rows" in str(aborted.value)
+    assert aborted.value.hint == "the import was cancelled in HIPE; replay when it should run again"
     with pytest.raises(PermanentError) as unknown:
         make(ImportServer([5])).import_companies(_rows(1))
     assert unknown.value.vendor_code == "import-status-5"

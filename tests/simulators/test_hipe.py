@@ -19,7 +19,7 @@ POLL_LIMIT_S = 60.0
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[HipeSimulator, str]]:
-    simulator = HipeSimulator()
+    simulator = HipeSimulator(notify_after_s=None)  # SENT (4) has a test of its own
     with RunningSandbox(simulators={"hipe": simulator}) as running:
         yield simulator, running.endpoints["hipe"].url
 
@@ -311,6 +311,28 @@ def test_custom_field_nodes_describe_the_fields(hipe: httpx.Client) -> None:
             assert all({"value", "label"} <= set(option) for option in node["options"])
 
 
+def test_a_number_custom_field_takes_the_guides_number(hipe: httpx.Client) -> None:
+    """The guide's PATCH sets ``"myCustomFieldNumber": 10``; the sandbox's is creditLimit."""
+    made = create(hipe, name="Numbers", customFields={"creditLimit": 10})
+    assert made["customFields"] == {"creditLimit": 10}
+    patched = hipe.patch(
+        f"/api/companies/{made['id']}", json={"customFields": {"creditLimit": 2.5}}
+    )
+    assert patched.json()["customFields"] == {"creditLimit": 2.5}
+    csv_text = (
+        "externalId,name,customFields.creditLimit\r\nN-1,A,1500\r\nN-2,B,-2.25\r\nN-3,C,x\r\n"
+    )
+    done = finished(hipe, post_import(hipe, csv_text).json()["id"])
+    assert [(e["row"], e["message"]) for e in done["errors"]] == [
+        (3, "customFields.creditLimit must be a number")
+    ]
+    values = {
+        c["externalId"]: c["customFields"] for c in hipe.get("/_sandbox/records/companies").json()
+    }
+    assert (values["N-1"], values["N-2"]) == ({"creditLimit": 1500}, {"creditLimit": -2.25})
+    assert type(values["N-1"]["creditLimit"]) is int
+
+
 def test_company_custom_fields_are_checked_and_merged(hipe: httpx.Client) -> None:
     good = {
         "segment": "retail",
@@ -334,6 +356,8 @@ def test_company_custom_fields_are_checked_and_merged(hipe: httpx.Client) -> Non
     assert refused({"vip": "yes"}).startswith("customFields.vip must be one of")
     assert refused({"customerSince": "May 2020"}).startswith("customFields.customerSince")
     assert refused({"erpNote": 5}) == "customFields.erpNote must be a string"
+    assert refused({"creditLimit": "10"}) == "customFields.creditLimit must be a number"
+    assert refused({"creditLimit": True}) == "customFields.creditLimit must be a number"
     assert refused({"preferredLanguage": "fr"}).endswith("not a custom field of companies")
 
     merged = hipe.patch(
@@ -480,6 +504,61 @@ def test_import_goes_through_1_2_8_with_row_errors(
     listed = hipe.get("/api/imports").json()
     assert [j["id"] for j in listed] == [body["id"]]
     assert hipe.get("/_sandbox/records/imports").json() == [done]
+
+
+def test_an_import_ends_sent_once_its_result_is_notified(
+    hipe: httpx.Client, simulator: HipeSimulator
+) -> None:
+    """The guide's 4 SENT: "the import result has been notified by email"."""
+    simulator.hold_imports()
+    posted = post_import(hipe, "externalId,name\r\nN-1,Notified\r\n").json()
+    for _ in range(3):  # 1 -> 2, the rows, 2 -> 8
+        simulator.step_import()
+    done = wait_for(
+        lambda: job(hipe, posted["id"]), lambda j: j["status"] != 1 and j["status"] != 2
+    )
+    assert (done["status"], done["created"]) == (8, 1)
+    simulator.step_import()  # notified
+    sent = wait_for(lambda: job(hipe, posted["id"]), lambda j: j["status"] == 4)
+    assert {k: v for k, v in sent.items() if k not in ("status", "updatedAt")} == {
+        k: v for k, v in done.items() if k not in ("status", "updatedAt")
+    }, "the result stays as it was"
+
+    simulator.release_imports()
+    simulator.notify_after_s = 0.05
+    try:
+        again = post_import(hipe, "externalId,name\r\nN-2,Later\r\n").json()
+        later = wait_for(lambda: job(hipe, again["id"]), lambda j: j["status"] == 4)
+    finally:
+        simulator.notify_after_s = None
+    assert later["stats"] == {"total": 1, "created": 1, "updated": 0, "errors": 0}
+
+
+def test_a_cancelled_import_is_aborted_with_the_rows_applied_so_far(
+    hipe: httpx.Client, simulator: HipeSimulator
+) -> None:
+    """The guide's 3 ABORTED: "the import has been cancelled or aborted"."""
+    simulator.hold_imports()
+    waiting = post_import(hipe, "externalId,name\r\nA-0,Never\r\n").json()
+    aborted = hipe.post(f"/_sandbox/imports/{waiting['id']}/abort")
+    assert (aborted.status_code, aborted.json()["status"]) == (200, 3)
+    simulator.step_import()
+    assert job(hipe, waiting["id"])["status"] == 3
+
+    rows = [f"A{i:04d},Company {i}" for i in range(1200)]  # three chunks of 500
+    running = post_import(hipe, "externalId,name\r\n" + "\r\n".join(rows) + "\r\n").json()
+    simulator.step_import()  # 1 -> 2
+    simulator.step_import()  # the first chunk, then held before the second
+    wait_for(lambda: job(hipe, running["id"]), lambda j: j["processed"] == 500)
+    hipe.post(f"/_sandbox/imports/{running['id']}/abort").raise_for_status()
+    simulator.release_imports()
+    ended = wait_for(lambda: job(hipe, running["id"]), lambda j: j["status"] == 3)
+    applied = len(hipe.get("/_sandbox/records/companies").json())
+    assert ended["processed"] == applied == 500, "stopped between chunks; what ran stays"
+    assert search(hipe, '{"externalId":"A-0"}') == []
+    assert hipe.post("/_sandbox/imports/nope/abort").status_code == 404
+    done = finished(hipe, post_import(hipe, "externalId,name\r\nA-9,X\r\n").json()["id"])
+    assert hipe.post(f"/_sandbox/imports/{done['id']}/abort").json()["status"] == 8
 
 
 def test_an_unreadable_file_crashes_with_status_7(hipe: httpx.Client) -> None:

@@ -6,6 +6,7 @@ import itertools
 import json
 import random
 from collections.abc import Iterator, Mapping
+from decimal import Decimal
 from typing import Any
 
 import fakeredis
@@ -142,6 +143,7 @@ CUSTOM = TargetMapping(
         "segment": "custom.segment",
         "erpNote": "custom.note",
         "sectors": "custom.sectors",
+        "creditLimit": "custom.credit",
     }
 )
 _versions = itertools.count(10)
@@ -204,8 +206,16 @@ def as_stored(company: Mapping[str, Any], by_id: Mapping[int, str]) -> dict[str,
 
 def from_erp(payload: Mapping[str, Any]) -> dict[str, Any]:
     """What HIPE holds for an ERP customer (the guide's fields; custom fields per mapping)."""
-    custom = payload.get("custom") or {}
-    source = {"segment": "segment", "erpNote": "note", "sectors": "sectors"}
+    custom = dict(payload.get("custom") or {})
+    if custom.get("credit") is not None:  # a number custom field: the text as a JSON number
+        credit = Decimal(custom["credit"])
+        custom["credit"] = int(credit) if credit == int(credit) else float(credit)
+    source = {
+        "segment": "segment",
+        "erpNote": "note",
+        "sectors": "sectors",
+        "creditLimit": "credit",
+    }
     return {
         "name": payload["name"],
         "externalId": payload["key"],
@@ -234,13 +244,19 @@ FULL = {
     "email": "compta@dupont.qc.ca",
     "phone": "514 555 0100",
     "tax_number": "123456789RT0001",
-    "custom": {"segment": "retail", "note": "net 30", "sectors": ["food", "pharma"]},
+    "custom": {
+        "segment": "retail",
+        "note": "net 30",
+        "sectors": ["food", "pharma"],
+        "credit": "1500.50",
+    },
 }
 CHANGED = {
     "email": "ap@dupont.ca",
     "phone": "450 555 0199",
     "tax_number": "987654321RT0001",
-    "custom": {"segment": "industry", "note": "net 45", "sectors": ["electronics"]},
+    # a text custom field that spells a number stays text
+    "custom": {"segment": "industry", "note": "45", "sectors": ["electronics"], "credit": "20"},
 }
 CLEARED: dict[str, Any] = {"email": None, "phone": None, "tax_number": None, "custom": {}}
 STEPS = [
@@ -332,7 +348,44 @@ def test_a_custom_field_cleared_alone_in_an_import_is_emptied_not_left_out(
     ev = event_of(record("C1", "Dupont", custom={"segment": None, "note": "x", "sectors": None}))
     found = sink.bulk_item(ev, ApplyContext(ledger=None, parent=None, lookup=lambda e, k: None))
     assert found is not None, "a None custom value no longer sends the record the single way"
-    assert found.row.custom_fields == {"segment": None, "erpNote": "x", "sectors": None}
+    assert found.row.custom_fields == {
+        "segment": None,
+        "erpNote": "x",
+        "sectors": None,
+        "creditLimit": None,
+    }
+
+
+def test_a_number_custom_field_is_sent_as_a_number_and_read_back_equal(
+    mapped: tuple[Engine, HipeSink], hipe: RunningSandbox
+) -> None:
+    engine, sink = mapped
+    payload = record("N1", "Numbers", custom={"credit": " 10 ", "note": "10"})
+    body = sink.body(payload, None).to_json()
+    assert body["customFields"] == {
+        "segment": None,
+        "erpNote": "10",
+        "sectors": None,
+        "creditLimit": 10,
+    }
+    assert type(body["customFields"]["creditLimit"]) is int
+    assert engine.process(Delivery(event=event_of(payload), target="hipe")) == "applied"
+    assert companies(hipe)["N1"]["customFields"] == {"erpNote": "10", "creditLimit": 10}
+    [seen] = [o for o in sink.observed("customer") if o.key == "N1"]
+    assert seen.fields == sink.expected("customer", payload)
+    assert seen.fields["custom.creditLimit"] == 10
+    row = sink.bulk_item(
+        event_of(record("N2", "N", custom={"credit": "-2.25"})),
+        ApplyContext(ledger=None, parent=None, lookup=lambda e, k: None),
+    )
+    assert row is not None
+    assert row.row.custom_fields["creditLimit"] == -2.25
+    bad = record("N3", "Not a number", custom={"credit": "beaucoup"})
+    assert engine.process(Delivery(event=event_of(bad), target="hipe")) == "dead_lettered"
+    [letter] = engine.dlq.iter_entries()
+    assert (letter.key, letter.status_code) == ("N3", 400)
+    assert letter.response_excerpt is not None
+    assert "customFields.creditLimit must be a number" in letter.response_excerpt
 
 
 def test_observed_yields_every_duplicate_and_resolves_parents_beyond_the_page(

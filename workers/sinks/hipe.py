@@ -10,6 +10,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import httpx
@@ -52,6 +53,19 @@ _ROW_TEXT_FIELDS = ("email", "phone", "vat", "website")
 #: before the import was sent (HIPE's clock and ours may differ a little); a company the
 #: listing misses is looked up by its external id, one call
 IMPORT_LISTING_MARGIN_S = 30.0
+#: how long the custom field definitions (their types) are trusted before being read again
+CUSTOM_TYPES_TTL_S = 300.0
+
+
+def as_number(text: str) -> int | float | None:
+    """The number a text spells (``10`` → 10, ``2.50`` → 2.5), or None when it spells none."""
+    try:
+        number = Decimal(text.strip())
+    except InvalidOperation:
+        return None
+    if not number.is_finite():
+        return None
+    return int(number) if number == number.to_integral_value() else float(number)
 
 
 def survives_csv(column: str, value: str) -> bool:
@@ -117,6 +131,8 @@ class HipeSink:
         self.mappings = mappings
         self.overrides = overrides
         self.client = HipeClient(http, settings, error_overrides=overrides)
+        self._custom_types: dict[str, str] = {}
+        self._custom_types_at: float | None = None
 
     @property
     def create_window_s(self) -> float:
@@ -152,10 +168,31 @@ class HipeSink:
             fields["parent_id"] = parent_id
         for field, path in mapping.fields.items():
             fields[field] = resolve(payload, path)
-        custom = apply_custom(mapping, payload)
+        custom = self._typed(apply_custom(mapping, payload))
         if custom:
             fields["custom_fields"] = custom  # a None value removes the field in HIPE
         return HipeCompanyInput.model_validate(fields)
+
+    def _typed(self, custom: dict[str, Any]) -> dict[str, Any]:
+        """Source values are text: one mapped to a HIPE custom field of type ``number``
+        goes as a JSON number (the guide's ``"myCustomFieldNumber": 10``). The types are
+        read from ``GET /api/custom-field-nodes`` only when a value could be a number."""
+        numbers = {k: as_number(v) for k, v in custom.items() if isinstance(v, str)}
+        numbers = {k: n for k, n in numbers.items() if n is not None}
+        if not numbers:
+            return custom
+        types = self.custom_field_types()
+        return {k: numbers[k] if types.get(k) == "number" and k in numbers else v
+                for k, v in custom.items()}  # fmt: skip
+
+    def custom_field_types(self) -> dict[str, str]:
+        """HIPE's custom field keys and types, read again every ``CUSTOM_TYPES_TTL_S``."""
+        now = time.monotonic()
+        if self._custom_types_at is None or now - self._custom_types_at > CUSTOM_TYPES_TTL_S:
+            nodes = self.client.custom_field_nodes()
+            self._custom_types = {n.key: n.type or "" for n in nodes if n.key}
+            self._custom_types_at = now
+        return self._custom_types
 
     def _parent_if_known(
         self, event: ChangeEvent, context: ApplyContext

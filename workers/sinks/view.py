@@ -16,8 +16,10 @@ stripped. A field the vendor documents no way to write (or clear) is listed by
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 #: the view of one record: view field -> normalised value
@@ -25,12 +27,16 @@ View = dict[str, Any]
 
 
 def normalise(value: Any) -> Any:
-    """The comparable form of a value: blank text and empty containers are ``None``."""
+    """The comparable form of a value: blank text and empty containers are ``None``; a
+    whole number is an ``int`` whatever its type (``10``, ``10.0``, ``Decimal("10.00")``),
+    another number a ``float``, so a number read back compares equal to the one sent."""
     if isinstance(value, str):
         stripped = value.strip()
         return stripped or None
     if isinstance(value, list | tuple | dict | set) and not value:
         return None
+    if isinstance(value, float | Decimal) and math.isfinite(value):
+        return int(value) if value == int(value) else float(value)
     return value
 
 
