@@ -157,7 +157,8 @@ class ImportCalls(HipeTransport):
             detail = f"import {job.id} ended with status {job.status} ({status.name})"
             if status is HipeImportStatus.ABORTED and job.processed is not None:
                 # cancelled part-way: what ran stays in HIPE, the rest never ran
-                detail += f" after {job.processed} of {job.total or len(rows)} rows"
+                total = "?" if job.total is None else job.total
+                detail += f" after {job.processed} of {total} rows"
             raise condition_error(
                 self._table,
                 match,
