@@ -48,8 +48,20 @@ def measure_trace(sandbox: Sandbox, url: str, customers: int, rounds: int) -> di
         float(on["records_per_s"]) / float(off["records_per_s"])
         for on, off in zip(found["on"], found["off"], strict=True)
     ]
+    cpu = [
+        float(on["worker_cpu_ms_per_record"]) / float(off["worker_cpu_ms_per_record"])
+        for on, off in zip(found["on"], found["off"], strict=True)
+    ]
     return {
         "customers": customers,
+        "worker_cpu_ratio": statistics.median(cpu),
+        "round_cpu_ratios": [round(r, 3) for r in cpu],
+        "on_worker_cpu_ms_per_record": [
+            round(float(r["worker_cpu_ms_per_record"]), 2) for r in found["on"]
+        ],
+        "off_worker_cpu_ms_per_record": [
+            round(float(r["worker_cpu_ms_per_record"]), 2) for r in found["off"]
+        ],
         "trace_max_events": DEFAULT_MAX_EVENTS,
         "ratio": statistics.median(ratios),
         "round_ratios": [round(r, 3) for r in ratios],
@@ -81,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         f"trace on ÷ off, single-record initial load of {customers:,} customers: "
         f"{report['ratio']:.3f} (goal ≥ {GOAL}: {'holds' if report['holds'] else 'MISSED'}); "
         f"rounds {report['round_ratios']}, on {report['on_records_per_s']} records/s, "
-        f"off {report['off_records_per_s']} records/s"
+        f"off {report['off_records_per_s']} records/s; worker CPU per record on ÷ off "
+        f"{report['worker_cpu_ratio']:.3f} (rounds {report['round_cpu_ratios']})"
     )
     return 0
 

@@ -10,6 +10,7 @@ import typer
 
 from cli import (
     backfill,
+    console,
     demo,
     diagnose,
     dlq,
@@ -59,6 +60,7 @@ status.register(app)
 backfill.register(app)
 reconcile.register(app)
 trace.register(app)
+console.register(app)
 
 
 def main() -> None:

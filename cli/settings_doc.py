@@ -17,7 +17,14 @@ from rich.table import Table
 
 from cli._output import console, print_json
 from erpsync import flows
-from erpsync.settings import SYSTEM_NAMES, FlowSettings, Settings, SystemsSettings
+from erpsync.settings import (
+    SYSTEM_NAMES,
+    ConsoleSettings,
+    ConsoleUser,
+    FlowSettings,
+    Settings,
+    SystemsSettings,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -68,6 +75,16 @@ def rows() -> Iterator[dict[str, str]]:
                     "default": "",
                     "description": "override the class of a vendor code or http-<status>",
                 }
+                continue
+            if model is ConsoleSettings and name == "users":
+                for sub_name, user_field in ConsoleUser.model_fields.items():
+                    yield {
+                        "toml": f"console.users.<user>.{sub_name}",
+                        "env": f"ERPSYNC_CONSOLE__USERS__<USER>__{sub_name.upper()}",
+                        "type": _type_name(user_field.annotation),
+                        "default": _default(user_field),
+                        "description": (user_field.description or "").replace("|", "/"),
+                    }
                 continue
             nested = _model_of(field.annotation)
             if nested is not None and model is not FlowSettings:

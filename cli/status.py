@@ -219,6 +219,20 @@ def list_targets(json_output: JsonOpt = False) -> None:
     console.print(grid("targets", columns, lines, flexible="reason", fold=True))
 
 
+def pause_target(
+    client: redis.Redis, keys: Keys, name: str, who: str, reason: str | None = None
+) -> None:
+    """Hold a target's deliveries (its circuit paused), audit-logged under ``who``."""
+    Circuit(client, keys).pause(name, reason or f"paused by {who}")
+    DeadLetterStore(client, keys).audit(who, "target.pause", 1, {"target": name})
+
+
+def resume_target(client: redis.Redis, keys: Keys, name: str, who: str) -> None:
+    """Deliver to a target again (its circuit closed), audit-logged under ``who``."""
+    Circuit(client, keys).resume(name)
+    DeadLetterStore(client, keys).audit(who, "target.resume", 1, {"target": name})
+
+
 @target_app.command("pause")
 def pause(
     name: Annotated[str, typer.Argument(help="the target, e.g. propeller")],
@@ -229,10 +243,8 @@ def pause(
     settings = settings_or_exit()
     _check_target(settings, name)
     who = actor or default_actor()
-    keys = Keys(settings.key_prefix)
     with _redis(settings) as client:
-        Circuit(client, keys).pause(name, reason or f"paused by {who}")
-        DeadLetterStore(client, keys).audit(who, "target.pause", 1, {"target": name})
+        pause_target(client, Keys(settings.key_prefix), name, who, reason)
     say(f"{name} paused; `erpsync target resume {name}` resumes it")
 
 
@@ -245,8 +257,6 @@ def resume(
     settings = settings_or_exit()
     _check_target(settings, name)
     who = actor or default_actor()
-    keys = Keys(settings.key_prefix)
     with _redis(settings) as client:
-        Circuit(client, keys).resume(name)
-        DeadLetterStore(client, keys).audit(who, "target.resume", 1, {"target": name})
+        resume_target(client, Keys(settings.key_prefix), name, who)
     say(f"{name} resumed; waiting deliveries go out as they come due")

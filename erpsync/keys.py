@@ -172,6 +172,10 @@ class Keys:
         (see workers.trace)."""
         return f"{self.prefix}:trace:{flow}:{key}"
 
+    def console_history(self) -> str:
+        """List (JSON samples, newest last, the last hour): the console's live graph."""
+        return f"{self.prefix}:console:history"
+
     # -- reconcile --------------------------------------------------------------------
     def reconcile_last(self, flow: str) -> str:
         """String: the last reconcile of a flow (JSON: its report, and counts per target)."""

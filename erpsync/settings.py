@@ -305,6 +305,35 @@ class DlqSettings(_Model):
     max_age_days: float = Field(default=30.0, gt=0, description="dead letters older are dropped")
 
 
+class ConsoleUser(_Model):
+    """One person who may use ``erpsync console``."""
+
+    password_hash: SecretStr = Field(
+        description="scrypt hash made by `erpsync console hash-password` (never the password)"
+    )
+    role: Literal["viewer", "operator"] = Field(
+        default="viewer", description="viewer: reads; operator: also replays, edits, pauses"
+    )
+
+
+class ConsoleSettings(_Model):
+    """The operator's web console (``erpsync console``)."""
+
+    users: dict[str, ConsoleUser] = Field(
+        default_factory=dict,
+        description="who may log in (name -> password_hash, role); none: no login, loopback only",
+    )
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="signs session cookies (random at each start when unset: sessions end "
+        "with a restart)",
+    )
+    session_hours: float = Field(default=12.0, gt=0, description="a login lasts this long")
+    flower_url: str | None = Field(
+        default=None, description="Flower's URL, linked from the console's pages"
+    )
+
+
 class Settings(BaseSettings):
     """All of erpsync's settings."""
 
@@ -332,6 +361,7 @@ class Settings(BaseSettings):
     flows: dict[str, FlowSettings] = Field(default_factory=dict)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     dlq: DlqSettings = Field(default_factory=DlqSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     trace_max_events: int = Field(
         default=50,
         ge=0,
@@ -376,6 +406,9 @@ class Settings(BaseSettings):
         password = urlsplit(self.redis_url).password
         if password:
             found.append(password)
+        if self.console.session_secret is not None:
+            found.append(self.console.session_secret.get_secret_value())
+        found.extend(u.password_hash.get_secret_value() for u in self.console.users.values())
         return found
 
     @classmethod

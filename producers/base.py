@@ -466,6 +466,7 @@ class Producer:
         """Publish the changes, then (only then) advance the snapshot."""
         if not changes:
             return
+        detected_at = time.time()  # before publishing: a worker may apply at once
         first = self.state.next_versions(stream.source, stream.entity, len(changes))
         events: list[ChangeEvent] = []
         for offset, change in enumerate(changes):
@@ -506,7 +507,7 @@ class Producer:
                 mapping={e.key: e.source_version for e in events},
             )
             if self.trace is not None:
-                self.trace.queue(pipe, _trace_items(events, singles, batches))
+                self.trace.queue(pipe, _trace_items(events, singles, batches, detected_at))
             pipe.execute()
         result.events += len(events)
         result.changed += sum(1 for c in changes if c.content.operation == "upsert")
@@ -539,10 +540,12 @@ class Producer:
 
 
 def _trace_items(
-    events: list[ChangeEvent], singles: Sequence[Delivery], batches: Sequence[Sequence[Delivery]]
+    events: list[ChangeEvent],
+    singles: Sequence[Delivery],
+    batches: Sequence[Sequence[Delivery]],
+    now: float,
 ) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """The ``detected`` event of each change and the ``sent`` event of each delivery."""
-    now = time.time()
     for event in events:
         yield event.flow, event.key, detected_event(event, now)
     for delivery in singles:

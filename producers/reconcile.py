@@ -823,9 +823,9 @@ def _send(
             content=content,
         )
         deliveries.append(Delivery(event=event, target=target, force=True))
+    now = time.time()  # before publishing: a worker may apply at once
     publish(producer.app, deliveries, state=producer.state)
     if producer.trace is not None:
-        now = time.time()
         producer.trace.write(
             (flow, d.event.key, {**sent_event(d, now, bulk=False), "reason": "repair"})
             for d in deliveries

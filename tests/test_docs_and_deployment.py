@@ -98,3 +98,12 @@ def test_flower_needs_authentication_and_redis_persists() -> None:
     assert all(str(p).startswith("127.0.0.1:") for p in flower.get("ports", []))
     assert "--appendonly" in services["redis"]["command"]
     assert services["sandbox"]["profiles"] == ["sandbox"]
+
+
+def test_the_console_needs_a_login_and_listens_on_loopback() -> None:
+    console = compose()["services"]["console"]
+    environment = console["environment"]
+    assert ":?" in str(environment["ERPSYNC_CONSOLE__USERS__ADMIN__PASSWORD_HASH"])
+    assert ":?" in str(environment["ERPSYNC_CONSOLE__SESSION_SECRET"])
+    assert environment["ERPSYNC_CONSOLE__USERS__ADMIN__ROLE"] in {"viewer", "operator"}
+    assert all(str(p).startswith("127.0.0.1:") for p in console.get("ports", []))

@@ -286,11 +286,13 @@ class DlqOperator:
         self.clock = clock
         self.trace = trace
 
-    def _trace(self, what: str, entries: Iterable[DeadLetter], **details: Any) -> None:
-        """An operator's action in the traces of the records it concerns."""
+    def _trace(
+        self, what: str, entries: Iterable[DeadLetter], at: float | None = None, **details: Any
+    ) -> None:
+        """An operator's action in the traces of the records it concerns (``at``: when)."""
         if self.trace is None:
             return
-        now = self.clock()
+        now = self.clock() if at is None else at
         self.trace.write(
             (
                 e.flow,
@@ -417,6 +419,8 @@ class DlqOperator:
                     forgotten.append(delivery)
                 deliveries.append(delivery)
                 sent.append(entry)
+            # Its time is taken before publishing: a worker may apply the replay at once.
+            sent_at = self.clock()
             try:
                 if deliveries:
                     self._publish(deliveries)
@@ -431,7 +435,7 @@ class DlqOperator:
                 self._audit_replay(report, criteria)
                 raise
             report.replayed.extend(sent)
-            self._trace("replayed", sent)
+            self._trace("replayed", sent, sent_at)
             if progress:
                 progress(len(chunk))
         self._audit_replay(report, criteria)

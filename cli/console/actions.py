@@ -1,0 +1,163 @@
+"""The console's actions (POST): log in and out, replay, drop, edit, pause, resume, repair.
+
+Every action but logging in needs an operator's session and the session's CSRF token
+(:func:`cli.console.web.guarded`), and is audit-logged under the user's name by the
+service it calls.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import structlog
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from cli.console.auth import COOKIE, check_login
+from cli.console.pages import dead_letter_filter
+from cli.status import pause_target, resume_target
+from workers.replay import DlqOperator, DurationError, EditError
+
+if TYPE_CHECKING:
+    from cli.console.web import Console, Handler
+
+log = structlog.get_logger("erpsync.console")
+
+
+def back(path: str, message: str) -> Response:
+    return RedirectResponse(f"{path}?msg={quote(message)}", status_code=303)
+
+
+def login(console: Console) -> Handler:
+    async def handler(request: Request) -> Response:
+        form = await request.form()
+        user, password = str(form.get("user", "")), str(form.get("password", ""))
+        role = await run_in_threadpool(check_login, console.settings.console, user, password)
+        if role is None:
+            log.warning("console.login_failed", user=user[:64])
+            return console.render(
+                request, "login.html", code=401, next="/", error="wrong user or password"
+            )
+        _, cookie = console.sessions.issue(user, role)
+        target = str(form.get("next") or "/")
+        response = RedirectResponse(target if target.startswith("/") else "/", status_code=303)
+        response.set_cookie(COOKIE, cookie, httponly=True, samesite="strict")
+        log.info("console.login", user=user, role=role)
+        return response
+
+    return handler
+
+
+def logout(console: Console) -> Handler:
+    async def handler(request: Request) -> Response:
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE)
+        return response
+
+    return handler
+
+
+def _selection(
+    operator: DlqOperator, form: FormData
+) -> tuple[list[Any], list[Any], dict[str, Any]]:
+    """The entries a form names: ticked ids, else its filter (entries, missing, criteria)."""
+    ids = [str(v) for v in form.getlist("ids") if str(v)]
+    if ids:
+        entries, missing = operator.get_many(ids)
+        return entries, missing, {"ids": ids}
+    flt = dead_letter_filter(form)
+    if flt.empty:
+        raise DurationError("name entries (tick them) or a filter: refusing to act on all")
+    return operator.select(flt), [], flt.as_dict()
+
+
+def routes(console: Console) -> list[tuple[str, Handler]]:
+    """(path, handler) of every action."""
+    b = console.backend
+
+    def action(fn: Callable[[Request, FormData, str], Response]) -> Handler:
+        async def handler(request: Request) -> Response:
+            form = await request.form()
+            user = request.state.session.user
+            try:
+                return await run_in_threadpool(fn, request, form, user)
+            except (DurationError, EditError) as exc:
+                reasons = getattr(exc, "reasons", [])
+                return console.render(
+                    request, "refused.html", code=400, why=str(exc), reasons=reasons
+                )
+
+        return handler
+
+    def replay(request: Request, form: FormData, user: str) -> Response:
+        with b.operator(user, publisher=True) as s:
+            entries, missing, criteria = _selection(s.operator, form)
+            plan = s.operator.plan(entries, missing)
+            if form.get("dry_run"):
+                return console.render(request, "plan.html", plan=plan, form=_echo(form))
+            report = s.operator.replay(plan, criteria=criteria)
+        return back("/dlq", f"replayed {len(report.replayed)}, {len(report.superseded)} superseded")
+
+    def drop(request: Request, form: FormData, user: str) -> Response:
+        with b.operator(user) as s:
+            entries, _, criteria = _selection(s.operator, form)
+            dropped = s.operator.drop(entries, criteria)
+        return back("/dlq", f"dropped {dropped}")
+
+    def edit(request: Request, form: FormData, user: str) -> Response:
+        entry_id = request.path_params["entry_id"]
+        try:
+            payload = json.loads(str(form.get("payload", "")))
+        except ValueError as exc:
+            raise EditError(f"the payload is not JSON: {exc}") from None
+        if not isinstance(payload, dict):
+            raise EditError("the payload must be a JSON object")
+        with b.operator(user) as s:
+            result = s.operator.edit(entry_id, payload=payload)
+        changed = ", ".join(result.changed) if result else "nothing changed"
+        return back(f"/dlq/{entry_id}", f"edited: {changed}")
+
+    def target(request: Request, form: FormData, user: str) -> Response:
+        name, verb = request.path_params["name"], request.path_params["verb"]
+        if name not in b.targets() or verb not in ("pause", "resume"):
+            raise DurationError(f"unknown target {name!r} or action {verb!r}")
+        if verb == "pause":
+            pause_target(b.client, b.keys, name, user, str(form.get("reason") or "") or None)
+        else:
+            resume_target(b.client, b.keys, name, user)
+        return back("/targets", f"{name}: {verb}d by {user}")
+
+    def repair(request: Request, form: FormData, user: str) -> Response:
+        flow = request.path_params["flow"]
+        if flow not in b.settings.flows:
+            raise DurationError(f"unknown flow {flow!r}")
+        # The reconcile command itself (reads every record, sends the repairs, audits them);
+        # its log goes where the console's goes.
+        subprocess.Popen(  # noqa: S603 (our own interpreter and module, fixed arguments)
+            [sys.executable, "-m", "cli", "reconcile", flow, "--repair", "--actor", user],
+            env=os.environ.copy(),
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        return back("/reconcile", f"reconcile of {flow} with repair started by {user}")
+
+    return [
+        ("/dlq/replay", action(replay)),
+        ("/dlq/drop", action(drop)),
+        ("/dlq/{entry_id}/edit", action(edit)),
+        ("/targets/{name}/{verb}", action(target)),
+        ("/reconcile/{flow}/repair", action(repair)),
+    ]
+
+
+def _echo(form: FormData) -> list[tuple[str, str]]:
+    """A form's fields but the token and the dry run, to post again for real."""
+    return [(k, str(v)) for k, v in form.multi_items() if k not in ("csrf", "dry_run")]
