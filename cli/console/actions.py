@@ -29,6 +29,8 @@ from workers.replay import DlqOperator, DurationError, EditError
 if TYPE_CHECKING:
     from cli.console.web import Console, Handler
 
+    Action = Callable[[Console, Request, FormData, str], Response]
+
 log = structlog.get_logger("erpsync.console")
 
 
@@ -79,16 +81,77 @@ def _selection(
     return operator.select(flt), [], flt.as_dict()
 
 
+def replay(console: Console, request: Request, form: FormData, user: str) -> Response:
+    b = console.backend
+    with b.operator(user, publisher=True) as s:
+        entries, missing, criteria = _selection(s.operator, form)
+        plan = s.operator.plan(entries, missing)
+        if form.get("dry_run"):
+            return console.render(request, "plan.html", plan=plan, form=_echo(form))
+        report = s.operator.replay(plan, criteria=criteria)
+    return back("/dlq", f"replayed {len(report.replayed)}, {len(report.superseded)} superseded")
+
+
+def drop(console: Console, request: Request, form: FormData, user: str) -> Response:
+    b = console.backend
+    with b.operator(user) as s:
+        entries, _, criteria = _selection(s.operator, form)
+        dropped = s.operator.drop(entries, criteria)
+    return back("/dlq", f"dropped {dropped}")
+
+
+def edit(console: Console, request: Request, form: FormData, user: str) -> Response:
+    entry_id = request.path_params["entry_id"]
+    try:
+        payload = json.loads(str(form.get("payload", "")))
+    except ValueError as exc:
+        raise EditError(f"the payload is not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise EditError("the payload must be a JSON object")
+    b = console.backend
+    with b.operator(user) as s:
+        result = s.operator.edit(entry_id, payload=payload)
+    changed = ", ".join(result.changed) if result else "nothing changed"
+    return back(f"/dlq/{entry_id}", f"edited: {changed}")
+
+
+def target(console: Console, request: Request, form: FormData, user: str) -> Response:
+    b = console.backend
+    name, verb = request.path_params["name"], request.path_params["verb"]
+    if name not in b.targets() or verb not in ("pause", "resume"):
+        raise DurationError(f"unknown target {name!r} or action {verb!r}")
+    if verb == "pause":
+        pause_target(b.client, b.keys, name, user, str(form.get("reason") or "") or None)
+    else:
+        resume_target(b.client, b.keys, name, user)
+    return back("/targets", f"{name}: {verb}d by {user}")
+
+
+def repair(console: Console, request: Request, form: FormData, user: str) -> Response:
+    b = console.backend
+    flow = request.path_params["flow"]
+    if flow not in b.settings.flows:
+        raise DurationError(f"unknown flow {flow!r}")
+    # The reconcile command itself (reads every record, sends the repairs, audits them);
+    # its log goes where the console's goes.
+    subprocess.Popen(  # noqa: S603 (our own interpreter and module, fixed arguments)
+        [sys.executable, "-m", "cli", "reconcile", flow, "--repair", "--actor", user],
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    return back("/reconcile", f"reconcile of {flow} with repair started by {user}")
+
+
 def routes(console: Console) -> list[tuple[str, Handler]]:
     """(path, handler) of every action."""
-    b = console.backend
 
-    def action(fn: Callable[[Request, FormData, str], Response]) -> Handler:
+    def action(fn: Action) -> Handler:
         async def handler(request: Request) -> Response:
             form = await request.form()
             user = request.state.session.user
             try:
-                return await run_in_threadpool(fn, request, form, user)
+                return await run_in_threadpool(fn, console, request, form, user)
             except (DurationError, EditError) as exc:
                 reasons = getattr(exc, "reasons", [])
                 return console.render(
@@ -96,58 +159,6 @@ def routes(console: Console) -> list[tuple[str, Handler]]:
                 )
 
         return handler
-
-    def replay(request: Request, form: FormData, user: str) -> Response:
-        with b.operator(user, publisher=True) as s:
-            entries, missing, criteria = _selection(s.operator, form)
-            plan = s.operator.plan(entries, missing)
-            if form.get("dry_run"):
-                return console.render(request, "plan.html", plan=plan, form=_echo(form))
-            report = s.operator.replay(plan, criteria=criteria)
-        return back("/dlq", f"replayed {len(report.replayed)}, {len(report.superseded)} superseded")
-
-    def drop(request: Request, form: FormData, user: str) -> Response:
-        with b.operator(user) as s:
-            entries, _, criteria = _selection(s.operator, form)
-            dropped = s.operator.drop(entries, criteria)
-        return back("/dlq", f"dropped {dropped}")
-
-    def edit(request: Request, form: FormData, user: str) -> Response:
-        entry_id = request.path_params["entry_id"]
-        try:
-            payload = json.loads(str(form.get("payload", "")))
-        except ValueError as exc:
-            raise EditError(f"the payload is not JSON: {exc}") from None
-        if not isinstance(payload, dict):
-            raise EditError("the payload must be a JSON object")
-        with b.operator(user) as s:
-            result = s.operator.edit(entry_id, payload=payload)
-        changed = ", ".join(result.changed) if result else "nothing changed"
-        return back(f"/dlq/{entry_id}", f"edited: {changed}")
-
-    def target(request: Request, form: FormData, user: str) -> Response:
-        name, verb = request.path_params["name"], request.path_params["verb"]
-        if name not in b.targets() or verb not in ("pause", "resume"):
-            raise DurationError(f"unknown target {name!r} or action {verb!r}")
-        if verb == "pause":
-            pause_target(b.client, b.keys, name, user, str(form.get("reason") or "") or None)
-        else:
-            resume_target(b.client, b.keys, name, user)
-        return back("/targets", f"{name}: {verb}d by {user}")
-
-    def repair(request: Request, form: FormData, user: str) -> Response:
-        flow = request.path_params["flow"]
-        if flow not in b.settings.flows:
-            raise DurationError(f"unknown flow {flow!r}")
-        # The reconcile command itself (reads every record, sends the repairs, audits them);
-        # its log goes where the console's goes.
-        subprocess.Popen(  # noqa: S603 (our own interpreter and module, fixed arguments)
-            [sys.executable, "-m", "cli", "reconcile", flow, "--repair", "--actor", user],
-            env=os.environ.copy(),
-            stdout=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        return back("/reconcile", f"reconcile of {flow} with repair started by {user}")
 
     return [
         ("/dlq/replay", action(replay)),

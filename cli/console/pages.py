@@ -24,7 +24,10 @@ from workers.replay import (
 )
 
 if TYPE_CHECKING:
+    from cli.console.state import Backend
     from cli.console.web import Console, Handler
+
+    Page = Callable[[Backend, Request], tuple[str, dict[str, Any]]]
 
 FILTER_FIELDS = ("target", "code", "flow", "entity", "key")
 
@@ -53,13 +56,89 @@ def login_page(console: Console) -> Handler:
     return page
 
 
+def overview(b: Backend, request: Request) -> tuple[str, dict[str, Any]]:
+    status = b.status()
+    return "overview.html", {
+        "status": status,
+        "graph": outcome_graph(b.history()),
+        "age": format_age,
+    }
+
+
+def dead_letters(b: Backend, request: Request) -> tuple[str, dict[str, Any]]:
+    flt = dead_letter_filter(request.query_params)
+    with b.operator("console") as s:
+        entries = s.operator.select(flt)
+    groups: dict[str, dict[str, Any]] = {}
+    for e in entries:
+        group = groups.setdefault(e.code, {"count": 0, "hint": e.hint, "targets": set()})
+        group["count"] += 1
+        group["targets"].add(e.target)
+    query = {n: request.query_params.get(n, "") for n in (*FILTER_FIELDS, "older_than")}
+    return "dlq.html", {
+        "entries": entries,
+        "groups": groups,
+        "query": query,
+        "age": format_age,
+        "now": time.time(),
+    }
+
+
+def entry(b: Backend, request: Request) -> tuple[str, dict[str, Any]]:
+    entry_id = request.path_params["entry_id"]
+    with b.operator("console") as s:
+        found = s.operator.store.get(entry_id)
+        why = s.operator.explain_missing(entry_id) if found is None else ""
+    if found is None:
+        return "missing.html", {"what": f"dead letter {entry_id}", "why": why}
+    story = read_story(b.settings, found.key, found.flow)
+    payload = json.dumps(found.delivery.event.payload, indent=2, ensure_ascii=False)
+    return "entry.html", {
+        "e": entry_as_dict(found),
+        "payload": payload,
+        "story": story,
+        "when": when,
+        "task_id": found.delivery.delivery_id,
+    }
+
+
+def targets(b: Backend, request: Request) -> tuple[str, dict[str, Any]]:
+    circuit = Circuit(b.client, b.keys)
+    rows = [{"name": t, **circuit.status(t).as_dict()} for t in b.targets()]
+    return "targets.html", {"targets": rows}
+
+
+def audit(b: Backend, request: Request) -> tuple[str, dict[str, Any]]:
+    with b.operator("console") as s:
+        rows = s.operator.store.audit_log(limit=200)
+    return "audit.html", {"rows": rows}
+
+
+def trace(b: Backend, request: Request) -> tuple[str, dict[str, Any]]:
+    key = request.query_params.get("key", "").strip()
+    flow = request.query_params.get("flow", "").strip() or None
+    story = read_story(b.settings, key, flow) if key else []
+    return "trace.html", {
+        "key": key,
+        "flow": flow or "",
+        "flows": sorted(b.settings.flows),
+        "groups": by_target(story) if story else {},
+        "when": when,
+    }
+
+
+def reconcile(b: Backend, request: Request) -> tuple[str, dict[str, Any]]:
+    found = {name: last_result(b.client, b.keys, name) for name in sorted(b.settings.flows)}
+    return "reconcile.html", {"results": found, "kinds": KINDS, "when": when}
+
+
 def routes(console: Console) -> list[tuple[str, Handler]]:
     """(path, handler) of every page."""
 
-    def page(fn: Callable[[Request], tuple[str, dict[str, Any]]]) -> Handler:
+    def page(fn: Page) -> Handler:
         async def handler(request: Request) -> Response:
             try:
-                name, data = await run_in_threadpool(fn, request)
+                name, data = await run_in_threadpool(fn, console.backend, request)
             except DurationError as exc:
                 return console.render(request, "refused.html", code=400, why=str(exc))
             if name == "missing.html":
@@ -67,77 +146,6 @@ def routes(console: Console) -> list[tuple[str, Handler]]:
             return console.render(request, name, **data)
 
         return handler
-
-    b = console.backend
-
-    def overview(request: Request) -> tuple[str, dict[str, Any]]:
-        status = b.status()
-        return "overview.html", {
-            "status": status,
-            "graph": outcome_graph(b.history()),
-            "age": format_age,
-        }
-
-    def dead_letters(request: Request) -> tuple[str, dict[str, Any]]:
-        flt = dead_letter_filter(request.query_params)
-        with b.operator("console") as s:
-            entries = s.operator.select(flt)
-        groups: dict[str, dict[str, Any]] = {}
-        for e in entries:
-            group = groups.setdefault(e.code, {"count": 0, "hint": e.hint, "targets": set()})
-            group["count"] += 1
-            group["targets"].add(e.target)
-        query = {n: request.query_params.get(n, "") for n in (*FILTER_FIELDS, "older_than")}
-        return "dlq.html", {
-            "entries": entries,
-            "groups": groups,
-            "query": query,
-            "age": format_age,
-            "now": time.time(),
-        }
-
-    def entry(request: Request) -> tuple[str, dict[str, Any]]:
-        entry_id = request.path_params["entry_id"]
-        with b.operator("console") as s:
-            found = s.operator.store.get(entry_id)
-            why = s.operator.explain_missing(entry_id) if found is None else ""
-        if found is None:
-            return "missing.html", {"what": f"dead letter {entry_id}", "why": why}
-        story = read_story(b.settings, found.key, found.flow)
-        payload = json.dumps(found.delivery.event.payload, indent=2, ensure_ascii=False)
-        return "entry.html", {
-            "e": entry_as_dict(found),
-            "payload": payload,
-            "story": story,
-            "when": when,
-            "task_id": found.delivery.delivery_id,
-        }
-
-    def targets(request: Request) -> tuple[str, dict[str, Any]]:
-        circuit = Circuit(b.client, b.keys)
-        rows = [{"name": t, **circuit.status(t).as_dict()} for t in b.targets()]
-        return "targets.html", {"targets": rows}
-
-    def audit(request: Request) -> tuple[str, dict[str, Any]]:
-        with b.operator("console") as s:
-            rows = s.operator.store.audit_log(limit=200)
-        return "audit.html", {"rows": rows}
-
-    def trace(request: Request) -> tuple[str, dict[str, Any]]:
-        key = request.query_params.get("key", "").strip()
-        flow = request.query_params.get("flow", "").strip() or None
-        story = read_story(b.settings, key, flow) if key else []
-        return "trace.html", {
-            "key": key,
-            "flow": flow or "",
-            "flows": sorted(b.settings.flows),
-            "groups": by_target(story) if story else {},
-            "when": when,
-        }
-
-    def reconcile(request: Request) -> tuple[str, dict[str, Any]]:
-        found = {name: last_result(b.client, b.keys, name) for name in sorted(b.settings.flows)}
-        return "reconcile.html", {"results": found, "kinds": KINDS, "when": when}
 
     return [
         ("/", page(overview)),
