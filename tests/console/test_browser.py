@@ -24,7 +24,9 @@ import httpx
 import pytest
 import tomli_w
 from playwright.sync_api import Browser, BrowserContext, Page
+from typer.testing import CliRunner
 
+from cli.app import app
 from cli.console.auth import hash_password
 from tests.integration.operations.test_dlq_replay import PROPELLER_ONLY, seed_flat
 from tests.integration.pipeline import REPO, Pipeline
@@ -45,8 +47,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_console(p: Pipeline, directory: Path) -> Iterator[str]:
-    """``erpsync console`` on a free loopback port, with an operator and a viewer."""
+def running_console(p: Pipeline, directory: Path) -> Iterator[Callable[[], str]]:
+    """``erpsync console`` on a free loopback port, with an operator and a viewer.
+
+    Yields a function that waits until it answers and returns its URL (it starts while the
+    test does other things).
+    """
     config = {
         **p.config,
         "console": {
@@ -69,17 +75,21 @@ def running_console(p: Pipeline, directory: Path) -> Iterator[str]:
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    try:
+
+    def ready() -> str:
         deadline = time.monotonic() + 60
         while True:
             try:
                 httpx.get(f"{url}/login", timeout=2).raise_for_status()
-                break
             except httpx.HTTPError:
                 assert process.poll() is None, (directory / "console.log").read_text()
                 assert time.monotonic() < deadline, "the console did not start in 60 s"
                 time.sleep(0.2)
-        yield url
+            else:
+                return url
+
+    try:
+        yield ready
     finally:
         process.terminate()
         process.wait(timeout=20)
@@ -202,8 +212,9 @@ def test_console_replays_a_dead_letter_and_tells_its_story_in_a_browser(
     make_pipeline: Callable[..., Pipeline], browser: Browser, tmp_path: Path
 ) -> None:
     p = make_pipeline(flows=PROPELLER_ONLY)
-    key = dead_letter_one_record(p)
-    with running_console(p, tmp_path) as url:
+    with running_console(p, tmp_path) as ready:
+        key = dead_letter_one_record(p)
+        url = ready()
         context = browser.new_context(base_url=url)
         page = context.new_page()
         page.goto("/")
@@ -218,16 +229,8 @@ def test_console_replays_a_dead_letter_and_tells_its_story_in_a_browser(
         refusals(context, page, url, p)
         context.close()
 
-    told = subprocess.run(
-        [sys.executable, "-m", "cli", "trace", key, "--json"],
-        cwd=REPO,
-        env=p.env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert told.returncode == 0, told.stderr
+    told = CliRunner().invoke(app, ["--config", str(p.config_path), "trace", key, "--json"])
+    assert told.exit_code == 0, told.output
     events: list[dict[str, Any]] = json.loads(told.stdout)
     assert [e["what"] for e in events] == STORY
     assert [e.get("target") for e in events] == [None, *["propeller"] * 5]
