@@ -6,6 +6,10 @@ import httpx
 
 from adapters._http import parse_retry_after
 from workers.limits import RateLimiter
+from workers.trace import trace_rate_wait
+
+#: a rate-limit wait this long or longer goes into the record's trace (single path)
+RATE_WAIT_TRACED_S = 0.5
 
 
 class RateLimitedTransport(httpx.BaseTransport):
@@ -27,7 +31,9 @@ class RateLimitedTransport(httpx.BaseTransport):
         self.burst = burst
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.limiter.acquire(self.target, self.rate_per_s, self.burst)
+        waited = self.limiter.acquire(self.target, self.rate_per_s, self.burst)
+        if waited >= RATE_WAIT_TRACED_S:
+            trace_rate_wait(waited)
         response = self.inner.handle_request(request)
         if response.status_code == 429:
             # Honoured by every worker, not only by the delivery that was refused.

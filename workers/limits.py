@@ -189,14 +189,16 @@ class RateLimiter:
 
     def acquire(
         self, target: str, rate_per_s: float, burst: int = 1, *, max_wait_s: float = 60.0
-    ) -> None:
+    ) -> float:
         """Block until this caller's slot (used before every request to a limited target),
-        then, without bursts, until the requests that actually left allow it."""
+        then, without bursts, until the requests that actually left allow it; returns the
+        seconds waited."""
         wait = self.reserve(target, rate_per_s, burst, max_wait_s=max_wait_s)
         if wait > 0:
             time.sleep(wait)
         if burst <= 1:
-            self.clear_to_send(target, rate_per_s)
+            wait = max(0.0, wait) + self.clear_to_send(target, rate_per_s)
+        return max(0.0, wait)
 
     def clear_to_send(self, target: str, rate_per_s: float) -> float:
         """Block until fewer than the limit's requests per window left in the last window,

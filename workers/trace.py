@@ -273,8 +273,35 @@ class TraceBuffer:
         self.flush()
 
 
+#: the buffer of this process's runtime (set by :func:`engine_observer`), for the waits
+#: that happen below the engine (the rate limiter's, in the HTTP transport)
+_process_buffer: TraceBuffer | None = None
+
+
+def trace_rate_wait(waited_s: float) -> None:
+    """A rate-limit wait of the delivery this thread is applying (its log context names it;
+    a bulk call's records have none and are not traced here)."""
+    buffer = _process_buffer
+    bound = structlog.contextvars.get_contextvars()
+    flow, key, target = bound.get("flow"), bound.get("key"), bound.get("target")
+    if buffer is None or not (flow and key and target):
+        return
+    event = {
+        "at": time.time(),
+        "what": "waiting",
+        "reason": "rate limit",
+        "target": target,
+        "attempt": bound.get("attempt", 0),
+        "delay_s": round(waited_s, 2),
+    }
+    buffer.add(str(flow), str(key), event)
+
+
 def engine_observer(buffer: TraceBuffer) -> Any:
     """An engine observer (:attr:`workers.engine.Engine.observers`) feeding ``buffer``."""
+
+    global _process_buffer
+    _process_buffer = buffer
 
     def observe(what: str, delivery: Delivery, details: dict[str, Any]) -> None:
         if what in _OBSERVED:
@@ -334,6 +361,11 @@ def describe(event: Mapping[str, Any]) -> str:
         return f"skipped: {event.get('reason')}"
     if what == "attempt_failed":
         return f"attempt {event.get('attempt')} failed: {_failure(event)}{delay}"
+    if what == "waiting" and event.get("reason") == "circuit":
+        code = f" ({event['code']})" if event.get("code") else ""
+        return f"waiting: the target's circuit is open or paused{code}{delay}"
+    if what == "waiting" and event.get("reason") == "rate limit":
+        return f"waited {event.get('delay_s')} s for the target's rate limit"
     if what == "waiting":
         return f"waiting ({event.get('reason')}): {_failure(event)}{delay}"
     if what == "dead_lettered":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fakeredis
 import pytest
+import structlog
 
 from erpsync.errors import PermanentError, TransientError
 from erpsync.events import ChangeEvent, Delivery
@@ -19,6 +20,7 @@ from workers.trace import (
     engine_observer,
     field_hashes,
     story,
+    trace_rate_wait,
 )
 
 pytest_plugins = ["tests.workers.test_engine"]
@@ -116,3 +118,23 @@ def test_engine_retry_dead_letter_and_replay_are_told_in_order(
     assert told[2]["replay_of"] == "entry-1"
     assert describe(told[1]).startswith("dead-lettered: 40005 (permanent) HTTP 400: refused")
     assert describe(told[2]) == "applied: created (replay)"
+
+
+def test_a_rate_limit_wait_goes_to_the_trace_of_the_delivery_being_applied(
+    store: TraceStore,
+) -> None:
+    buffer = TraceBuffer(store)
+    engine_observer(buffer)  # the process's buffer
+    trace_rate_wait(1.234)  # no delivery bound: nothing to name
+    structlog.contextvars.bind_contextvars(flow="customers", key="C7", target="hipe", attempt=2)
+    try:
+        trace_rate_wait(1.234)
+    finally:
+        structlog.contextvars.unbind_contextvars("flow", "key", "target", "attempt")
+    buffer.close()
+    (event,) = store.read(["customers"], "C7")["customers"]
+    assert event["what"] == "waiting"
+    assert event["reason"] == "rate limit"
+    assert (event["target"], event["attempt"], event["delay_s"]) == ("hipe", 2, 1.23)
+    assert describe(event) == "waited 1.23 s for the target's rate limit"
+    assert store.client.keys("t:trace:*") == ["t:trace:customers:C7"]
