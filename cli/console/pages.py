@@ -14,6 +14,7 @@ from starlette.responses import Response, StreamingResponse
 from cli.console.graph import outcome_graph
 from cli.trace import by_target, read_story, when
 from producers.reconcile import KINDS, last_result
+from workers.app import TASK_APPLY
 from workers.limits import Circuit
 from workers.replay import (
     DeadLetterFilter,
@@ -98,7 +99,7 @@ def entry(b: Backend, request: Request) -> tuple[str, dict[str, Any]]:
         "payload": payload,
         "story": story,
         "when": when,
-        "task_id": found.delivery.delivery_id,
+        "task_name": TASK_APPLY,
     }
 
 
