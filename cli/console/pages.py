@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     Page = Callable[[Backend, Request], tuple[str, dict[str, Any]]]
 
 FILTER_FIELDS = ("target", "code", "flow", "entity", "key")
+#: dead letters listed on the page at most (the groups count them all)
+LISTED = 500
 
 
 def dead_letter_filter(params: Any) -> DeadLetterFilter:
@@ -77,7 +79,8 @@ def dead_letters(b: Backend, request: Request) -> tuple[str, dict[str, Any]]:
         group["targets"].add(e.target)
     query = {n: request.query_params.get(n, "") for n in (*FILTER_FIELDS, "older_than")}
     return "dlq.html", {
-        "entries": entries,
+        "entries": entries[:LISTED],
+        "total": len(entries),
         "groups": groups,
         "query": query,
         "age": format_age,

@@ -31,6 +31,14 @@ from erpsync.settings import Settings
 log = structlog.get_logger("erpsync.console")
 TEMPLATES = Path(__file__).with_name("templates")
 Handler = Callable[[Request], Awaitable[Response]]
+#: no framing (clickjacking), no caching of pages that show payloads, no referrer outside
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+}
 
 
 def _finalize(value: Any) -> Any:
@@ -73,7 +81,7 @@ class Console:
             message=request.query_params.get("msg"),
             **data,
         )
-        return HTMLResponse(html, status_code=code)
+        return HTMLResponse(html, status_code=code, headers=SECURITY_HEADERS)
 
     def refuse(self, request: Request, status: int, why: str) -> Response:
         log.warning("console.refused", path=request.url.path, status=status, why=why)
