@@ -16,12 +16,11 @@ from typing import Annotated, Any
 
 import click
 import typer
-from rich import box
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cli._config import settings_or_exit
-from cli._output import console, err_console, print_json
+from cli._dlq_view import entries_table, print_plan, print_replay, progress_bar
+from cli._output import console, grid, print_json, say
 from erpsync.events import Delivery
 from erpsync.keys import Keys
 from erpsync.settings import Settings
@@ -33,13 +32,14 @@ from workers.replay import (
     EditError,
     ImportFileError,
     Missing,
-    ReplayPlan,
     entry_as_dict,
     format_age,
     parse_duration,
     parse_import,
 )
 from workers.state import State
+
+__all__ = ["dlq_app", "grid", "operator_session", "register", "say"]
 
 dlq_app = typer.Typer(
     name="dlq",
@@ -162,74 +162,9 @@ def operator_session(
         client.close()
 
 
-def say(text: str, style: str | None = None, *, err: bool = False) -> None:
-    """A message line: never wrapped (ids and commands stay whole), never read as markup."""
-    (err_console if err else console).print(
-        text, style=style, soft_wrap=True, highlight=False, markup=False
-    )
-
-
 def _fail(message: str, code: int = 1) -> typer.Exit:
     say(f"erpsync dlq: {message}", "bold red", err=True)
     return typer.Exit(code)
-
-
-def grid(
-    title: str,
-    columns: Sequence[str],
-    rows: Sequence[Sequence[str]],
-    *,
-    flexible: str | None = None,
-    fold: bool = False,
-) -> Table:
-    """A table whose columns keep their full width but ``flexible``, which takes the rest.
-
-    Ids, codes and keys are never cut (an operator copies them); the flexible column (an
-    error message, a note) is cut with an ellipsis, or folded when ``fold``.
-    """
-    table = Table(
-        title=title,
-        box=box.SIMPLE_HEAD,
-        title_justify="left",
-        pad_edge=False,
-        collapse_padding=True,
-    )
-    widths = [max([len(name), *(len(row[i]) for row in rows)]) for i, name in enumerate(columns)]
-    # Rich shrinks every column of a table too wide for the terminal, even to nothing: give
-    # the flexible column what the others leave instead.
-    fixed = sum(w for name, w in zip(columns, widths, strict=True) if name != flexible)
-    left = max(8, console.width - fixed - 2 * len(columns))
-    for name, width in zip(columns, widths, strict=True):
-        if name == flexible:
-            table.add_column(
-                name,
-                no_wrap=not fold,
-                overflow="fold" if fold else "ellipsis",
-                max_width=left,
-            )
-        else:
-            table.add_column(name, no_wrap=True, min_width=width)
-    for row in rows:
-        table.add_row(*row)
-    return table
-
-
-def _entries_table(entries: Sequence[DeadLetter], title: str) -> Table:
-    rows = [
-        [
-            e.id,
-            e.target,
-            e.code,
-            e.entity,
-            e.key,
-            str(e.attempts),
-            format_age(e.age_s),
-            e.message[:200],
-        ]
-        for e in entries
-    ]
-    columns = ("id", "target", "code", "entity", "key", "tries", "age", "error")
-    return grid(title, columns, rows, flexible="error")
 
 
 # -- list / show ------------------------------------------------------------------------
@@ -258,7 +193,7 @@ def list_entries(
     title = f"dead letters: {len(entries)}" + (
         f" (showing {len(shown)})" if shown != entries else ""
     )
-    console.print(_entries_table(shown, title))
+    console.print(entries_table(shown, title))
 
 
 @dlq_app.command("show")
@@ -333,45 +268,6 @@ def _choose(
     return entries, [], ({"all": True} if all_entries else flt.as_dict())
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    )
-
-
-def _print_plan(plan: ReplayPlan) -> None:
-    rows = [
-        [
-            p.entry.id,
-            p.entry.target,
-            p.entry.code,
-            p.entry.key,
-            str(p.entry.delivery.event.source_version),
-            "replay" if p.verdict == "replay" else "skip: superseded",
-            p.note,
-        ]
-        for p in plan.entries
-    ]
-    if rows:
-        title = f"dry run: {len(rows)} entr{'y' if len(rows) == 1 else 'ies'}"
-        columns = ("id", "target", "code", "key", "version", "would", "note")
-        console.print(grid(title, columns, rows, flexible="note", fold=True))
-    say(
-        f"would replay {len(plan.to_replay)}, skip {len(plan.superseded)} superseded "
-        "by a newer change of the same record"
-    )
-
-
-def _print_missing(missing: Sequence[Missing]) -> None:
-    for m in missing:
-        say(f"{m.id}: {m.reason}; nothing to replay", "yellow")
-
-
 @dlq_app.command("replay")
 def replay(
     ids: Annotated[
@@ -403,64 +299,21 @@ def replay(
         entries, missing, criteria = _choose(s, ids, flt, all_entries)
         plan = s.operator.plan(entries, missing)
         if dry_run:
-            if json_output:
-                print_json(
-                    {
-                        "dry_run": True,
-                        "entries": [p.as_dict() for p in plan.entries],
-                        "would_replay": len(plan.to_replay),
-                        "superseded": len(plan.superseded),
-                        "missing": [m.as_dict() for m in plan.missing],
-                    }
-                )
-            else:
-                _print_plan(plan)
-                _print_missing(plan.missing)
+            print_plan(plan, json_output=json_output)
             raise typer.Exit(1 if plan.missing else 0)
-        with _progress() as bar:
+        with progress_bar() as bar:
             task = bar.add_task("replaying", total=len(plan.entries))
             report = s.operator.replay(
                 plan, progress=lambda n: bar.advance(task, n), criteria=criteria
             )
         outcomes = None
         if wait and report.replayed:
-            with _progress() as bar:
+            with progress_bar() as bar:
                 task = bar.add_task("waiting for outcomes", total=len(report.replayed))
                 outcomes = s.operator.wait(
                     report.replayed, timeout_s=timeout, progress=lambda n: bar.advance(task, n)
                 )
-    if json_output:
-        data: dict[str, Any] = {
-            "dry_run": False,
-            "replayed": [e.id for e in report.replayed],
-            "superseded": [p.as_dict() for p in report.superseded],
-            "missing": [m.as_dict() for m in report.missing]
-            + [{"id": i, "reason": "resolved meanwhile"} for i in report.vanished],
-        }
-        if outcomes is not None:
-            data["outcomes"] = outcomes.as_dict()
-        print_json(data)
-    else:
-        say(
-            f"replayed {len(report.replayed)}: on their target queues; the workers apply them "
-            "under each target's rate limit and circuit"
-        )
-        if report.superseded:
-            say(
-                f"skipped {len(report.superseded)} superseded by a newer change of the same "
-                f"record: {', '.join(p.entry.id for p in report.superseded[:20])}"
-            )
-        _print_missing(report.missing)
-        for entry_id in report.vanished:
-            say(f"{entry_id}: resolved meanwhile; not replayed", "yellow")
-        if outcomes is not None:
-            say(
-                f"applied {len(outcomes.applied)}, skipped {len(outcomes.skipped)}, "
-                f"dead-lettered again {len(outcomes.failed_again)}, "
-                f"still pending {len(outcomes.pending)}"
-            )
-            if outcomes.failed_again:
-                say("dead-lettered again: " + ", ".join(outcomes.failed_again[:20]), "red")
+    print_replay(report, outcomes, json_output=json_output)
     failed = bool(report.missing) or (
         outcomes is not None and bool(outcomes.failed_again or outcomes.pending)
     )
