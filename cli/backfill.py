@@ -80,17 +80,7 @@ def backfill(
             err_console.print(f"[red]erpsync backfill: {exc}[/]", highlight=False)
             raise typer.Exit(2) from None
         before = _flow_counters(service, flow, targets)
-        progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[detail]}"),
-            TimeElapsedColumn(),
-            console=err_console,
-            disable=json_output,
-            transient=False,
-        )
-        with progress:
+        with _progress(quiet=json_output) as progress:
             reading = progress.add_task(f"reading {flow}", total=None, detail="")
 
             def on_progress(result: PollResult) -> None:
@@ -114,8 +104,40 @@ def backfill(
     finally:
         service.close()
 
-    skipped_streams = [r for r in results if r.skipped]
-    summary = {
+    summary = _summary(flow, targets, force, results, before, after, waited)
+    if json_output:
+        print_json(summary)
+    else:
+        _print_table(summary)
+    if any(r.skipped for r in results) or waited is False:
+        raise typer.Exit(1)
+
+
+def _progress(*, quiet: bool) -> Progress:
+    """A bar per phase: reading the source, then (with --wait) the workers' outcomes."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=quiet,
+        transient=False,
+    )
+
+
+def _summary(
+    flow: str,
+    targets: list[str],
+    force: bool,
+    results: list[PollResult],
+    before: dict[str, dict[str, int]],
+    after: dict[str, dict[str, int]],
+    waited: bool | None,
+) -> dict[str, Any]:
+    """The backfill's result: what was read and sent, per stream, and each target's outcomes."""
+    return {
         "flow": flow,
         "targets": targets,
         "force": force,
@@ -129,12 +151,6 @@ def backfill(
         },
         "settled": waited,
     }
-    if json_output:
-        print_json(summary)
-    else:
-        _print_table(summary)
-    if skipped_streams or waited is False:
-        raise typer.Exit(1)
 
 
 def _follow(

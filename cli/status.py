@@ -68,21 +68,7 @@ def status(json_output: JsonOpt = False) -> None:
     if json_output:
         print_json(data)
         return
-    flow_rows = []
-    for flow in data["flows"]:
-        stream = flow["stream"]
-        age = stream["last_poll_age_s"]
-        flow_rows.append(
-            [
-                flow["name"] + ("" if flow["enabled"] else " (off)"),
-                stream["name"],
-                f"{format_age(age)} ago" if age is not None else "never",
-                _num(stream["last_records"]),
-                _num(stream["last_changed"]),
-                _num(stream["last_deleted"]),
-                stream["last_error"] or "",
-            ]
-        )
+    flow_rows = _flow_rows(data["flows"])
     flow_columns = ("flow", "stream", "last poll", "records", "changed", "deleted", "error")
     console.print(grid("flows", flow_columns, flow_rows, flexible="error", fold=True))
     reconcile_rows = _reconcile_rows(data["flows"])
@@ -91,23 +77,7 @@ def status(json_output: JsonOpt = False) -> None:
         console.print(
             grid("last reconcile", drift_columns, reconcile_rows, flexible="note", fold=True)
         )
-    target_rows = []
-    for t in data["targets"]:
-        counters = t["counters"]
-        target_rows.append(
-            [
-                t["name"],
-                _circuit(t["circuit"]),
-                str(t["queued_deliveries"] + t["reserved"]),
-                str(t["in_flight"]),
-                str(t["scheduled_retries"]),
-                _fmt_lag(t["lag_s"]),
-                str(t["dlq_total"]),
-                str(counters.get("applied", 0)),
-                str(counters.get("skipped", 0)),
-                str(counters.get("dead_lettered", 0)),
-            ]
-        )
+    target_rows = _target_rows(data["targets"])
     columns = (
         "target",
         "circuit",
@@ -140,6 +110,48 @@ def _say_invoices(invoices: dict[str, int] | None) -> None:
 
 
 _DRIFT = ("missing", "different", "orphaned", "duplicates")
+
+
+def _flow_rows(flows: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per flow: its stream's last poll, what it found, its last error."""
+    rows: list[list[str]] = []
+    for flow in flows:
+        stream = flow["stream"]
+        age = stream["last_poll_age_s"]
+        rows.append(
+            [
+                flow["name"] + ("" if flow["enabled"] else " (off)"),
+                stream["name"],
+                f"{format_age(age)} ago" if age is not None else "never",
+                _num(stream["last_records"]),
+                _num(stream["last_changed"]),
+                _num(stream["last_deleted"]),
+                stream["last_error"] or "",
+            ]
+        )
+    return rows
+
+
+def _target_rows(targets: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per target: circuit, queue, in flight, retries, lag, DLQ and counters."""
+    rows: list[list[str]] = []
+    for t in targets:
+        counters = t["counters"]
+        rows.append(
+            [
+                t["name"],
+                _circuit(t["circuit"]),
+                str(t["queued_deliveries"] + t["reserved"]),
+                str(t["in_flight"]),
+                str(t["scheduled_retries"]),
+                _fmt_lag(t["lag_s"]),
+                str(t["dlq_total"]),
+                str(counters.get("applied", 0)),
+                str(counters.get("skipped", 0)),
+                str(counters.get("dead_lettered", 0)),
+            ]
+        )
+    return rows
 
 
 def _reconcile_rows(flows: list[dict[str, Any]]) -> list[list[str]]:
