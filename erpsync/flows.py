@@ -370,55 +370,70 @@ def mapping_problems(
     spec = TARGETS.get((entity, target))
     if spec is None:
         return []
-    problems: list[tuple[str, str]] = []
     keys = " and ".join(spec.honoured())
     honoured = f"{target} honours only {keys}" if keys else f"{target} honours no mapping key"
+    problems = _custom_field_problems(entity, target, spec, mapping, source_fields, honoured)
+    for name, value in mapping.fields.items():
+        problem = _field_problem(entity, target, spec, name, value, source_fields, honoured)
+        if problem:
+            problems.append((f"fields.{name}", problem))
+    return problems
+
+
+def _custom_field_problems(
+    entity: str,
+    target: str,
+    spec: TargetSpec,
+    mapping: TargetMapping,
+    source_fields: Mapping[str, str] | None,
+    honoured: str,
+) -> list[tuple[str, str]]:
+    """The problems of ``mapping.custom_fields``: not taken at all, or a path that cannot be."""
     if mapping.custom_fields and spec.custom_fields is None:
-        problems.append(
+        return [
             (
                 "custom_fields",
                 f"{target} takes no custom fields for {entity} "
                 f"(erpsync would ignore them: {honoured})",
             )
-        )
-    elif mapping.custom_fields:
-        for name, path in mapping.custom_fields.items():
-            problem = _path_problem(entity, spec, path, line=_is_line(spec, name))
-            if problem is None and source_fields is not None:
-                problem = unfilled_custom_problem(path, source_fields)
-            if problem:
-                problems.append((f"custom_fields.{name}", problem))
-    overridable = spec.overridable()
-    for name, value in mapping.fields.items():
-        if name in spec.options:
-            words = spec.choices.get(name)
-            if not value.strip():
-                problems.append((f"fields.{name}", f"names {spec.options[name]}: not empty"))
-            elif words is not None and value not in words:
-                problems.append((f"fields.{name}", f"{value!r} is not one of {', '.join(words)}"))
-        elif name in overridable:
-            problem = _path_problem(entity, spec, value, line=False)
-            if problem is None and source_fields is not None:
-                problem = unfilled_custom_problem(value, source_fields)
-            if problem:
-                problems.append((f"fields.{name}", problem))
-        elif not overridable and not spec.options:
-            problems.append(
-                (
-                    f"fields.{name}",
-                    f"{target} takes no field mapping for {entity} "
-                    f"(erpsync would ignore it: {honoured})",
-                )
-            )
-        else:
-            names = ", ".join([*overridable, *spec.options])
-            problems.append(
-                (
-                    f"fields.{name}",
-                    f"{target} has no {entity} field {name!r} a mapping can set (one of: {names})",
-                )
-            )
+        ]
+    problems: list[tuple[str, str]] = []
+    for name, path in mapping.custom_fields.items():
+        problem = _path_problem(entity, spec, path, line=_is_line(spec, name))
+        if problem is None and source_fields is not None:
+            problem = unfilled_custom_problem(path, source_fields)
+        if problem:
+            problems.append((f"custom_fields.{name}", problem))
     return problems
+
+
+def _field_problem(
+    entity: str,
+    target: str,
+    spec: TargetSpec,
+    name: str,
+    value: str,
+    source_fields: Mapping[str, str] | None,
+    honoured: str,
+) -> str | None:
+    """What is wrong with ``fields.<name> = value``: an option, an overridable field, or none."""
+    overridable = spec.overridable()
+    if name in spec.options:
+        words = spec.choices.get(name)
+        if not value.strip():
+            return f"names {spec.options[name]}: not empty"
+        if words is not None and value not in words:
+            return f"{value!r} is not one of {', '.join(words)}"
+        return None
+    if name in overridable:
+        problem = _path_problem(entity, spec, value, line=False)
+        if problem is None and source_fields is not None:
+            problem = unfilled_custom_problem(value, source_fields)
+        return problem
+    if not overridable and not spec.options:
+        return f"{target} takes no field mapping for {entity} (erpsync would ignore it: {honoured})"
+    names = ", ".join([*overridable, *spec.options])
+    return f"{target} has no {entity} field {name!r} a mapping can set (one of: {names})"
 
 
 def _is_line(spec: TargetSpec, name: str) -> bool:
