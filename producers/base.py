@@ -364,16 +364,9 @@ class Producer:
                 changed, missing = self._compare_page(snapshot, lock_key, keys, contents)
             records, differing = self._checked(stream, page, keys, contents, changed)
             if differing and not mode.backfill:
-                # Compared again as what they really are (see _checked).
-                again, vanished = self._compare_page(
-                    snapshot,
-                    lock_key,
-                    [keys[i] for i in differing],
-                    [contents[i] for i in differing],
+                changed, missing = self._compare_again(
+                    snapshot, lock_key, keys, contents, changed, missing, differing
                 )
-                still = {differing[i] for i in again}
-                changed = [i for i in changed if i in still or i not in differing]
-                missing = (missing - set(differing)) | {differing[i] for i in vanished}
             for index, key in enumerate(keys):
                 if key not in seen:
                     seen.add(key)
@@ -388,14 +381,7 @@ class Producer:
             if mode.on_progress is not None:
                 mode.on_progress(result)
         if stream.detects_deletions and (mode.backfill or known < before_scan):
-            deleted = [
-                str(key)
-                for key, _ in self.redis.hscan_iter(snapshot, count=1000)
-                if str(key) not in seen
-            ]
-            for key in deleted:
-                payload = {"key": key, "active": False}
-                pending.append(_Change(SourceRecord(key, payload), Content.of("delete", payload)))
+            pending.extend(self._deletions(snapshot, seen))
         self._flush(stream, pending, result, mode)
         if mode.on_progress is not None:
             mode.on_progress(result)
@@ -404,6 +390,45 @@ class Producer:
             self.redis.set(cursor_key, bookmark)
             state_key = self.keys.stream_state(stream.source, stream.entity)
             self.redis.hset(state_key, "cursor", bookmark)
+
+    def _compare_again(
+        self,
+        snapshot: str,
+        lock_key: str,
+        keys: list[str],
+        contents: list[Content],
+        changed: list[int],
+        missing: set[int],
+        differing: list[int],
+    ) -> tuple[list[int], set[int]]:
+        """``changed`` and ``missing`` once ``differing`` are compared again as what they are.
+
+        :meth:`_checked` found that the fast path erred on these positions: ``keys`` and
+        ``contents`` now hold what the records really are.
+        """
+        again, vanished = self._compare_page(
+            snapshot,
+            lock_key,
+            [keys[i] for i in differing],
+            [contents[i] for i in differing],
+        )
+        still = {differing[i] for i in again}
+        changed = [i for i in changed if i in still or i not in differing]
+        missing = (missing - set(differing)) | {differing[i] for i in vanished}
+        return changed, missing
+
+    def _deletions(self, snapshot: str, seen: set[str]) -> list[_Change]:
+        """A delete for every snapshot key the scan did not meet."""
+        deleted = [
+            str(key)
+            for key, _ in self.redis.hscan_iter(snapshot, count=1000)
+            if str(key) not in seen
+        ]
+        changes: list[_Change] = []
+        for key in deleted:
+            payload = {"key": key, "active": False}
+            changes.append(_Change(SourceRecord(key, payload), Content.of("delete", payload)))
+        return changes
 
     def _compare_page(
         self, snapshot: str, lock_key: str, keys: list[str], contents: list[Content]

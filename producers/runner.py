@@ -16,7 +16,7 @@ from adapters.atollon import AtollonClient
 from adapters.onlineerp import OnlineErpClient
 from adapters.propeller import PropellerClient
 from erpsync.keys import Keys
-from erpsync.settings import Settings
+from erpsync.settings import FlowSettings, Settings
 from producers.atollon import AtollonBilling, time_sheets_option
 from producers.base import PollResult, Producer, SnapshotStream
 from producers.onlineerp import OnlineErpCustomers, OnlineErpProducts
@@ -68,65 +68,69 @@ class ProducerService:
 
     def _build_streams(self) -> list[SnapshotStream]:
         streams: list[SnapshotStream] = []
-        erp = self.settings.systems.onlineerp
         for name, flow in self.settings.flows.items():
-            if flow.enabled and flow.source == "atollon" and flow.entity == "billing":
-                atollon = self.settings.systems.atollon
-                if atollon is not None:
-                    atollon_http = make_client(atollon)
-                    self.clients.append(atollon_http)
-                    streams.append(
-                        AtollonBilling(
-                            name,
-                            "atollon",
-                            "billing",
-                            list(flow.targets),
-                            client=AtollonClient(
-                                atollon_http,
-                                atollon,
-                                error_overrides=self.settings.errors.get("atollon"),
-                            ),
-                            time_sheets=time_sheets_option(flow.mapping),
-                        )
-                    )
+            if not flow.enabled:
                 continue
-            if not flow.enabled or flow.source != "onlineerp" or erp is None:
-                continue
-            http = make_client(erp)
-            self.clients.append(http)
-            client = OnlineErpClient(
-                http, erp, error_overrides=self.settings.errors.get("onlineerp")
-            )
-            if flow.entity == "customer":
-                streams.append(
-                    OnlineErpCustomers(
-                        name,
-                        "onlineerp",
-                        "customer",
-                        list(flow.targets),
-                        client=client,
-                        source_fields=flow.source_fields,
-                    )
-                )
-            elif flow.entity == "invoice":
-                streams.append(
-                    OnlineErpInvoices(
-                        name, "onlineerp", "invoice", list(flow.targets), client=client
-                    )
-                )
-            elif flow.entity == "product":
-                streams.append(
-                    OnlineErpProducts(
-                        name,
-                        "onlineerp",
-                        "product",
-                        list(flow.targets),
-                        client=client,
-                        source_fields=flow.source_fields,
-                    )
-                )
+            stream: SnapshotStream | None = None
+            if flow.source == "atollon" and flow.entity == "billing":
+                stream = self._billing_stream(name, flow)
+            elif flow.source == "onlineerp":
+                stream = self._onlineerp_stream(name, flow)
+            if stream is not None:
+                streams.append(stream)
         streams.extend(self._propeller_streams())
         return streams
+
+    def _billing_stream(self, name: str, flow: FlowSettings) -> SnapshotStream | None:
+        """Atollon's billable items of ``flow`` (None when Atollon is not configured)."""
+        atollon = self.settings.systems.atollon
+        if atollon is None:
+            return None
+        atollon_http = make_client(atollon)
+        self.clients.append(atollon_http)
+        return AtollonBilling(
+            name,
+            "atollon",
+            "billing",
+            list(flow.targets),
+            client=AtollonClient(
+                atollon_http,
+                atollon,
+                error_overrides=self.settings.errors.get("atollon"),
+            ),
+            time_sheets=time_sheets_option(flow.mapping),
+        )
+
+    def _onlineerp_stream(self, name: str, flow: FlowSettings) -> SnapshotStream | None:
+        """The ERP's customers, products or invoices of ``flow`` (None without an ERP)."""
+        erp = self.settings.systems.onlineerp
+        if erp is None:
+            return None
+        http = make_client(erp)
+        self.clients.append(http)
+        client = OnlineErpClient(http, erp, error_overrides=self.settings.errors.get("onlineerp"))
+        targets: list[str] = list(flow.targets)
+        if flow.entity == "customer":
+            return OnlineErpCustomers(
+                name,
+                "onlineerp",
+                "customer",
+                targets,
+                client=client,
+                source_fields=flow.source_fields,
+            )
+        if flow.entity == "invoice":
+            return OnlineErpInvoices(name, "onlineerp", "invoice", targets, client=client)
+        if flow.entity == "product":
+            return OnlineErpProducts(
+                name,
+                "onlineerp",
+                "product",
+                targets,
+                client=client,
+                source_fields=flow.source_fields,
+            )
+        return None
 
     def _propeller_streams(self) -> list[SnapshotStream]:
         streams: list[SnapshotStream] = []
