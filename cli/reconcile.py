@@ -24,13 +24,11 @@ from producers.reconcile import (
     DEFAULT_LIMIT,
     KINDS,
     ReconcileError,
-    RepairReport,
     Report,
-    repair,
     store_result,
     trace_findings,
-    wait_repairs,
 )
+from producers.reconcile_repair import RepairReport, repair, wait_repairs
 from workers.replay import default_actor
 
 if TYPE_CHECKING:

@@ -30,18 +30,17 @@ shows them active (and ``duplicates`` when there are several); they are not ``ch
 which counts source records.
 
 A target whose circuit is not closed, or whose read fails, is *not checked* (with the
-reason): never drift. :func:`repair` sends one forced delivery per missing, different or
-orphaned record through the normal pipeline (:func:`workers.publish.publish`: ledger,
-locks, rate limit, circuit, dead letters); the force passes the ledger's "already applied"
-check only.
+reason): never drift. :func:`producers.reconcile_repair.repair` sends one forced delivery
+per missing, different or orphaned record through the normal pipeline
+(:func:`workers.publish.publish`: ledger, locks, rate limit, circuit, dead letters); the
+force passes the ledger's "already applied" check only. The spills and the findings live in
+SQLite files (:mod:`producers.reconcile_files`).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import pickle
-import sqlite3
 import tempfile
 import threading
 import time
@@ -57,15 +56,15 @@ import structlog
 from pydantic import ValidationError
 
 from erpsync.errors import ReadUnsupportedError
-from erpsync.events import ChangeEvent, Content, Delivery, canonical_json
+from erpsync.events import canonical_json
 from erpsync.keys import Keys, key_source
 from erpsync.redaction import redact
-from producers.base import Producer, SnapshotStream, UncheckedRecord
-from workers.dlq import DeadLetterStore, entry_id_for
+from producers.base import SnapshotStream, UncheckedRecord
+from producers.reconcile_files import CHUNK as _CHUNK
+from producers.reconcile_files import Findings, Row, Spill
 from workers.limits import Circuit
-from workers.publish import publish
 from workers.sinks.view import Observed, View, ViewableSink, normalise
-from workers.trace import TraceStore, sent_event
+from workers.trace import TraceStore
 
 log = structlog.get_logger("erpsync.reconcile")
 
@@ -75,11 +74,7 @@ KINDS = ("missing", "different", "orphaned", "duplicates")
 OTHER = ("in_sync", "invalid_source")
 #: examples listed per kind and target unless told otherwise
 DEFAULT_LIMIT = 100
-#: rows written to SQLite per statement
-_CHUNK = 1000
 _PICKLE = pickle.HIGHEST_PROTOCOL
-#: each spill's SQLite page cache, KiB (the default is 2,000)
-_CACHE_KIB = 512
 
 #: called as (what, name, count): ("read", "propeller", 1200) as records are read,
 #: ("compared", flow, 5000) as source records are compared
@@ -106,42 +101,6 @@ def duplicate_hint(target: str, key: str, target_ids: Sequence[str]) -> str:
 # -- spilling a stream to disk -------------------------------------------------------------
 
 
-#: one row of a spilled stream: (key, the target's id or None, body, extra)
-_Row = tuple[str, str | None, Any, Any]
-
-
-class _Spill:
-    """Rows ``(key, ref, body, extra)`` of one stream in a SQLite file, read back in key
-    order (SQLite's sorter: sequential reads, its memory bounded, spilling to temp files)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.count = 0
-        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=OFF")
-        self.db.execute("PRAGMA synchronous=OFF")
-        # written and read in sequence: a small page cache (and sorter) is all it needs
-        self.db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
-        self.db.execute("CREATE TABLE rows (key TEXT NOT NULL, ref TEXT, body, extra)")
-
-    def add(self, rows: Sequence[_Row]) -> None:
-        if not rows:
-            return
-        self.db.execute("BEGIN")
-        self.db.executemany("INSERT INTO rows VALUES (?, ?, ?, ?)", rows)
-        self.db.execute("COMMIT")
-        self.count += len(rows)
-
-    def groups(self) -> Iterator[tuple[str, list[_Row]]]:
-        """``(key, [row, …])`` in key order (several rows for a duplicated key)."""
-        cursor = self.db.execute("SELECT key, ref, body, extra FROM rows ORDER BY key, ref")
-        for key, rows in itertools.groupby(cursor, key=lambda row: str(row[0])):
-            yield key, list(rows)
-
-    def close(self) -> None:
-        self.db.close()
-
-
 #: what the source's reader works out for each record: (active, per target the view the
 #: sink expects, None where the record cannot be mapped)
 Expectation = tuple[bool, dict[str, View | None]]
@@ -159,9 +118,7 @@ def _expectation(
     return payload.get("active", True) is not False, expected
 
 
-def _source_pages(
-    stream: SnapshotStream, sinks: Mapping[str, ViewableSink]
-) -> Iterator[list[_Row]]:
+def _source_pages(stream: SnapshotStream, sinks: Mapping[str, ViewableSink]) -> Iterator[list[Row]]:
     """The flow's source, a page at a time: (key, None, the canonical payload's text, what
     each target should show of it, pickled).
 
@@ -172,7 +129,7 @@ def _source_pages(
     stream.load_bookmark(None)
     entity = stream.entity
     for page in stream.pages():
-        rows: list[_Row] = []
+        rows: list[Row] = []
         for record in page:
             if isinstance(record, UncheckedRecord):
                 text = record.content.text
@@ -184,14 +141,14 @@ def _source_pages(
         yield rows
 
 
-def _observed_pages(sink: ViewableSink, entity: str, source: str) -> Iterator[list[_Row]]:
+def _observed_pages(sink: ViewableSink, entity: str, source: str) -> Iterator[list[Row]]:
     """A target's records carrying our external id: (key, target id, the view, pickled).
 
     Only those in the namespace of the flow's source (:func:`erpsync.keys.key_source`): a
     target fed by two flows (the ERP's customers and Propeller's companies) holds the other
     flow's records too, which this flow's source cannot hold and must not call orphaned.
     """
-    rows: list[_Row] = []
+    rows: list[Row] = []
     for observed in sink.observed(entity):
         if key_source(entity, observed.key) != source:
             continue
@@ -204,7 +161,7 @@ def _observed_pages(sink: ViewableSink, entity: str, source: str) -> Iterator[li
     yield rows
 
 
-def _spill(spill: _Spill, pages: Iterable[Sequence[_Row]], name: str, progress: Progress) -> None:
+def _spill(spill: Spill, pages: Iterable[Sequence[Row]], name: str, progress: Progress) -> None:
     for rows in pages:
         spill.add(rows)
         progress("read", name, spill.count)
@@ -331,77 +288,6 @@ class Report:
         }
 
 
-class Findings:
-    """Every drift found, in a SQLite file: what the report lists and a repair reads."""
-
-    def __init__(self, path: Path) -> None:
-        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=OFF")
-        self.db.execute("PRAGMA synchronous=OFF")
-        self.db.execute(
-            "CREATE TABLE drift (target TEXT, kind TEXT, key TEXT, detail TEXT, payload TEXT)"
-        )
-        self._rows: list[tuple[str, str, str, str, str | None]] = []
-
-    def add(
-        self,
-        target: str,
-        kind: str,
-        key: str,
-        detail: Mapping[str, Any],
-        payload: str | None,
-    ) -> None:
-        self._rows.append((target, kind, key, json.dumps(detail, default=str), payload))
-        if len(self._rows) >= _CHUNK:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._rows:
-            self.db.execute("BEGIN")
-            self.db.executemany("INSERT INTO drift VALUES (?, ?, ?, ?, ?)", self._rows)
-            self.db.execute("COMMIT")
-            self._rows = []
-
-    def examples(self, target: str, kind: str, limit: int | None) -> list[dict[str, Any]]:
-        """The first ``limit`` findings of a kind at a target, in key order (None: all)."""
-        self.flush()
-        rows = self.db.execute(
-            "SELECT detail FROM drift WHERE target = ? AND kind = ? ORDER BY rowid LIMIT ?",
-            (target, kind, -1 if limit is None else limit),
-        )
-        return [json.loads(detail) for (detail,) in rows]
-
-    def to_repair(self, target: str) -> Iterator[tuple[str, str, dict[str, Any] | None]]:
-        """(kind, key, source payload or None when the source no longer has it)."""
-        self.flush()
-        rows = self.db.execute(
-            "SELECT kind, key, payload FROM drift WHERE target = ? AND kind != 'duplicates' "
-            "ORDER BY rowid",
-            (target,),
-        )
-        for kind, key, payload in rows:
-            yield str(kind), str(key), json.loads(payload) if payload is not None else None
-
-    def duplicates(self, target: str) -> Iterator[dict[str, Any]]:
-        self.flush()
-        rows = self.db.execute(
-            "SELECT detail FROM drift WHERE target = ? AND kind = 'duplicates' ORDER BY rowid",
-            (target,),
-        )
-        for (detail,) in rows:
-            yield json.loads(detail)
-
-    def every(self) -> Iterator[tuple[str, str, str]]:
-        """(target, kind, key) of every finding."""
-        self.flush()
-        rows = self.db.execute("SELECT target, kind, key FROM drift ORDER BY rowid")
-        for target, kind, key in rows:
-            yield str(target), str(kind), str(key)
-
-    def close(self) -> None:
-        self.db.close()
-
-
 def trace_findings(reconciliation: Reconciliation, trace: TraceStore | None) -> int:
     """A ``reconcile`` event in the trace of each record a reconcile found drifting."""
     if trace is None or not trace.enabled:
@@ -424,7 +310,7 @@ class _Walk:
 
     sink: ViewableSink
     report: TargetReport
-    groups: Iterator[tuple[str, list[_Row]]]
+    groups: Iterator[tuple[str, list[Row]]]
     limits: frozenset[str]
     head: tuple[str, list[Observed]] | None = None
 
@@ -511,8 +397,8 @@ class Reconciliation:
             else:
                 log.warning("reconcile.not_checked", flow=self.flow, target=target,
                             reason=report.not_checked)  # fmt: skip
-        source = _Spill(self.path / "source.sqlite")
-        spills = {t: _Spill(self.path / f"target-{i}.sqlite") for i, t in enumerate(readable)}
+        source = Spill(self.path / "source.sqlite")
+        spills = {t: Spill(self.path / f"target-{i}.sqlite") for i, t in enumerate(readable)}
         try:
             self._read(source, spills, readable)
             self.report.read_s = time.perf_counter() - started
@@ -549,7 +435,7 @@ class Reconciliation:
         return self.report
 
     def _read(
-        self, source: _Spill, spills: Mapping[str, _Spill], sinks: Mapping[str, ViewableSink]
+        self, source: Spill, spills: Mapping[str, Spill], sinks: Mapping[str, ViewableSink]
     ) -> None:
         """Spill the source and every target at once, one thread each."""
         entity = self.stream.entity
@@ -592,7 +478,7 @@ class Reconciliation:
     # -- phase two: merge in key order --------------------------------------------------------
     def _merge(
         self,
-        source: Iterator[tuple[str, list[_Row]]],
+        source: Iterator[tuple[str, list[Row]]],
         walks: list[_Walk],
     ) -> None:
         for walk in walks:
@@ -703,188 +589,3 @@ def last_result(client: redis.Redis, keys: Keys, flow: str) -> dict[str, Any] | 
     except ValueError:
         return None
     return found
-
-
-# -- repair -----------------------------------------------------------------------------------
-
-
-@dataclass
-class RepairReport:
-    """What ``--repair`` sent per target, and what became of it."""
-
-    sent: dict[str, int] = field(default_factory=dict)
-    outcomes: dict[str, dict[str, int]] = field(default_factory=dict)
-    #: per target: deliveries that were dead-lettered, with their code and hint
-    dead_lettered: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    #: per target: what repair leaves to an operator (duplicates), with a hint
-    not_repaired: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    #: per target: deliveries without an outcome when the wait ended
-    waiting: dict[str, int] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            target: {
-                "sent": self.sent.get(target, 0),
-                "outcomes": self.outcomes.get(target, {}),
-                "waiting": self.waiting.get(target, 0),
-                "dead_lettered": self.dead_lettered.get(target, []),
-                "not_repaired": self.not_repaired.get(target, []),
-            }
-            for target in sorted(set(self.sent) | set(self.not_repaired) | set(self.dead_lettered))
-        }
-
-
-@dataclass
-class _Sent:
-    target: str
-    key: str
-    delivery_id: str
-
-
-def repair(
-    reconciliation: Reconciliation,
-    producer: Producer,
-    *,
-    actor: str,
-    limit: int | None = DEFAULT_LIMIT,
-) -> tuple[RepairReport, list[_Sent]]:
-    """Send one forced delivery per missing, different or orphaned record, and audit it.
-
-    Each delivery is a new change of its record (a new source version, so never stale),
-    published as the producer publishes (counted, pending, on the target's queue); the
-    workers apply it like any other change, but past the ledger's "already applied"
-    check. Duplicates are listed with an operator hint, never touched.
-    """
-    report = reconciliation.report
-    stream = reconciliation.stream
-    findings = reconciliation.findings
-    out = RepairReport()
-    sent: list[_Sent] = []
-    for target, target_report in report.targets.items():
-        if target_report.not_checked is not None:
-            continue
-        hints = [
-            {**dup, "hint": duplicate_hint(target, dup["key"], dup["target_ids"])}
-            for dup in itertools.islice(findings.duplicates(target), limit)
-        ]
-        if hints:
-            out.not_repaired[target] = hints
-        chunk: list[tuple[str, dict[str, Any] | None]] = []
-        for _kind, key, payload in findings.to_repair(target):
-            chunk.append((key, payload))
-            if len(chunk) >= _CHUNK:
-                sent += _send(producer, stream, report.flow, target, chunk)
-                chunk = []
-        sent += _send(producer, stream, report.flow, target, chunk)
-        out.sent[target] = sum(1 for s in sent if s.target == target)
-    DeadLetterStore(producer.redis, producer.keys).audit(
-        actor,
-        "reconcile_repair",
-        sum(out.sent.values()),
-        {
-            "flow": report.flow,
-            "sent": out.sent,
-            "found": {t: {k: r.counts[k] for k in KINDS} for t, r in report.targets.items()},
-            "not_checked": {t: r.not_checked for t, r in report.targets.items() if r.not_checked},
-        },
-    )
-    log.info("reconcile.repair_sent", flow=report.flow, sent=out.sent, actor=actor)
-    return out, sent
-
-
-def _send(
-    producer: Producer,
-    stream: SnapshotStream,
-    flow: str,
-    target: str,
-    chunk: list[tuple[str, dict[str, Any] | None]],
-) -> list[_Sent]:
-    if not chunk:
-        return []
-    first = producer.state.next_versions(stream.source, stream.entity, len(chunk))
-    deliveries: list[Delivery] = []
-    for offset, (key, payload) in enumerate(chunk):
-        if payload is None:  # gone from the source: the producer's deletion
-            body: dict[str, Any] = {"key": key, "active": False}
-            content = Content.of("delete", body)
-        else:
-            body = payload
-            content = Content.of("upsert", body)
-        parent = body.get("parent_key")
-        event = ChangeEvent.create(
-            flow=flow,
-            source=stream.source,
-            entity=stream.entity,
-            key=key,
-            operation=content.operation,
-            payload=body,
-            source_version=first + offset,
-            parent_key=parent if isinstance(parent, str) else None,
-            content=content,
-        )
-        deliveries.append(Delivery(event=event, target=target, force=True))
-    now = time.time()  # before publishing: a worker may apply at once
-    publish(producer.app, deliveries, state=producer.state)
-    if producer.trace is not None:
-        producer.trace.write(
-            (flow, d.event.key, {**sent_event(d, now, bulk=False), "reason": "repair"})
-            for d in deliveries
-        )
-    producer.state.set_latest(
-        stream.source, stream.entity, {d.event.key: d.event.source_version for d in deliveries}
-    )
-    return [_Sent(target, d.event.key, d.delivery_id) for d in deliveries]
-
-
-def wait_repairs(
-    producer: Producer,
-    out: RepairReport,
-    sent: list[_Sent],
-    *,
-    timeout_s: float,
-    limit: int | None = DEFAULT_LIMIT,
-    poll_s: float = 0.5,
-) -> RepairReport:
-    """Follow the repair's deliveries to their outcomes (or ``timeout_s``); fill ``out``."""
-    keys, client = producer.keys, producer.redis
-    waiting = list(sent)
-    outcomes: dict[str, dict[str, int]] = {}
-    dead: list[_Sent] = []
-    deadline = time.monotonic() + timeout_s
-    while waiting:
-        still: list[_Sent] = []
-        for start in range(0, len(waiting), _CHUNK):
-            part = waiting[start : start + _CHUNK]
-            values = client.mget([keys.delivery_outcome(s.target, s.delivery_id) for s in part])
-            for item, value in zip(part, values, strict=True):
-                if value is None:
-                    still.append(item)
-                    continue
-                per = outcomes.setdefault(item.target, {})
-                per[str(value)] = per.get(str(value), 0) + 1
-                if value == "dead_lettered":
-                    dead.append(item)
-        waiting = still
-        if not waiting or time.monotonic() >= deadline:
-            break
-        time.sleep(poll_s)
-    out.outcomes = outcomes
-    out.waiting = {}
-    for item in waiting:
-        out.waiting[item.target] = out.waiting.get(item.target, 0) + 1
-    store = DeadLetterStore(client, keys)
-    out.dead_lettered = {}
-    for item in dead:
-        listed = out.dead_lettered.setdefault(item.target, [])
-        if limit is not None and len(listed) >= limit:
-            continue
-        entry = store.get(entry_id_for(item.target, item.delivery_id))
-        listed.append(
-            {
-                "key": item.key,
-                "dlq_id": entry.id if entry else None,
-                "code": entry.code if entry else None,
-                "hint": entry.hint if entry else None,
-            }
-        )
-    return out

@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 from cli.app import app
 from cli.reconcile import exit_status, print_report
 from erpsync.keys import Keys
-from producers.reconcile import Reconciliation, RepairReport, Report, store_result
+from producers.reconcile import Reconciliation, Report, store_result
+from producers.reconcile_repair import RepairReport
 from tests.producers.test_reconcile import FakeSink, company, shown, stream
 
 

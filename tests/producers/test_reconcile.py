@@ -24,14 +24,8 @@ from erpsync.events import Delivery
 from erpsync.keys import Keys
 from erpsync.settings import Settings
 from producers.base import Producer, SnapshotStream, SourceRecord
-from producers.reconcile import (
-    ReconcileError,
-    Reconciliation,
-    last_result,
-    repair,
-    store_result,
-    wait_repairs,
-)
+from producers.reconcile import ReconcileError, Reconciliation, last_result, store_result
+from producers.reconcile_repair import repair, wait_repairs
 from producers.runner import ProducerService
 from workers.dlq import DeadLetterStore
 from workers.limits import Circuit
