@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from cli import (
+    adopt,
     backfill,
     console,
     demo,
@@ -16,6 +17,7 @@ from cli import (
     dlq,
     engine,
     flower,
+    plan,
     reconcile,
     sandbox,
     settings_doc,
@@ -61,6 +63,8 @@ backfill.register(app)
 reconcile.register(app)
 trace.register(app)
 console.register(app)
+plan.register(app)
+adopt.register(app)
 
 
 def main() -> None:

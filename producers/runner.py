@@ -158,7 +158,8 @@ class ProducerService:
         results = []
         for stream in self.streams:
             try:
-                result = self.producer.poll(stream)
+                waiting = self._adoption_waiting(stream.flow)
+                result = waiting or self.producer.poll(stream)
             except Exception as exc:  # noqa: BLE001 (one failing source must not stop the others)
                 log.warning("producer.poll_failed", stream=stream.name, error=str(exc))
                 result = PollResult(stream=stream.name, skipped=f"failed: {exc}")
@@ -166,6 +167,20 @@ class ProducerService:
             if on_result is not None:
                 on_result(result)
         return results
+
+    def _adoption_waiting(self, flow: str) -> PollResult | None:
+        """Before a flow's first run with match rules: its adoption tables (producers.plan);
+        a poll result saying why the flow waits when they cannot be prepared."""
+        from producers.plan import PlanError, prepare_adoption
+
+        try:
+            stored = prepare_adoption(self, flow)
+        except (PlanError, ReconcileError) as exc:
+            log.warning("producer.adoption_not_prepared", flow=flow, error=str(exc))
+            return PollResult(stream=flow, skipped=f"adoption table not prepared: {exc}")
+        if stored:
+            log.info("producer.adoption_prepared", flow=flow, entries=stored)
+        return None
 
     def backfill_targets(self, flow: str, targets: list[str] | None = None) -> list[str]:
         """The targets a backfill of ``flow`` sends to (all of the flow's by default).
@@ -197,6 +212,9 @@ class ProducerService:
         Raises ValueError as :meth:`backfill_targets` does.
         """
         chosen = self.backfill_targets(flow, targets)
+        waiting = self._adoption_waiting(flow)
+        if waiting is not None:
+            raise ValueError(waiting.skipped)
         every_target = set(chosen) == set(self.settings.flows[flow].targets)
         results = []
         for stream in self.streams:

@@ -14,6 +14,9 @@ erpsync's, each meant to match one ERP customer of the seed (:mod:`simulators.se
 * ``two_sources``: one record carrying one customer's tax number and another customer's
   e-mail (two customers find it).
 
+The customers of the ambiguous cases are nobody's parent (a child of a record held for an
+operator's decision would wait for it).
+
 The answer lists every record with what it was made to match (``manifest``), so tests and
 demos know what an adoption should do. Names are picked so that nothing else matches by
 accident: a name-only record's customer has a name no other customer shares (even ignoring
@@ -149,15 +152,24 @@ def generate(request: HandmadeRequest) -> list[Handmade]:
     taken = {c["NoClient"] for c in named}
     others = [c for c in customers if c["NoClient"] not in taken and taxes[c["NoTPS"]] == 1]
     rng.shuffle(others)
+    # the ambiguous ones are nobody's parent: no child waits for a record held for review
+    parents = {c["NoClientParent"] for c in customers if c["NoClientParent"]}
+    leaves = [c for c in others if c["NoClient"] not in parents]
+    held = leaves[: request.ambiguous // 2 + 2 * (request.ambiguous - request.ambiguous // 2)]
+    others = [c for c in others if c not in held]
     pairs = request.ambiguous - request.ambiguous // 2
-    needed = request.matches - request.matches // 3 + request.ambiguous // 2 + 2 * pairs
-    if len(named) < request.matches // 3 or needed > len(others):
+    short = (
+        len(named) < request.matches // 3
+        or len(others) < request.matches - request.matches // 3
+        or len(held) < request.ambiguous // 2 + 2 * pairs
+    )
+    if short:
         raise ValueError(
             f"{request.customers} customers are too few for {request.matches} matches and "
             f"{request.ambiguous} ambiguous cases (seed more customers)"
         )
     made: list[Handmade] = []
-    by_name, picks = iter(named), iter(others)
+    by_name, picks, ambiguous = iter(named), iter(others), iter(held)
     for n in range(request.matches):
         kind = ("tax_number", "email", "name")[n % 3]
         customer = next(by_name) if kind == "name" else next(picks)
@@ -172,12 +184,12 @@ def generate(request: HandmadeRequest) -> list[Handmade]:
             name = _written_differently(customer["NomClient"], rng)
             made.append(Handmade(len(made), name, None, None, kind, [key]))
     for _ in range(request.ambiguous // 2):  # one customer, two records
-        customer = next(picks)
+        customer = next(ambiguous)
         for spelling in (customer["NoTPS"], _spaced(customer["NoTPS"])):
             made.append(Handmade(len(made), _own_name(customer, len(made)), None, spelling,
                                  "two_targets", [customer["NoClient"]]))  # fmt: skip
     for _ in range(pairs):  # one record, two customers
-        first, second = next(picks), next(picks)
+        first, second = next(ambiguous), next(ambiguous)
         made.append(Handmade(len(made), _own_name(first, len(made)), second["Courriel"],
                              first["NoTPS"], "two_sources",
                              [first["NoClient"], second["NoClient"]]))  # fmt: skip

@@ -41,14 +41,16 @@ class CompanyCalls(HipeTransport):
         params = {"s": _search({"name": {"$contL": name}}), "limit": limit}
         return self._list(COMPANIES, params, HipeCompany, "search_companies")[:limit]
 
-    def iter_company_pages(self) -> Iterator[list[HipeCompany]]:
-        """Every company that carries an external id (archived ones too), a page at a time.
+    def iter_company_pages(self, *, linked: bool = True) -> Iterator[list[HipeCompany]]:
+        """Every company that carries an external id (archived ones too), a page at a time;
+        ``linked=False``: every company that carries none (made by hand in HIPE).
 
         Sorted by id, so a company never moves between pages; only the previous page's ids
         are kept (to stop a server that ignores ``page``), so memory does not grow with the
         number of companies. Several companies with one external id all come out.
         """
-        params = {"s": _search({"externalId": {"$notnull": True}}), "sort": "id,ASC"}
+        having = {"$notnull": True} if linked else {"$isnull": True}
+        params = {"s": _search({"externalId": having}), "sort": "id,ASC"}
         operation = "list_companies"
         previous: set[int] = set()
         for page, records in enumerate(

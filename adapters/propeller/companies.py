@@ -95,6 +95,22 @@ class CompanyCalls(PropellerTransport):
             return None
         return self._validate(PropellerCompany, self._data_object(payload, operation), operation)
 
+    def link_company(self, company_id: int, source_id: str) -> None:
+        """Give a company made without our key (by hand) our ``sourceId``, ``source`` and
+        ``language``: ``PATCH /companies/id/{id}`` ("Update Company by lookup key", lookup
+        key ``id``; ``sourceId`` and ``source`` are company fields). Later calls find it by
+        that key. A ``sourceId`` another company holds already answers 40004."""
+        self._call(
+            "PATCH",
+            f"{self._prefix}/companies/id/{company_id}",
+            operation="link_company",
+            body={
+                "sourceId": source_id,
+                "source": self._settings.source,
+                "language": self._settings.language,
+            },
+        )
+
     def create_company(self, company: PropellerCompanyInput) -> PropellerCompany:
         """Create one company; an existing ``sourceId`` raises RecordExistsError (40004)."""
         operation = "create_company"

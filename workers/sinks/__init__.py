@@ -119,4 +119,25 @@ def build_sinks(
             atollon_overrides=overrides.get("atollon"),
             invoice_states=invoice_state_map(atollon_mappings.get(INVOICE_ENTITY)),
         )
+    return _adopting(settings, limiter, sinks)
+
+
+def _adopting(
+    settings: Settings, limiter: RateLimiter | None, sinks: dict[str, Sink]
+) -> dict[str, Sink]:
+    """Each sink behind the adoption tables of the flows with match rules for its target
+    (workers.sinks.adopting); as it is without a Redis (``limiter``) or such flows."""
+    from workers.adoption import AdoptionTable
+    from workers.sinks.adopting import adopting
+
+    if limiter is None:
+        return sinks
+    table = AdoptionTable(limiter.redis, limiter.keys)
+    for target, sink in sinks.items():
+        rules = {
+            name: flow.match_rules()[target]
+            for name, flow in settings.flows.items()
+            if flow.enabled and target in flow.match_rules()
+        }
+        sinks[target] = adopting(sink, table, rules)
     return sinks
