@@ -36,6 +36,7 @@ from erpsync.errors import (
     TransientError,
 )
 from erpsync.settings import PropellerSettings
+from tests.support import Clock
 
 BASE_URL = "https://propeller.example"
 CLIENT_ID = "client-4711"
@@ -66,14 +67,6 @@ def company_json(id_: int, source_id: str, **extra: Any) -> dict[str, Any]:
         "dateModified": "2026-03-01T10:00:00",
         **extra,
     }
-
-
-@dataclass
-class Clock:
-    now: float = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -127,7 +120,7 @@ def make(
 ) -> PropellerClient:
     settings = make_settings(**settings_overrides)
     http = make_client(settings, transport=httpx.MockTransport(fake))
-    return PropellerClient(http, settings, error_overrides=overrides, clock=clock or Clock())
+    return PropellerClient(http, settings, error_overrides=overrides, clock=clock or Clock(1000.0))
 
 
 def sent_json(request: httpx.Request) -> Any:
@@ -309,7 +302,7 @@ def test_token_request_is_a_client_credentials_form() -> None:
 
 
 def test_token_is_cached_then_refreshed_before_expiry() -> None:
-    clock = Clock(now=1000.0)
+    clock = Clock(1000.0)
     fake = FakePropeller(
         resource=lambda r: httpx.Response(200, json={"data": company_json(1, "C-1")})
     )
@@ -325,7 +318,7 @@ def test_token_is_cached_then_refreshed_before_expiry() -> None:
 
 
 def test_token_lifetime_as_a_string_and_a_short_lifetime_are_handled() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
 
     def reply(n: int) -> httpx.Response:
         return httpx.Response(

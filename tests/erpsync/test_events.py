@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from erpsync.events import ChangeEvent, Content, canonical_json, content_fingerprint, fingerprint
+from erpsync.events import Content, canonical_json, content_fingerprint, fingerprint
+from tests.support import make_event
 
 CUSTOMER: dict[str, Any] = {
     "key": "C000006",
@@ -69,31 +70,18 @@ class CountedDecimal(Decimal):
         return super().to_integral(*args, **kwargs)
 
 
-def event(payload: dict[str, Any], **given: Any) -> ChangeEvent:
-    return ChangeEvent.create(
-        flow="customers",
-        source="onlineerp",
-        entity="customer",
-        key="C1",
-        operation="upsert",
-        payload=payload,
-        source_version=1,
-        **given,
-    )
-
-
 def test_an_event_built_from_its_content_does_not_serialise_the_payload_again() -> None:
     payload = {"key": "C1", "price": CountedDecimal("9.90")}
     content = Content.of("upsert", payload)
     CountedDecimal.written = 0
-    built = event(payload, content=content)
+    built = make_event(payload, content=content)
     assert CountedDecimal.written == 0
     assert built.fingerprint == content.fingerprint == content_fingerprint("upsert", payload)
     assert built.payload == {"key": "C1", "price": "9.90"}
-    alone = event(payload, detected_at=datetime.now(UTC))
+    alone = make_event(payload, detected_at=datetime.now(UTC))
     assert (alone.event_id, alone.payload) == (built.event_id, built.payload)
 
 
 def test_content_of_another_operation_is_refused() -> None:
     with pytest.raises(ValueError, match="content of a delete"):
-        event({"key": "C1"}, content=Content.of("delete", {"key": "C1"}))
+        make_event({"key": "C1"}, content=Content.of("delete", {"key": "C1"}))

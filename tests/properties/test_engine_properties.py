@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from erpsync.errors import AuthError, PermanentError, TransientError
 from erpsync.events import ChangeEvent, Delivery, Operation
 from erpsync.keys import Keys
+from tests.support import Clock
 from workers.dlq import DeadLetter, DeadLetterStore
 from workers.engine import ApplyContext, ApplyResult, Engine, Sink
 from workers.limits import Circuit
@@ -144,16 +145,6 @@ class FaultySink:
         return ApplyResult("updated", target_id=str(existing.id))
 
 
-class Clock:
-    """The engine's clock; the test moves it forward to the next due delivery."""
-
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @dataclass
 class World:
     """The source, the broker (a list), the engine and the target of one history."""
@@ -162,7 +153,8 @@ class World:
     source: dict[str, dict[str, Any]] = field(default_factory=dict)
     queue: list[Delivery] = field(default_factory=list)
     store: MemoryTarget = field(default_factory=MemoryTarget)
-    clock: Clock = field(default_factory=Clock)
+    #: the engine's clock; the test moves it forward to the next due delivery
+    clock: Clock = field(default_factory=lambda: Clock(1_700_000_000.0))
     faults_left: int = FAULT_BUDGET
     duplicates_left: int = DUPLICATE_BUDGET
     version: int = 0

@@ -14,6 +14,7 @@ import pytest
 
 from simulators.propeller import TOKEN_TTL_S, PropellerSimulator
 from simulators.server import RunningSandbox
+from tests.support import Clock
 
 START = 1_767_225_600.0  # 2026-01-01T00:00:00 UTC
 START_STAMP = "2026-01-01T00:00:00"
@@ -24,26 +25,13 @@ CREDENTIALS = {
 }
 
 
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+@pytest.fixture(scope="module")
+def clock() -> Clock:
+    return Clock(START)
 
 
 @pytest.fixture(scope="module")
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture(scope="module")
-def simulator(clock: FakeClock) -> PropellerSimulator:
+def simulator(clock: Clock) -> PropellerSimulator:
     return PropellerSimulator(clock=clock)
 
 
@@ -54,7 +42,7 @@ def base_url(simulator: PropellerSimulator) -> Iterator[str]:
 
 
 @pytest.fixture
-def anon(base_url: str, clock: FakeClock) -> Iterator[httpx.Client]:
+def anon(base_url: str, clock: Clock) -> Iterator[httpx.Client]:
     """A client without a token, on an empty simulator, at the start time."""
     with httpx.Client(base_url=base_url, timeout=10) as client:
         clock.now = START
@@ -188,7 +176,7 @@ def test_resources_need_a_known_bearer_token(anon: httpx.Client) -> None:
     assert records(anon, "companies") == [], "a refused request changes nothing"
 
 
-def test_token_expires_after_1800_seconds(api: httpx.Client, clock: FakeClock) -> None:
+def test_token_expires_after_1800_seconds(api: httpx.Client, clock: Clock) -> None:
     clock.advance(TOKEN_TTL_S - 1)
     assert api.post("/v2/companies", json={"name": "still valid"}).status_code == 201
     clock.advance(1)
@@ -370,7 +358,7 @@ def test_a_parent_by_source_prefers_the_childs_language_and_is_otherwise_ambiguo
     assert (french["success"], french["error"]["code"]) == (False, 40005)
 
 
-def test_patch_updates_given_fields_and_date_modified(api: httpx.Client, clock: FakeClock) -> None:
+def test_patch_updates_given_fields_and_date_modified(api: httpx.Client, clock: Clock) -> None:
     company = create(api, name="Old", email="a@example.com", source="ERP", sourceId="C1")
     clock.advance(61)
     answer = api.patch("/v2/companies/sourceId/C1", params={"source": "ERP"}, json={"name": "New"})
@@ -491,7 +479,7 @@ def test_unknown_routes_and_methods_answer_in_the_vendor_shape(api: httpx.Client
 # --- bulk ---------------------------------------------------------------------------------
 
 
-def test_bulk_by_source_id_creates_then_updates(api: httpx.Client, clock: FakeClock) -> None:
+def test_bulk_by_source_id_creates_then_updates(api: httpx.Client, clock: Clock) -> None:
     first = bulk(api, [erp("C1", name="One"), erp("C2", name="Two")])
     assert first["messages"] == ["Completed"]
     assert first["total"] == 2
@@ -752,7 +740,7 @@ def test_search_envelope_and_paging_where_offset_is_the_page_size(api: httpx.Cli
     assert (beyond["data"], beyond["total"]) == ([], 5)
 
 
-def test_search_pages_straddle_equal_timestamps(api: httpx.Client, clock: FakeClock) -> None:
+def test_search_pages_straddle_equal_timestamps(api: httpx.Client, clock: Clock) -> None:
     clock.advance(0.2)
     bulk(api, [erp(f"A{i}") for i in range(3)])
     clock.advance(0.7)  # still the same second: the API keeps whole seconds
@@ -783,7 +771,7 @@ def test_search_pages_straddle_equal_timestamps(api: httpx.Client, clock: FakeCl
 
 
 def test_search_filters_are_inclusive_and_exclude_the_recycle_bin(
-    api: httpx.Client, clock: FakeClock
+    api: httpx.Client, clock: Clock
 ) -> None:
     bulk(api, [erp("old", debtorId="D1")])
     clock.advance(1500)  # within the token's 30 minutes
