@@ -13,7 +13,14 @@ import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from cli._config import settings_or_exit
@@ -99,12 +106,16 @@ def backfill(
                 raise typer.Exit(1) from None
             records = sum(r.records for r in results)
             progress.update(reading, total=records, completed=records)
-            waited = _follow(service, flow, targets, before, progress, timeout) if wait else None
+            waited, timings = (
+                _follow(service, flow, targets, before, progress, timeout) if wait else (None, {})
+            )
         after = _flow_counters(service, flow, targets)
     finally:
         service.close()
 
     summary = _summary(flow, targets, force, results, before, after, waited)
+    if wait:
+        summary["timings"] = timings
     if json_output:
         print_json(summary)
     else:
@@ -114,13 +125,15 @@ def backfill(
 
 
 def _progress(*, quiet: bool) -> Progress:
-    """A bar per phase: reading the source, then (with --wait) the workers' outcomes."""
+    """A bar per phase: reading the source, then (with --wait) one per target, each with
+    the time left at that target's own measured rate (targets apply at their own pace)."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
         console=err_console,
         disable=quiet,
         transient=False,
@@ -160,13 +173,20 @@ def _follow(
     before: dict[str, dict[str, int]],
     progress: Progress,
     timeout_s: float,
-) -> bool:
-    """Show each target's outcomes until all deliveries of the flow have one; False on timeout."""
+) -> tuple[bool, dict[str, dict[str, float]]]:
+    """Show each target's outcomes until all deliveries of the flow have one (False on
+    timeout), and per target how long it took and its rate (outcomes per second)."""
     bars = {t: progress.add_task(f"applying {t}", total=None, detail="") for t in targets}
-    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
+    deadline = started + timeout_s
+    timings: dict[str, dict[str, float]] = {}
     while True:
         now = _flow_counters(service, flow, targets)
         for t in targets:
+            if t not in timings and _settled(now[t]):
+                seconds = max(time.monotonic() - started, 1e-3)
+                done = sum(now[t][n] - before[t][n] for n in OUTCOMES)
+                timings[t] = {"seconds": round(seconds, 3), "per_s": round(done / seconds, 2)}
             done = sum(now[t][n] - before[t][n] for n in OUTCOMES)
             progress.update(
                 bars[t],
@@ -175,9 +195,9 @@ def _follow(
                 detail=", ".join(f"{n} {now[t][n] - before[t][n]}" for n in OUTCOMES),
             )
         if all(_settled(now[t]) for t in targets):
-            return True
+            return True, timings
         if time.monotonic() >= deadline:
-            return False
+            return False, timings
         time.sleep(0.5)
 
 

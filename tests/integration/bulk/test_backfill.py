@@ -80,6 +80,11 @@ def test_backfill_loads_the_targets_in_bulk_and_a_second_one_changes_nothing(
     for target in BULK_TARGETS:
         outcome = second["outcomes"][target]
         assert (outcome["produced"], outcome["skipped"], outcome["applied"]) == (600, 600, 0)
+    # each target's own time and rate (what its bar's time left is reckoned from)
+    assert set(second["timings"]) == set(BULK_TARGETS)
+    for timing in second["timings"].values():
+        assert timing["seconds"] > 0
+        assert timing["per_s"] == pytest.approx(600 / timing["seconds"], rel=0.01)
     wait_idle(p)
     for target in BULK_TARGETS:
         assert p.stats(target)["writes"] == 0, f"an unchanged backfill wrote to {target}"
