@@ -287,6 +287,15 @@ class WorkerSettings(_Model):
     delivery_lease_s: float = Field(
         default=600.0, ge=5, description="a delivery with no progress for this long is resent"
     )
+    # A batch's own work (reading, locking and mapping its records, recording outcomes) is
+    # CPU under one interpreter lock; its waits (the bulk call, parents) are not. See
+    # delivery.pipeline.scheduling and bench section batch_slots for what each size costs.
+    batch_cpu_slots: int = Field(
+        default=2,
+        ge=0,
+        le=512,
+        description="batches at their own (CPU) work at once per worker process; 0: no bound",
+    )
     pump_interval_s: float = Field(
         default=0.2, gt=0, le=10, description="how often due retries are re-queued"
     )

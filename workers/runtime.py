@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from delivery.pipeline.scheduling import CpuSlots
 from erpsync.keys import Keys
 from erpsync.settings import Settings, load_settings
 from workers.dlq import DeadLetterStore, Retention
@@ -76,6 +77,7 @@ class Runtime:
             policy=policy_from(self.settings),
             rng=random.Random(),
             leases=self.leases,
+            cpu_slots=CpuSlots(self.settings.worker.batch_cpu_slots),
         )
         self.trace = TraceBuffer(TraceStore.of(self.redis, self.settings))
         if self.trace.store.enabled:

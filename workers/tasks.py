@@ -16,7 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 from erpsync.events import Delivery
 from erpsync.logging import configure_logging
 from workers.app import TASK_APPLY, TASK_APPLY_BATCH, TASK_NOOP, app
-from workers.batch import TURNS, BatchApplier, BatchStore
+from workers.batch import BatchApplier, BatchStore
 from workers.broker import Unacked, tag_of
 from workers.leases import TAGS, Heartbeat, LeaseLostError, still_held
 from workers.metrics import WorkerMetrics, start_worker_metrics
@@ -98,7 +98,8 @@ def apply_batch(self: Any, batch: str | list[dict[str, Any]]) -> dict[str, int]:
     if _taken_over(self, runtime):
         return {"taken_over": 1}
     store = BatchStore(runtime.state)
-    with TURNS.turn():  # reading a batch is its own work too (see workers.batch._Turns)
+    # Reading a batch is its own work too (see delivery.pipeline.scheduling.CpuSlots).
+    with runtime.engine.cpu_slots.held():
         raw = store.get_json(batch) if isinstance(batch, str) else batch
         if raw is None:
             return {"done_before": 1}  # a redelivery of a batch already taken to its end
