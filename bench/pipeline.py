@@ -29,7 +29,11 @@ the project's default worker settings (pool, concurrency, prefetch), and the pro
    ``poll_interval_s``;
 6. **reconcile** (issue 15, :mod:`bench.reconcile`): ``erpsync reconcile`` of N customers
    against Propeller, HIPE and Atollon filled in sync ÷ merely reading the source and the
-   three targets, and its peak memory at two sizes.
+   three targets, and its peak memory at two sizes;
+7. **batch slots** (issue 16, :mod:`bench.slots`; only with ``--only batch_slots``): the
+   producer's bulk batches of an initial load, staged, drained by a fresh worker at each
+   ``worker.batch_cpu_slots`` (2, the default; 0, no bound; 1): seconds, records/s and the
+   worker's CPU per record.
 
 Every figure is printed next to its goal (issues 9 and 15) with a pass/fail mark. Timings depend on
 the machine and on whatever else runs on it; the ratios much less, and the CPU each side
@@ -628,6 +632,8 @@ def _arrival(
 
 
 SECTIONS = ("overhead", "initial_load", "rate_limited", "detection", "latency", "reconcile")
+#: sections run only when named (``--only``): what a design choice costs, not a goal
+CHOICES = ("batch_slots",)
 
 
 @contextlib.contextmanager
@@ -761,6 +767,13 @@ def _run(
         if "reconcile" in sections:
             done = timed("reconcile")
             report["reconcile"] = measure_reconcile(sandbox, url, ReconcileSizes.of(sizes.quick))
+            done()
+
+        if "batch_slots" in sections and report["bulk_available"]:
+            from bench.slots import measure_batch_slots  # it builds on this module
+
+            done = timed("batch_slots")
+            report["batch_slots"] = measure_batch_slots(sandbox, url, sizes)
             done()
 
         if "latency" in sections:
@@ -976,6 +989,20 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             "",
             "",
         )
+    if "batch_slots" in report:
+        b = report["batch_slots"]
+        for slots, ratio in b["seconds_to_default"].items():
+            m = b[slots]
+            table.add_row(
+                f"bulk drain, {b['customers']:,} customers, batch_cpu_slots = {slots}"
+                + (" (no bound)" if slots == "0" else ""),
+                f"{m['records_per_s']:.0f} rec/s",
+                f"median of {b['rounds']}: {m['seconds']:.2f} s (÷ default {ratio:.3f}), "
+                f"worker CPU {m['worker_cpu_ms_per_record']:.3f} ms/record, "
+                f"dependency waits {m['dependency_waits']:.0f}",
+                "",
+                "",
+            )
     console.print(table)
     timings = report["timings_s"]
     console.print(
@@ -994,11 +1021,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default=",".join(SECTIONS),
-        help=f"comma-separated sections to run (default: all of {', '.join(SECTIONS)})",
+        help=f"comma-separated sections to run (default: all of {', '.join(SECTIONS)}; "
+        f"only when named: {', '.join(CHOICES)})",
     )
     args = parser.parse_args(argv)
     sections = tuple(s.strip() for s in args.only.split(",") if s.strip())
-    unknown = set(sections) - set(SECTIONS)
+    unknown = set(sections) - set(SECTIONS) - set(CHOICES)
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     report = run(Sizes.of(args.quick), args.redis_url, sections)
