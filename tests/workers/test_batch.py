@@ -6,6 +6,7 @@ import json
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,8 @@ import fakeredis
 import pytest
 from pydantic import BaseModel
 
+from delivery.pipeline.hooks import Middleware, RecordEvent
+from delivery.pipeline.scheduling import CpuSlots
 from erpsync.errors import (
     AuthError,
     DependencyError,
@@ -729,3 +732,92 @@ def test_the_pending_index_names_each_record_s_latest_stored_batch_until_it_is_d
     store.done(waiting)
     assert engine.state.redis.hlen(store.index_key()) == 0, "a done batch leaves no entry"
     assert not engine.state.redis.exists(store.fields_key(first), store.fields_key(waiting))
+
+
+# -- one pipeline: the same rules and the same record events on both paths ----------------
+
+
+class Heard(Middleware):
+    """A listener of the pipeline's record events (what a trace writer subscribes to)."""
+
+    def __init__(self) -> None:
+        self.events: list[RecordEvent] = []
+
+    def on_record(self, event: RecordEvent) -> None:
+        self.events.append(event)
+
+
+def one_record_per_rule(engine: Engine) -> list[Delivery]:
+    """C1 unchanged, C2 stale, C3 locked by another worker, C4's parent nowhere, C5 new."""
+    unchanged, stale = event("C1", version=5), event("C2", version=3)
+    engine.state.ledger_put(TARGET, "customer", "C1", LedgerEntry(unchanged.fingerprint, 5))
+    engine.state.ledger_put(TARGET, "customer", "C2", LedgerEntry("newer", 9))
+    lock = engine.state.keys.record_lock(TARGET, "customer", "C3")
+    assert engine.state.acquire(lock, 60) is not None
+    return batch(engine, unchanged, stale, event("C3"), event("C4", "P9"), event("C5"))
+
+
+@pytest.mark.parametrize("path", ["single", "bulk"])
+def test_both_paths_give_each_record_one_outcome_by_the_same_rules(
+    engine: Engine, sink: BulkScriptedSink, path: str
+) -> None:
+    heard = Heard()
+    engine.middleware.append(heard)
+    deliveries = one_record_per_rule(engine)
+    results: dict[str, int]
+    if path == "single":
+        results = dict(Counter[str](engine.process(d) for d in deliveries))
+    else:
+        results = BatchApplier(engine).process(deliveries)
+    assert results == {"skipped": 2, "parked": 2, "applied": 1}
+    outcomes = [e for e in heard.events if e.final]
+    assert sorted(e.delivery.event.key for e in outcomes) == ["C1", "C2", "C3", "C4", "C5"]
+    assert {e.delivery.event.key: (e.what, e.details.get("reason")) for e in outcomes} == {
+        "C1": ("skipped", "unchanged"),
+        "C2": ("skipped", "stale"),
+        "C3": ("parked_busy", None),
+        "C4": ("dependency_wait", None),
+        "C5": ("applied", None),
+    }
+    # A record of a bulk call is logged on its batch's line, a single one on its own.
+    assert {e.bulk for e in outcomes if e.what in {"applied", "skipped"}} == {path == "bulk"}
+    assert (sink.singles, sink.calls) == ((["C5"], []) if path == "single" else ([], [["C5"]]))
+
+
+def test_cpu_slots_bound_the_batches_at_work_and_free_a_slot_while_one_waits() -> None:
+    slots = CpuSlots(1)
+    order: list[str] = []
+    inside, waiting, go_on, second_in = (threading.Event() for _ in range(4))
+
+    def first() -> None:
+        with slots.held():
+            order.append("first in")
+            inside.set()
+            go_on.wait(5)
+            with slots.released():  # a wait (its bulk call): the slot goes to another
+                waiting.set()
+                time.sleep(0.2)
+            order.append("first back")
+
+    def second() -> None:
+        with slots.held():
+            order.append("second in")
+            second_in.set()
+            time.sleep(0.2)
+            order.append("second done")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    assert inside.wait(5)
+    threads[1].start()
+    assert not second_in.wait(0.2), "one slot, held: the second batch waits for it"
+    go_on.set()
+    assert second_in.wait(5), "the first gave its slot up while it waits"
+    for thread in threads:
+        thread.join(5)
+    assert order == ["first in", "second in", "second done", "first back"]
+    unbounded = CpuSlots(0)
+    with unbounded.held(), unbounded.held(), unbounded.released():
+        pass  # no bound: nothing to take or give back
+    with pytest.raises(ValueError, match="batch_cpu_slots"):
+        CpuSlots(-1)
