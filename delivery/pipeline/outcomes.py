@@ -107,22 +107,12 @@ class Outcomes:
             self.leases.guard()
 
     # -- applied --------------------------------------------------------------------------
-    def applied(
-        self, delivery: Delivery, result: ApplyResult, previous: LedgerEntry | None
-    ) -> Result:
-        """Record a successful application: ledger, counters once, replay resolved, log.
-
-        The caller holds the record's lock and has told the circuit of the success.
-        """
-        with self.state.redis.pipeline(transaction=False) as pipe:
-            self.queue_applied(pipe, delivery, result, previous)
-            pipe.execute()
-        return self.after_applied(delivery, result)
-
     def applied_many(
         self, done: Sequence[tuple[Delivery, ApplyResult, LedgerEntry | None]]
     ) -> list[Result]:
-        """:meth:`applied` for many deliveries (a bulk call's successes), one round trip.
+        """Record a bulk call's successes (ledgers, counters once, replays resolved, hooks
+        told), one round trip; the single path queues :meth:`queue_applied` with its lock's
+        release instead.
 
         The caller holds every record's lock and has told the circuit of the success.
         """
