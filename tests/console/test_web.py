@@ -16,6 +16,7 @@ import httpx
 import pytest
 import uvicorn
 
+from cli.console.auth import verify_password
 from cli.console.web import build_app
 from erpsync.settings import load_settings
 from tests.cli.test_dlq import Installation
@@ -87,3 +88,14 @@ def test_a_public_address_without_users_does_not_start(inst: Installation) -> No
     refused = inst.cli("console", "--address", "0.0.0.0", "--port", "0")  # noqa: S104
     assert refused.exit_code == 2
     assert "refusing to listen on 0.0.0.0 without authentication" in refused.output
+
+
+def test_hash_password_prints_a_hash_of_what_was_typed_twice(inst: Installation) -> None:
+    made = inst.cli("console", "hash-password", input_text="long-enough-pw\nlong-enough-pw\n")
+    assert made.exit_code == 0, made.output
+    stored = made.stdout.strip().splitlines()[-1]
+    assert verify_password("long-enough-pw", stored)
+    assert "long-enough-pw" not in made.stdout
+    short = inst.cli("console", "hash-password", input_text="short\nshort\n")
+    assert short.exit_code == 2
+    assert "at least 8 characters" in short.output
