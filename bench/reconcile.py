@@ -5,8 +5,9 @@
 
 The sandbox runs in a child process (:func:`bench._harness.sandbox_process`); its ERP is
 seeded with N customers (a three-level hierarchy) and Propeller, HIPE and Atollon are filled
-with them as the sinks write them (``bench._reconcile seed``), so the reconcile finds every
-record in sync (checked: a drift found fails the run). Then, in fresh processes, rounds
+with them as the sinks write them (``bench._reconcile seed``: Propeller through its bulk
+calls, HIPE and Atollon through the sandbox's load route, in seconds), so the reconcile
+finds every record in sync (checked: a drift found fails the run). Then, in fresh processes, rounds
 alternate:
 
 * **page**: the source (the flow's stream, as a poll reads it) and the three targets (each
@@ -65,9 +66,10 @@ class ReconcileSizes:
 
 def child(installation: Installation, mode: str, timeout_s: float = 7200.0) -> dict[str, Any]:
     """One ``bench._reconcile`` measurement in a fresh process."""
+    controls = [f"--control={t}={installation.sandbox.endpoints[t].url}" for t in TARGETS]
     finished = subprocess.run(
         [sys.executable, "-m", "bench._reconcile", mode, "--config",
-         str(installation.config_path)],
+         str(installation.config_path), *(controls if mode == "seed" else [])],
         cwd=ROOT,
         env=installation.env(),
         capture_output=True,

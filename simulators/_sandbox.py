@@ -13,6 +13,11 @@ Every simulator app answers, besides its vendor API:
 * ``POST /_sandbox/handmade``: add hand-made companies without erpsync's external id
   (:mod:`simulators.handmade`; Propeller, HIPE and Atollon), answering what each was made
   to match.
+* ``POST /_sandbox/load/{entity}``: store many records at once, each given as the body the
+  vendor's write call takes (HIPE ``companies``, Atollon ``contacts``), in order, as that
+  call would store it, without a request each: large data sets for benchmarks. Answers the
+  stored records as the API would have answered them; a body the call would refuse stops
+  the load (400, with how many were stored before it).
 * a simulator's own control routes (:meth:`Simulator.control_routes`), e.g. the ERP's
   ``POST /_sandbox/invoices/{NoFacture}/payment``.
 
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import json
 import logging
 import math
 import random
@@ -160,6 +166,20 @@ class Simulator:
     def seed(self, request: SeedRequest) -> dict[str, int]:
         """Load this simulator's part of the seed data set; returns counts per entity."""
         return {}
+
+    def load(self, entity: str, bodies: Sequence[Any]) -> list[Any] | None:
+        """Store ``bodies`` as the vendor's write call for ``entity`` would, in order (the
+        caller holds the lock); the answers. None: this simulator loads no ``entity``.
+        Raises :class:`LoadRefusedError` for a body the call would refuse."""
+        return None
+
+
+class LoadRefusedError(Exception):
+    """A body of ``POST /_sandbox/load`` that the vendor's call would refuse."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(f"body {index} refused: {reason}")
+        self.loaded = index
 
 
 class _DropError(Exception):
@@ -513,6 +533,23 @@ def build_app(simulator: Simulator) -> Starlette:
             )
         return JSONResponse({"loaded": loaded, "manifest": [c.as_dict() for c in companies]})
 
+    async def load(request: Request) -> Response:
+        entity = request.path_params["entity"]
+        try:
+            bodies = json.loads(await request.body() or b"[]")
+        except ValueError:
+            bodies = None
+        if not isinstance(bodies, list):
+            return JSONResponse({"error": "the body must be a JSON list of records"}, 400)
+        with simulator.lock:
+            try:
+                answers = simulator.load(entity, bodies)
+            except LoadRefusedError as exc:
+                return JSONResponse({"error": str(exc), "loaded": exc.loaded}, status_code=400)
+        if answers is None:
+            return JSONResponse({"error": f"{simulator.name} loads no {entity!r}"}, status_code=404)
+        return JSONResponse({"loaded": len(answers), "records": answers})
+
     control = [
         Route(f"{SANDBOX_PREFIX}/faults", set_faults, methods=["POST"]),
         Route(f"{SANDBOX_PREFIX}/faults", get_faults, methods=["GET"]),
@@ -523,6 +560,7 @@ def build_app(simulator: Simulator) -> Starlette:
         Route(f"{SANDBOX_PREFIX}/reset", reset, methods=["POST"]),
         Route(f"{SANDBOX_PREFIX}/seed", seed, methods=["POST"]),
         Route(f"{SANDBOX_PREFIX}/handmade", handmade, methods=["POST"]),
+        Route(f"{SANDBOX_PREFIX}/load/{{entity}}", load, methods=["POST"]),
         *simulator.control_routes(),
     ]
 

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from simulators import seed as seed_data
-from simulators._sandbox import SeedRequest, Simulator, VendorError
+from simulators._sandbox import LoadRefusedError, SeedRequest, Simulator, VendorError
 from simulators.atollon._contacts import ContactStore
 from simulators.atollon._invoices import INVOICE_STATUSES, InvoiceStore
 from simulators.atollon._orders import OrderStore
@@ -244,6 +244,18 @@ class AtollonSimulator(Simulator):
                 body["vatNo"] = made.tax_number
             self.contacts.add_handmade(body)
         return len(companies)
+
+    def load(self, entity: str, bodies: Sequence[Any]) -> list[Any] | None:
+        """``contacts``: each body as ``POST crawler/contact`` takes it (create or update)."""
+        if entity != "contacts":
+            return None
+        answers: list[Any] = []
+        for index, body in enumerate(bodies):
+            try:
+                answers.append(self.contacts.upsert(body))
+            except FailError as exc:
+                raise LoadRefusedError(index, exc.message) from exc
+        return answers
 
     def seed(self, request: SeedRequest) -> dict[str, int]:
         """Replace the billing activities with the seed's (ERP customers and products are

@@ -42,7 +42,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from simulators._sandbox import Simulator, VendorError
+from simulators._sandbox import LoadRefusedError, Simulator, VendorError
 from simulators.handmade import Handmade
 from simulators.hipe import _imports
 from simulators.hipe._fields import (
@@ -242,6 +242,25 @@ class HipeSimulator(Simulator):
             return JSONResponse(nest_body(404, "Import not found"), status_code=404)
         return JSONResponse(job)
 
+    def load(self, entity: str, bodies: Sequence[Any]) -> list[Any] | None:
+        """``companies``: each body as ``POST /api/companies`` takes it; one that also says
+        ``"archived": true`` is archived next, as ``DELETE …/archived`` would."""
+        if entity != "companies":
+            return None
+        answers: list[Any] = []
+        for index, body in enumerate(bodies):
+            fields = dict(body) if isinstance(body, dict) else body
+            archived = isinstance(fields, dict) and fields.pop("archived", False) is True
+            try:
+                company = self._create(fields)
+            except HttpError as exc:
+                raise LoadRefusedError(index, str(exc.message)) from exc
+            if archived:
+                company = {**company, "archived": True}
+                self.companies.put(company)
+            answers.append(company)
+        return answers
+
     # -- plumbing -------------------------------------------------------------------------
 
     def _timestamp(self) -> str:
@@ -379,13 +398,18 @@ class HipeSimulator(Simulator):
     async def _create_company(self, request: Request) -> Response:
         body = await self._json_body(request)
         with self.lock:
-            values = self._company_values(body, None)
-            self._check_parent(values.get("parentId"), None)
-            company = _imports.new_company(
-                values, company_id=self._take_id("company"), now=self._timestamp()
-            )
-            self.companies.put(company)
+            company = self._create(body)
         return JSONResponse(company, status_code=201)
+
+    def _create(self, body: Any) -> dict[str, Any]:
+        """``POST /api/companies``: the company made from ``body`` (the caller holds the lock)."""
+        values = self._company_values(body, None)
+        self._check_parent(values.get("parentId"), None)
+        company = _imports.new_company(
+            values, company_id=self._take_id("company"), now=self._timestamp()
+        )
+        self.companies.put(company)
+        return company
 
     async def _patch_company(self, request: Request) -> Response:
         body = await self._json_body(request)
