@@ -88,24 +88,7 @@ def backfill(
             raise typer.Exit(2) from None
         before = _flow_counters(service, flow, targets)
         with _progress(quiet=json_output) as progress:
-            reading = progress.add_task(f"reading {flow}", total=None, detail="")
-
-            def on_progress(result: PollResult) -> None:
-                progress.update(
-                    reading,
-                    completed=result.records,
-                    detail=f"{result.events} sent, {result.batches} batches",
-                )
-
-            try:
-                results = service.backfill(
-                    flow, targets=targets, force=force, on_progress=on_progress
-                )
-            except Exception as exc:  # noqa: BLE001 (a source failure is reported, not traced)
-                err_console.print(f"[red]erpsync backfill: {flow} failed: {exc}[/]")
-                raise typer.Exit(1) from None
-            records = sum(r.records for r in results)
-            progress.update(reading, total=records, completed=records)
+            results = _send_all(service, flow, targets, force, progress)
             waited, timings = (
                 _follow(service, flow, targets, before, progress, timeout) if wait else (None, {})
             )
@@ -122,6 +105,29 @@ def backfill(
         _print_table(summary)
     if any(r.skipped for r in results) or waited is False:
         raise typer.Exit(1)
+
+
+def _send_all(
+    service: ProducerService, flow: str, targets: list[str], force: bool, progress: Progress
+) -> list[PollResult]:
+    """Read the whole source and send it, with a bar; a source failure exits 1."""
+    reading = progress.add_task(f"reading {flow}", total=None, detail="")
+
+    def on_progress(result: PollResult) -> None:
+        progress.update(
+            reading,
+            completed=result.records,
+            detail=f"{result.events} sent, {result.batches} batches",
+        )
+
+    try:
+        results = service.backfill(flow, targets=targets, force=force, on_progress=on_progress)
+    except Exception as exc:  # noqa: BLE001 (a source failure is reported, not traced)
+        err_console.print(f"[red]erpsync backfill: {flow} failed: {exc}[/]")
+        raise typer.Exit(1) from None
+    records = sum(r.records for r in results)
+    progress.update(reading, total=records, completed=records)
+    return results
 
 
 def _progress(*, quiet: bool) -> Progress:
