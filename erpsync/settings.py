@@ -188,6 +188,11 @@ class AtollonSettings(HttpSystemSettings):
         "nothing marks it inactive; group: it is assigned to the Inactive contact group, "
         "which the crawler documents no way to leave (a reactivation cannot undo it)",
     )
+    client_folder_category: str = Field(
+        default="com.atollon.project.fpatypecategory.client",
+        description="contact folder category (FPATypeCategory) every synced customer gets, "
+        "created once and kept (default: the documented client category; empty: none)",
+    )
     page_size: int = Field(
         default=100, ge=1, le=1000, description="page size of the contact and product read"
     )

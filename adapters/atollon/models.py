@@ -69,6 +69,7 @@ __all__ = [
     "AtollonContacts",
     "AtollonContactsRecord",
     "AtollonDocument",
+    "AtollonFolderRecord",
     "AtollonFolderRef",
     "AtollonGroupRecord",
     "AtollonIndustry",
@@ -306,6 +307,14 @@ class AtollonGroupRecord(_Read):
     description: str | None = None
 
 
+class AtollonFolderRecord(_Read):
+    """A contact folder as the contact read shows it."""
+
+    folder_id: str | None = Field(default=None, alias="folderId")
+    category: str | None = None
+    type_name: str | None = Field(default=None, alias="typeName")
+
+
 class AtollonContact(_Read):
     """A contact as the (undocumented) read ``GET crawler/contact`` lists it.
 
@@ -321,6 +330,9 @@ class AtollonContact(_Read):
     contact_group: Annotated[list[AtollonGroupRecord], _ReadList] = Field(
         default_factory=list, alias="contactGroup"
     )
+    contact_folder: Annotated[list[AtollonFolderRecord], _ReadList] = Field(
+        default_factory=list, alias="contactFolder"
+    )
     external_id: Annotated[list[ExternalId], _ReadList] = Field(
         default_factory=list, alias="externalId"
     )
@@ -330,6 +342,10 @@ class AtollonContact(_Read):
     def external_id_for(self, system: str) -> str | None:
         """The id this contact carries for ``system``."""
         return external_id_for(self.external_id, system)
+
+    def has_folder(self, category: str) -> bool:
+        """True when the contact has a contact folder of ``category``."""
+        return any(folder.category == category for folder in self.contact_folder)
 
 
 # --- product ------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from workers.sinks.view import ViewableSink
 from workers.state import State
 
 ERP = "onlineerp"
+CLIENT = "com.atollon.project.fpatypecategory.client"
 
 
 @pytest.fixture
@@ -134,11 +135,16 @@ def as_stored(contact: Mapping[str, Any]) -> dict[str, Any]:
         "phone": [e["contact"] for e in (contact.get("contacts") or {}).get("phone") or []],
         "vatNo": contact.get("vatNo"),
         "groups": [g["name"] for g in contact.get("contactGroup") or []],
+        "folders": [(f["category"], f["typeName"]) for f in contact.get("contactFolder") or []],
         "externalId": contact.get("externalId"),
     }
 
 
-def from_erp(record: Mapping[str, Any], groups: list[str] | None = None) -> dict[str, Any]:
+def from_erp(
+    record: Mapping[str, Any],
+    groups: list[str] | None = None,
+    folders: list[tuple[str, str]] | None = None,
+) -> dict[str, Any]:
     """What the crawler stores for an ERP customer: every value, every absence."""
     address = record.get("address") or {}
     has_address = any(address.values())
@@ -160,6 +166,8 @@ def from_erp(record: Mapping[str, Any], groups: list[str] | None = None) -> dict
         "phone": [record["phone"]] if record.get("phone") else [],
         "vatNo": record.get("tax_number"),
         "groups": groups or [],
+        # the documented client category by default: every customer is an Atollon client
+        "folders": [(CLIENT, "Client")] if folders is None else folders,
         "externalId": [{"system": ERP, "id": record["key"]}],
     }
 
@@ -217,11 +225,46 @@ def test_every_field_is_set_changed_and_cleared_and_the_parent_attached_moved_de
         customer("C1", "Dupont", parent_key="P1", address={"city": "Québec"}),
         customer("C1", "Dupont", parent_key=None, **CLEARED),
     ]
+    folder_ids = set()
     for record in steps:
         assert engine.process(deliver(record)) == "applied"
         assert_equal_and_views_agree(atollon, sink, record)
+        folder_ids |= {f["folderId"] for f in stored(atollon, "C1")["contactFolder"]}
     assert engine.dlq.count() == 0
     assert len(records(atollon, "contacts")) == 3, "one contact per ERP customer"
+    assert len(folder_ids) == 1, "the client folder is created once and kept"
+    (seen,) = [o for o in sink.observed("customer") if o.key == "C1"]
+    assert seen.fields["client_folder"] == CLIENT
+
+
+def test_the_client_folder_category_is_a_setting_and_a_missing_folder_is_drift(
+    engines: Callable[..., tuple[Engine, AtollonSink]], atollon: RunningSandbox
+) -> None:
+    partner = "com.atollon.project.fpatypecategory.partner"
+    engine, sink = engines(client_folder_category=partner)
+    record = customer("C1", "Partenaire inc.", **FULL)
+    assert engine.process(deliver(record)) == "applied"
+    assert_equal_and_views_agree(atollon, sink, record, folders=[(partner, "Partner")])
+
+    _, no_folder = engines(client_folder_category="")
+    body = no_folder.contact_input(customer("C2", "Sans dossier")).to_json()
+    assert "contactFolder" not in body
+    assert "client_folder" not in no_folder.expected("customer", customer("C2", "Sans dossier"))
+
+    # a contact of ours that Atollon shows without the folder is drift on that field
+    with httpx.Client(base_url=atollon.endpoints["atollon"].url, timeout=10) as client:
+        made = client.post(
+            "/crab/crawler/contact",
+            params={"instance": CREDENTIALS["atollon"]["instance"]},
+            json={
+                "company": {"companyName": "Fait main"},
+                "externalId": [{"system": ERP, "id": "C3"}],
+            },
+        ).json()
+    assert made["folderId"] is None
+    (seen,) = [o for o in sink.observed("customer") if o.key == "C3"]
+    assert seen.fields["client_folder"] is None
+    assert sink.expected("customer", customer("C3", "Fait main"))["client_folder"] == partner
 
 
 def test_deactivate_and_reactivate_twice_by_default_changes_no_group_and_fields_follow(

@@ -32,6 +32,7 @@ from adapters.atollon import (
     AtollonCompany,
     AtollonCompanyRelation,
     AtollonContact,
+    AtollonContactFolder,
     AtollonContactGroup,
     AtollonContactInfo,
     AtollonContactInput,
@@ -85,6 +86,7 @@ def _contact_view(
     parents: Sequence[str | None],
     address: Mapping[str, str | None] | None,
     active: bool,
+    folder: tuple[str, str | None] | None,
 ) -> View:
     fields: dict[str, Any] = {
         "name": name,
@@ -96,6 +98,8 @@ def _contact_view(
     }
     for canonical, atollon in _ADDRESS:
         fields[f"address.{canonical}"] = (address or {}).get(atollon)
+    if folder is not None:  # (the view field, the folder's category or None)
+        fields[folder[0]] = folder[1]
     return view(fields)
 
 
@@ -161,6 +165,11 @@ class AtollonSink:
         if self.settings.deactivation == "group" and not company.active:
             # assigned only: the crawler documents no way to take it out again
             fields["contact_group"] = [AtollonContactGroup(name=INACTIVE_GROUP)]
+        category = self.settings.client_folder_category.strip()
+        if category:
+            # "If contactFolderCategory is not filled-in, the contact folder is not
+            # created": sent every time, Atollon finds the folder again by its category
+            fields["contact_folder"] = [AtollonContactFolder(category=category)]
         return AtollonContactInput.model_validate(fields)
 
     def product_input(self, payload: Mapping[str, Any]) -> AtollonProductInput:
@@ -230,6 +239,7 @@ class AtollonSink:
             ],
             address=address,
             active=active,
+            folder=self._folder(body.contact_folder[0].category if body.contact_folder else None),
         )
 
     def observed(self, entity: str) -> Iterator[Observed]:
@@ -277,7 +287,19 @@ class AtollonSink:
             address=contact.address[0].model_dump() if contact.address else None,
             # by default Atollon shows no deactivation: the contact reads as active
             active=self.settings.deactivation != "group" or INACTIVE_GROUP not in groups,
+            folder=self._folder(self._category if contact.has_folder(self._category) else None),
         )
+
+    @property
+    def _category(self) -> str:
+        return self.settings.client_folder_category.strip()
+
+    def _folder(self, category: str | None) -> tuple[str, str | None] | None:
+        """The client folder's view field (``client_folder``: its category when the
+        contact has it), or None when no folder category is configured."""
+        if not self._category:
+            return None
+        return "client_folder", category
 
     @staticmethod
     def _product_view(product: AtollonProductInput | AtollonProduct) -> View:

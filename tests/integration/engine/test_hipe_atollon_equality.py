@@ -188,6 +188,7 @@ def atollon_from_erp(customer: dict[str, Any], ever_inactive: bool = False) -> d
         "phone": [customer["Telephone"]] if customer["Telephone"] else [],
         "vatNo": _text(customer["NoTPS"]),
         "groups": ["Inactive"] if ever_inactive else [],
+        "folders": ["com.atollon.project.fpatypecategory.client"],  # every customer a client
         "externalId": [{"system": ERP, "id": customer["NoClient"]}],
     }
 
@@ -210,6 +211,7 @@ def atollon_as_stored(contact: dict[str, Any]) -> dict[str, Any]:
         "phone": [e["contact"] for e in contact["contacts"]["phone"]],
         "vatNo": contact["vatNo"],
         "groups": [g["name"] for g in contact["contactGroup"]],
+        "folders": [f["category"] for f in contact["contactFolder"]],
         "externalId": contact["externalId"],
     }
 

@@ -270,7 +270,9 @@ def observed_hipe(companies: list[dict[str, Any]]) -> list[tuple[str, dict[str, 
 # Crawler ``contact`` (company contact): company.companyName, company.companyCompanyRelation
 # [{companyExternalId [{system, id}], relationType}], address [{street, city, zip, region,
 # country}], contacts {email: [{contact}], phone: [{contact}]}, vatNo, externalId (unique per
-# system), contactGroup [{name}] ("assign the contact to the group").
+# system), contactGroup [{name}] ("assign the contact to the group"), contactFolder
+# [{category}] (every customer an Atollon client: the documented client category).
+CLIENT_FOLDER = "com.atollon.project.fpatypecategory.client"
 
 
 def expected_atollon(state: SourceState, mapping: FlowMapping) -> dict[str, Any]:
@@ -287,6 +289,7 @@ def expected_atollon(state: SourceState, mapping: FlowMapping) -> dict[str, Any]
         "email": [email] if email else [],
         "phone": [phone] if phone else [],
         "vatNo": state.value("NoTPS"),
+        "folders": [CLIENT_FOLDER],  # created once, kept whatever follows
     }
     if mapping.atollon_deactivates:
         fields["inactive"] = not state.active
@@ -329,6 +332,7 @@ def observed_atollon(contacts: list[dict[str, Any]]) -> list[tuple[str, dict[str
                     "email": [text(i.get("contact")) for i in infos.get("email") or []],
                     "phone": [text(i.get("contact")) for i in infos.get("phone") or []],
                     "vatNo": text(contact.get("vatNo")),
+                    "folders": [f.get("category") for f in contact.get("contactFolder") or []],
                     "inactive": INACTIVE_GROUP in groups,
                 },
             )
