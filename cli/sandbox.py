@@ -25,6 +25,13 @@ class PropellerBulk(enum.StrEnum):
     strict = "strict"
 
 
+class AtollonMatch(enum.StrEnum):
+    """How Atollon matches a company whose external id it does not know, by its name."""
+
+    unclaimed = "unclaimed"
+    name = "name"
+
+
 def register(app: typer.Typer) -> None:
     app.command("sandbox")(sandbox)
 
@@ -72,6 +79,15 @@ def sandbox(
             "guide's example); strict: refused with 10007 (the endpoint reference's list)",
         ),
     ] = PropellerBulk.guide,
+    atollon_match: Annotated[
+        AtollonMatch,
+        typer.Option(
+            "--atollon-match",
+            help="unclaimed: an Atollon company is matched by name only among those without "
+            "an id of ours; name: any company of that name (the crawler page's words), so "
+            "two ERP customers of one name meet in one contact (erpsync dead-letters it)",
+        ),
+    ] = AtollonMatch.unclaimed,
     json_output: Annotated[
         bool, typer.Option("--json", help="print the endpoints as JSON")
     ] = False,
@@ -105,6 +121,7 @@ def sandbox(
         handmade=handmade_request,
         on_started=functools.partial(_print_endpoints, json_output=json_output),
         propeller_bulk=propeller_bulk.value,
+        atollon_match=atollon_match.value,
     )
 
 

@@ -74,6 +74,11 @@ class Keys:
         """Hash: what was last applied to a target for one record (fingerprint, version, id)."""
         return f"{self.prefix}:ledger:{target}:{entity}:{key}"
 
+    def owners(self, target: str, entity: str) -> str:
+        """Hash: a target's record id -> the source key it was first answered for (the
+        Atollon sink claims its contact ids here to catch two customers merged by name)."""
+        return f"{self.prefix}:owners:{target}:{entity}"
+
     def ledger_pattern(self, target: str, entity: str) -> str:
         return f"{self.prefix}:ledger:{target}:{entity}:*"
 

@@ -54,9 +54,13 @@ class _DropFilter(logging.Filter):
         return True
 
 
-def make_simulators(*, propeller_bulk: str = "guide") -> dict[str, Simulator]:
+def make_simulators(
+    *, propeller_bulk: str = "guide", atollon_match: str = "unclaimed"
+) -> dict[str, Simulator]:
     """One fresh simulator per system (``propeller_bulk``: ``guide`` or ``strict``, whether
-    Propeller bulk items may carry e-mail and phone: docs/sandbox-conventions.md)."""
+    Propeller bulk items may carry e-mail and phone; ``atollon_match``: ``unclaimed`` or
+    ``name``, how Atollon matches a company whose external id it does not know:
+    docs/sandbox-conventions.md)."""
     from simulators.atollon import AtollonSimulator
     from simulators.hipe import HipeSimulator
     from simulators.onlineerp import OnlineErpSimulator
@@ -66,7 +70,9 @@ def make_simulators(*, propeller_bulk: str = "guide") -> dict[str, Simulator]:
         "onlineerp": OnlineErpSimulator(),
         "propeller": PropellerSimulator(bulk=propeller_bulk),
         "hipe": HipeSimulator(),
-        "atollon": AtollonSimulator(),
+        "atollon": AtollonSimulator(
+            company_match="name" if atollon_match == "name" else "unclaimed"
+        ),
     }
 
 
@@ -194,6 +200,7 @@ def serve_forever(
     on_started: Callable[[dict[str, SandboxEndpoint]], None] | None = None,
     log_level: str = "warning",
     propeller_bulk: str = "guide",
+    atollon_match: str = "unclaimed",
 ) -> None:
     """Run the sandbox in the foreground until interrupted (Ctrl-C)."""
     sandbox = RunningSandbox(
@@ -202,7 +209,7 @@ def serve_forever(
         seed=seed,
         handmade=handmade,
         log_level=log_level,
-        simulators=make_simulators(propeller_bulk=propeller_bulk),
+        simulators=make_simulators(propeller_bulk=propeller_bulk, atollon_match=atollon_match),
     )
     sandbox.start()
     if on_started is not None:

@@ -315,6 +315,27 @@ class State:
         target_client: Any = self.redis if client is None else client
         target_client.hset(self.keys.ledger(target, entity, key), mapping=entry.to_mapping())
 
+    def claim_target_id(self, target: str, entity: str, target_id: str, key: str) -> str | None:
+        """Claim ``target_id`` for ``key``: None when it is ``key``'s (now or already),
+        else the other source key it belongs to.
+
+        The first record a target answered with that id holds it (``HSETNX``, so two
+        records answered at once cannot both win). A holder whose ledger has since moved
+        to another id gives it up (the record was re-created elsewhere); a holder whose
+        ledger names it, or is not written yet (its delivery still running), keeps it.
+        """
+        owners = self.keys.owners(target, entity)
+        if self.redis.hsetnx(owners, target_id, key):
+            return None
+        holder = self.redis.hget(owners, target_id)
+        if holder is None or str(holder) == key:
+            return None
+        ledger = self.ledger_get(target, entity, str(holder))
+        if ledger is not None and ledger.target_id and ledger.target_id != target_id:
+            self.redis.hset(owners, target_id, key)
+            return None
+        return str(holder)
+
     # -- one delivery's round trips ---------------------------------------------------
     def start(
         self,

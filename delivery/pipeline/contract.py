@@ -41,6 +41,11 @@ def _no_doubt(window_s: float) -> AbstractContextManager[None]:
     return nullcontext()
 
 
+def _no_claim(entity: str, target_id: str) -> str | None:
+    """A context built outside the engine knows no other record's target id."""
+    return None
+
+
 @dataclass(frozen=True)
 class ApplyContext:
     """What a sink may know when applying an event."""
@@ -60,6 +65,10 @@ class ApplyContext:
     #: a reconcile's repair: the target drifted from what the ledger remembers, so a sink
     #: that skips writes the ledger vouches for (Propeller's marker, a detach) writes all
     forced: bool = False
+    #: (entity, target id) -> claim the target's id for this record: None when it is this
+    #: record's, else the other source key holding it (a sink whose target matches records
+    #: by name, Atollon, catches two records merged into one)
+    claim: Callable[[str, str], str | None] = _no_claim
 
 
 class Sink(Protocol):

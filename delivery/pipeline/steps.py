@@ -314,6 +314,9 @@ class Pipeline:
             checkpoint=checkpoint,
             create_in_doubt=create_in_doubt,
             forced=delivery.force,
+            claim=lambda entity, target_id: state.claim_target_id(
+                target, entity, target_id, event.key
+            ),
         )
 
 

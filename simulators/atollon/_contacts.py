@@ -56,6 +56,10 @@ PERSON_FIELDS = ("firstName", "lastName", "prefixTitle", "postfixTitle")
 RELATED_NOT_FOUND = "Related contact not found"
 
 ContactKind = Literal["person", "company"]
+#: how a company request whose external id is unknown is matched by its name: among the
+#: companies without an id of the request's systems (the sandbox's default), or with any
+#: company of that name (the page's words read alone: "company name matches some record")
+CompanyMatch = Literal["unclaimed", "name"]
 
 
 def name_key(name: str) -> str:
@@ -146,6 +150,9 @@ class Contact:
     folders: list[Folder] = field(default_factory=list)
     #: system -> id, in the order they were given
     external: dict[str, str] = field(default_factory=dict)
+    #: further ids of a system the contact already has an id of: what a company matched by
+    #: its name alone collects (``company_match="name"``)
+    merged: list[ExternalId] = field(default_factory=list)
     created: str = field(default_factory=now)
     modified: str = field(default_factory=now)
 
@@ -159,7 +166,7 @@ class Contact:
 
     def external_ids(self) -> list[ExternalId]:
         """The contact's external ids as (system, id) pairs."""
-        return list(self.external.items())
+        return [*self.external.items(), *self.merged]
 
     def emails(self) -> list[str]:
         """Every e-mail address stored with the contact."""
@@ -220,8 +227,9 @@ class ContactRequest:
 class ContactStore:
     """Every contact, folder and contact group of the instance, with O(1) indexes."""
 
-    def __init__(self, ids: IdSequence) -> None:
+    def __init__(self, ids: IdSequence, company_match: CompanyMatch = "unclaimed") -> None:
         self.ids = ids
+        self.company_match: CompanyMatch = company_match
         self.contacts: dict[str, Contact] = {}
         self.by_external: dict[ExternalId, str] = {}
         self.companies_by_name: dict[str, list[str]] = {}
@@ -468,6 +476,8 @@ class ContactStore:
             return contact
         systems = {system for system, _ in request.external}
         if request.kind == "company" and request.company_name is not None:
+            if self.company_match == "name":
+                return self.company_by_name(request.company_name)
             return self.company_by_name(request.company_name, systems)
         return self._person_by_channels(request, systems)
 
@@ -606,6 +616,11 @@ class ContactStore:
                     contact.group_names.append(str(group["name"]))
         for system, ident in request.external:
             old = contact.external.get(system)
+            if old is not None and old != ident and self.company_match == "name":
+                # matched by its name alone: the contact now stands for both records
+                if (system, ident) not in contact.merged:
+                    contact.merged.append((system, ident))
+                continue
             if old is not None and old != ident:
                 self.by_external.pop((system, old), None)
             contact.external[system] = ident

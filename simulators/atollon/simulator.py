@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from simulators import seed as seed_data
 from simulators._sandbox import LoadRefusedError, SeedRequest, Simulator, VendorError
-from simulators.atollon._contacts import ContactStore
+from simulators.atollon._contacts import CompanyMatch, ContactStore
 from simulators.atollon._invoices import INVOICE_STATUSES, InvoiceStore
 from simulators.atollon._orders import OrderStore
 from simulators.atollon._products import ProductStore
@@ -64,11 +64,13 @@ class AtollonSimulator(Simulator):
 
     name = "atollon"
 
-    def __init__(self, instance: str = INSTANCE) -> None:
+    def __init__(self, instance: str = INSTANCE, company_match: CompanyMatch = "unclaimed") -> None:
+        """``company_match``: ``"name"`` matches a company whose external id is unknown
+        with any company of its name (docs/sandbox-conventions.md)."""
         super().__init__()
         self.instance = instance
         self.ids = IdSequence()
-        self.contacts = ContactStore(self.ids)
+        self.contacts = ContactStore(self.ids, company_match)
         self.products = ProductStore(self.ids)
         self.work = WorkStore(self.ids, self.contacts, self.products)
         self.invoices = InvoiceStore(self.ids)

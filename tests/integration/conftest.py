@@ -17,9 +17,13 @@ def make_pipeline(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Pipe
     """Build a pipeline on a fresh sandbox; every one is closed after the test."""
     made: list[tuple[Pipeline, RunningSandbox]] = []
 
-    def make(*, propeller_bulk: str = "guide", **config: Any) -> Pipeline:
-        """``propeller_bulk``: the sandbox's reading of Propeller's bulk fields."""
-        sandbox = RunningSandbox(simulators=make_simulators(propeller_bulk=propeller_bulk))
+    def make(
+        *, propeller_bulk: str = "guide", atollon_match: str = "unclaimed", **config: Any
+    ) -> Pipeline:
+        """``propeller_bulk``, ``atollon_match``: the sandbox's readings of the docs."""
+        sandbox = RunningSandbox(
+            simulators=make_simulators(propeller_bulk=propeller_bulk, atollon_match=atollon_match)
+        )
         sandbox.start()
         directory = tmp_path / f"p{len(made)}"
         directory.mkdir()

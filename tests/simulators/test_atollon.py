@@ -331,6 +331,24 @@ def test_person_employer_by_name_when_its_external_id_is_unknown(atollon: httpx.
     assert len(records(atollon, "contacts")) == 4
 
 
+def test_company_match_by_name_alone_merges_two_external_ids() -> None:
+    """``company_match="name"``: the page's "company name matches some record in DB" read
+    alone: a company whose external id is unknown is any company of that name."""
+    with (
+        RunningSandbox(simulators={"atollon": AtollonSimulator(company_match="name")}) as running,
+        httpx.Client(
+            base_url=running.endpoints["atollon"].url, params={"instance": "sandbox"}, timeout=10
+        ) as client,
+    ):
+        first = ok(contact_post(client, company("Acme", "C1")))
+        second = ok(contact_post(client, company("ACME", "C2")))
+        assert second["contactId"] == first["contactId"]
+        assert second["contact"]["externalId"] == ext("C1") + ext("C2")
+        again = ok(contact_post(client, company("Acme", "C1")))
+        assert again["contactId"] == first["contactId"], "either id finds it"
+        assert len(records(client, "contacts")) == 1
+
+
 def test_person_is_matched_by_email_or_mobile(atollon: httpx.Client) -> None:
     def person(first: str, **contacts: Any) -> dict[str, Any]:
         return {"person": {"firstName": first, "lastName": "Simard"}, "contacts": contacts}

@@ -392,3 +392,35 @@ def test_a_product_deleted_in_the_erp_becomes_inactive_and_comes_back_when_creat
     assert engine.process(never) == "applied"
     assert [p for p in records(atollon, "products") if p["refId"] == "P2"] == []
     assert engine.dlq.count() == 0
+
+
+def test_two_customers_merged_by_name_are_dead_lettered_and_nothing_else_moves() -> None:
+    """Atollon matches a company "by name" (the page's words read alone): the second
+    customer of one name is answered with the first one's contact: a dead letter with a
+    hint, never a silent merge; the first customer's ledger and the others stay as they are."""
+    with RunningSandbox(simulators={"atollon": AtollonSimulator(company_match="name")}) as running:
+        engine, sink = build(running)
+        try:
+            assert engine.process(deliver(customer("C1", "Acme inc.", **FULL))) == "applied"
+            first = engine.state.ledger_get("atollon", "customer", "C1")
+            assert first is not None
+            assert engine.process(deliver(customer("C2", "ACME  Inc."))) == "dead_lettered"
+            assert engine.process(deliver(customer("C3", "Autre"))) == "applied"
+            assert engine.process(deliver(customer("C1", "Acme inc.", **CHANGED))) == "applied"
+        finally:
+            sink.close()
+        [letter] = engine.dlq.iter_entries()
+        assert (letter.key, letter.code, letter.error_class) == (
+            "C2",
+            "merged-contact",
+            "permanent",
+        )
+        assert letter.hint is not None
+        assert "C1" in letter.hint
+        assert "distinct names" in letter.hint
+        assert engine.state.ledger_get("atollon", "customer", "C2") is None
+        after = engine.state.ledger_get("atollon", "customer", "C1")
+        assert after is not None
+        assert after.target_id == first.target_id
+        names = sorted(c["name"] for c in records(running, "contacts"))
+        assert names == ["Acme inc.", "Autre"], "no contact was created for C2"

@@ -42,7 +42,7 @@ from adapters.atollon import (
     ExternalId,
     external_id_for,
 )
-from erpsync.errors import ErrorClass
+from erpsync.errors import ErrorClass, PermanentError
 from erpsync.events import ChangeEvent
 from erpsync.mapping import TargetMapping
 from erpsync.models import Address, Company, Product
@@ -54,6 +54,8 @@ from workers.sinks.view import Observed, View, view
 INACTIVE_GROUP = "Inactive"
 PARENT_RELATION = "Mother company"
 ACTIVE, INACTIVE = "Active", "Inactive"
+#: the code of a delivery Atollon merged into another customer's contact (by name)
+MERGED_CONTACT = "merged-contact"
 
 #: view fields Atollon's crawler documents no way to keep equal (``adapters.atollon.
 #: known_limits`` says why, for ``erpsync doctor``): a deactivation cannot be undone
@@ -214,9 +216,31 @@ class AtollonSink:
             product = self.client.upsert_product(self.product_input(event.payload))
             return ApplyResult(action, target_id=product.product_id)
         contact = self.client.upsert_contact(self.contact_input(event.payload))
+        self._guard_merge(event, context, contact.contact_id)
         if self.settings.deactivation == "group" and not event.payload.get("active", True):
             return ApplyResult("archived", target_id=contact.contact_id, deleted=True)
         return ApplyResult(action, target_id=contact.contact_id)
+
+    def _guard_merge(self, event: ChangeEvent, context: ApplyContext, contact_id: str) -> None:
+        """Atollon matches a company "by name" when it does not know the external id: a
+        contact id already answered for another customer means two ERP customers now share
+        one Atollon contact. Never recorded as applied (the other customer's ledger and
+        every other record stay as they are): dead-lettered for an operator."""
+        other = context.claim(event.entity, contact_id)
+        if other is None:
+            return
+        raise PermanentError(
+            f"atollon answered {event.key} with contact {contact_id}, "
+            f"which is customer {other}'s: two ERP customers merged into one contact",
+            system=self.target,
+            operation="upsert_contact",
+            vendor_code=MERGED_CONTACT,
+            hint=(
+                f"Atollon matched {event.key} to {other}'s contact by company name; give the "
+                "two customers distinct names in the ERP (or split the contact in Atollon), "
+                f"then check {other}'s contact and replay"
+            ),
+        )
 
     # -- views for reconcile ----------------------------------------------------------------
 
