@@ -48,6 +48,10 @@ class Product(_Canonical):
     name: str = Field(min_length=1)
     price: Decimal | None = None
     currency: str | None = None
+    #: the VAT (tax) rate's name, as the target knows it (Atollon's ``vatRateName``)
+    vat_rate: str | None = None
+    #: the unit of sale (Atollon's ``unitsName``)
+    units: str | None = None
     active: bool = True
     group: str | None = None
     custom: dict[str, Any] = Field(default_factory=dict)

@@ -178,7 +178,9 @@ def product_payload(product: ErpProduct, source_fields: Mapping[str, str]) -> di
         "key": product.number,
         "name": _text(product.description),
         "price": str(Decimal(str(price))) if price is not None else None,
-        "currency": None,
+        "currency": _text(product.currency),
+        "vat_rate": _text(product.tax_code),
+        "units": _text(product.unit),
         "active": bool(product.active),
         "group": _text(product.group.code) if product.group else None,
         "custom": _extra(product, source_fields),
@@ -245,7 +247,9 @@ def invalid_product_payload(
             if isinstance(price, int | float) and not isinstance(price, bool)
             else price
         ),
-        "currency": None,
+        "currency": _as_is(raw.get("Devise")),
+        "vat_rate": _as_is(raw.get("CodeTaxe")),
+        "units": _as_is(raw.get("Unite")),
         "active": raw.get("EstActif", True),
         "group": _as_is(group.get("CodeGroupe")) if isinstance(group, Mapping) else group,
         "custom": _raw_extra(raw, source_fields),

@@ -88,6 +88,10 @@ _STREETS = [
     "rue Principale",
 ]
 _GROUPS = ["BOITES", "CARTON", "ETIQ", "SERVICE", "vêtements"]
+#: tax codes and units of sale, given by index (no draw: the rest of the data set is as
+#: before); every tenth product has neither, one in seven is priced in USD
+_TAX_CODES = ["TPS+TVQ 14,975 %", "TPS 5 %", "Exonéré"]
+_UNITS = ["unité", "h", "kg", "boîte"]
 _PRODUCTS = [
     "Boîte carton simple cannelure",
     "Boîte double cannelure",
@@ -191,6 +195,9 @@ def generate(
                 "NoProduit": product_key(index),
                 "Description": f"{rng.choice(_PRODUCTS)} #{index + 1}",
                 "PrixVente": round(rng.uniform(0.5, 500.0), 2),
+                "Devise": "USD" if index % 7 == 3 else "CAD",
+                "CodeTaxe": None if index % 10 == 9 else _TAX_CODES[index % len(_TAX_CODES)],
+                "Unite": None if index % 10 == 9 else _UNITS[index % len(_UNITS)],
                 "EstActif": True,
                 "GroupeProduit": {"CodeGroupe": rng.choice(_GROUPS)},
             }

@@ -399,6 +399,8 @@ class AtollonProduct(_Read):
     ref_id: str | None = Field(default=None, alias="refId")
     unit_price: Decimal | None = Field(default=None, alias="unitPrice")
     unit_price_currency_name: str | None = Field(default=None, alias="unitPriceCurrencyName")
+    vat_rate_name: str | None = Field(default=None, alias="vatRateName")
+    units_name: str | None = Field(default=None, alias="unitsName")
     status_name: str | None = Field(default=None, alias="statusName")
     external_id: Annotated[list[ExternalId], _ReadList] = Field(
         default_factory=list, alias="externalId"

@@ -70,6 +70,10 @@ class ErpProduct(_ErpModel):
     number: str = Field(alias="NoProduit", min_length=1)
     description: str = Field(alias="Description")
     price: Amount | None = Field(default=None, alias="PrixVente")
+    #: not on the ERP's public pages: the sandbox's names (docs/sandbox-conventions.md)
+    currency: str | None = Field(default=None, alias="Devise")
+    tax_code: str | None = Field(default=None, alias="CodeTaxe")
+    unit: str | None = Field(default=None, alias="Unite")
     active: bool = Field(default=True, alias="EstActif")
     group: ErpProductGroup | None = Field(default=None, alias="GroupeProduit")
 

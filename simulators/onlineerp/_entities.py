@@ -26,7 +26,18 @@ CUSTOMER_FIELDS = (
     "EstActif",
 )
 ADDRESS_FIELDS = ("Ligne1", "Ville", "Province", "CodePostal", "Pays")
-PRODUCT_FIELDS = ("NoProduit", "Description", "PrixVente", "EstActif", "GroupeProduit")
+#: ``Devise``, ``CodeTaxe`` and ``Unite`` (currency, tax code, unit of sale) are the
+#: sandbox's names for fields the ERP's public pages do not list (docs/sandbox-conventions.md)
+PRODUCT_FIELDS = (
+    "NoProduit",
+    "Description",
+    "PrixVente",
+    "Devise",
+    "CodeTaxe",
+    "Unite",
+    "EstActif",
+    "GroupeProduit",
+)
 INVOICE_FIELDS = (
     "NoFacture",
     "Facture",
@@ -162,6 +173,9 @@ def product(body: Mapping[str, Any]) -> dict[str, Any]:
         "NoProduit": key(body.get("NoProduit"), "Product.NoProduit"),
         "Description": _text(body.get("Description"), "Product.Description", required=True),
         "PrixVente": _number(body.get("PrixVente", 0.0), "Product.PrixVente"),
+        "Devise": _text(body.get("Devise"), "Product.Devise"),
+        "CodeTaxe": _text(body.get("CodeTaxe"), "Product.CodeTaxe"),
+        "Unite": _text(body.get("Unite"), "Product.Unite"),
         "EstActif": _bool(body.get("EstActif", True), "Product.EstActif"),
         "GroupeProduit": _ordered(("CodeGroupe",), checked_group, group or {}),
     }

@@ -571,6 +571,9 @@ def test_products_are_read_with_their_group_and_price() -> None:
         "NoProduit": "P00001",
         "Description": "Boîte carton",
         "PrixVente": 12.34,
+        "Devise": "CAD",
+        "CodeTaxe": "TPS 5 %",
+        "Unite": None,
         "EstActif": True,
         "GroupeProduit": {"CodeGroupe": "vêtements"},
         "Champ_Perso": "x",
@@ -578,6 +581,7 @@ def test_products_are_read_with_their_group_and_price() -> None:
     (product,) = client_for(FakeHub([record])).iter_products()
     assert product.number == "P00001"
     assert str(product.price) == "12.34"
+    assert (product.currency, product.tax_code, product.unit) == ("CAD", "TPS 5 %", None)
     assert product.group is not None
     assert product.group.code == "vêtements"
     assert product.to_erp() == record, "extra vendor fields survive a round trip"

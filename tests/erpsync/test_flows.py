@@ -156,7 +156,7 @@ def test_a_mapping_key_the_target_would_ignore_is_an_error_naming_flow_target_an
         "(fields: active, address, custom, email, key, language, name, parent_key, phone, "
         "tax_number, custom.<name>)",
         "flows.products.mapping.atollon.custom_fields: atollon takes no custom fields for "
-        "product (erpsync would ignore them: atollon honours no mapping key)",
+        "product (erpsync would ignore them: atollon honours only fields)",
     ]
 
 

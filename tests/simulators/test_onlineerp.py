@@ -378,6 +378,9 @@ def test_create_answers_201_with_the_stored_record_and_defaults(api: httpx.Clien
         "NoProduit": "P1",
         "Description": "Ruban",
         "PrixVente": 0.0,
+        "Devise": None,
+        "CodeTaxe": None,
+        "Unite": None,
         "EstActif": True,
         "GroupeProduit": {"CodeGroupe": None},
     }

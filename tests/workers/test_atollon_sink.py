@@ -328,19 +328,29 @@ def test_products_clear_their_price_and_currency_and_their_views_agree(
     engines: Callable[..., tuple[Engine, AtollonSink]], atollon: RunningSandbox
 ) -> None:
     engine, sink = engines()
+
+    def product_of(name: str, price: str | None, active: bool, **fields: Any) -> dict[str, Any]:
+        return {"key": "P1", "name": name, "price": price, "active": active, **fields}
+
     steps: list[dict[str, Any]] = [
-        {"key": "P1", "name": "Ruban 48 mm", "price": "2.50", "currency": "CAD", "active": True},
-        {"key": "P1", "name": "Ruban 50 mm", "price": "3", "currency": "USD", "active": False},
-        {"key": "P1", "name": "Ruban 50 mm", "price": None, "currency": None, "active": True},
+        product_of(
+            "Ruban 48 mm", "2.50", True, currency="CAD", vat_rate="TPS+TVQ 14,975 %", units="unité"
+        ),
+        product_of("Ruban 50 mm", "3", False, currency="USD", vat_rate="TPS 5 %", units="boîte"),
+        product_of("Ruban 50 mm", None, True, currency=None, vat_rate=None, units=None),
+        product_of("Ruban", "1", True, currency="CAD", vat_rate=None, units="h"),
     ]
     for record in steps:
         assert engine.process(deliver(record, entity="product")) == "applied"
         product = stored(atollon, "P1", "products")
         price = record["price"]
-        assert {k: product[k] for k in ("name", "unitPrice", "unitPriceCurrencyName")} == {
+        fields = ("name", "unitPrice", "unitPriceCurrencyName", "vatRateName", "unitsName")
+        assert {k: product[k] for k in fields} == {
             "name": record["name"],
             "unitPrice": None if price is None else float(price),
             "unitPriceCurrencyName": record["currency"],
+            "vatRateName": record["vat_rate"],
+            "unitsName": record["units"],
         }
         assert product["statusName"] == ("Active" if record["active"] else "Inactive")
         (observed,) = list(sink.observed("product"))
@@ -349,6 +359,37 @@ def test_products_clear_their_price_and_currency_and_their_views_agree(
         assert observed.fields == sink.expected("product", record)
     assert sink.known_limits("product") == []
     assert engine.dlq.count() == 0
+
+
+def test_product_currency_vat_and_units_can_take_other_canonical_paths(
+    atollon: RunningSandbox,
+) -> None:
+    """``[flows.products.mapping.atollon.fields]`` points a field at another path."""
+    settings = AtollonSettings(
+        base_url=atollon.endpoints["atollon"].api_url,
+        instance=CREDENTIALS["atollon"]["instance"],
+    )
+    mapping = TargetMapping(fields={"vat_rate": "custom.taxe", "units": "custom.unite"})
+    sink = AtollonSink(settings, make_client(settings), {"product": mapping})
+    try:
+        record = {
+            "key": "P9",
+            "name": "Colle",
+            "price": "4",
+            "currency": "CAD",
+            "vat_rate": "ignored",
+            "custom": {"taxe": "15 %", "unite": "kg"},
+        }
+        body = sink.product_input(record).to_json()
+        assert (body["unitPriceCurrencyName"], body["vatRateName"], body["unitsName"]) == (
+            "CAD",
+            "15 %",
+            "kg",
+        )
+        cleared = sink.product_input({**record, "custom": {}}).to_json()
+        assert (cleared["vatRateName"], cleared["unitsName"]) == ("", "")
+    finally:
+        sink.close()
 
 
 def test_observed_pages_through_every_contact_and_skips_those_of_other_systems(

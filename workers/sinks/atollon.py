@@ -44,7 +44,7 @@ from adapters.atollon import (
 )
 from erpsync.errors import ErrorClass, PermanentError
 from erpsync.events import ChangeEvent
-from erpsync.mapping import TargetMapping
+from erpsync.mapping import TargetMapping, resolve
 from erpsync.models import Address, Company, Product
 from erpsync.settings import AtollonSettings
 from workers.engine import Action, ApplyContext, ApplyResult
@@ -175,8 +175,16 @@ class AtollonSink:
         return AtollonContactInput.model_validate(fields)
 
     def product_input(self, payload: Mapping[str, Any]) -> AtollonProductInput:
-        """The whole product of a canonical product, absences included."""
+        """The whole product of a canonical product, absences included: currency, VAT rate
+        and units from their canonical fields, or the paths the mapping's ``fields`` name
+        (``vat_rate = "custom.taxe"``); a value removed in the ERP is sent as ``""``."""
         product = Product.model_validate(payload)
+        mapping = self.mappings.get("product", TargetMapping())
+
+        def text_of(name: str) -> str:
+            value = resolve(payload, mapping.fields.get(name, name))
+            return "" if value is None else str(value).strip()
+
         return AtollonProductInput.model_validate(
             {
                 "name": product.name,
@@ -184,7 +192,9 @@ class AtollonSink:
                 "description": product.name,
                 "type_name": "Product",
                 "unit_price": product.price,  # None is sent as null: the price is emptied
-                "unit_price_currency_name": product.currency or "",
+                "unit_price_currency_name": text_of("currency"),
+                "vat_rate_name": text_of("vat_rate"),
+                "units_name": text_of("units"),
                 "status_name": ACTIVE if product.active else INACTIVE,
                 "external_id": [ExternalId(system=self.settings.erp_system, id=product.key)],
             }
@@ -333,6 +343,8 @@ class AtollonSink:
                 "name": product.name,
                 "price": None if price is None else float(price),
                 "currency": product.unit_price_currency_name,
+                "vat_rate": product.vat_rate_name,
+                "units": product.units_name,
                 "active": (product.status_name or ACTIVE) == ACTIVE,
             }
         )

@@ -327,7 +327,10 @@ def atollon_product_from_erp(product: dict[str, Any]) -> dict[str, Any]:
         "refId": product["NoProduit"],
         "description": product["Description"],
         "unitPrice": float(product["PrixVente"]),
-        "unitPriceCurrencyName": None,  # the ERP has no currency: sent empty
+        # the sandbox ERP's Devise, CodeTaxe, Unite; a value removed is emptied
+        "unitPriceCurrencyName": product.get("Devise"),
+        "vatRateName": product.get("CodeTaxe"),
+        "unitsName": product.get("Unite"),
         "statusName": "Active" if product["EstActif"] else "Inactive",
         "externalId": [{"system": ERP, "id": product["NoProduit"]}],
     }
@@ -339,10 +342,20 @@ def test_one_product_through_every_change_equals_the_erp_in_atollon(
     p = make_pipeline(flows=PRODUCT_FLOWS)
     p.start_worker()
     p.wait_workers(1)
-    product = {"NoProduit": "P1", "Description": "Ruban 48 mm", "PrixVente": 2.5, "EstActif": True}
+    product = {
+        "NoProduit": "P1",
+        "Description": "Ruban 48 mm",
+        "PrixVente": 2.5,
+        "Devise": "CAD",
+        "CodeTaxe": "TPS+TVQ 14,975 %",
+        "Unite": "unité",
+        "EstActif": True,
+    }
     steps: list[tuple[str, dict[str, Any]]] = [
         ("renamed, repriced", {"Description": "Ruban adhésif 50 mm", "PrixVente": 3.25}),
-        ("deactivated", {"EstActif": False}),
+        ("currency, tax, unit changed", {"Devise": "USD", "CodeTaxe": "TPS 5 %", "Unite": "h"}),
+        ("currency, tax, unit cleared", {"Devise": None, "CodeTaxe": None, "Unite": None}),
+        ("deactivated", {"EstActif": False, "CodeTaxe": "Exonéré"}),
         ("reactivated, repriced", {"EstActif": True, "PrixVente": 0}),
         ("deactivated again, renamed", {"EstActif": False, "Description": "Ruban 50"}),
         ("reactivated again", {"EstActif": True}),

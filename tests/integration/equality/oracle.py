@@ -367,7 +367,9 @@ def compare_customers(
 
 # -- Atollon products ----------------------------------------------------------------------
 # Crawler ``product``: name, refId (the product code), unitPrice, unitPriceCurrencyName,
-# statusName (Active, Inactive), externalId; "find product based on its externalId".
+# vatRateName, unitsName, statusName (Active, Inactive), externalId; "find product based on
+# its externalId". The ERP's currency, tax code and unit are the sandbox's Devise, CodeTaxe
+# and Unite (docs/sandbox-conventions.md).
 
 
 def _amount(value: Any) -> Decimal | None:
@@ -380,15 +382,17 @@ def _amount(value: Any) -> Decimal | None:
 
 
 def expected_atollon_product(state: SourceState) -> dict[str, Any]:
-    """An ERP product (``NoProduit``, ``Description``, ``PrixVente``, ``EstActif``); the ERP
-    has no currency of its own, so none is shown; a product deleted in the ERP can no longer
-    be sold: ``Inactive``, the documented status."""
+    """An ERP product (``NoProduit``, ``Description``, ``PrixVente``, ``Devise``,
+    ``CodeTaxe``, ``Unite``, ``EstActif``); a product deleted in the ERP can no longer be
+    sold: ``Inactive``, the documented status."""
     return {
         "name": state.value("Description"),
         "description": state.value("Description"),  # the ERP's one text names and describes
         "refId": state.key,
         "unitPrice": _amount(state.record.get("PrixVente")),
-        "unitPriceCurrencyName": None,
+        "unitPriceCurrencyName": state.value("Devise"),
+        "vatRateName": state.value("CodeTaxe"),
+        "unitsName": state.value("Unite"),
         "statusName": "Active" if state.active else "Inactive",
     }
 
@@ -405,6 +409,8 @@ def observed_atollon_products(products: list[dict[str, Any]]) -> list[tuple[str,
             "refId": text(product.get("refId")),
             "unitPrice": _amount(product.get("unitPrice")),
             "unitPriceCurrencyName": text(product.get("unitPriceCurrencyName")),
+            "vatRateName": text(product.get("vatRateName")),
+            "unitsName": text(product.get("unitsName")),
             "statusName": text(product.get("statusName")),
         }
         out.append((key, fields))
