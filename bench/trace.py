@@ -4,8 +4,8 @@ The initial load of the single-record path (one delivery per customer, Propeller
 trace at its defaults (``trace_max_events`` 50) and off (0), every other setting the
 product's default (log level included), in rounds of both (which goes first alternates
 round by round), each from a fresh installation and worker. The producer writes a record's
-``detected`` and ``sent`` events in the pipeline that advances its snapshot; the worker buffers its events and writes them
-from a background thread. Goal: the trace keeps at least 95% of the rate (issue 21),
+``detected`` and ``sent`` events in the pipeline that advances its snapshot; the worker
+buffers its events and writes them from a background thread. Goal: the trace keeps at least 95% of the rate (issue 21),
 judged on the median of the rounds' ratios (a round's two loads meet much the same load of
 the shared machine).
 """
