@@ -7,7 +7,7 @@ target's API. Field mappings in the flow file can add custom fields (``custom``)
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +26,26 @@ class Address(_Canonical):
     country: str | None = Field(default=None, description="ISO 3166-1 alpha-2")
 
 
+#: the code of a customer's invoice address, and the prefix of a delivery address's
+#: (``delivery:<the source's code>``): the codes erpsync writes and owns in the targets
+INVOICE_ADDRESS_CODE = "invoice"
+DELIVERY_ADDRESS_PREFIX = "delivery:"
+#: the kinds of a customer's address (Propeller's ``type``; HIPE and Atollon take any)
+AddressType = Literal["invoice", "delivery"]
+
+
+class CompanyAddress(Address):
+    """One of a customer's addresses, keyed by a ``code`` stable for the customer.
+
+    The code is what the targets match it on (Propeller's address ``code``; HIPE's address
+    ``name``, which HIPE documents no key for): an address whose code is gone from the
+    source is deleted in the targets.
+    """
+
+    code: str = Field(min_length=1)
+    type: AddressType
+
+
 class Company(_Canonical):
     """An ERP customer, which becomes a company in the commerce and CRM systems."""
 
@@ -38,6 +58,8 @@ class Company(_Canonical):
     language: str | None = None
     active: bool = True
     address: Address | None = None
+    #: every address of the customer (invoice and delivery), in the source's order
+    addresses: list[CompanyAddress] = Field(default_factory=list)
     custom: dict[str, Any] = Field(default_factory=dict, description="mapped custom fields")
 
 

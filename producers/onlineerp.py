@@ -29,12 +29,14 @@ from pydantic import BaseModel
 from adapters.onlineerp import (
     ErpAddress,
     ErpCustomer,
+    ErpDeliveryAddress,
     ErpProduct,
     InvalidRecord,
     OnlineErpClient,
 )
 from erpsync.events import Content, canonical_json, canonical_string
 from erpsync.mapping import resolve
+from erpsync.models import DELIVERY_ADDRESS_PREFIX, INVOICE_ADDRESS_CODE
 from producers.base import Record, SnapshotStream, SourceRecord, UncheckedRecord
 
 log = structlog.get_logger("erpsync.producer")
@@ -64,6 +66,51 @@ def _extra(record: BaseModel, source_fields: Mapping[str, str]) -> dict[str, Any
     return custom
 
 
+#: the code of the customer's invoice address (``Adresse``) in the canonical ``addresses``,
+#: and the prefix of a delivery address's: ``delivery:<CodeAdresse>``
+INVOICE_CODE = INVOICE_ADDRESS_CODE
+DELIVERY_PREFIX = DELIVERY_ADDRESS_PREFIX
+
+
+def _address_values(address: Mapping[str, Any]) -> dict[str, str | None]:
+    """The canonical fields of an ERP address read by its ERP names (text stripped)."""
+    return {
+        "line1": _text(address.get("Ligne1")),
+        "city": _text(address.get("Ville")),
+        "region": _text(address.get("Province")),
+        "postal_code": _text(address.get("CodePostal")),
+        "country": _text(address.get("Pays")),
+    }
+
+
+def addresses_of(
+    invoice: Mapping[str, Any] | None, delivery: Sequence[Mapping[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """A customer's canonical ``addresses``: the invoice address (``Adresse``) when it has
+    a value, then each delivery address (``AdressesLivraison[]``) that has one, keyed by
+    its code. An address without any value is no address (cleared in the ERP: removed in
+    the targets); a delivery address without a code, or with the code of an earlier one, is
+    left out (the targets key addresses by code)."""
+    found: list[dict[str, Any]] = []
+    if invoice is not None:
+        values = _address_values(invoice)
+        if any(v is not None for v in values.values()):
+            found.append({"code": INVOICE_CODE, "type": "invoice", **values})
+    codes: set[str] = set()
+    for item in delivery or ():
+        code = _text(item.get("CodeAdresse"))
+        values = _address_values(item)
+        if code is None or code in codes or all(v is None for v in values.values()):
+            continue
+        codes.add(code)
+        found.append({"code": f"{DELIVERY_PREFIX}{code}", "type": "delivery", **values})
+    return found
+
+
+def _erp_names(address: ErpAddress) -> dict[str, Any]:
+    return address.model_dump(by_alias=True)
+
+
 def customer_payload(customer: ErpCustomer, source_fields: Mapping[str, str]) -> dict[str, Any]:
     """An ERP customer as a canonical company (a dict; validated by each target's sink)."""
     address = customer.address
@@ -87,6 +134,10 @@ def customer_payload(customer: ErpCustomer, source_fields: Mapping[str, str]) ->
             if address is not None
             else None
         ),
+        "addresses": addresses_of(
+            _erp_names(address) if address is not None else None,
+            [_erp_names(d) for d in customer.delivery_addresses or ()],
+        ),
         "custom": _extra(customer, source_fields),
     }
 
@@ -95,6 +146,7 @@ def customer_payload(customer: ErpCustomer, source_fields: Mapping[str, str]) ->
 #: uses one is left to the model
 _CUSTOMER_NAMES = frozenset(ErpCustomer.model_fields)
 _ADDRESS_NAMES = frozenset(ErpAddress.model_fields)
+_DELIVERY_NAMES = frozenset(ErpDeliveryAddress.model_fields)
 #: the values the models give the fields a record leaves out, by the ERP's names
 _CUSTOMER_DEFAULTS = {
     f.alias: f.default for f in ErpCustomer.model_fields.values() if not f.is_required()
@@ -116,6 +168,31 @@ def _json_text(value: Any) -> str:
         raise _NotTextError
     value = value.strip()
     return canonical_string(value) if value else "null"
+
+
+def _fast_addresses(invoice: Any, delivery: Any) -> str:
+    """The canonical ``addresses`` text of raw JSON values the models take as they are;
+    _NotTextError for any other (the fast path gives up)."""
+    if delivery is not None:
+        if type(delivery) is not list:
+            raise _NotTextError
+        for item in delivery:
+            if type(item) is not dict or not _DELIVERY_NAMES.isdisjoint(item):
+                raise _NotTextError
+            code = item.get("CodeAdresse")
+            if type(code) is not str or not code:
+                raise _NotTextError
+            _check_texts(item)
+    if invoice is not None:
+        _check_texts(invoice)
+    return canonical_json(addresses_of(invoice, delivery))
+
+
+def _check_texts(address: Mapping[str, Any]) -> None:
+    for name in ("Ligne1", "Ville", "Province", "CodePostal", "Pays"):
+        value = address.get(name)
+        if value is not None and type(value) is not str:
+            raise _NotTextError
 
 
 def customer_text(raw: Any, source_fields: Mapping[str, str]) -> str | None:
@@ -148,6 +225,7 @@ def customer_text(raw: Any, source_fields: Mapping[str, str]) -> str | None:
             )
         else:
             return None
+        addresses_text = _fast_addresses(address, raw.get("AdressesLivraison"))
         fields = (
             f'"email":{_json_text(raw.get("Courriel"))},"key":{canonical_string(number)},'
             f'"language":{_json_text(raw.get("Langue"))},"name":{_json_text(name)},'
@@ -167,7 +245,7 @@ def customer_text(raw: Any, source_fields: Mapping[str, str]) -> str | None:
         custom_text = "{}"
     return (
         f'{{"active":{"true" if active else "false"},"address":{address_text},'
-        f'"custom":{custom_text},{fields}'
+        f'"addresses":{addresses_text},"custom":{custom_text},{fields}'
     )
 
 
@@ -228,8 +306,21 @@ def invalid_customer_payload(
             if isinstance(address, Mapping)
             else address
         ),
+        "addresses": _invalid_addresses(address, raw.get("AdressesLivraison")),
         "custom": _raw_extra(raw, source_fields),
     }
+
+
+def _invalid_addresses(invoice: Any, delivery: Any) -> Any:
+    """The addresses of an invalid customer: mapped where their shape allows, else the
+    value as it is (for the sinks to refuse, naming ``addresses``)."""
+    if invoice is not None and not isinstance(invoice, Mapping):
+        return invoice
+    if delivery is not None and not (
+        isinstance(delivery, list) and all(isinstance(d, Mapping) for d in delivery)
+    ):
+        return delivery
+    return addresses_of(invoice, delivery)
 
 
 def invalid_product_payload(

@@ -44,6 +44,13 @@ class ErpAddress(_ErpModel):
     country: str | None = Field(default=None, alias="Pays")
 
 
+class ErpDeliveryAddress(ErpAddress):
+    """One of a customer's delivery addresses (``AdressesLivraison[]``), keyed by its code
+    (``CodeAdresse``; the sandbox's names, docs/sandbox-conventions.md)."""
+
+    code: str = Field(alias="CodeAdresse", min_length=1)
+
+
 class ErpCustomer(_ErpModel):
     """An ERP customer (entity ``Customer``, key ``NoClient``)."""
 
@@ -53,6 +60,9 @@ class ErpCustomer(_ErpModel):
     email: str | None = Field(default=None, alias="Courriel")
     phone: str | None = Field(default=None, alias="Telephone")
     address: ErpAddress | None = Field(default=None, alias="Adresse")
+    delivery_addresses: list[ErpDeliveryAddress] | None = Field(
+        default=None, alias="AdressesLivraison"
+    )
     gst_number: str | None = Field(default=None, alias="NoTPS")
     language: str | None = Field(default=None, alias="Langue")
     active: bool = Field(default=True, alias="EstActif")

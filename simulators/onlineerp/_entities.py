@@ -26,6 +26,9 @@ CUSTOMER_FIELDS = (
     "EstActif",
 )
 ADDRESS_FIELDS = ("Ligne1", "Ville", "Province", "CodePostal", "Pays")
+#: a delivery address (``AdressesLivraison[]``; sandbox conventions): its code, then the
+#: fields of an address
+DELIVERY_FIELDS = ("CodeAdresse", *ADDRESS_FIELDS)
 #: ``Devise``, ``CodeTaxe`` and ``Unite`` (currency, tax code, unit of sale) are the
 #: sandbox's names for fields the ERP's public pages do not list (docs/sandbox-conventions.md)
 PRODUCT_FIELDS = (
@@ -158,7 +161,32 @@ def customer(body: Mapping[str, Any]) -> dict[str, Any]:
         "Langue": _text(body.get("Langue"), "Customer.Langue"),
         "EstActif": _bool(body.get("EstActif", True), "Customer.EstActif"),
     }
+    if "AdressesLivraison" in body:
+        checked["AdressesLivraison"] = _delivery_addresses(body["AdressesLivraison"])
     return _ordered(CUSTOMER_FIELDS, checked, body)
+
+
+def _delivery_addresses(value: Any) -> list[dict[str, Any]] | None:
+    """``AdressesLivraison``: null or a list of addresses, each with a code of its own."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise BodyError("Customer.AdressesLivraison must be a list or null.")
+    found: list[dict[str, Any]] = []
+    codes: set[str] = set()
+    for index, item in enumerate(value):
+        where = f"Customer.AdressesLivraison[{index}]"
+        if not isinstance(item, dict):
+            raise BodyError(f"{where} must be an object.")
+        code = key(item.get("CodeAdresse"), f"{where}.CodeAdresse")
+        if code in codes:
+            raise BodyError(f"{where}.CodeAdresse {code!r} is used twice.")
+        codes.add(code)
+        checked: dict[str, Any] = {"CodeAdresse": code}
+        for name in ADDRESS_FIELDS:
+            checked[name] = _text(item.get(name), f"{where}.{name}")
+        found.append(_ordered(DELIVERY_FIELDS, checked, item))
+    return found
 
 
 def product(body: Mapping[str, Any]) -> dict[str, Any]:

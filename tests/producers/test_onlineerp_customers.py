@@ -82,6 +82,23 @@ def raw_addresses(draw: st.DrawFn) -> Any:
 
 
 @st.composite
+def raw_delivery(draw: st.DrawFn) -> Any:
+    """``AdressesLivraison``: a list of coded addresses, sometimes odd (no code, a code
+    twice, blank, not a list, the model's own names)."""
+    if draw(st.integers(0, 15)) == 0:
+        return draw(values)
+    found = []
+    for _ in range(draw(st.integers(0, 3))):
+        item = draw(raw_addresses())
+        if isinstance(item, dict) and draw(st.integers(0, 9)):
+            item["CodeAdresse"] = mostly(draw, st.sampled_from(["L1", "L2", " L3 ", "", " "]))
+        if isinstance(item, dict) and draw(st.integers(0, 11)) == 0:
+            item["code"] = "L9"
+        found.append(item)
+    return found
+
+
+@st.composite
 def raw_customers(draw: st.DrawFn) -> Any:
     """ERP JSON, mostly typed as the model declares, sometimes not (wrong types, missing or
     blank keys, the model's own field names, extra fields)."""
@@ -98,6 +115,8 @@ def raw_customers(draw: st.DrawFn) -> Any:
         raw["EstActif"] = mostly(draw, st.booleans())
     if draw(st.booleans()):
         raw["Adresse"] = draw(st.none() | raw_addresses())
+    if draw(st.booleans()):
+        raw["AdressesLivraison"] = draw(st.none() | raw_delivery())
     if draw(st.integers(0, 7)) == 0:
         raw[draw(st.sampled_from(["name", "email", "active", "address"]))] = draw(values)
     if draw(st.booleans()):
@@ -143,12 +162,53 @@ def test_records_the_model_would_coerce_or_refuse_are_left_to_it() -> None:
         {"Adresse": {"Ville": 7}},
         {"Adresse": {"city": "Montréal"}},  # the model reads its field names too
         {"email": "x@exemple.qc.ca"},
+        {"AdressesLivraison": {"CodeAdresse": "L1"}},  # not a list: refused
+        {"AdressesLivraison": [{"CodeAdresse": "L1", "Ville": 7}]},
+        {"AdressesLivraison": [{"code": "L1", "Ville": "Laval"}]},
     ):
         assert customer_text({**good, **change}, {}) is None, change
     missing_name = {k: v for k, v in good.items() if k != "NomClient"}
     assert customer_text(missing_name, {}) is None
     with pytest.raises(ValidationError):
         ErpCustomer.model_validate(missing_name)
+
+
+def test_every_address_with_a_value_becomes_one_of_the_customers_addresses_by_code() -> None:
+    raw = {
+        "NoClient": "C1",
+        "NomClient": "Acme",
+        "Adresse": {"Ligne1": " 1 rue A ", "Ville": "Laval", "Pays": "CA"},
+        "AdressesLivraison": [
+            {"CodeAdresse": "D1", "Ligne1": "2 rue B", "Ville": "Québec", "Province": "QC"},
+            {"CodeAdresse": "D2", "Ligne1": None, "Ville": " ", "Pays": None},  # empty: none
+            {"CodeAdresse": "D1", "Ligne1": "3 rue C"},  # the code again: left out
+        ],
+    }
+    text = customer_text(raw, {})
+    assert text is not None
+    assert text == model_text(raw, {})
+    assert json.loads(text)["addresses"] == [
+        {
+            "code": "invoice",
+            "type": "invoice",
+            "line1": "1 rue A",
+            "city": "Laval",
+            "region": None,
+            "postal_code": None,
+            "country": "CA",
+        },
+        {
+            "code": "delivery:D1",
+            "type": "delivery",
+            "line1": "2 rue B",
+            "city": "Québec",
+            "region": "QC",
+            "postal_code": None,
+            "country": None,
+        },
+    ]
+    cleared = {**raw, "Adresse": {"Ville": None}, "AdressesLivraison": None}
+    assert json.loads(customer_text(cleared, {}) or "")["addresses"] == []
 
 
 # --- the stream over the ERP's HTTP API ----------------------------------------------------

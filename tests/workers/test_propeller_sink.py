@@ -538,6 +538,7 @@ def test_expected_equals_observed_for_every_record(rig: Rig) -> None:
             "tax_number": "BE0456",
             "parent_key": "P",
             "active": False,
+            "addresses": [],
         }
     )
 

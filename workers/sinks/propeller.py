@@ -52,8 +52,7 @@ writes everything.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
+import dataclasses
 import re
 import threading
 from collections import OrderedDict
@@ -82,12 +81,14 @@ from erpsync.errors import (
 )
 from erpsync.events import ChangeEvent
 from erpsync.mapping import TargetMapping, resolve
-from erpsync.models import Company
+from erpsync.models import Company, CompanyAddress
 from erpsync.settings import PropellerSettings
 from workers.batch import BulkItemResult
 from workers.engine import Action, ApplyContext, ApplyResult
+from workers.sinks import propeller_addresses as addresses
+from workers.sinks.addresses import canonical, digest, split, warn_incomplete
+from workers.sinks.propeller_written import Written, digest_contact
 from workers.sinks.view import Observed, View, view
-from workers.state import LedgerEntry
 
 log = structlog.get_logger("erpsync.worker")
 
@@ -104,44 +105,6 @@ KEEPALIVE_EVERY_S = 1.0
 FOLLOW_UP_THREADS = 4
 
 
-def _digest(*values: str | None) -> str:
-    """A short digest of what was written (e-mail and phone), for the ledger."""
-    return hashlib.sha1(json.dumps(values).encode(), usedforsecurity=False).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class Written:
-    """What the sink last wrote to a company that the API cannot tell cheaply."""
-
-    inactive: bool
-    parent: str | None
-    contact: str
-
-    def extra(self) -> str:
-        return json.dumps(
-            {"inactive": self.inactive, "parent": self.parent, "contact": self.contact},
-            sort_keys=True,
-        )
-
-    @classmethod
-    def of(cls, ledger: LedgerEntry | None) -> Written | None:
-        """The ledger's record of it; None when unknown (then everything is written)."""
-        if ledger is None or ledger.deleted or not ledger.fingerprint or not ledger.extra:
-            return None
-        try:
-            data = json.loads(ledger.extra)
-        except ValueError:
-            return None
-        if not isinstance(data, dict):
-            return None
-        inactive, parent, contact = data.get("inactive"), data.get("parent"), data.get("contact")
-        if not isinstance(inactive, bool) or not isinstance(contact, str):
-            return None
-        if parent is not None and not isinstance(parent, str):
-            return None
-        return cls(inactive, parent, contact)
-
-
 @dataclass(frozen=True)
 class Row:
     """A canonical customer as the sink writes it: every mapped field, ``None`` = clear."""
@@ -150,10 +113,27 @@ class Row:
     values: dict[str, Any]
     parent_key: str | None
     active: bool
+    #: the addresses Propeller can hold, and the codes of those it cannot (incomplete)
+    addresses: tuple[CompanyAddress, ...] = ()
+    dropped: tuple[str, ...] = ()
 
     @property
     def contact(self) -> str:
-        return _digest(self.values.get("email"), self.values.get("phone"))
+        return digest_contact(self.values.get("email"), self.values.get("phone"))
+
+    @property
+    def address_digest(self) -> str:
+        return digest(canonical(self.addresses))
+
+    def written(self) -> Written:
+        """What writing this row leaves in Propeller, for the ledger."""
+        return Written(
+            not self.active,
+            self.parent_key,
+            self.contact,
+            self.address_digest,
+            tuple(a.code for a in self.addresses),
+        )
 
 
 @dataclass(frozen=True)
@@ -206,7 +186,8 @@ class PropellerSink:
         }
         for field, path in mapping.fields.items():
             values[python_name(field)] = resolve(payload, path)
-        return Row(company.key, values, company.parent_key, company.active)
+        kept, dropped = split(company.addresses, addresses.REQUIRED)
+        return Row(company.key, values, company.parent_key, company.active, kept, dropped)
 
     def marker(self, active: bool) -> PropellerAttributeValue:
         """The lifecycle attribute: ``N`` for an active company, ``Y`` for an inactive one."""
@@ -230,6 +211,8 @@ class PropellerSink:
             )
         if bulk:
             values["attributes"] = [self.marker(row.active)]
+            if row.addresses:
+                values["addresses"] = addresses.inputs(row.addresses)
         return PropellerCompanyInput.writing(values)
 
     # ------------------------------------------------------------- single path
@@ -255,6 +238,7 @@ class PropellerSink:
                 company = self.client.update_company(row.key, body)
         if not created:
             self._detach_if_needed(row, previous)
+        self._write_addresses(row, previous, created=created)
         action: Action = "created" if created else "updated"
         if (created and not row.active) or (not created and _marker_stale(row, previous)):
             self.client.set_attributes(row.key, [self.marker(row.active)])
@@ -262,8 +246,7 @@ class PropellerSink:
                 action = "archived"
             elif previous is not None:
                 action = "unarchived"
-        written = Written(not row.active, row.parent_key, row.contact)
-        return ApplyResult(action, target_id=str(company.id), extra=written.extra())
+        return ApplyResult(action, target_id=str(company.id), extra=row.written().extra())
 
     def _deleted(self, event: ChangeEvent, context: ApplyContext) -> ApplyResult:
         """A customer deleted in the source: marked inactive, or binned if configured."""
@@ -276,8 +259,17 @@ class PropellerSink:
         previous = None if context.forced else Written.of(context.ledger)
         extra = None
         if previous is not None:
-            extra = Written(True, previous.parent, previous.contact).extra()
+            extra = dataclasses.replace(previous, inactive=True).extra()
         return ApplyResult("archived", extra=extra)
+
+    def _write_addresses(self, row: Row, previous: Written | None, *, created: bool) -> None:
+        """The single path's addresses: written when they differ from the ledger's (or it
+        cannot say), the ones gone deleted."""
+        warn_incomplete(self.target, row.key, row.dropped, addresses.REQUIRED)
+        if previous is not None and previous.addresses == row.address_digest:
+            return
+        codes = None if previous is None else previous.codes
+        addresses.write(self.client, row.key, row.addresses, codes, created=created)
 
     def _detach_if_needed(self, row: Row, previous: Written | None) -> None:
         """Detach a company whose parent the source removed (or may have: unknown)."""
@@ -301,7 +293,9 @@ class PropellerSink:
         """The bulk item of an upsert (active or not); None for a deletion (single path)."""
         if event.operation == "delete":
             return None
-        return BulkItem(self.row(event.payload), Written.of(context.ledger))
+        row = self.row(event.payload)
+        warn_incomplete(self.target, row.key, row.dropped, addresses.REQUIRED)
+        return BulkItem(row, Written.of(context.ledger))
 
     def apply_bulk(
         self, items: Sequence[BulkItem], keepalive: Callable[[], None]
@@ -365,7 +359,7 @@ class PropellerSink:
 
     def _bulk_result(self, item: BulkItem, created: bool, company_id: int | None) -> ApplyResult:
         row = item.row
-        written = Written(not row.active, row.parent_key, row.contact)
+        written = row.written()
         action: Action = "created" if created else "updated"
         if not row.active and (created or _marker_stale(row, item.previous)):
             action = "archived"
@@ -423,6 +417,8 @@ class PropellerSink:
             self.client.update_company(row.key, body)
         if not created:
             self._detach_if_needed(row, previous)
+        if _addresses_gone(item, created):
+            addresses.delete_others(self.client, row.key, [a.code for a in row.addresses])
 
     # ------------------------------------------------------------ reconcile views
 
@@ -433,6 +429,7 @@ class PropellerSink:
         fields: dict[str, Any] = {_view_name(name): getattr(written, name) for name in row.values}
         fields["parent_key"] = row.parent_key
         fields["active"] = row.active
+        fields["addresses"] = addresses.expected(row.addresses)
         return view(fields)
 
     def observed(self, entity: str) -> Iterator[Observed]:
@@ -464,6 +461,7 @@ class PropellerSink:
                 "tax_number": company.tax_number,
                 "parent_key": parents.key_of(company),
                 "active": self._active(company),
+                "addresses": addresses.observed(self.client, key),
             }
             for name in names:
                 fields[_view_name(name)] = getattr(company, name, None)
@@ -508,9 +506,20 @@ def _detach_due(row: Row, previous: Written | None) -> bool:
     return not row.parent_key and (previous is None or previous.parent is not None)
 
 
+def _addresses_gone(item: BulkItem, created: bool) -> bool:
+    """Whether a bulk item's company may hold addresses the source no longer has."""
+    previous = item.previous
+    codes = [a.code for a in item.row.addresses]
+    return addresses.removal_due(
+        codes, None if previous is None else previous.codes, created=created
+    )
+
+
 def _due(item: BulkItem, created: bool, *, inline: bool) -> bool:
     """Whether a bulk item needs a follow-up call at all."""
     if not created and _detach_due(item.row, item.previous):
+        return True
+    if _addresses_gone(item, created):
         return True
     return not inline and _contact_due(item, created)
 
