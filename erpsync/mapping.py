@@ -25,6 +25,10 @@ from erpsync.models import Company, Product
 ENTITY_MODELS: dict[str, type[BaseModel]] = {"customer": Company, "product": Product}
 
 
+#: canonical fields that are lists of records (a customer's addresses): no mapping path
+UNMAPPABLE = frozenset({"addresses"})
+
+
 class TargetMapping(BaseModel):
     """How one target's fields are filled for one flow."""
 
@@ -52,9 +56,11 @@ def check_path(entity: str, path: str) -> str | None:
     head, _, rest = path.partition(".")
     if head == "custom":
         return None if rest else "'custom' needs a field name: custom.<name>"
+    if head in UNMAPPABLE:
+        return f"{path!r} is a list: each target writes it itself, not through a mapping"
     field = model.model_fields.get(head)
     if field is None:
-        names = ", ".join(sorted(model.model_fields))
+        names = ", ".join(sorted(set(model.model_fields) - UNMAPPABLE))
         return f"{path!r} is not a field of {entity} (fields: {names}, custom.<name>)"
     if rest and head != "address":
         return f"{head!r} has no sub-fields"

@@ -182,3 +182,32 @@ class HipeImportResult(BaseModel):
     def failed_external_ids(self) -> list[str]:
         """The external ids of the refused rows, in file order."""
         return [e.external_id for e in self.errors if e.external_id is not None]
+
+
+class HipeAddress(_Record):
+    """A company address (address guide; ``name`` carries erpsync's code for it)."""
+
+    id: int
+    company_id: int | None = Field(default=None, alias="companyId")
+    name: str | None = None
+    address: str | None = None
+    first_complementary_address: str | None = Field(default=None, alias="firstComplementaryAddress")
+    second_complementary_address: str | None = Field(
+        default=None, alias="secondComplementaryAddress"
+    )
+    city: str | None = None
+    state: str | None = None
+    zip_code: str | None = Field(default=None, alias="zipCode")
+    country: str | None = None
+
+
+class HipeAddressInput(_Input):
+    """An address to create (``address``, ``city``, ``country``, ``zipCode`` required by
+    the guide) or the fields to PATCH."""
+
+    name: str | None = None
+    address: str | None = None
+    city: str | None = None
+    state: str | None = None
+    zip_code: str | None = Field(default=None, alias="zipCode")
+    country: str | None = None

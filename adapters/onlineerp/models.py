@@ -67,6 +67,14 @@ class ErpCustomer(_ErpModel):
     language: str | None = Field(default=None, alias="Langue")
     active: bool = Field(default=True, alias="EstActif")
 
+    def to_erp(self, *, exclude_none: bool = False) -> dict[str, Any]:
+        """The body the ERP expects; delivery addresses only when read or set (a PUT
+        without them keeps the ERP's, a ``null`` would erase them)."""
+        body = super().to_erp(exclude_none=exclude_none)
+        if self.delivery_addresses is None:
+            body.pop("AdressesLivraison", None)
+        return body
+
 
 class ErpProductGroup(_ErpModel):
     """A product's group (``GroupeProduit``)."""

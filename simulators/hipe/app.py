@@ -45,6 +45,7 @@ from starlette.routing import BaseRoute, Route
 from simulators._sandbox import LoadRefusedError, Simulator, VendorError
 from simulators.handmade import Handmade
 from simulators.hipe import _imports
+from simulators.hipe._addresses import AddressError, Addresses
 from simulators.hipe._fields import (
     COMPANY_DTO,
     COMPANY_SPEC,
@@ -122,6 +123,7 @@ class HipeSimulator(Simulator):
         self.companies = Table(COMPANY_SPEC)
         self.users = Table(USER_SPEC)
         self.imports = Table(IMPORT_SPEC)
+        self.addresses = Addresses(self._timestamp)
         #: the parse of the latest crud list request (for tests comparing with the library)
         self.last_parsed: ParsedRequest | None = None
         self._last_time = ""
@@ -142,6 +144,7 @@ class HipeSimulator(Simulator):
             self.companies.clear()
             self.users.clear()
             self.imports.clear()
+            self.addresses.clear()
             self._files.clear()
             self._aborted.clear()
             self._next = {"company": 1, "user": 1, "import": 1}
@@ -174,11 +177,13 @@ class HipeSimulator(Simulator):
             return [u for u in self.users.rows.values() if u["role"] == "contact"]
         if entity == "imports":
             return list(self.imports.rows.values())
+        if entity == "addresses":
+            return list(self.addresses.rows.values())
         return None
 
     def entities(self) -> list[str]:
         """The entity names ``/_sandbox/records/{entity}`` accepts."""
-        return ["companies", "contacts", "imports"]
+        return ["companies", "contacts", "imports", "addresses"]
 
     def error(self, status: int, message: str) -> VendorError:
         """NestJS's default error body."""
@@ -286,6 +291,13 @@ class HipeSimulator(Simulator):
             Route("/api/companies/{id}", api(self._patch_company), methods=["PATCH"]),
             Route("/api/companies/{id}/archived", api(self._archive_company), methods=["DELETE"]),
             Route("/api/companies/{id}/unarchived", api(self._unarchive_company), methods=["GET"]),
+            Route("/api/companies/{id}/addresses", api(self._company_addresses), methods=["GET"]),
+            Route("/api/companies/{id}/addresses", api(self._create_addresses), methods=["POST"]),
+            Route(
+                "/api/addresses/{id}",
+                api(self._one_address),
+                methods=["GET", "PATCH", "DELETE"],
+            ),
             Route("/api/users/contacts", api(self._list_contacts), methods=["GET"]),
             Route("/api/users/contacts", api(self._create_contact), methods=["POST"]),
             Route("/api/users/me", api(self._me), methods=["GET"]),
@@ -316,7 +328,7 @@ class HipeSimulator(Simulator):
                 return JSONResponse(nest_body(400, exc.message), status_code=400)
             except QueryFailedError:
                 return JSONResponse(nest_body(500, "Internal server error"), status_code=500)
-            except HttpError as exc:
+            except (HttpError, AddressError) as exc:
                 return JSONResponse(nest_body(exc.status, exc.message), status_code=exc.status)
             except HTTPException as exc:  # e.g. a malformed multipart body
                 return JSONResponse(
@@ -472,6 +484,30 @@ class HipeSimulator(Simulator):
                 },
             }
         )
+
+    # -- company addresses (simulators.hipe._addresses) ----------------------------------
+
+    async def _company_addresses(self, request: Request) -> Response:
+        with self.lock:
+            company = self._one(self.companies, request.path_params["id"])
+            return JSONResponse(self.addresses.of_company(company["id"]))
+
+    async def _create_addresses(self, request: Request) -> Response:
+        body = await self._json_body(request)
+        with self.lock:
+            company = self._one(self.companies, request.path_params["id"])
+            created = self.addresses.create(company["id"], body)
+        return JSONResponse(created if isinstance(body, list) else created[0], status_code=201)
+
+    async def _one_address(self, request: Request) -> Response:
+        raw_id = request.path_params["id"]
+        body = await self._json_body(request) if request.method == "PATCH" else None
+        with self.lock:
+            if request.method == "PATCH":
+                return JSONResponse(self.addresses.update(raw_id, body))
+            if request.method == "DELETE":
+                return JSONResponse(self.addresses.delete(raw_id))
+            return JSONResponse(self.addresses.one(raw_id))
 
     # -- users and contacts ---------------------------------------------------------------
 

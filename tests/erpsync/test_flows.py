@@ -271,6 +271,15 @@ def test_the_effective_mapping_of_a_flow_follows_its_overrides_and_custom_fields
             "target": "archived (DELETE / PATCH …/archived)",
             "origin": "default",
         },
+        *(
+            {
+                "source": source,
+                "canonical": f"addresses[].{field}",
+                "target": target,
+                "origin": "default",
+            }
+            for field, target, source in HIPE_ADDRESS_ROUTES
+        ),
         {
             "source": "Secteur",
             "canonical": "custom.segment",
@@ -352,7 +361,19 @@ def test_the_effective_mapping_of_a_propeller_flow_shows_its_keys_namespace() ->
         ("taxNumber", "tax_number", "vat"),
         ("parent.id (as propeller:<parent.id>)", "parent_key", "parentId"),
         (None, "active", "archived (DELETE / PATCH …/archived)"),
+        *((None, f"addresses[].{field}", target) for field, target, _ in HIPE_ADDRESS_ROUTES),
     ]
+
+
+#: a customer's addresses at HIPE: canonical field, HIPE field, the ERP's fields
+HIPE_ADDRESS_ROUTES = [
+    ("code", "addresses[].name", "invoice (Adresse), delivery:<AdressesLivraison[].CodeAdresse>"),
+    ("line1", "addresses[].address", "Adresse.Ligne1, AdressesLivraison[].Ligne1"),
+    ("city", "addresses[].city", "Adresse.Ville, AdressesLivraison[].Ville"),
+    ("region", "addresses[].state", "Adresse.Province, AdressesLivraison[].Province"),
+    ("postal_code", "addresses[].zipCode", "Adresse.CodePostal, AdressesLivraison[].CodePostal"),
+    ("country", "addresses[].country", "Adresse.Pays, AdressesLivraison[].Pays"),
+]
 
 
 def test_readme_flows_table_is_the_generated_one() -> None:

@@ -55,12 +55,35 @@ def comparable(value: Any) -> Any:
 def test_erp_fields_reach_the_canonical_fields_the_table_names(
     entity: str, model: Any, mapper: Any, values: dict[str, Any]
 ) -> None:
-    fields = SOURCES[("onlineerp", entity)]
+    fields = {c: s for c, s in SOURCES[("onlineerp", entity)].items() if "[]" not in c}
     raw = record_with(fields, values)
     payload = mapper(model.model_validate(raw), {})
     for canonical, source in fields.items():
         expected = resolve(raw, source)
         assert comparable(resolve(payload, canonical)) == comparable(expected), (canonical, source)
+
+
+def test_erp_addresses_reach_the_canonical_address_fields_the_table_names() -> None:
+    """``addresses[].<field>``: the invoice address's from ``Adresse.<X>``, each delivery
+    address's from ``AdressesLivraison[].<X>``, as the table's text names them."""
+    fields = {
+        c.removeprefix("addresses[]."): s
+        for c, s in SOURCES[("onlineerp", "customer")].items()
+        if c.startswith("addresses[].") and c not in ("addresses[].code", "addresses[].type")
+    }
+    invoice: dict[str, Any] = {}
+    delivery: dict[str, Any] = {"CodeAdresse": "D1"}
+    for name, source in fields.items():
+        on_invoice, on_delivery = (part.strip() for part in source.split(","))
+        invoice[on_invoice.removeprefix("Adresse.")] = f"invoice {name}"
+        delivery[on_delivery.removeprefix("AdressesLivraison[].")] = f"delivery {name}"
+    raw = {"NoClient": "C1", "NomClient": "x", "Adresse": invoice, "AdressesLivraison": [delivery]}
+    first, second = customer_payload(ErpCustomer.model_validate(raw), {})["addresses"]
+    assert (first["code"], first["type"]) == ("invoice", "invoice")
+    assert (second["code"], second["type"]) == ("delivery:D1", "delivery")
+    for name in fields:
+        assert first[name] == f"invoice {name}"
+        assert second[name] == f"delivery {name}"
 
 
 def test_propeller_fields_reach_the_canonical_fields_the_table_names() -> None:

@@ -4,20 +4,28 @@ path and inline in bulk company items; hand-made addresses left alone; reconcile
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import structlog
 
 from adapters.propeller.models import PropellerAddressInput
-from tests.workers.test_propeller_sink import (  # the fixtures too
-    Rig,
-    control,  # noqa: F401
-    customer,
-    rig,  # noqa: F401
-    sandbox,  # noqa: F401
-)
+from simulators.server import RunningSandbox
+from tests.workers import test_propeller_sink as base
+from tests.workers.test_propeller_sink import Rig, customer
 from workers.sinks.view import ViewableSink
+
+sandbox = base.sandbox
+control = base.control
+
+
+@pytest.fixture
+def rig(sandbox: RunningSandbox, control: httpx.Client) -> Iterator[Rig]:
+    made = Rig(sandbox, control)
+    yield made
+    made.close()
 
 
 def address(code: str, kind: str = "delivery", **fields: Any) -> dict[str, Any]:

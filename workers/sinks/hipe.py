@@ -26,10 +26,12 @@ from adapters.hipe import (
 from erpsync.errors import AmbiguousMatchError, ErrorClass, RecordMissingError, SyncError
 from erpsync.events import ChangeEvent
 from erpsync.mapping import TargetMapping, apply_custom, resolve
-from erpsync.models import Company
+from erpsync.models import Company, CompanyAddress
 from erpsync.settings import HipeSettings
 from workers.batch import BulkItemResult
 from workers.engine import ApplyContext, ApplyResult, missing_parent
+from workers.sinks import hipe_addresses
+from workers.sinks.addresses import split, warn_incomplete
 from workers.sinks.view import Observed, View, view
 
 log = structlog.get_logger("erpsync.worker")
@@ -96,6 +98,10 @@ class ImportItem:
     #: fields withheld from the CSV because it would alter them (a phone's leading ``+``):
     #: set by a PATCH by id right after the import
     follow_up: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: the addresses HIPE can hold (a CSV row carries none: written after the import), and
+    #: the digest of those the ledger says were written last (None: unknown)
+    addresses: tuple[CompanyAddress, ...] = ()
+    previous: str | None = None
 
 
 class HipeSink:
@@ -133,6 +139,7 @@ class HipeSink:
         self.client = HipeClient(http, settings, error_overrides=overrides)
         self._custom_types: dict[str, str] = {}
         self._custom_types_at: float | None = None
+        self.addresses = hipe_addresses.AddressWriter(self.client)
 
     @property
     def create_window_s(self) -> float:
@@ -244,18 +251,31 @@ class HipeSink:
                 raise missing_parent(event, self.target)
             parent_id = int(context.parent.target_id)
         body = self.company_input(event, parent_id)
+        addresses = self._addresses(event.key, event.payload)
+        previous = None
+        if context.ledger is not None and not context.forced:
+            previous = hipe_addresses.previous_digest(context.ledger.extra)
+        extra = hipe_addresses.ledger_extra(addresses)
         if existing is None:
             # HIPE keeps no unique externalId: a create sent by a worker that died or was
             # cut off may land after this look-up; wait until it no longer can.
             with context.create_in_doubt(self.create_window_s):
                 created = self.client.create_company(body)
-            return ApplyResult("created", target_id=str(created.id))
+            self.addresses.write(created.id, addresses, None, created=True)
+            return ApplyResult("created", target_id=str(created.id), extra=extra)
         action = "updated"
         if existing.archived:
             self.client.unarchive_company(existing.id)
             action = "unarchived"
         updated = self.client.update_company(existing.id, body)
-        return ApplyResult(action, target_id=str(updated.id))  # type: ignore[arg-type]
+        self.addresses.write(updated.id, addresses, previous, created=False)
+        return ApplyResult(action, target_id=str(updated.id), extra=extra)  # type: ignore[arg-type]
+
+    def _addresses(self, key: str, payload: Mapping[str, Any]) -> tuple[CompanyAddress, ...]:
+        """The addresses HIPE can hold (the others named in a warning)."""
+        kept, dropped = split(Company.model_validate(payload).addresses, hipe_addresses.REQUIRED)
+        warn_incomplete(self.target, key, dropped, hipe_addresses.REQUIRED)
+        return kept
 
     def _create_archived(self, event: ChangeEvent, context: ApplyContext) -> ApplyResult:
         """An inactive record HIPE does not have yet: created with its fields, then archived.
@@ -284,6 +304,8 @@ class HipeSink:
         }
         fields["parent_key"] = payload.get("parent_key")
         fields["active"] = bool(payload.get("active", True))
+        kept, _ = split(Company.model_validate(payload).addresses, hipe_addresses.REQUIRED)
+        fields["addresses"] = hipe_addresses.expected(kept)
         for key, value in (values.get("custom_fields") or {}).items():
             fields[f"custom.{key}"] = value
         return view(fields)
@@ -324,6 +346,7 @@ class HipeSink:
                         company.parent_id, f"(HIPE company {company.parent_id}, not found)"
                     )
                 fields["active"] = not company.archived
+                fields["addresses"] = self.addresses.observed(company.id)
                 for key in mapping.custom_fields:
                     fields[f"custom.{key}"] = company.custom_fields.get(key)
                 yield Observed(company.external_id, str(company.id), view(fields))
@@ -370,7 +393,13 @@ class HipeSink:
             else:
                 row[name] = "" if value is None else value
         known = context.ledger is not None
-        return ImportItem(event.key, HipeCompanyImportRow(**row), known, follow_up)
+        previous = None
+        if context.ledger is not None and not context.forced:
+            previous = hipe_addresses.previous_digest(context.ledger.extra)
+        addresses = self._addresses(event.key, event.payload)
+        return ImportItem(
+            event.key, HipeCompanyImportRow(**row), known, follow_up, addresses, previous
+        )
 
     def apply_bulk(
         self, items: Sequence[ImportItem], keepalive: Callable[[], None]
@@ -391,7 +420,7 @@ class HipeSink:
         for row_error in outcome.errors:
             if 1 <= row_error.row <= len(items):
                 results[row_error.row - 1] = importer.import_row_error(row_error)
-        ids = self._imported_ids(
+        ids, created = self._imported_ids(
             {item.key for item, r in zip(items, results, strict=True) if r is None}, since
         )
         listed = time.perf_counter()
@@ -399,7 +428,7 @@ class HipeSink:
             if results[index] is not None:
                 continue
             keepalive()
-            results[index] = self._finish(item, ids.get(item.key))
+            results[index] = self._finish(item, ids.get(item.key), created)
         log.info(
             "sync.import_done",
             import_id=outcome.import_id,
@@ -412,27 +441,33 @@ class HipeSink:
         )
         return [r for r in results if r is not None]
 
-    def _imported_ids(self, keys: set[str], since: datetime) -> dict[str, list[int]]:
-        """HIPE's ids of the imported companies, from one changed-since listing.
+    def _imported_ids(
+        self, keys: set[str], since: datetime
+    ) -> tuple[dict[str, list[int]], set[int]]:
+        """HIPE's ids of the imported companies, from one changed-since listing, and those
+        of them created since then (their addresses need no listing: they have none).
 
         The listing pages by ``updatedAt``; companies other workers write meanwhile move to
         its end, so a page may shift and a company be missed, or the adapter may refuse a
         page it saw twice. Whatever the listing did not find is looked up one by one.
         """
         found: dict[str, list[int]] = {}
+        created: set[int] = set()
         if not keys:
-            return found
+            return found, created
         try:
             for company in self.client.iter_companies_changed_since(since):
                 if company.external_id in keys:
                     ids = found.setdefault(company.external_id, [])
                     if company.id not in ids:
                         ids.append(company.id)
+                    if company.created_at is not None and company.created_at >= since:
+                        created.add(company.id)
         except SyncError as error:
             log.info("sync.import_listing_cut", error=str(error), found=len(found))
-        return found
+        return found, created
 
-    def _finish(self, item: ImportItem, ids: list[int] | None) -> BulkItemResult:
+    def _finish(self, item: ImportItem, ids: list[int] | None, created: set[int]) -> BulkItemResult:
         """The item's result: its id (looked up alone if the listing missed it), follow-up."""
         try:
             if ids is None:
@@ -456,11 +491,14 @@ class HipeSink:
             company_id = ids[0]
             if item.follow_up:
                 self.client.update_company(company_id, HipeCompanyInput(**item.follow_up))
+            new = not item.known and company_id in created
+            self.addresses.write(company_id, item.addresses, item.previous, created=new)
         except SyncError as error:
             return error
+        extra = hipe_addresses.ledger_extra(item.addresses)
         if item.known:
-            return ApplyResult("updated", target_id=str(company_id))
-        return ApplyResult("created", target_id=str(company_id))
+            return ApplyResult("updated", target_id=str(company_id), extra=extra)
+        return ApplyResult("created", target_id=str(company_id), extra=extra)
 
     def close(self) -> None:
         self.http.close()
