@@ -163,6 +163,7 @@ def customer(body: Mapping[str, Any]) -> dict[str, Any]:
     }
     if "AdressesLivraison" in body:
         checked["AdressesLivraison"] = _delivery_addresses(body["AdressesLivraison"])
+        return _ordered((*CUSTOMER_FIELDS, "AdressesLivraison"), checked, body)
     return _ordered(CUSTOMER_FIELDS, checked, body)
 
 

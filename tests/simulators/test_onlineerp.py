@@ -399,6 +399,24 @@ def test_create_on_an_existing_key_is_409_or_412_with_if_none_match(api: httpx.C
     assert fresh.status_code == 201, "If-None-Match: * lets a new record through"
 
 
+def test_delivery_addresses_are_kept_by_code_and_replaced_whole_by_put(
+    api: httpx.Client,
+) -> None:
+    deliveries = [{"CodeAdresse": "L1", "Ville": "Laval", "Extra": 1}, {"CodeAdresse": "L2"}]
+    create(api, "Customer", customer("C1", AdressesLivraison=deliveries))
+    stored = api.get("/Entity/Customer/C1").json()
+    assert stored["AdressesLivraison"] == [
+        {"CodeAdresse": "L1", "Ligne1": None, "Ville": "Laval", "Province": None,
+         "CodePostal": None, "Pays": None, "Extra": 1},
+        {"CodeAdresse": "L2", "Ligne1": None, "Ville": None, "Province": None,
+         "CodePostal": None, "Pays": None},
+    ]  # fmt: skip
+    answer = api.put("/Entity/Customer/C1", json={"AdressesLivraison": [{"CodeAdresse": "L3"}]})
+    assert [d["CodeAdresse"] for d in answer.json()["AdressesLivraison"]] == ["L3"]
+    create(api, "Customer", customer("C2"))
+    assert "AdressesLivraison" not in api.get("/Entity/Customer/C2").json(), "only when given"
+
+
 def test_put_replaces_the_given_fields_and_keeps_the_others(api: httpx.Client) -> None:
     create(api, "Customer", customer("C1", "Avant"))
     answer = api.put(
@@ -464,6 +482,13 @@ def test_delete_answers_204_then_404(api: httpx.Client) -> None:
         ("Customer", b'{"NoClient": "C1", "NomClient": "x", "Adresse": {"Ville": 1}}'),
         ("Customer", b'{"NoClient": "C1", "NomClient": "x", "NoClientParent": "C1"}'),
         ("Customer", b'{"NoClient": "C1", "NomClient": "x", "Courriel": ["a"]}'),
+        ("Customer", b'{"NoClient": "C1", "NomClient": "x", "AdressesLivraison": {}}'),
+        ("Customer", b'{"NoClient": "C1", "NomClient": "x", "AdressesLivraison": [{}]}'),
+        (
+            "Customer",
+            b'{"NoClient": "C1", "NomClient": "x", "AdressesLivraison": '
+            b'[{"CodeAdresse": "L1"}, {"CodeAdresse": "L1"}]}',
+        ),
         ("Product", b'{"NoProduit": "P1", "Description": "x", "PrixVente": "12"}'),
         ("Product", b'{"NoProduit": "P1", "Description": "x", "PrixVente": true}'),
         ("Product", b'{"NoProduit": "P1", "Description": "x", "PrixVente": NaN}'),
