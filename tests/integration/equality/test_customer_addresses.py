@@ -11,8 +11,8 @@ round every company's addresses in each target equal, field by field, what the E
 (an oracle written from the vendors' docs: Propeller needs street, city and a two-letter
 country, HIPE also a zip code); at the end ``erpsync reconcile customers`` finds no drift.
 
-``ERPSYNC_ADDRESS_CUSTOMERS`` sets the number of customers (default 300; 120 in CI, to keep
-the suite's time: about 25 s there).
+``ERPSYNC_ADDRESS_CUSTOMERS`` sets the number of customers (default 300; 80 in CI, to keep
+the suite's time).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from workers.dlq import DeadLetterStore
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 CUSTOMERS = int(
-    os.environ.get("ERPSYNC_ADDRESS_CUSTOMERS") or (120 if os.environ.get("CI") else 300)
+    os.environ.get("ERPSYNC_ADDRESS_CUSTOMERS") or (80 if os.environ.get("CI") else 300)
 )
 FLOWS: dict[str, Any] = {
     "customers": {
