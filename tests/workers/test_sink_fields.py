@@ -224,8 +224,12 @@ def test_customer_fields_reach_the_target_fields_the_table_names(
     sent: dict[str, list[Any]] = {}
     for body in bodies:
         if "C1" in json.dumps(body):  # the child's bodies (not the parent's, nor a token's)
-            # HIPE's address guide sends a bare array of a company's addresses
-            flatten({"addresses": body} if isinstance(body, list) else body, out=sent)
+            # HIPE's address guide sends a bare array of a company's addresses; a new
+            # Propeller company with addresses goes in a one-item bulk call
+            if isinstance(body, list):
+                body = {"addresses": body}
+            for item in body.get("companies", [body]):
+                flatten(item, out=sent)
     routes = effective_mapping("onlineerp", "customer", target, mapping, {})
     assert {r.target for r in routes} >= {f.target for f in TARGETS[("customer", target)].fields}
     for route in routes:

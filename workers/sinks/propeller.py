@@ -225,6 +225,8 @@ class PropellerSink:
         body = self.company_input(row)
         company: PropellerCompany
         known = context.ledger is not None and not context.ledger.deleted
+        if not known and row.addresses:
+            return self._one_item_bulk(row)
         created = False
         if known:
             try:
@@ -247,6 +249,16 @@ class PropellerSink:
             elif previous is not None:
                 action = "unarchived"
         return ApplyResult(action, target_id=str(company.id), extra=row.written().extra())
+
+    def _one_item_bulk(self, row: Row) -> ApplyResult:
+        """A company the ledger does not know, with addresses: one bulk upsert carries it,
+        its addresses and its marker (create or update by ``sourceId``: one call, where
+        create then the address call would be two, each a chance to fail and start over),
+        with what follows a bulk item (e-mail and phone, a detach, addresses gone)."""
+        (result,) = self.apply_bulk([BulkItem(row, None)], lambda: None)
+        if not isinstance(result, ApplyResult):
+            raise result
+        return result
 
     def _deleted(self, event: ChangeEvent, context: ApplyContext) -> ApplyResult:
         """A customer deleted in the source: marked inactive, or binned if configured."""
