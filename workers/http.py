@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from adapters._http import parse_retry_after
+from delivery.pipeline.hooks import rate_limit_waited
 from workers.limits import RateLimiter
 from workers.trace import trace_rate_wait
 
@@ -32,6 +33,7 @@ class RateLimitedTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         waited = self.limiter.acquire(self.target, self.rate_per_s, self.burst)
+        rate_limit_waited(waited)  # the pipeline's hook (delivery.pipeline.hooks)
         if waited >= RATE_WAIT_TRACED_S:
             trace_rate_wait(waited)
         response = self.inner.handle_request(request)

@@ -44,6 +44,7 @@ from delivery.pipeline.contract import (
     invalid_source_data,
     missing_parent,
 )
+from delivery.pipeline.hooks import calling
 from delivery.pipeline.outcomes import bound
 from delivery.pipeline.records import ManyRecords
 from delivery.pipeline.steps import Elsewhere, Pipeline, Ready, Run, RunGroup
@@ -355,7 +356,7 @@ class Bulk(Pipeline):
                 records.keepalive()
 
         retried = 0
-        with engine.cpu_slots.released():
+        with engine.cpu_slots.released(), calling(engine.hooks, deliveries, bulk=True):
             while True:
                 try:
                     return run.bulk_sink.apply_bulk([i.payload for i in run.items], keepalive)

@@ -6,10 +6,12 @@ nothing of who listens. Two points:
 - :meth:`Middleware.on_record`, once per record per thing that happened to it, both paths
   alike: its outcome (``final``: applied, skipped, dead-lettered, or parked with the reason:
   ``parked_circuit``, ``parked_busy``, ``retry``, ``dependency_wait``, ``circuit_opened``,
-  ``auth_failed``, ``parked_conflict``, ``parked_refused``), or a step on the way (a bulk
-  call retried in place after a 429: ``retry``, not final). This is the one place a trace
-  writer subscribes to (detection is the producer's; waits for the rate limit happen in
-  the HTTP transport, per request, see ``delivery.http``).
+  ``auth_failed``, ``parked_conflict``, ``parked_refused``), or a step on the way, not
+  final: a bulk call retried in place after a 429 (``retry``), a wait for the target's
+  rate limit before one of the call's requests (``rate_limited``, told by the HTTP
+  transport through :func:`rate_limit_waited` while :func:`calling` names the call's
+  deliveries). This is the one place a trace writer subscribes to (detection is the
+  producer's).
 - :meth:`Middleware.after_call` around a sink's call (one record or one bulk call): how long
   it took, the rate limit's wait included, and whether it raised.
 
@@ -152,6 +154,37 @@ class Tally(Middleware, Counter[str]):
             name = _PARKED_AS.get(event.what, event.what)
         self[result] += 1
         self.outcomes.append(f"{event.delivery.event.key}:{name}")
+
+
+#: the sink call running in this thread: the hooks to tell, its deliveries, bulk or not
+_CALL: contextvars.ContextVar[tuple[Hooks, Sequence[Delivery], bool] | None] = (
+    contextvars.ContextVar("erpsync_pipeline_call", default=None)
+)
+
+
+@contextlib.contextmanager
+def calling(hooks: Hooks, deliveries: Sequence[Delivery], *, bulk: bool) -> Iterator[None]:
+    """A sink's call for ``deliveries`` runs in this thread for the block (what
+    :func:`rate_limit_waited` names). A sink that makes its requests from other threads
+    (a pool) leaves them unnamed."""
+    token = _CALL.set((hooks, deliveries, bulk))
+    try:
+        yield
+    finally:
+        _CALL.reset(token)
+
+
+def rate_limit_waited(seconds: float) -> None:
+    """The HTTP transport waited ``seconds`` for the target's rate limit before a request:
+    each delivery of the call running in this thread hears ``rate_limited`` (not final)."""
+    current = _CALL.get()
+    if current is None or seconds <= 0:
+        return
+    hooks, deliveries, bulk = current
+    for delivery in deliveries:
+        hooks.record(
+            RecordEvent("rate_limited", delivery, {"wait_s": seconds}, final=False, bulk=bulk)
+        )
 
 
 #: listeners of the batch running in this thread (its tally)

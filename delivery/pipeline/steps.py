@@ -37,7 +37,7 @@ from delivery.pipeline.contract import (
     log_context,
     missing_parent,
 )
-from delivery.pipeline.hooks import Hooks, Middleware, RecordEvent
+from delivery.pipeline.hooks import Hooks, Middleware, RecordEvent, calling
 from delivery.pipeline.records import ManyRecords, OneRecord
 from erpsync.errors import PermanentError, SyncError
 from erpsync.events import Delivery
@@ -263,7 +263,8 @@ class Pipeline:
         context = self.context(run, ready)
         engine.forget_before_write([(delivery, ready.ledger)])
         try:
-            result = run.sink.apply(event, context)
+            with calling(engine.hooks, run.deliveries, bulk=False):
+                result = run.sink.apply(event, context)
         except SyncError as error:
             engine.guard()
             engine.fail(delivery, error)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import fakeredis
+import httpx
 import pytest
 from pydantic import BaseModel
 
@@ -37,7 +38,8 @@ from workers.batch import (
 )
 from workers.dlq import DeadLetterStore
 from workers.engine import ApplyContext, ApplyResult, Engine, Sink
-from workers.limits import Circuit
+from workers.http import RateLimitedTransport
+from workers.limits import Circuit, RateLimiter
 from workers.policy import RetryPolicy
 from workers.state import LedgerEntry, State
 
@@ -821,3 +823,44 @@ def test_cpu_slots_bound_the_batches_at_work_and_free_a_slot_while_one_waits() -
         pass  # no bound: nothing to take or give back
     with pytest.raises(ValueError, match="batch_cpu_slots"):
         CpuSlots(-1)
+
+
+@dataclass
+class RequestingSink(BulkScriptedSink):
+    """Sends one request per record through the target's rate-limited transport."""
+
+    http: httpx.Client | None = None
+
+    def apply(self, event: ChangeEvent, context: ApplyContext) -> ApplyResult:
+        assert self.http is not None
+        self.http.get(f"/records/{event.key}")
+        return super().apply(event, context)
+
+    def apply_bulk(
+        self, items: Sequence[Any], keepalive: Callable[[], None]
+    ) -> list[BulkItemResult]:
+        assert self.http is not None
+        self.http.post("/bulk", json=[str(i) for i in items])
+        return super().apply_bulk(items, keepalive)
+
+
+def test_waits_for_the_rate_limit_reach_the_hooks_as_each_record_s_step(engine: Engine) -> None:
+    limiter = RateLimiter(engine.state.redis, engine.state.keys)
+    transport = RateLimitedTransport(
+        httpx.MockTransport(lambda request: httpx.Response(200)), limiter, TARGET, rate_per_s=1
+    )
+    sink = RequestingSink(http=httpx.Client(transport=transport, base_url="http://target"))
+    engine.sinks = lambda: {TARGET: sink}
+    heard = Heard()
+    engine.middleware.append(heard)
+    single = batch(engine, event("S1"), event("S2"))
+    assert [engine.process(d) for d in single] == ["applied", "applied"]
+    assert BatchApplier(engine).process(batch(engine, event("B1"), event("B2"))) == {"applied": 2}
+    waits = [e for e in heard.events if e.what == "rate_limited"]
+    # 1 request a second: the second request and the bulk call each wait for their slot.
+    assert {(e.delivery.event.key, e.bulk, e.final) for e in waits} == {
+        ("S2", False, False),
+        ("B1", True, False),
+        ("B2", True, False),
+    }
+    assert all(0 < e.details["wait_s"] < 3 for e in waits)
