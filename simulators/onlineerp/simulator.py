@@ -20,7 +20,7 @@ import binascii
 import datetime as dt
 import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from simulators._sandbox import SeedRequest, Simulator, VendorError
+from simulators._sandbox import LoadRefusedError, SeedRequest, Simulator, VendorError
 from simulators.onlineerp import _entities
 from simulators.onlineerp._entities import BodyError
 from simulators.onlineerp._query import QueryError, parse_query, project
@@ -202,6 +202,24 @@ class OnlineErpSimulator(Simulator):
             self._stores[CUSTOMER].load(data.customers)
             self._stores[PRODUCT].load(data.products)
             return {CUSTOMER: len(data.customers), PRODUCT: len(data.products)}
+
+    def load(self, entity: str, bodies: Sequence[Any]) -> list[Any] | None:
+        """``Customer``: each body as ``POST /Entity/Customer`` takes it (an existing key
+        is refused, as that call's 409)."""
+        if entity != CUSTOMER:
+            return None
+        store = self._stores[CUSTOMER]
+        answers: list[Any] = []
+        for index, body in enumerate(bodies):
+            try:
+                record = _entities.customer(_entities.require_object(body, CUSTOMER))
+            except BodyError as exc:
+                raise LoadRefusedError(index, str(exc)) from exc
+            if store.get(record["NoClient"]) is not None:
+                raise LoadRefusedError(index, f"a Customer {record['NoClient']!r} exists")
+            store.put(record)
+            answers.append(record)
+        return answers
 
     # -- HTTP ---------------------------------------------------------------------------
 

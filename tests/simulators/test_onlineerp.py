@@ -417,6 +417,19 @@ def test_delivery_addresses_are_kept_by_code_and_replaced_whole_by_put(
     assert "AdressesLivraison" not in api.get("/Entity/Customer/C2").json(), "only when given"
 
 
+def test_the_load_route_stores_customers_as_posts_would_and_stops_at_a_refused_one(
+    api: httpx.Client, control: httpx.Client
+) -> None:
+    bodies = [customer("C1", AdressesLivraison=[{"CodeAdresse": "L1"}]), customer("C2")]
+    answer = control.post("/_sandbox/load/Customer", json=bodies)
+    assert answer.json()["loaded"] == 2
+    assert api.get("/Entity/Customer/C1").json() == answer.json()["records"][0]
+    refused = control.post("/_sandbox/load/Customer", json=[customer("C3"), customer("C1")])
+    assert refused.status_code == 400
+    assert refused.json()["loaded"] == 1, "C3 stored, the existing C1 refused"
+    assert control.post("/_sandbox/load/Product", json=[]).status_code == 404
+
+
 def test_put_replaces_the_given_fields_and_keeps_the_others(api: httpx.Client) -> None:
     create(api, "Customer", customer("C1", "Avant"))
     answer = api.put(
