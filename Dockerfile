@@ -14,6 +14,8 @@ WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
 COPY erpsync ./erpsync
 COPY adapters ./adapters
+COPY state ./state
+COPY delivery ./delivery
 COPY producers ./producers
 COPY workers ./workers
 COPY simulators ./simulators

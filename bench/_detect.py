@@ -34,7 +34,8 @@ from erpsync.logging import configure_logging
 from erpsync.settings import load_settings
 from producers.onlineerp import OnlineErpCustomers
 from producers.runner import ProducerService
-from workers.app import TASK_NOOP
+from state.keys import Keys
+from state.messages import TASK_NOOP
 
 
 def _status_kb(field: str) -> int:
@@ -94,7 +95,7 @@ def _warm_publisher(service: ProducerService) -> None:
     queue = f"bench.warm.{os.getpid()}"
     with app.producer_or_acquire() as producer:
         app.send_task(TASK_NOOP, queue=queue, producer=producer)
-    service.producer.redis.delete(f"{service.settings.key_prefix}:{queue}")
+    service.producer.redis.delete(Keys(service.settings.key_prefix).queue(queue))
 
 
 def measure(mode: str, config: Path, target: str) -> dict[str, Any]:

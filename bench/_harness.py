@@ -40,13 +40,13 @@ from adapters._http import make_client
 from adapters.onlineerp import ErpCustomer, OnlineErpClient
 from cli.embedded_redis import EmbeddedRedis
 from erpsync.events import ChangeEvent, Delivery
-from erpsync.keys import Keys
 from erpsync.settings import Settings, load_settings
 from producers.onlineerp import customer_payload
 from simulators.seed import generate, make_customer
 from simulators.server import API_ROOTS, CREDENTIALS, RunningSandbox
-from workers.app import TASK_APPLY, create_app
-from workers.publish import CHUNK, describe, send_delivery
+from state.keys import Keys
+from state.messages import TASK_APPLY, create_app
+from state.publish import CHUNK, describe, send_delivery
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -375,11 +375,11 @@ class Installation:
 
     def queue_key(self, queue: str) -> str:
         """The Redis list kombu keeps a queue in (under the global key prefix)."""
-        return f"{self.prefix}:{queue}"
+        return self.keys.queue(queue)
 
     def unacked_key(self) -> str:
         """kombu's hash of delivered, not yet acknowledged messages."""
-        return f"{self.prefix}:unacked"
+        return self.keys.unacked()
 
     def sample(self) -> CpuSnapshot:
         """CPU used so far by the workers and Redis, and Redis's command count."""
@@ -398,7 +398,7 @@ class Installation:
     def stage(self, task: str, payloads: Iterable[dict[str, Any]]) -> tuple[str, int]:
         """Publish deliveries to a fresh staging queue nobody consumes; returns (key, count).
 
-        ``sync.apply`` messages are sent as :mod:`workers.publish` sends them; any other
+        ``sync.apply`` messages are sent as :mod:`state.publish` sends them; any other
         task gets the same arguments and headers, so only the task differs.
         """
         staging = f"bench.staging.{uuid.uuid4().hex[:8]}"

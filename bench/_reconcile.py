@@ -11,7 +11,7 @@ names one ``customers`` flow from the ERP to its targets. Modes:
   level at a time; Atollon's contact) as the vendor's call would, without a request each
   (100,000 customers through the single calls took a quarter of an hour);
 * ``page``: read the source (the flow's stream, as a poll reads it) and every target
-  (its sink's :meth:`~workers.sinks.view.ViewableSink.observed`) at once, one thread each,
+  (its sink's :meth:`~delivery.sinks.view.ViewableSink.observed`) at once, one thread each,
   as reconcile reads them, and only count what was read: the yardstick;
 * ``reconcile``: one reconcile of the flow (:meth:`producers.runner.ProducerService.
   reconciliation`), which reads the same way, spills, merges and compares.
@@ -35,14 +35,14 @@ from typing import Any
 import httpx
 
 from bench._detect import measured
+from delivery.engine import ApplyContext
+from delivery.sinks import build_sinks
+from delivery.sinks.view import ViewableSink
 from erpsync.events import ChangeEvent
 from erpsync.logging import configure_logging
 from erpsync.settings import Settings, load_settings
 from producers.base import SnapshotStream, SourceRecord, UncheckedRecord
 from producers.runner import ProducerService
-from workers.engine import ApplyContext
-from workers.sinks import build_sinks
-from workers.sinks.view import ViewableSink
 
 FLOW = "customers"
 #: records per bulk call when seeding (the bulk sinks may still PATCH some fields after)

@@ -3,7 +3,7 @@
 Run ``uv run python -m bench.chaos [--minutes M] [--customers N] [--json]``; the short
 version runs in the default test suite (``tests/chaos``), the 30-minute soak by hand.
 
-It builds the integration suite's :class:`tests.integration.pipeline.Pipeline` (the sandbox
+It builds the integration suite's :class:`bench.stack.Pipeline` (the sandbox
 over HTTP, real ``erpsync worker`` processes, the in-process producer) on a Redis of its own
 with append-only persistence, seeds the ERP with thousands of customers, and then, for
 ``--minutes``, all at once:
@@ -75,23 +75,22 @@ from celery import Celery
 from celery.signals import after_task_publish
 
 from bench._util import key_values, machine_info, print_json
+from bench.stack import TARGETS, Pipeline, pipeline_config
 from bench.tcp_proxy import TcpProxy
+from bench.verify import Comparison, compare_all, compare_atollon_products
 from cli.embedded_redis import EmbeddedRedis
+from cli.services.replay import DlqOperator
 from erpsync.events import Delivery
 from erpsync.logging import configure_logging
 from producers.runner import ProducerService
 from simulators.server import RunningSandbox
-from tests.integration.pipeline import TARGETS, Pipeline, pipeline_config
-from tests.integration.verify import Comparison, compare_all, compare_atollon_products
-from workers.app import TASK_APPLY, TASK_APPLY_BATCH, create_app
-from workers.batch import BatchStore
-from workers.broker import Unacked
-from workers.dlq import DeadLetter, DeadLetterStore
-from workers.leases import first_restarts
-from workers.publish import publish, send_batch
-from workers.replay import DlqOperator
-from workers.state import State
-from workers.status import queue_keys, unacked_key
+from state.batches import BatchStore
+from state.broker import Unacked, queue_keys, unacked_key
+from state.dlq import DeadLetter, DeadLetterStore
+from state.leases import first_restarts
+from state.messages import TASK_APPLY, TASK_APPLY_BATCH, create_app
+from state.publish import publish, send_batch
+from state.store import State
 
 REDIS_ENV = "ERPSYNC_TEST_REDIS_URL"
 ERP = "onlineerp"
@@ -1025,7 +1024,7 @@ class ChaosRun:
                 raise TimeoutError("the producer never captured the source without errors")
             time.sleep(0.5)
         self._note("source captured")
-        mutex_ttl = p.redis.ttl(f"{p.keys.prefix}:unacked_mutex")
+        mutex_ttl = p.redis.ttl(p.keys.unacked_mutex())
         if mutex_ttl and mutex_ttl > 0:
             # kombu restores unacknowledged messages under this lock; a worker killed while
             # holding it stops every restore until it expires (unacked_mutex_expire)

@@ -11,7 +11,7 @@ the project's default worker settings (pool, concurrency, prefetch), and the pro
 2. **initial load**: records/s and HTTP requests per record from the producer's first poll
    of an ERP of N customers (a three-level hierarchy) until all are in Propeller: the bulk
    path (the producer's batches, ``sync.apply_batch``) ÷ the single-record path (the same
-   poll with bulk routes off), when the bulk path exists (``workers.batch``); the bulk
+   poll with bulk routes off), when the bulk path exists (``delivery.batch``); the bulk
    load, a few seconds long, is the median of the run's rounds, each from a fresh worker;
 3. **rate-limited target**: Propeller allowing 10 requests in any second (the sandbox
    answers 429 beyond that: fault rule ``max_per_s``) with 50 ms latency, and the workers'
@@ -84,7 +84,7 @@ from bench.reconcile import ReconcileSizes, measure_reconcile
 from erpsync.logging import configure_logging
 from erpsync.settings import Settings
 from producers.runner import ProducerService
-from workers.app import TASK_APPLY, TASK_NOOP, queue_for
+from state.messages import TASK_APPLY, TASK_NOOP, queue_for
 
 TARGET = "propeller"
 LATENCY_TARGETS = ("propeller", "hipe", "atollon")
@@ -174,8 +174,8 @@ class Sizes:
 
 
 def bulk_available() -> bool:
-    """True when the bulk paths of issue 9 exist in this tree (``workers.batch``)."""
-    return importlib.util.find_spec("workers.batch") is not None
+    """True when the bulk paths of issue 9 exist in this tree (``delivery.batch``)."""
+    return importlib.util.find_spec("delivery.batch") is not None
 
 
 # --- waiting --------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 
 from bench._harness import Installation, Sandbox, customers_flow
 from bench.pipeline import TARGET, Sizes, outcomes, stage_bulk_load
-from workers.app import queue_for
+from state.messages import queue_for
 
 #: the settings compared: the default first
 SLOTS: tuple[int, ...] = (2, 0, 1)

@@ -33,10 +33,10 @@ from bench._harness import (
 )
 from bench._util import machine_info, print_json
 from bench.pipeline import TARGET, measure_load
-from erpsync.keys import Keys
 from erpsync.settings import Settings
 from producers.base import _trace_items
-from workers.trace import TraceBuffer, TraceStore, engine_observer
+from state.keys import Keys
+from state.trace import TraceBuffer, TraceStore, engine_observer
 
 #: the trace's share of the rate that the single-record path must keep
 GOAL = 0.95

@@ -9,8 +9,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli._output import console, err_console, grid, print_json, say
-from workers.dlq import DeadLetter
-from workers.replay import Missing, ReplayOutcomes, ReplayPlan, ReplayReport, format_age
+from cli.services.replay import Missing, ReplayOutcomes, ReplayPlan, ReplayReport, format_age
+from state.dlq import DeadLetter
 
 
 def entries_table(entries: Sequence[DeadLetter], title: str) -> Table:

@@ -25,11 +25,11 @@ from rich.table import Table
 from cli._config import settings_or_exit
 from cli._output import console, err_console, print_json
 from cli.dlq import operator_session
-from erpsync.keys import Keys
+from cli.services.replay import DeadLetterFilter, default_actor
 from erpsync.settings import Settings
-from workers.adoption import REVIEW_CODE, AdoptionTable, Entry
-from workers.dlq import DeadLetterStore
-from workers.replay import DeadLetterFilter, default_actor
+from state.adoption import REVIEW_CODE, AdoptionTable, Entry
+from state.dlq import DeadLetterStore
+from state.keys import Keys
 
 ERROR = 2
 
@@ -64,7 +64,7 @@ def _flow(settings: Settings, flow: str | None) -> str:
 
 
 def _table(settings: Settings) -> tuple[AdoptionTable, DeadLetterStore]:
-    from workers.runtime import redis_client
+    from state.client import redis_client
 
     client, keys = redis_client(settings), Keys(settings.key_prefix)
     return AdoptionTable(client, keys), DeadLetterStore(client, keys)

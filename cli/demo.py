@@ -32,13 +32,13 @@ from rich.table import Table
 from cli._demo_edits import DemoEdits, Edit
 from cli._output import console, err_console, print_json
 from cli.embedded_redis import EmbeddedRedis, EmbeddedRedisError, die_with_parent
-from erpsync.keys import Keys
 from erpsync.logging import configure_logging
 from erpsync.settings import load_settings
 from producers.runner import ProducerService
 from simulators._sandbox import SeedRequest
 from simulators.server import CREDENTIALS, RunningSandbox
-from workers.dlq import DeadLetterStore
+from state.dlq import DeadLetterStore
+from state.keys import Keys
 
 REPO = Path(__file__).resolve().parents[1]
 

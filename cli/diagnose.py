@@ -13,6 +13,10 @@ from adapters import atollon, hipe, onlineerp, propeller
 from adapters._http import ErrorTable, make_client
 from cli._config import settings_or_exit
 from cli._output import console, print_json
+from delivery.engine import Sink
+from delivery.sinks import build_sinks
+from delivery.sinks.invoices import invoice_state_map
+from delivery.sinks.view import ViewableSink
 from erpsync.errors import AuthError, ConfigError, ErrorClass, SyncError, TransientError
 from erpsync.flows import effective_mapping
 from erpsync.mapping import target_mapping
@@ -27,10 +31,6 @@ from erpsync.settings import (
     Settings,
     load_settings,
 )
-from workers.engine import Sink
-from workers.sinks import build_sinks
-from workers.sinks.invoices import invoice_state_map
-from workers.sinks.view import ViewableSink
 
 TABLES: dict[str, Callable[[Mapping[str, ErrorClass] | None], ErrorTable]] = {
     "onlineerp": onlineerp.errors.error_table,

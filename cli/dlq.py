@@ -1,7 +1,7 @@
 """``erpsync dlq …``: list, show, replay, edit, drop, export, import and audit dead letters.
 
 The rules (selection, supersession, accounting, validation, audit) live in
-:mod:`workers.replay`; this module parses options and prints.
+:mod:`cli.services.replay`; this module parses options and prints.
 """
 
 from __future__ import annotations
@@ -21,11 +21,7 @@ from rich.table import Table
 from cli._config import settings_or_exit
 from cli._dlq_view import entries_table, print_plan, print_replay, progress_bar
 from cli._output import console, grid, print_json, say
-from erpsync.events import Delivery
-from erpsync.keys import Keys
-from erpsync.settings import Settings
-from workers.dlq import DeadLetter, DeadLetterStore, Retention
-from workers.replay import (
+from cli.services.replay import (
     DeadLetterFilter,
     DlqOperator,
     DurationError,
@@ -37,7 +33,11 @@ from workers.replay import (
     parse_duration,
     parse_import,
 )
-from workers.state import State
+from erpsync.events import Delivery
+from erpsync.settings import Settings
+from state.dlq import DeadLetter, DeadLetterStore, Retention
+from state.keys import Keys
+from state.store import State
 
 __all__ = ["dlq_app", "grid", "operator_session", "register", "say"]
 
@@ -120,8 +120,8 @@ def operator_session(
     settings: Settings, actor: str | None, *, publisher: bool = False
 ) -> Iterator[_Session]:
     """The dead-letter operator of ``settings`` acting as ``actor`` (the console's too)."""
-    from workers.runtime import redis_client
-    from workers.trace import TraceStore
+    from state.client import redis_client
+    from state.trace import TraceStore
 
     client = redis_client(settings)
     keys = Keys(settings.key_prefix)
@@ -136,8 +136,8 @@ def operator_session(
     celery_app = None
     publish_fn = None
     if publisher:
-        from workers.app import create_app
-        from workers.publish import publish
+        from state.messages import create_app
+        from state.publish import publish
 
         celery_app = create_app(settings)
         app_ = celery_app

@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
 
 def default_queues(settings: Settings) -> list[str]:
     """A queue per target of every enabled flow."""
-    from workers.app import queue_for
+    from state.messages import queue_for
 
     targets = sorted({t for f in settings.flows.values() if f.enabled for t in f.targets})
     return [queue_for(t) for t in targets]
@@ -48,7 +48,8 @@ def worker(
     """Run a Celery worker consuming the targets' queues (Ctrl-C stops it cleanly)."""
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
-    from workers.app import app, configure, queue_for
+    from state.messages import queue_for
+    from workers.app import app, configure
 
     configure(settings, app)
     chosen = (

@@ -68,7 +68,8 @@ def flower_celery(settings: Settings) -> Any:
     """The Celery app Flower watches: erpsync's configuration, every target's queue known."""
     from kombu import Queue
 
-    from workers.app import app, configure, queue_for
+    from state.messages import queue_for
+    from workers.app import app, configure
 
     configure(settings, app)
     targets = sorted({t for f in settings.flows.values() if f.enabled for t in f.targets})

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from cli._config import settings_or_exit
 from cli._output import console, err_console, print_json
+from cli.services.replay import default_actor
 from erpsync.logging import configure_logging
 from erpsync.redaction import redact
 from producers.reconcile import (
@@ -29,7 +30,6 @@ from producers.reconcile import (
     trace_findings,
 )
 from producers.reconcile_repair import RepairReport, repair, wait_repairs
-from workers.replay import default_actor
 
 if TYPE_CHECKING:
     from producers.runner import ProducerService

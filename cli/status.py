@@ -13,12 +13,12 @@ import typer
 from cli._config import settings_or_exit
 from cli._output import console, print_json
 from cli.dlq import grid, say
-from erpsync.keys import Keys
+from cli.services.replay import default_actor, format_age
+from cli.services.status import gather_status
 from erpsync.settings import SYSTEM_NAMES, Settings
-from workers.dlq import DeadLetterStore
-from workers.limits import Circuit
-from workers.replay import default_actor, format_age
-from workers.status import gather_status
+from state.dlq import DeadLetterStore
+from state.keys import Keys
+from state.limits import Circuit
 
 target_app = typer.Typer(
     name="target",
@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
 
 @contextmanager
 def _redis(settings: Settings) -> Iterator[redis.Redis]:
-    from workers.runtime import redis_client
+    from state.client import redis_client
 
     client = redis_client(settings)
     try:

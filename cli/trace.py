@@ -12,7 +12,7 @@ from rich.table import Table
 from cli._config import settings_or_exit
 from cli._output import console, err_console, print_json
 from erpsync.settings import Settings
-from workers.trace import TraceStore, describe, story
+from state.trace import TraceStore, describe, story
 
 #: the column of events that concern no one target (a change seen in the source)
 SOURCE = "(source)"
@@ -27,7 +27,7 @@ def read_story(settings: Settings, key: str, flow: str | None = None) -> list[di
 
     Each event names its ``flow`` and carries ``text``, the line :func:`describe` makes.
     """
-    from workers.runtime import redis_client
+    from state.client import redis_client
 
     flows = [flow] if flow else sorted(settings.flows)
     client = redis_client(settings)

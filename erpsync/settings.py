@@ -256,7 +256,7 @@ class WorkerSettings(_Model):
     prefetch_multiplier: int = Field(default=4, ge=1, le=1000, description="Celery prefetch")
     # kombu's own recovery: an unacked message comes back after this long whether its worker
     # lives or not. Leases (lease_s) give a dead worker's messages back sooner and keep a live
-    # one's (workers.leases); this stays a fallback.
+    # one's (state.leases); this stays a fallback.
     visibility_timeout_s: float = Field(
         default=300.0, ge=5, description="kombu's fallback: unacked messages return after this"
     )
@@ -287,7 +287,7 @@ class WorkerSettings(_Model):
     circuit_cooldown_s: float = Field(default=15.0, gt=0, description="first open period")
     circuit_cooldown_max_s: float = Field(default=300.0, gt=0, description="longest open period")
     # A delivery sent, started or due that has not reached its outcome after this long, and
-    # is no longer in its queue, is sent again (the broker lost it: see workers.pump). Keep
+    # is no longer in its queue, is sent again (the broker lost it: see state.pump). Keep
     # it above the longest task and above visibility_timeout_s (kombu restores first).
     delivery_lease_s: float = Field(
         default=600.0, ge=5, description="a delivery with no progress for this long is resent"

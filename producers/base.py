@@ -13,7 +13,7 @@ deletions (keys that vanished). Cursor streams read only what changed since thei
 drift); the same fingerprints drop what the lookback reads again, and the bookmark moves
 only after the events are enqueued. No change, no event.
 
-A large poll goes to bulk-capable targets in batches (:mod:`workers.batch`): the upserts
+A large poll goes to bulk-capable targets in batches (:mod:`delivery.batch`): the upserts
 for Propeller and HIPE become ``sync.apply_batch`` messages, parents before children.
 :meth:`Producer.backfill` re-sends every record of a stream, ignoring the snapshot (an
 initial load, or after a mapping change); the workers' ledger still skips what a target
@@ -35,13 +35,13 @@ import redis
 import structlog
 from celery import Celery
 
+from delivery.batch import BulkRoute, split_for_bulk
 from erpsync.events import ChangeEvent, Content, Delivery, canonical_json
-from erpsync.keys import Keys
-from workers.batch import BulkRoute, split_for_bulk
-from workers.leases import Leases
-from workers.publish import publish, publish_batches
-from workers.state import State
-from workers.trace import TraceStore, detected_event, sent_event
+from state.keys import Keys
+from state.leases import Leases
+from state.publish import publish, publish_batches
+from state.store import State
+from state.trace import TraceStore, detected_event, sent_event
 
 log = structlog.get_logger("erpsync.producer")
 
@@ -257,9 +257,9 @@ class Producer:
     #: the stream lock's lease: renewed while a poll runs, so a producer killed mid-poll
     #: leaves the stream to another (or to itself, restarted) within its poll interval + this
     lock_ttl_s: float = 15.0
-    #: bulk-capable targets (see :func:`workers.batch.bulk_routes`); none: all single
+    #: bulk-capable targets (see :func:`delivery.batch.bulk_routes`); none: all single
     bulk: Mapping[str, BulkRoute] = field(default_factory=dict)
-    #: records' traces (workers.trace): each change detected and each delivery sent
+    #: records' traces (state.trace): each change detected and each delivery sent
     trace: TraceStore | None = None
     state: State = field(init=False)
 

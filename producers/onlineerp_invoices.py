@@ -8,7 +8,7 @@ full paged scan (``GET /Entity/CustomerInvoice``), one record per invoice keyed 
 another. Only invoices whose ``Référence`` carries the billing saga's prefix (``ATL-``) are
 followed: the ERP's other invoices were never in Atollon.
 
-The payload (:class:`workers.sinks.invoices.InvoiceState`) holds the whole invoice as the
+The payload (:class:`delivery.sinks.invoices.InvoiceState`) holds the whole invoice as the
 ERP stored it (lines, taxes, totals), so that ``erpsync reconcile`` compares the Atollon
 invoice with it field by field.
 """
@@ -24,7 +24,7 @@ from adapters.onlineerp import ErpInvoiceCreated, OnlineErpClient
 from producers.base import SnapshotStream, SourceRecord
 
 #: the ``Référence`` prefix of the invoices the billing saga creates
-#: (:data:`workers.sinks.onlineerp.REFERENCE_PREFIX`)
+#: (:data:`delivery.sinks.onlineerp.REFERENCE_PREFIX`)
 BILLING_REFERENCE_PREFIX = "ATL-"
 #: the ERP invoice field read as the invoice's currency when a flow maps one
 CURRENCY_FIELD = "Devise"

@@ -2,7 +2,7 @@
 
 A plan is a reconcile (:mod:`producers.reconcile`: the source and every target read page
 by page into SQLite spills, merged in key order, so memory holds a page) plus, per target,
-a second read of the records that carry *no* external id of ours (:mod:`workers.sinks.
+a second read of the records that carry *no* external id of ours (:mod:`delivery.sinks.
 adoption`), spilled the same way, against which the source records the target lacks are
 matched by the flow's rules (:mod:`erpsync.matching`), in SQLite too. Per target, each
 source record is one of:
@@ -40,11 +40,11 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from pydantic import ValidationError
 
+from delivery.sinks.adoption import Adopter, adopter_for
+from delivery.sinks.view import Observed, ViewableSink
 from erpsync.matching import NORMALISERS
 from producers.reconcile import Reconciliation, differences
-from workers.adoption import AdoptionTable, Candidate, Entry
-from workers.sinks.adoption import Adopter, adopter_for
-from workers.sinks.view import Observed, ViewableSink
+from state.adoption import AdoptionTable, Candidate, Entry
 
 if TYPE_CHECKING:
     from producers.runner import ProducerService

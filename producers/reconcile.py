@@ -1,7 +1,7 @@
 """Reconcile: compare a flow's source with each of its targets, field by field; repair drift.
 
 The comparison streams. Phase one reads the source (the flow's own stream, as a poll reads
-it) and every target (its sink's :meth:`~workers.sinks.view.ViewableSink.observed`, page
+it) and every target (its sink's :meth:`~delivery.sinks.view.ViewableSink.observed`, page
 by page, through the target's shared rate limit) at the same time, one thread each, and
 spills each into a SQLite file of its own in a temporary directory; phase two walks them
 all in key order at once (a sort-merge: SQLite's index gives the order), so memory holds a
@@ -11,7 +11,7 @@ from which the report lists its examples (``limit``) and ``--repair`` reads ever
 Per source record and target, the record lands in exactly one of:
 
 * ``in_sync``: the target shows what the sink's mapping says it should (a field the vendor
-  documents no way to clear or turn off, :meth:`~workers.sinks.view.ViewableSink.
+  documents no way to clear or turn off, :meth:`~delivery.sinks.view.ViewableSink.
   known_limits`, is not compared when the source's value is exactly that: see
   :func:`differences`; the limits are listed once as ``known_limits``); an inactive record
   the target lacks, or shows inactive, is in sync too (its other fields are not compared: a
@@ -32,7 +32,7 @@ which counts source records.
 A target whose circuit is not closed, or whose read fails, is *not checked* (with the
 reason): never drift. :func:`producers.reconcile_repair.repair` sends one forced delivery
 per missing, different or orphaned record through the normal pipeline
-(:func:`workers.publish.publish`: ledger, locks, rate limit, circuit, dead letters); the
+(:func:`state.publish.publish`: ledger, locks, rate limit, circuit, dead letters); the
 force passes the ledger's "already applied" check only. The spills and the findings live in
 SQLite files (:mod:`producers.reconcile_files`).
 """
@@ -55,16 +55,17 @@ import redis
 import structlog
 from pydantic import ValidationError
 
+from delivery.sinks.view import Observed, View, ViewableSink, normalise
 from erpsync.errors import ReadUnsupportedError
 from erpsync.events import canonical_json
-from erpsync.keys import Keys, key_source
+from erpsync.keys import key_source
 from erpsync.redaction import redact
 from producers.base import SnapshotStream, UncheckedRecord
 from producers.reconcile_files import CHUNK as _CHUNK
 from producers.reconcile_files import Findings, Row, Spill
-from workers.limits import Circuit
-from workers.sinks.view import Observed, View, ViewableSink, normalise
-from workers.trace import TraceStore
+from state.keys import Keys
+from state.limits import Circuit
+from state.trace import TraceStore
 
 log = structlog.get_logger("erpsync.reconcile")
 

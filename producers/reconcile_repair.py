@@ -1,6 +1,6 @@
 """``erpsync reconcile --repair``: one forced delivery per drifting record, and its outcomes.
 
-The deliveries go through the normal pipeline (:func:`workers.publish.publish`: ledger,
+The deliveries go through the normal pipeline (:func:`state.publish.publish`: ledger,
 locks, rate limit, circuit, dead letters); the force passes the ledger's "already applied"
 check only. Duplicates are listed with an operator hint, never touched.
 """
@@ -18,9 +18,9 @@ from erpsync.events import ChangeEvent, Content, Delivery
 from producers.base import Producer, SnapshotStream
 from producers.reconcile import DEFAULT_LIMIT, KINDS, duplicate_hint
 from producers.reconcile_files import CHUNK as _CHUNK
-from workers.dlq import DeadLetterStore, entry_id_for
-from workers.publish import publish
-from workers.trace import sent_event
+from state.dlq import DeadLetterStore, entry_id_for
+from state.publish import publish
+from state.trace import sent_event
 
 if TYPE_CHECKING:
     from producers.reconcile import Reconciliation

@@ -15,7 +15,8 @@ from adapters._http import make_client
 from adapters.atollon import AtollonClient
 from adapters.onlineerp import OnlineErpClient
 from adapters.propeller import PropellerClient
-from erpsync.keys import Keys
+from delivery.batch import bulk_routes
+from delivery.sinks.view import ViewableSink
 from erpsync.settings import FlowSettings, Settings
 from producers.atollon import AtollonBilling, time_sheets_option
 from producers.base import PollResult, Producer, SnapshotStream
@@ -32,12 +33,11 @@ from producers.reconcile import (
     store_result,
     trace_findings,
 )
-from workers.app import create_app
-from workers.batch import bulk_routes
-from workers.limits import Circuit, RateLimiter
-from workers.runtime import redis_client
-from workers.sinks.view import ViewableSink
-from workers.trace import TraceStore
+from state.client import redis_client
+from state.keys import Keys
+from state.limits import Circuit, RateLimiter
+from state.messages import create_app
+from state.trace import TraceStore
 
 log = structlog.get_logger("erpsync.producer")
 
@@ -263,7 +263,7 @@ class ProducerService:
         records is reported as not checked. Raises ReconcileError for a flow that is
         unknown, disabled or a work queue, or a target the flow lacks.
         """
-        from workers.sinks import build_sinks
+        from delivery.sinks import build_sinks
 
         flow = self.billing_invoices_flow(flow)
         try:

@@ -51,12 +51,12 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from erpsync.events import Delivery
-from erpsync.keys import Keys
-from workers.app import queue_for
-from workers.status import parse_reconcile_summary
+from state.broker import KOMBU_PRIORITY_STEPS, queue_keys
+from state.keys import Keys
+from state.reconciled import parse_reconcile_summary
 
 if TYPE_CHECKING:
-    from workers.engine import Engine
+    from delivery.engine import Engine
     from workers.runtime import Runtime
 
 log = structlog.get_logger("erpsync.metrics")
@@ -66,12 +66,10 @@ CIRCUIT_STATES = ("closed", "open", "half_open", "paused")
 #: the kinds of drift a reconcile reports
 DRIFT_KINDS = ("missing", "different", "orphaned", "duplicates")
 #: kombu's Redis transport keeps a queue's priorities in sibling lists (``<queue>\x06\x16<n>``)
-_PRIORITY_SEP = "\x06\x16"
-_PRIORITY_STEPS = (0, 3, 6, 9)
 
 
 class EngineCounters:
-    """Counters fed by :attr:`workers.engine.Engine.observers` (what this process did)."""
+    """Counters fed by :attr:`delivery.engine.Engine.observers` (what this process did)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.outcomes = Counter(
@@ -139,7 +137,7 @@ class StateCollector:
             self.discovery_interval_s
         ):
             return
-        head = f"{self.keys.prefix}:dlq:"
+        head = self.keys.dlq_prefix()
         found: set[tuple[str, str]] = set()
         for raw in self.client.scan_iter(match=f"{head}*", count=1000, _type="zset"):
             rest = str(raw)[len(head) :]
@@ -171,10 +169,10 @@ class StateCollector:
         targets = list(self.targets)
         with self.client.pipeline(transaction=False) as pipe:
             for target in targets:
-                queue = f"{self.keys.prefix}:{queue_for(target)}"
-                for step in _PRIORITY_STEPS:
-                    pipe.llen(f"{queue}{_PRIORITY_SEP}{step}" if step else queue)
-                pipe.lindex(queue, -1)  # LPUSH in, BRPOP out: the oldest is at the tail
+                queues = queue_keys(self.keys, target)
+                for queue in queues:
+                    pipe.llen(queue)
+                pipe.lindex(queues[0], -1)  # LPUSH in, BRPOP out: the oldest is at the tail
                 pipe.hlen(self.keys.inflight(target))
                 pipe.hgetall(self.keys.circuit(target))
             for target, code in dlq:
@@ -211,7 +209,7 @@ class StateCollector:
             labels=["target"],
         )
         for target in targets:
-            depth.add_metric([target], sum(int(next(answers)) for _ in _PRIORITY_STEPS))
+            depth.add_metric([target], sum(int(next(answers)) for _ in KOMBU_PRIORITY_STEPS))
             oldest = _detected_at(next(answers))
             head_age.add_metric([target], max(0.0, now - oldest) if oldest is not None else 0.0)
             inflight.add_metric([target], int(next(answers)))

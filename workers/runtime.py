@@ -14,28 +14,17 @@ from dataclasses import dataclass, field
 
 import redis
 
+from delivery.engine import Engine, Sink
 from delivery.pipeline.scheduling import CpuSlots
-from erpsync.keys import Keys
+from delivery.policy import RetryPolicy
 from erpsync.settings import Settings, load_settings
-from workers.dlq import DeadLetterStore, Retention
-from workers.engine import Engine, Sink
-from workers.leases import Leases
-from workers.limits import Circuit, RateLimiter
-from workers.policy import RetryPolicy
-from workers.state import State
-from workers.trace import TraceBuffer, TraceStore, engine_observer
-
-
-def redis_client(settings: Settings) -> redis.Redis:
-    """A Redis client for erpsync's state (strings in, strings out)."""
-    return redis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_timeout=10,
-        socket_connect_timeout=5,
-        health_check_interval=30,
-        retry_on_timeout=True,
-    )
+from state.client import redis_client
+from state.dlq import DeadLetterStore, Retention
+from state.keys import Keys
+from state.leases import Leases
+from state.limits import Circuit, RateLimiter
+from state.store import State
+from state.trace import TraceBuffer, TraceStore, engine_observer
 
 
 def policy_from(settings: Settings) -> RetryPolicy:
@@ -64,7 +53,7 @@ class Runtime:
     dlq: DeadLetterStore
     leases: Leases
     engine: Engine = field(init=False)
-    #: the records' traces (workers.trace): the engine's events, written in the background
+    #: the records' traces (state.trace): the engine's events, written in the background
     trace: TraceBuffer = field(init=False)
     _local: threading.local = field(default_factory=threading.local)
 
@@ -117,7 +106,7 @@ class Runtime:
         """This thread's sinks, one per configured target (built on first use)."""
         sinks: Mapping[str, Sink] | None = getattr(self._local, "sinks", None)
         if sinks is None:
-            from workers.sinks import build_sinks
+            from delivery.sinks import build_sinks
 
             sinks = build_sinks(self.settings, self.limiter, self.leases)
             self._local.sinks = sinks

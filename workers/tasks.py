@@ -13,16 +13,18 @@ from celery.exceptions import Reject
 from celery.worker.worker import WorkController
 from pydantic import TypeAdapter, ValidationError
 
+from delivery.batch import BatchApplier
 from erpsync.events import Delivery
 from erpsync.logging import configure_logging
-from workers.app import TASK_APPLY, TASK_APPLY_BATCH, TASK_NOOP, app
-from workers.batch import BatchApplier, BatchStore
-from workers.broker import Unacked, tag_of
-from workers.leases import TAGS, Heartbeat, LeaseLostError, still_held
+from state.batches import BatchStore
+from state.broker import Unacked, tag_of
+from state.leases import TAGS, Heartbeat, LeaseLostError, still_held
+from state.messages import TASK_APPLY, TASK_APPLY_BATCH, TASK_NOOP
+from state.pump import Pump
+from state.store import State
+from workers.app import app
 from workers.metrics import WorkerMetrics, start_worker_metrics
-from workers.pump import Pump
 from workers.runtime import Runtime, flush_trace, get_runtime, reset_runtime
-from workers.state import State
 
 log = structlog.get_logger("erpsync.worker")
 _pump: Pump | None = None
@@ -90,7 +92,7 @@ def apply_delivery(self: Any, delivery: dict[str, Any]) -> str:
     ignore_result=True,
 )
 def apply_batch(self: Any, batch: str | list[dict[str, Any]]) -> dict[str, int]:
-    """Apply deliveries of one target through its bulk endpoint (see workers.batch).
+    """Apply deliveries of one target through its bulk endpoint (see delivery.batch).
 
     ``batch`` is a stored batch's reference (producers, the pump) or the deliveries.
     """
@@ -105,7 +107,7 @@ def apply_batch(self: Any, batch: str | list[dict[str, Any]]) -> dict[str, int]:
             return {"done_before": 1}  # a redelivery of a batch already taken to its end
         parsed = _deliveries(raw, runtime.state)
         try:
-            # Its deliveries' leases run from now (see workers.pump), as a single one's does.
+            # Its deliveries' leases run from now (see state.pump), as a single one's does.
             runtime.state.touch(((d.target, d.delivery_id) for d in parsed), now=time.time())
             counts = BatchApplier(runtime.engine).process(parsed)
         except LeaseLostError as exc:
@@ -164,7 +166,7 @@ def _start_pump(sender: WorkController | None = None, **_: Any) -> None:
         targets=sorted({t for flow in settings.flows.values() for t in flow.targets}),
         lease_s=settings.worker.delivery_lease_s,
         # a pump re-publishes what it claimed within milliseconds: a claim a lease old is a
-        # dead or cut-off pump's (see workers.leases)
+        # dead or cut-off pump's (see state.leases)
         recover_every_s=settings.worker.lease_s / 3,
         claims_lease_s=settings.worker.lease_s,
     ).start()

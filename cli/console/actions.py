@@ -23,8 +23,8 @@ from starlette.responses import RedirectResponse, Response
 
 from cli.console.auth import COOKIE, check_login
 from cli.console.pages import dead_letter_filter
+from cli.services.replay import DlqOperator, DurationError, EditError
 from cli.status import pause_target, resume_target
-from workers.replay import DlqOperator, DurationError, EditError
 
 if TYPE_CHECKING:
     from cli.console.web import Console, Handler

@@ -12,17 +12,17 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from cli.console.graph import outcome_graph
-from cli.trace import by_target, read_story, when
-from producers.reconcile import KINDS, last_result
-from workers.app import TASK_APPLY
-from workers.limits import Circuit
-from workers.replay import (
+from cli.services.replay import (
     DeadLetterFilter,
     DurationError,
     entry_as_dict,
     format_age,
     parse_duration,
 )
+from cli.trace import by_target, read_story, when
+from producers.reconcile import KINDS, last_result
+from state.limits import Circuit
+from state.messages import TASK_APPLY
 
 if TYPE_CHECKING:
     from cli.console.state import Backend

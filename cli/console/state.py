@@ -1,7 +1,7 @@
 """What the console's pages read and act through: the operator services, never copies.
 
-Dead letters go through :func:`cli.dlq.operator_session` (:class:`workers.replay.DlqOperator`:
-selection, supersession, validation, audit); the overview is :func:`workers.status.
+Dead letters go through :func:`cli.dlq.operator_session` (:class:`cli.services.replay.DlqOperator`:
+selection, supersession, validation, audit); the overview is :func:`cli.services.status.
 gather_status`; pause and resume are :func:`cli.status.pause_target` / ``resume_target``;
 a record's story is :func:`cli.trace.read_story`.
 """
@@ -19,10 +19,10 @@ import orjson
 import redis
 
 from cli.dlq import _Session, operator_session
-from erpsync.keys import Keys
+from cli.services.status import gather_status
 from erpsync.settings import Settings
-from workers.runtime import redis_client
-from workers.status import gather_status
+from state.client import redis_client
+from state.keys import Keys
 
 #: seconds between two samples of the live graph, and how many are kept (an hour)
 SAMPLE_S = 30.0

@@ -57,11 +57,11 @@ from erpsync.errors import (
     TransientError,
 )
 from erpsync.events import Delivery
-from workers.leases import LeaseLostError
-from workers.state import LedgerEntry
+from state.leases import LeaseLostError
+from state.store import LedgerEntry
 
 if TYPE_CHECKING:
-    from workers.engine import Engine
+    from delivery.engine import Engine
 
 log = structlog.get_logger("erpsync.worker")
 
@@ -113,7 +113,7 @@ class Bulk(Pipeline):
 
     def pending(self, records: Sequence[tuple[str, str, str]]) -> list[bool]:
         """Per (target, entity, key): True while a batch on a queue carries the record
-        (none here: a batch store says, see ``workers.batch.BatchApplier``)."""
+        (none here: a batch store says, see ``delivery.batch.BatchApplier``)."""
         return [False] * len(records)
 
     def run_batch(self, target: str, sink: BulkSink, group: list[Delivery]) -> BulkRun:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from erpsync.errors import DependencyError, PermanentError, SyncError
 from erpsync.events import ChangeEvent, Delivery
-from workers.state import LedgerEntry
+from state.store import LedgerEntry
 
 Action = Literal["created", "updated", "archived", "deleted", "unarchived", "invoiced", "unchanged"]
 Result = Literal["applied", "skipped", "dead_lettered", "parked"]

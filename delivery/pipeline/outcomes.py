@@ -20,13 +20,13 @@ import structlog
 
 from delivery.pipeline.contract import ApplyResult, Result, log_context
 from delivery.pipeline.hooks import Hooks, RecordEvent
+from delivery.policy import RetryPolicy
 from erpsync.errors import AuthError, DependencyError, ErrorClass, SyncError, TransientError
 from erpsync.events import Delivery
-from workers.dlq import DeadLetterStore
-from workers.leases import Leases
-from workers.limits import Circuit
-from workers.policy import RetryPolicy
-from workers.state import LedgerEntry, State
+from state.dlq import DeadLetterStore
+from state.leases import Leases
+from state.limits import Circuit
+from state.store import LedgerEntry, State
 
 log = structlog.get_logger("erpsync.worker")
 
@@ -95,7 +95,7 @@ class Outcomes:
     def holding(
         self, locks: Mapping[str, str], deliveries: Sequence[tuple[str, str]]
     ) -> AbstractContextManager[object]:
-        """Work under ``locks`` (see :meth:`workers.leases.Leases.holding`)."""
+        """Work under ``locks`` (see :meth:`state.leases.Leases.holding`)."""
         if self.leases is None:
             return nullcontext()
         return self.leases.holding(locks, deliveries)

@@ -2,7 +2,7 @@
 
 The pipeline's steps are the same for one delivery and for a batch; what differs is how
 many round trips their bookkeeping costs. :class:`OneRecord` does a single delivery's in
-one (:meth:`workers.state.State.start`: mark it in flight, read the circuit, take the lock,
+one (:meth:`state.store.State.start`: mark it in flight, read the circuit, take the lock,
 read the ledger) and gives it all back with the outcome in one more; :class:`ManyRecords`
 takes a batch's hundreds of locks, and reads their ledgers and their parents', one script
 call each (hundreds of commands cost the worker more CPU than the rest of its bookkeeping).
@@ -19,7 +19,7 @@ from typing import Any
 from redis.commands.core import Script
 
 from erpsync.events import Delivery
-from workers.state import LedgerEntry, State, _holder
+from state.store import LedgerEntry, State, _holder
 
 #: how often the record locks of a long bulk call (an import) are extended, seconds
 KEEPALIVE_EVERY_S = 1.0

@@ -41,10 +41,10 @@ from delivery.pipeline.hooks import Hooks, Middleware, RecordEvent, calling
 from delivery.pipeline.records import ManyRecords, OneRecord
 from erpsync.errors import PermanentError, SyncError
 from erpsync.events import Delivery
-from workers.state import LedgerEntry
+from state.store import LedgerEntry
 
 if TYPE_CHECKING:
-    from workers.engine import Engine
+    from delivery.engine import Engine
 
 log = structlog.get_logger("erpsync.worker")
 

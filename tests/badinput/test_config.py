@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.integration.pipeline import REPO
+from bench.stack import REPO
 
 COMMANDS = (("worker",), ("produce", "--once"), ("doctor",))
 SECRETS = ("sekret-in-the-file-42", "token-in-the-file-42")

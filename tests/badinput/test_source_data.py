@@ -24,19 +24,19 @@ from pydantic import SecretStr
 
 from adapters._http import make_client
 from adapters.hipe import HipeClient, HipeCompanyImportRow
-from erpsync.settings import HipeSettings
-from simulators.onlineerp import OnlineErpSimulator
-from simulators.server import CREDENTIALS, RunningSandbox
-from tests.integration.conftest import make_pipeline  # noqa: F401 (the fixture)
-from tests.integration.pipeline import TARGETS, Pipeline
-from tests.integration.verify import (
-    assert_targets_match_source,
+from bench.stack import TARGETS, Pipeline
+from bench.verify import (
     compare_atollon,
     compare_hipe,
     compare_propeller,
     erp_customers,
 )
-from workers.dlq import DeadLetterStore
+from erpsync.settings import HipeSettings
+from simulators.onlineerp import OnlineErpSimulator
+from simulators.server import CREDENTIALS, RunningSandbox
+from state.dlq import DeadLetterStore
+from tests.integration.checks import assert_targets_match_source
+from tests.integration.conftest import make_pipeline  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.chaos import ChaosReport, ChaosSettings, run_chaos
-from tests.integration.pipeline import TARGETS
+from bench.stack import TARGETS
 
 #: the module's run happens in the setup of whichever test comes first
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(1200)]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.pipeline import REPO
+from bench.stack import REPO
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 # The system's directories only: no pyenv, no ~/.local/bin, nothing that holds a uv.

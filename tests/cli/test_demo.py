@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.pipeline import REPO
+from bench.stack import REPO
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import tomli_w
 
+from bench.stack import REPO, sandbox_systems
 from simulators.server import RunningSandbox
-from tests.integration.pipeline import REPO, sandbox_systems
 
 SECRETS = ("sandbox-secret", "sandbox-token", "wrong-secret-123")
 

@@ -25,11 +25,11 @@ from typer.testing import CliRunner, Result
 from cli.app import app
 from erpsync.errors import PermanentError
 from erpsync.events import ChangeEvent, Delivery
-from erpsync.keys import Keys
-from workers.dlq import DeadLetter, DeadLetterStore
-from workers.limits import Circuit
-from workers.state import State
-from workers.status import queue_keys
+from state.broker import queue_keys
+from state.dlq import DeadLetter, DeadLetterStore
+from state.keys import Keys
+from state.limits import Circuit
+from state.store import State
 
 
 @dataclass

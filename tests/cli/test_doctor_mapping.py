@@ -7,10 +7,10 @@ from typing import Any
 
 from cli._output import console
 from cli.diagnose import _print_mappings, flow_mappings
+from delivery.engine import ApplyContext, ApplyResult, Sink
+from delivery.sinks.view import Observed, View
 from erpsync.events import ChangeEvent
 from erpsync.settings import Settings
-from workers.engine import ApplyContext, ApplyResult, Sink
-from workers.sinks.view import Observed, View
 
 URL = "http://127.0.0.1:1"
 

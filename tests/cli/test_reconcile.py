@@ -20,9 +20,9 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from cli.reconcile import exit_status, print_report
-from erpsync.keys import Keys
 from producers.reconcile import Reconciliation, Report, store_result
 from producers.reconcile_repair import RepairReport
+from state.keys import Keys
 from tests.producers.test_reconcile import FakeSink, company, shown, stream
 
 

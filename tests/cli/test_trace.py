@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
+from state.trace import TraceStore
 from tests.cli.test_dlq import Installation
-from workers.trace import TraceStore
 
 pytest_plugins = ["tests.cli.test_dlq"]  # its fixtures: inst, installations, client
 

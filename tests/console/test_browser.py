@@ -26,11 +26,11 @@ import tomli_w
 from playwright.sync_api import Browser, BrowserContext, Page
 from typer.testing import CliRunner
 
+from bench.stack import REPO, Pipeline
+from bench.verify import erp_customers
 from cli.app import app
 from cli.console.auth import hash_password
 from tests.integration.operations.test_dlq_replay import PROPELLER_ONLY, seed_flat
-from tests.integration.pipeline import REPO, Pipeline
-from tests.integration.verify import erp_customers
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from erpsync.flows import SOURCES
-from erpsync.keys import HOME_SOURCES, Keys, key_source, record_key
+from erpsync.keys import HOME_SOURCES, key_source, record_key
+from state.keys import Keys
 
 
 def test_the_erp_keeps_bare_keys_so_existing_ledgers_stay_where_they_are() -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from bench.stack import Pipeline, pipeline_config
 from simulators.server import RunningSandbox, make_simulators
-from tests.integration.pipeline import Pipeline, pipeline_config
 
 
 @pytest.fixture

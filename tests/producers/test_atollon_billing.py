@@ -13,11 +13,11 @@ from pydantic import TypeAdapter, ValidationError
 
 from adapters._http import make_client
 from adapters.atollon import AtollonBillingActivity, AtollonClient
+from delivery.sinks.onlineerp import REFERENCE_MAX_LEN, billing_reference
 from erpsync.events import content_fingerprint
 from erpsync.models import Invoice
 from erpsync.settings import AtollonSettings
 from producers.atollon import AtollonBilling, billing_records
-from workers.sinks.onlineerp import REFERENCE_MAX_LEN, billing_reference
 
 ERP = "onlineerp"
 ACTIVITIES = TypeAdapter(list[AtollonBillingActivity])

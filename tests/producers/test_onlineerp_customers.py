@@ -24,7 +24,6 @@ from pydantic import SecretStr, ValidationError
 
 from adapters.onlineerp import ErpCustomer, InvalidRecord, OnlineErpClient
 from erpsync.events import Content, canonical_json
-from erpsync.keys import Keys
 from erpsync.settings import OnlineErpSettings
 from producers.base import Producer, SourceRecord, UncheckedRecord
 from producers.onlineerp import (
@@ -34,6 +33,7 @@ from producers.onlineerp import (
     invalid_customer_payload,
 )
 from simulators.seed import generate
+from state.keys import Keys
 
 SOURCE_FIELDS = {
     "number": "NoClient",

@@ -1,7 +1,7 @@
 """Reconcile against fake sinks: every kind of drift found exactly, streams merged in key
 order whatever order they are read in, unreadable targets not checked, repairs sent forced.
 
-The fakes stand at the boundary reconcile is written against (:mod:`workers.sinks.view`); the
+The fakes stand at the boundary reconcile is written against (:mod:`delivery.sinks.view`); the
 real sinks' views are tested with the sandbox in tests/integration.
 """
 
@@ -19,18 +19,18 @@ import fakeredis
 import pytest
 from celery import Celery
 
+from delivery.sinks.view import Observed, View, ViewableSink, view
 from erpsync.errors import AuthError, ReadUnsupportedError
 from erpsync.events import Delivery
-from erpsync.keys import Keys
 from erpsync.settings import Settings
 from producers.base import Producer, SnapshotStream, SourceRecord
 from producers.reconcile import ReconcileError, Reconciliation, last_result, store_result
 from producers.reconcile_repair import repair, wait_repairs
 from producers.runner import ProducerService
-from workers.dlq import DeadLetterStore
-from workers.limits import Circuit
-from workers.sinks.view import Observed, View, ViewableSink, view
-from workers.state import State
+from state.dlq import DeadLetterStore
+from state.keys import Keys
+from state.limits import Circuit
+from state.store import State
 
 
 @dataclass

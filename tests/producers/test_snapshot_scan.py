@@ -19,7 +19,6 @@ import pytest
 from celery import Celery
 
 from erpsync.events import Content
-from erpsync.keys import Keys
 from producers.base import (
     CursorStream,
     Producer,
@@ -28,6 +27,7 @@ from producers.base import (
     SourceRecord,
     UncheckedRecord,
 )
+from state.keys import Keys
 
 
 @dataclass

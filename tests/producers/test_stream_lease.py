@@ -12,8 +12,8 @@ import fakeredis
 import pytest
 from celery import Celery
 
-from erpsync.keys import Keys
 from producers.base import Producer, SourceRecord
+from state.keys import Keys
 from tests.producers.test_snapshot_scan import ListStream, records
 
 LEASE_S = 0.6

@@ -2,7 +2,7 @@
 
 A few records change in a source at random (created, renamed, deactivated, reactivated,
 deleted); every change becomes a ChangeEvent with a higher version, as the producer makes
-them. The deliveries reach the real :class:`~workers.engine.Engine` (real State, Circuit,
+them. The deliveries reach the real :class:`~delivery.engine.Engine` (real State, Circuit,
 DeadLetterStore and DlqOperator on fakeredis) in a random order, some of them twice, while
 an in-memory target fails at random: transient errors before the write, transient errors
 *after* it (the answer lost, the write done), authentication errors, and permanent refusals
@@ -29,16 +29,16 @@ import structlog
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from cli.services.replay import DlqOperator
+from delivery.engine import ApplyContext, ApplyResult, Engine, Sink
+from delivery.policy import RetryPolicy
 from erpsync.errors import AuthError, PermanentError, TransientError
 from erpsync.events import ChangeEvent, Delivery, Operation
-from erpsync.keys import Keys
+from state.dlq import DeadLetter, DeadLetterStore
+from state.keys import Keys
+from state.limits import Circuit
+from state.store import State
 from tests.support import Clock
-from workers.dlq import DeadLetter, DeadLetterStore
-from workers.engine import ApplyContext, ApplyResult, Engine, Sink
-from workers.limits import Circuit
-from workers.policy import RetryPolicy
-from workers.replay import DlqOperator
-from workers.state import State
 
 TARGET = "memory"
 SOURCE = "erp"

@@ -43,6 +43,7 @@ from pydantic import SecretStr, ValidationError
 from adapters._http import make_client
 from adapters.hipe import HipeClient
 from bench._util import key_values
+from bench.stack import REPO, Pipeline
 from erpsync.errors import ConfigError, SyncError
 from erpsync.events import Delivery
 from erpsync.settings import (
@@ -56,7 +57,6 @@ from simulators.onlineerp import OnlineErpSimulator
 from simulators.propeller import PropellerSimulator
 from simulators.server import CREDENTIALS
 from tests.integration.conftest import make_pipeline  # noqa: F401 (the fixture)
-from tests.integration.pipeline import REPO, Pipeline
 
 WRONG_HIPE_TOKEN = "wrong-hipe-token-Qx81"
 BASIC = base64.b64encode(b"SANDBOX:sandbox-secret").decode()

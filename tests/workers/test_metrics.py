@@ -16,15 +16,15 @@ from prometheus_client import CollectorRegistry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from delivery.engine import ApplyContext, ApplyResult, Engine, Sink
+from delivery.policy import RetryPolicy
 from erpsync.errors import PermanentError, SyncError, TransientError
 from erpsync.events import ChangeEvent, Delivery
-from erpsync.keys import Keys
-from workers.dlq import DeadLetterStore
-from workers.engine import ApplyContext, ApplyResult, Engine, Sink
-from workers.limits import Circuit
+from state.dlq import DeadLetterStore
+from state.keys import Keys
+from state.limits import Circuit
+from state.store import State
 from workers.metrics import WorkerMetrics
-from workers.policy import RetryPolicy
-from workers.state import State
 
 KEYS = Keys("m")
 

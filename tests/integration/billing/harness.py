@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.pipeline import Pipeline
-from workers.sinks.onlineerp import billing_reference
+from bench.stack import Pipeline
+from delivery.sinks.onlineerp import billing_reference
 
 TARGET = ("onlineerp",)
 ACTIVITIES = 50

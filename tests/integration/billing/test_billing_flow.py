@@ -16,8 +16,12 @@ import pytest
 from celery import Celery
 from kombu import Producer as KombuProducer
 
+from bench.stack import Pipeline
 from erpsync.events import Delivery
 from producers.base import Producer
+from state.dlq import DeadLetterStore
+from state.publish import publish
+from state.store import State
 from tests.integration.billing.harness import (
     ACTIVITIES,
     BILLING_FLOW,
@@ -30,10 +34,6 @@ from tests.integration.billing.harness import (
     seed,
     wait_drained,
 )
-from tests.integration.pipeline import Pipeline
-from workers.dlq import DeadLetterStore
-from workers.publish import publish
-from workers.state import State
 
 pytestmark = pytest.mark.integration
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from bench.stack import REPO, Pipeline
+from delivery.sinks.onlineerp import billing_reference
 from tests.integration.billing.harness import (
     ACTIVITY_STATUS,
     assert_invoiced_once,
@@ -26,8 +28,6 @@ from tests.integration.billing.harness import (
     invoices_by_reference,
     seed,
 )
-from tests.integration.pipeline import REPO, Pipeline
-from workers.sinks.onlineerp import billing_reference
 
 pytestmark = pytest.mark.integration
 

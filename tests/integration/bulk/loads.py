@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 
 from adapters.propeller import PropellerClient, PropellerCompanyInput
-from tests.integration.pipeline import Pipeline
-from tests.integration.verify import compare_hipe, compare_propeller, erp_customers
+from bench.stack import Pipeline
+from bench.verify import compare_hipe, compare_propeller, erp_customers
 
 #: the bulk-capable targets (Atollon has no bulk endpoint; issue 4's tests cover it)
 BULK_TARGETS = ("propeller", "hipe")

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bench.stack import REPO, Pipeline
 from tests.integration.bulk.loads import (
     BULK_TARGETS,
     FLOWS,
@@ -20,7 +21,6 @@ from tests.integration.bulk.loads import (
     seed,
     wait_idle,
 )
-from tests.integration.pipeline import REPO, Pipeline
 
 pytestmark = pytest.mark.integration
 

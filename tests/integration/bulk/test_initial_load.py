@@ -6,6 +6,14 @@ from collections.abc import Callable
 
 import pytest
 
+from bench.stack import Pipeline
+from bench.verify import (
+    compare_hipe,
+    compare_propeller,
+    contact_patches,
+    erp_customers,
+)
+from state.dlq import DeadLetterStore
 from tests.integration.bulk.loads import (
     BATCH_SIZE,
     BULK_TARGETS,
@@ -16,14 +24,6 @@ from tests.integration.bulk.loads import (
     requests,
     seed,
 )
-from tests.integration.pipeline import Pipeline
-from tests.integration.verify import (
-    compare_hipe,
-    compare_propeller,
-    contact_patches,
-    erp_customers,
-)
-from workers.dlq import DeadLetterStore
 
 pytestmark = pytest.mark.integration
 

@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
+from bench.stack import Pipeline
+from bench.verify import contact_patches, erp_customers
 from tests.integration.bulk.loads import (
     BULK_TARGETS,
     FLOWS,
@@ -17,8 +19,6 @@ from tests.integration.bulk.loads import (
     seed,
     wait_idle,
 )
-from tests.integration.pipeline import Pipeline
-from tests.integration.verify import contact_patches, erp_customers
 
 pytestmark = pytest.mark.integration
 

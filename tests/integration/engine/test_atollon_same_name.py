@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.integration.pipeline import Pipeline
-from workers.dlq import DeadLetterStore
+from bench.stack import Pipeline
+from state.dlq import DeadLetterStore
 
 pytestmark = pytest.mark.integration
 

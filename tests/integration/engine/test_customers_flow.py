@@ -7,14 +7,14 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.integration.pipeline import TARGETS, Pipeline
-from tests.integration.verify import (
-    assert_targets_match_source,
+from bench.stack import TARGETS, Pipeline
+from bench.verify import (
     count_requests,
     erp_customers,
     propeller_inactive,
     writes,
 )
+from tests.integration.checks import assert_targets_match_source
 
 pytestmark = pytest.mark.integration
 

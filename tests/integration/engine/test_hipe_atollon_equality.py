@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.pipeline import REPO, Pipeline
-from workers.dlq import DeadLetterStore
+from bench.stack import REPO, Pipeline
+from state.dlq import DeadLetterStore
 
 pytestmark = pytest.mark.integration
 

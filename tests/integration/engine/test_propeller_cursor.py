@@ -10,13 +10,13 @@ import redis
 
 from adapters._http import make_client
 from adapters.propeller import PropellerClient, PropellerCompanyInput
-from erpsync.keys import Keys
 from erpsync.settings import PropellerSettings, Settings
 from producers.base import Producer
 from producers.propeller import PropellerCompanies
 from simulators.propeller import PropellerSimulator
 from simulators.server import RunningSandbox
-from workers.app import create_app
+from state.keys import Keys
+from state.messages import create_app
 
 pytestmark = pytest.mark.integration
 

@@ -15,16 +15,16 @@ from typing import Any
 
 import pytest
 
-from tests.integration.equality.reconcile import drift, reconcile
-from tests.integration.pipeline import Pipeline
-from tests.integration.verify import (
+from bench.stack import Pipeline
+from bench.verify import (
     INACTIVE_ATTRIBUTE,
     SOURCE,
     count_requests,
     erp_customers,
 )
-from workers.batch import BulkRoute
-from workers.dlq import DeadLetterStore
+from delivery.batch import BulkRoute
+from state.dlq import DeadLetterStore
+from tests.integration.equality.reconcile import drift, reconcile
 
 pytestmark = pytest.mark.integration
 

@@ -13,12 +13,12 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import tomli_w
 
+from bench.stack import TARGETS, Pipeline
 from bench.tcp_proxy import TcpProxy
 from erpsync.settings import load_settings
 from producers.runner import ProducerService
+from tests.integration.checks import assert_targets_match_source
 from tests.integration.engine.test_customers_flow import seed
-from tests.integration.pipeline import TARGETS, Pipeline
-from tests.integration.verify import assert_targets_match_source
 
 pytestmark = pytest.mark.integration
 

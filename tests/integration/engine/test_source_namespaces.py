@@ -17,8 +17,8 @@ import pytest
 from adapters._http import make_client
 from adapters.propeller import PropellerClient, PropellerCompanyInput
 from adapters.propeller.models import PropellerCompanyRef
+from bench.stack import Pipeline
 from producers.base import PollResult
-from tests.integration.pipeline import Pipeline
 
 pytestmark = pytest.mark.integration
 

@@ -13,14 +13,14 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import tomli_w
 
+from bench.stack import TARGETS, Pipeline
 from bench.tcp_proxy import TcpProxy
+from state.broker import Unacked
+from state.leases import first_restarts
+from state.messages import create_app
 from tests.integration.billing.harness import assert_invoiced_once
+from tests.integration.checks import assert_targets_match_source
 from tests.integration.engine.test_customers_flow import assert_accounted, seed
-from tests.integration.pipeline import TARGETS, Pipeline
-from tests.integration.verify import assert_targets_match_source
-from workers.app import create_app
-from workers.broker import Unacked
-from workers.leases import first_restarts
 
 pytestmark = pytest.mark.integration
 

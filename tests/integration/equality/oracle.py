@@ -2,7 +2,7 @@
 
 This is the test's own reading of the docs (``../shared/vendor-docs``, ``VENDORS.md``) and of
 ``docs/sandbox-conventions.md``, on purpose independent of erpsync's sinks
-(``workers/sinks/*``) and of ``workers/sinks/view.py``: computing the expectation with the
+(``delivery/sinks/*``) and of ``delivery/sinks/view.py``: computing the expectation with the
 product's mapping code would mirror a misreading on both sides, so a sink that drops a
 field would agree with itself. The records are read as the sandbox stores them
 (``GET /_sandbox/records/<entity>``), in each vendor's own field names.

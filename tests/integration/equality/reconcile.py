@@ -7,7 +7,7 @@ import subprocess
 import sys
 from typing import Any
 
-from tests.integration.pipeline import REPO, Pipeline
+from bench.stack import REPO, Pipeline
 
 
 def reconcile(p: Pipeline, flow: str) -> tuple[int, dict[str, Any]]:

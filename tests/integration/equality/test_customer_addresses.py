@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 
+from bench.stack import TARGETS, Pipeline
+from state.dlq import DeadLetterStore
 from tests.integration.equality.reconcile import drift, reconcile
-from tests.integration.pipeline import TARGETS, Pipeline
-from workers.dlq import DeadLetterStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

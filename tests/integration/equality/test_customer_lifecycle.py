@@ -26,11 +26,11 @@ from typing import Any
 
 import pytest
 
+from bench.stack import TARGETS, Pipeline
+from state.dlq import DeadLetterStore
 from tests.integration.equality.erp import CLEARABLE, ErpEditor
 from tests.integration.equality.oracle import FlowMapping, Report, compare_customers
 from tests.integration.equality.reconcile import drift, reconcile
-from tests.integration.pipeline import TARGETS, Pipeline
-from workers.dlq import DeadLetterStore
 
 #: the rounds (about a minute on a loaded machine), convergence (bounded by
 #: CONVERGENCE_TIMEOUT_S) and reconcile (120 s) each fail with their own message first

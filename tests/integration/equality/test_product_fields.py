@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from bench.stack import Pipeline
+from state.dlq import DeadLetterStore
 from tests.integration.equality.oracle import (
     SourceState,
     compare,
@@ -23,8 +25,6 @@ from tests.integration.equality.oracle import (
     observed_atollon_products,
 )
 from tests.integration.equality.reconcile import drift, reconcile
-from tests.integration.pipeline import Pipeline
-from workers.dlq import DeadLetterStore
 
 pytestmark = pytest.mark.integration
 

@@ -8,11 +8,11 @@ from collections.abc import Callable
 import pytest
 import tomli_w
 
-from erpsync.keys import Keys
-from tests.integration.pipeline import Pipeline
-from tests.integration.verify import compare_propeller, erp_customers
-from workers.dlq import DeadLetterStore
-from workers.limits import Circuit
+from bench.stack import Pipeline
+from bench.verify import compare_propeller, erp_customers
+from state.dlq import DeadLetterStore
+from state.keys import Keys
+from state.limits import Circuit
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.pipeline import REPO, Pipeline
-from tests.integration.verify import compare_propeller, erp_customers, writes
+from bench.stack import REPO, Pipeline
+from bench.verify import compare_propeller, erp_customers, writes
 
 pytestmark = pytest.mark.integration
 

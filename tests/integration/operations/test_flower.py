@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from tests.integration.pipeline import REPO, TARGETS, Pipeline
-from workers.app import TASK_APPLY, TASK_NOOP, create_app, queue_for
+from bench.stack import REPO, TARGETS, Pipeline
+from state.messages import TASK_APPLY, TASK_NOOP, create_app, queue_for
 
 pytestmark = pytest.mark.integration
 

@@ -34,11 +34,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from bench.stack import TARGETS, Pipeline
 from cli.app import app
 from simulators.handmade import Handmade, HandmadeRequest, generate
-from tests.integration.pipeline import TARGETS, Pipeline
-from workers.adoption import REVIEW_CODE
-from workers.dlq import DeadLetterStore
+from state.adoption import REVIEW_CODE
+from state.dlq import DeadLetterStore
 
 pytestmark = pytest.mark.integration
 

@@ -22,10 +22,10 @@ import pytest
 import tomli_w
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.stack import TARGETS, Pipeline
 from simulators.server import CREDENTIALS
-from tests.integration.pipeline import TARGETS, Pipeline
-from workers.app import queue_for
-from workers.dlq import DeadLetterStore
+from state.dlq import DeadLetterStore
+from state.messages import queue_for
 
 pytestmark = pytest.mark.integration
 

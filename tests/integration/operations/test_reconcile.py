@@ -21,10 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.stack import REPO, TARGETS, Pipeline
+from bench.verify import erp_customers
 from simulators.server import CREDENTIALS
-from tests.integration.pipeline import REPO, TARGETS, Pipeline
-from tests.integration.verify import erp_customers
-from workers.dlq import DeadLetterStore
+from state.dlq import DeadLetterStore
 
 pytestmark = pytest.mark.integration
 

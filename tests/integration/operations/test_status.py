@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from bench.stack import Pipeline
+from bench.verify import compare_hipe, erp_customers
 from tests.integration.operations.test_dlq_replay import erpsync, erpsync_json, seed_flat
-from tests.integration.pipeline import Pipeline
-from tests.integration.verify import compare_hipe, erp_customers
 
 pytestmark = pytest.mark.integration
 
