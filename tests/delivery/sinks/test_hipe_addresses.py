@@ -15,8 +15,8 @@ from delivery.sinks.hipe import HipeSink
 from erpsync.events import Delivery
 from simulators.server import RunningSandbox
 from state.store import LedgerEntry
+from tests.delivery.sinks import test_hipe_sink as base
 from tests.delivery.sinks.test_hipe_sink import bulk, companies, event_of, record
-from tests.workers import test_hipe_sink as base
 
 hipe = base.hipe
 mapped = base.mapped

@@ -14,8 +14,8 @@ import structlog
 from adapters.propeller.models import PropellerAddressInput
 from delivery.sinks.view import ViewableSink
 from simulators.server import RunningSandbox
+from tests.delivery.sinks import test_propeller_sink as base
 from tests.delivery.sinks.test_propeller_sink import Rig, customer
-from tests.workers import test_propeller_sink as base
 
 sandbox = base.sandbox
 control = base.control
