@@ -29,6 +29,7 @@ from rich import box
 from rich.live import Live
 from rich.table import Table
 
+from cli._demo_addresses import address_counts, address_edits, give_delivery_addresses
 from cli._demo_edits import DemoEdits, Edit
 from cli._output import console, err_console, print_json
 from cli.embedded_redis import EmbeddedRedis, EmbeddedRedisError, die_with_parent
@@ -128,9 +129,10 @@ class Demo:
         request = SeedRequest(customers=self.records, products=products, activities=activities)
         for simulator in self.sandbox.simulators.values():
             simulator.seed(request)
+        addresses = give_delivery_addresses(self)
         say(
-            f"Sandbox: ERP with {self.records} customers (3-level hierarchy), {products} "
-            f"products; Atollon with {activities} activities to invoice"
+            f"Sandbox: ERP with {self.records} customers (3-level hierarchy, {addresses} "
+            f"addresses), {products} products; Atollon with {activities} activities to invoice"
         )
         if self.faults == "light":
             for system in ("propeller", "hipe", "atollon", "onlineerp"):
@@ -292,7 +294,7 @@ class Demo:
     # -- edits ------------------------------------------------------------------------
     def make_edits(self) -> list[Edit]:
         """Edit the ERP (rename, deactivate, add a child) and Atollon; how to see each arrive."""
-        return DemoEdits(self).make()
+        return [*DemoEdits(self).make(), *address_edits(self)]
 
     # -- summary ----------------------------------------------------------------------
     def summary(self, converged: bool, edits: list[Edit]) -> dict[str, Any]:
@@ -330,6 +332,7 @@ class Demo:
             "flows": flows,
             "retries": retries,
             "invoices": invoices,
+            "addresses": address_counts(self),
             "edits": [{"edit": e.description, "arrived": e.arrived} for e in edits],
         }
 
@@ -385,6 +388,12 @@ def _print_summary(run: Demo, summary: dict[str, Any], edits: list[Edit], *, qui
     console.print(
         f"invoices: {i['issued']} issued in the ERP, {i['recorded_in_atollon']} "
         f"recorded in Atollon, {i['paid']} paid, {i['cancelled']} cancelled",
+        highlight=False,
+    )
+    a = summary["addresses"]
+    console.print(
+        f"addresses: {a['onlineerp']} in the ERP, {a['propeller']} in Propeller, "
+        f"{a['hipe']} in HIPE",
         highlight=False,
     )
     state = "converged" if summary["converged"] and summary["edits_arrived"] else "DID NOT converge"

@@ -57,10 +57,15 @@ def test_demo_converges_and_every_edit_arrives(tmp_path: Path) -> None:
         "paid": 1,
         "cancelled": 1,
     }, "each recorded in Atollon, the first paid and the last cancelled in the ERP"
-    assert [e["edit"].split(" ", 2)[2] for e in summary["edits"][-2:]] == [
-        "paid in the ERP",
-        "cancelled in the ERP",
-    ]
+    settled = [e["edit"] for e in summary["edits"] if e["edit"].startswith("invoice ")]
+    assert [e.split(" ", 2)[2] for e in settled] == ["paid in the ERP", "cancelled in the ERP"]
+    moved = [e for e in summary["edits"] if e["edit"].startswith("delivery address")]
+    assert [e["edit"].endswith("removed") for e in moved] == [True, False]
+    assert " added to " in moved[1]["edit"]
+    assert all(e["arrived"] == {"propeller": True, "hipe": True} for e in moved), moved
+    # 80 invoice addresses, 0/1/2 delivery addresses for each seeded customer in turn
+    erp_addresses = 80 + sum(n % 3 for n in range(80))
+    assert summary["addresses"] == dict.fromkeys(("onlineerp", "propeller", "hipe"), erp_addresses)
     assert all(not row["dead_lettered"] for targets in flows.values() for row in targets.values())
     assert list(tmp_path.iterdir()) == [], "the demo left files behind"
 
