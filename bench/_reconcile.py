@@ -9,7 +9,8 @@ names one ``customers`` flow from the ERP to its targets. Modes:
   calls; HIPE and Atollon through the sandbox's ``POST /_sandbox/load/{entity}``, which
   stores the bodies the sinks build (HIPE's single-path company, parents' ids filled in a
   level at a time; Atollon's contact) as the vendor's call would, without a request each
-  (100,000 customers through the single calls took a quarter of an hour);
+  (100,000 customers through the single calls took a quarter of an hour); HIPE's addresses,
+  records of their own, then through the sink's address calls, on a few threads;
 * ``page``: read the source (the flow's stream, as a poll reads it) and every target
   (its sink's :meth:`~delivery.sinks.view.ViewableSink.observed`) at once, one thread each,
   as reconcile reads them, and only count what was read: the yardstick;
@@ -134,9 +135,10 @@ def _seed(sinks: list[Any], events: list[ChangeEvent], bulk: int | None) -> int:
     return written
 
 
-def _load(sink: Any, control: str, events: list[ChangeEvent]) -> int:
+def _load(settings: Settings, target: str, control: str, events: list[ChangeEvent]) -> int:
     """Store ``events`` in the sink's target through the sandbox's load route: the body
     the sink's single path sends for each record, a level of the hierarchy at a time."""
+    sink: Any = build_sinks(settings, None)[target]
     entity = LOADED[sink.target]
     ids: dict[str, int] = {}  # HIPE links a parent by its id
     loaded = 0
@@ -151,7 +153,28 @@ def _load(sink: Any, control: str, events: list[ChangeEvent]) -> int:
                     if sink.target == "hipe":
                         ids[str(record["externalId"])] = int(record["id"])
                 loaded += len(bodies)
+    if target == "hipe":
+        _hipe_addresses(settings, events, ids)
     return loaded
+
+
+def _hipe_addresses(settings: Settings, events: list[ChangeEvent], ids: Mapping[str, int]) -> None:
+    """Each loaded company's addresses, as the sink's single path writes them after its
+    create (HIPE keeps them as records of their own), on a few threads."""
+    lanes: list[Any] = [build_sinks(settings, None)["hipe"] for _ in range(SEED_LANES)]
+
+    def write(lane: int) -> None:
+        sink = lanes[lane]
+        for event in events[lane::SEED_LANES]:
+            # the addresses HIPE can hold, as the sink picks them
+            addresses = sink._addresses(event.key, event.payload)
+            if addresses:
+                sink.addresses.write(ids[event.key], addresses, None, created=True)
+
+    with ThreadPoolExecutor(max_workers=SEED_LANES) as pool:
+        list(pool.map(write, range(SEED_LANES)))
+    for sink in lanes:
+        sink.close()
 
 
 def _body(sink: Any, event: ChangeEvent, ids: Mapping[str, int]) -> dict[str, Any]:
@@ -187,7 +210,7 @@ def seed(
 
     def _fill(target: str) -> None:
         if target in LOADED and target in controls:
-            written[target] = _load(build_sinks(settings, None)[target], controls[target], events)
+            written[target] = _load(settings, target, controls[target], events)
             return
         lanes = [build_sinks(settings, None)[target] for _ in range(SEED_LANES)]
         written[target] = _seed(lanes, events, SEED_BULK.get(target))

@@ -83,6 +83,12 @@ def child(installation: Installation, mode: str, timeout_s: float = 7200.0) -> d
     return result
 
 
+def _progress(line: str) -> None:
+    """A step done (a round at 100,000 customers takes many minutes): on stderr, so that
+    ``--json`` keeps stdout to the report."""
+    print(f"bench.reconcile: {line}", file=sys.stderr, flush=True)
+
+
 def _in_sync(result: dict[str, Any], customers: int) -> None:
     """A reconcile of seeded targets finds every record in sync, at every target."""
     found = result["targets"]
@@ -102,13 +108,19 @@ def measure_reconcile(sandbox: Sandbox, redis_url: str, sizes: ReconcileSizes) -
                     client.post("/_sandbox/reset").raise_for_status()
             installation.seed_erp(customers)
             seeded = child(installation, "seed")
+            _progress(f"{customers:,} customers seeded in {seeded['seconds']:.1f} s")
             report.setdefault("seed_seconds", {})[customers] = {
                 "all": round(seeded["seconds"], 1),
                 **seeded["target_seconds"],
             }
             for _ in range(1 if customers == sizes.small else sizes.rounds):
                 paged = child(installation, "page")
+                _progress(f"{customers:,} customers read in {paged['seconds']:.1f} s")
                 reconciled = child(installation, "reconcile")
+                _progress(
+                    f"{customers:,} customers reconciled in {reconciled['seconds']:.1f} s, "
+                    f"peak RSS {reconciled['peak_rss_kb'] / 1024:.0f} MB"
+                )
                 _in_sync(reconciled, customers)
                 peaks[customers] = max(peaks.get(customers, 0), reconciled["peak_rss_kb"])
                 if customers == sizes.large:
