@@ -1,4 +1,4 @@
-"""HTTP plumbing shared by every vendor adapter (private: vendors import it, nobody else).
+"""HTTP plumbing shared by every vendor adapter (exported from :mod:`adapters` for the rest).
 
 It owns the three things that must be done the same way everywhere:
 

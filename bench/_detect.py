@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from adapters._http import make_client
+from adapters import make_client
 from adapters.onlineerp import OnlineErpClient
 from erpsync.logging import configure_logging
 from erpsync.settings import load_settings

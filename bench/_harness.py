@@ -36,7 +36,7 @@ import redis
 import tomli_w
 from celery import Celery
 
-from adapters._http import make_client
+from adapters import make_client
 from adapters.onlineerp import ErpCustomer, OnlineErpClient
 from cli.embedded_redis import EmbeddedRedis
 from erpsync.events import ChangeEvent, Delivery

@@ -9,8 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from adapters import atollon, hipe, onlineerp, propeller
-from adapters._http import ErrorTable, make_client
+from adapters import ErrorTable, atollon, hipe, make_client, onlineerp, propeller
 from cli._config import settings_or_exit
 from cli._output import console, print_json
 from delivery.engine import Sink

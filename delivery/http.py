@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from adapters._http import parse_retry_after
+from adapters import parse_retry_after
 from delivery.pipeline.hooks import rate_limit_waited
 from state.limits import RateLimiter
 from state.trace import trace_rate_wait

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import structlog
 
-from adapters._http import make_client
+from adapters import make_client
 from adapters.atollon import AtollonClient
 from adapters.onlineerp import OnlineErpClient
 from adapters.propeller import PropellerClient

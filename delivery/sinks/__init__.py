@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import httpx
 
-from adapters._http import make_client, tls_verification
+from adapters import make_client, tls_verification
 from delivery.engine import Sink
 from delivery.http import RateLimitedTransport
 from erpsync.mapping import TargetMapping, target_mapping

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from adapters._http import ErrorTable, make_client, send, tls_verification
+from adapters import ErrorTable, make_client, send, tls_verification
 from adapters.hipe import HipeClient
 from erpsync.errors import Action, AuthError, ErrorClass, TransientError
 from erpsync.settings import HipeSettings

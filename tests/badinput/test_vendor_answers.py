@@ -27,7 +27,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from adapters._http import MAX_RESPONSE_BYTES
+from adapters import MAX_RESPONSE_BYTES
 from adapters.atollon import AtollonClient, AtollonContactInput
 from adapters.hipe import HipeClient
 from adapters.onlineerp import OnlineErpClient

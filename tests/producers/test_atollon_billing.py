@@ -11,7 +11,7 @@ import httpx
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from adapters._http import make_client
+from adapters import make_client
 from adapters.atollon import AtollonBillingActivity, AtollonClient
 from delivery.sinks.onlineerp import REFERENCE_MAX_LEN, billing_reference
 from erpsync.events import content_fingerprint

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from adapters._http import make_client
+from adapters import make_client
 from adapters.propeller import PropellerClient
 from erpsync.settings import PropellerSettings
 from producers.propeller import PropellerCompanies

@@ -40,7 +40,7 @@ import tomli_w
 import yaml
 from pydantic import SecretStr, ValidationError
 
-from adapters._http import make_client
+from adapters import make_client
 from adapters.hipe import HipeClient
 from bench._util import key_values
 from bench.stack import REPO, Pipeline

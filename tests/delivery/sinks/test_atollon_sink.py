@@ -16,7 +16,7 @@ import fakeredis
 import httpx
 import pytest
 
-from adapters._http import make_client
+from adapters import make_client
 from delivery.engine import Engine, Sink
 from delivery.policy import RetryPolicy
 from delivery.sinks.atollon import INACTIVE_GROUP, AtollonSink

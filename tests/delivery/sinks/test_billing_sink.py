@@ -21,7 +21,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from adapters._http import make_client
+from adapters import make_client
 from delivery.engine import ApplyContext, Engine, InvalidSourceDataError, Sink
 from delivery.policy import RetryPolicy
 from delivery.sinks.onlineerp import OnlineErpSink, SagaProgress, billing_reference

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters._http import make_client
+from adapters import make_client
 from delivery.engine import ApplyContext
 from delivery.sinks.invoices import AtollonInvoiceSink, invoice_state_map
 from delivery.sinks.router import NotViewableError, ViewableSinkRouter, route

@@ -17,7 +17,7 @@ import pytest
 import structlog
 from pydantic import SecretStr
 
-from adapters._http import make_client
+from adapters import make_client
 from adapters.propeller import PropellerCompanyInput, PropellerCompanyRef
 from cli._output import console
 from cli.diagnose import _print_mappings, flow_mappings

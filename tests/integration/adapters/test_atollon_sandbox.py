@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters._http import make_client
+from adapters import make_client
 from adapters.atollon import (
     AtollonBillingUpdate,
     AtollonClient,

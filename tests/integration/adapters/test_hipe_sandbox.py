@@ -13,7 +13,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from adapters._http import make_client
+from adapters import make_client
 from adapters.hipe import (
     HipeClient,
     HipeCompanyImportRow,

@@ -8,7 +8,7 @@ import httpx
 import pytest
 import redis
 
-from adapters._http import make_client
+from adapters import make_client
 from adapters.propeller import PropellerClient, PropellerCompanyInput
 from erpsync.settings import PropellerSettings, Settings
 from producers.base import Producer

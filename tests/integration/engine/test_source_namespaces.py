@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from adapters._http import make_client
+from adapters import make_client
 from adapters.propeller import PropellerClient, PropellerCompanyInput
 from adapters.propeller.models import PropellerCompanyRef
 from bench.stack import Pipeline
