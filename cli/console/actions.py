@@ -25,6 +25,7 @@ from cli.console.auth import COOKIE, check_login
 from cli.console.pages import dead_letter_filter
 from cli.services.replay import DlqOperator, DurationError, EditError
 from cli.status import pause_target, resume_target
+from state.dlq import DeadLetterStore
 
 if TYPE_CHECKING:
     from cli.console.web import Console, Handler
@@ -43,16 +44,20 @@ def login(console: Console) -> Handler:
         form = await request.form()
         user, password = str(form.get("user", "")), str(form.get("password", ""))
         role = await run_in_threadpool(check_login, console.settings.console, user, password)
+        audit = DeadLetterStore(console.backend.client, console.backend.keys).audit
         if role is None:
             log.warning("console.login_failed", user=user[:64])
+            await run_in_threadpool(audit, user[:64], "console.login_failed", 0)
             return console.render(
                 request, "login.html", code=401, next="/", error="wrong user or password"
             )
         _, cookie = console.sessions.issue(user, role)
         target = str(form.get("next") or "/")
-        response = RedirectResponse(target if target.startswith("/") else "/", status_code=303)
+        local = target.startswith("/") and not target.startswith(("//", "/\\"))
+        response = RedirectResponse(target if local else "/", status_code=303)
         response.set_cookie(COOKIE, cookie, httponly=True, samesite="strict")
         log.info("console.login", user=user, role=role)
+        await run_in_threadpool(audit, user, "console.login", 0, {"role": role})
         return response
 
     return handler

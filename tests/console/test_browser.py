@@ -184,7 +184,13 @@ def operate(page: Page, visit: Visits, p: Pipeline, key: str) -> None:
     assert page.inner_text("#target-propeller .state") == "closed"
     page.goto("/audit")
     audit = page.inner_text("#audit")
-    for action in ("replay", "target.pause", "target.resume"):
+    for action in (
+        "console.login_failed",
+        "console.login",
+        "replay",
+        "target.pause",
+        "target.resume",
+    ):
         assert f"alice\t{action}" in audit, audit
     visit("audit")
     page.goto("/reconcile")
