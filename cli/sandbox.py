@@ -32,6 +32,13 @@ class AtollonMatch(enum.StrEnum):
     name = "name"
 
 
+class HipeIds(enum.StrEnum):
+    """The record ids the HIPE sandbox serves."""
+
+    int = "int"
+    uuid = "uuid"
+
+
 def register(app: typer.Typer) -> None:
     app.command("sandbox")(sandbox)
 
@@ -88,6 +95,14 @@ def sandbox(
             "two ERP customers of one name meet in one contact (erpsync dead-letters it)",
         ),
     ] = AtollonMatch.unclaimed,
+    hipe_ids: Annotated[
+        HipeIds,
+        typer.Option(
+            "--hipe-ids",
+            help="int: HIPE companies and users have integer ids; uuid: UUIDs, as the HIPE "
+            "guide shows them (erpsync works with either)",
+        ),
+    ] = HipeIds.int,
     json_output: Annotated[
         bool, typer.Option("--json", help="print the endpoints as JSON")
     ] = False,
@@ -122,6 +137,7 @@ def sandbox(
         on_started=functools.partial(_print_endpoints, json_output=json_output),
         propeller_bulk=propeller_bulk.value,
         atollon_match=atollon_match.value,
+        hipe_ids=hipe_ids.value,
     )
 
 

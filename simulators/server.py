@@ -55,12 +55,12 @@ class _DropFilter(logging.Filter):
 
 
 def make_simulators(
-    *, propeller_bulk: str = "guide", atollon_match: str = "unclaimed"
+    *, propeller_bulk: str = "guide", atollon_match: str = "unclaimed", hipe_ids: str = "int"
 ) -> dict[str, Simulator]:
     """One fresh simulator per system (``propeller_bulk``: ``guide`` or ``strict``, whether
     Propeller bulk items may carry e-mail and phone; ``atollon_match``: ``unclaimed`` or
-    ``name``, how Atollon matches a company whose external id it does not know:
-    docs/sandbox-conventions.md)."""
+    ``name``, how Atollon matches a company whose external id it does not know;
+    ``hipe_ids``: ``int`` or ``uuid``, HIPE's record ids: docs/sandbox-conventions.md)."""
     from simulators.atollon import AtollonSimulator
     from simulators.hipe import HipeSimulator
     from simulators.onlineerp import OnlineErpSimulator
@@ -69,7 +69,7 @@ def make_simulators(
     return {
         "onlineerp": OnlineErpSimulator(),
         "propeller": PropellerSimulator(bulk=propeller_bulk),
-        "hipe": HipeSimulator(),
+        "hipe": HipeSimulator(ids="uuid" if hipe_ids == "uuid" else "int"),
         "atollon": AtollonSimulator(
             company_match="name" if atollon_match == "name" else "unclaimed"
         ),
@@ -201,6 +201,7 @@ def serve_forever(
     log_level: str = "warning",
     propeller_bulk: str = "guide",
     atollon_match: str = "unclaimed",
+    hipe_ids: str = "int",
 ) -> None:
     """Run the sandbox in the foreground until interrupted (Ctrl-C)."""
     sandbox = RunningSandbox(
@@ -209,7 +210,9 @@ def serve_forever(
         seed=seed,
         handmade=handmade,
         log_level=log_level,
-        simulators=make_simulators(propeller_bulk=propeller_bulk, atollon_match=atollon_match),
+        simulators=make_simulators(
+            propeller_bulk=propeller_bulk, atollon_match=atollon_match, hipe_ids=hipe_ids
+        ),
     )
     sandbox.start()
     if on_started is not None:

@@ -14,10 +14,12 @@ from adapters.hipe.models import (
     HipeContactInput,
     HipeCustomFieldNode,
     HipeCustomFieldOption,
+    HipeId,
     HipeImport,
     HipeImportResult,
     HipeImportRowError,
     HipeImportStatus,
+    hipe_id,
 )
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "HipeContactInput",
     "HipeCustomFieldNode",
     "HipeCustomFieldOption",
+    "HipeId",
     "HipeImport",
     "HipeImportResult",
     "HipeImportRowError",
@@ -37,5 +40,6 @@ __all__ = [
     "build_companies_csv",
     "error_rows",
     "hipe_error_table",
+    "hipe_id",
     "neutralise_formula",
 ]

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from adapters._http import unexpected_shape
 from adapters.hipe._transport import COMPANIES, HipeTransport, _iso_utc, _search
-from adapters.hipe.models import HipeCompany, HipeCompanyInput
+from adapters.hipe.models import HipeCompany, HipeCompanyInput, HipeId
 from erpsync.errors import PermanentError
 
 
@@ -52,7 +52,7 @@ class CompanyCalls(HipeTransport):
         having = {"$notnull": True} if linked else {"$isnull": True}
         params = {"s": _search({"externalId": having}), "sort": "id,ASC"}
         operation = "list_companies"
-        previous: set[int] = set()
+        previous: set[HipeId] = set()
         for page, records in enumerate(
             self._page_lists(COMPANIES, params, HipeCompany, operation), 1
         ):
@@ -62,14 +62,14 @@ class CompanyCalls(HipeTransport):
             previous = ids
             yield records
 
-    def companies_by_ids(self, company_ids: Collection[int]) -> list[HipeCompany]:
+    def companies_by_ids(self, company_ids: Collection[HipeId]) -> list[HipeCompany]:
         """The companies with these HIPE ids (one search with ``$in``); absent ids are left out."""
         if not company_ids:
             return []
         params = {"s": _search({"id": {"$in": sorted(company_ids)}})}
         return list(self._pages(COMPANIES, params, HipeCompany, "get_companies"))
 
-    def get_company(self, company_id: int) -> HipeCompany | None:
+    def get_company(self, company_id: HipeId) -> HipeCompany | None:
         """The company with this HIPE id, or ``None``."""
         response = self._request(
             "GET", f"{COMPANIES}/{company_id}", operation="get_company", missing_ok=True
@@ -91,7 +91,7 @@ class CompanyCalls(HipeTransport):
             HipeCompany, "POST", COMPANIES, operation="create_company", json=company.to_json()
         )
 
-    def update_company(self, company_id: int, company: HipeCompanyInput) -> HipeCompany:
+    def update_company(self, company_id: HipeId, company: HipeCompanyInput) -> HipeCompany:
         """PATCH the fields set in ``company``; a removed company is RecordMissingError."""
         return self._call(
             HipeCompany,
@@ -102,7 +102,7 @@ class CompanyCalls(HipeTransport):
             json=company.to_json(),
         )
 
-    def archive_company(self, company_id: int) -> HipeCompany:
+    def archive_company(self, company_id: HipeId) -> HipeCompany:
         """Soft-delete: ``DELETE /api/companies/{id}/archived`` answers the archived company."""
         return self._call(
             HipeCompany,
@@ -112,7 +112,7 @@ class CompanyCalls(HipeTransport):
             record_operation=True,
         )
 
-    def unarchive_company(self, company_id: int) -> HipeCompany:
+    def unarchive_company(self, company_id: HipeId) -> HipeCompany:
         """Restore an archived company (``GET /api/companies/{id}/unarchived``)."""
         return self._call(
             HipeCompany,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from adapters.hipe._transport import CONTACTS, USERS, HipeTransport, _search
-from adapters.hipe.models import HipeContact, HipeContactInput
+from adapters.hipe.models import HipeContact, HipeContactInput, HipeId
 
 
 class ContactCalls(HipeTransport):
@@ -23,7 +23,7 @@ class ContactCalls(HipeTransport):
             what="contacts",
         )
 
-    def get_contact(self, contact_id: int) -> HipeContact | None:
+    def get_contact(self, contact_id: HipeId) -> HipeContact | None:
         """The contact with this HIPE user id, or ``None``."""
         response = self._request(
             "GET", f"{USERS}/{contact_id}", operation="get_contact", missing_ok=True
@@ -38,7 +38,7 @@ class ContactCalls(HipeTransport):
             HipeContact, "POST", CONTACTS, operation="create_contact", json=contact.to_json()
         )
 
-    def update_contact(self, contact_id: int, contact: HipeContactInput) -> HipeContact:
+    def update_contact(self, contact_id: HipeId, contact: HipeContactInput) -> HipeContact:
         """PATCH a contact (``/api/users/{id}``); a removed one is RecordMissingError."""
         return self._call(
             HipeContact,
@@ -49,7 +49,7 @@ class ContactCalls(HipeTransport):
             json=contact.to_json(),
         )
 
-    def archive_contact(self, contact_id: int) -> HipeContact:
+    def archive_contact(self, contact_id: HipeId) -> HipeContact:
         """Soft-delete a contact (``DELETE /api/users/{id}/archived``)."""
         return self._call(
             HipeContact,
@@ -59,7 +59,7 @@ class ContactCalls(HipeTransport):
             record_operation=True,
         )
 
-    def unarchive_contact(self, contact_id: int) -> HipeContact:
+    def unarchive_contact(self, contact_id: HipeId) -> HipeContact:
         """Restore an archived contact (``GET /api/users/{id}/unarchived``)."""
         return self._call(
             HipeContact,

@@ -13,6 +13,21 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+#: A HIPE record id: an integer, or a UUID string (the guide shows both forms: imports and
+#: users as UUIDs; docs/sandbox-conventions.md). Opaque to erpsync: compared, stored as
+#: text in the ledger, sent back as it came.
+HipeId = int | str
+
+
+def hipe_id(text: str | int) -> HipeId:
+    """An id kept as text (the ledger's ``target_id``) back in HIPE's own form: all
+    digits is an integer HIPE's id, sent as a number as before; anything else (a UUID)
+    goes as the text it is."""
+    if isinstance(text, int):
+        return text
+    value = text.strip()
+    return int(value) if value.isascii() and value.isdigit() and str(int(value)) == value else value
+
 
 class _Record(BaseModel):
     """A record read from HIPE."""
@@ -37,10 +52,10 @@ class _Input(BaseModel):
 class HipeCompany(_Record):
     """A HIPE company."""
 
-    id: int
+    id: HipeId
     name: str | None = None
     external_id: str | None = Field(default=None, alias="externalId")
-    parent_id: int | None = Field(default=None, alias="parentId")
+    parent_id: HipeId | None = Field(default=None, alias="parentId")
     email: str | None = None
     phone: str | None = None
     vat: str | None = None
@@ -56,7 +71,7 @@ class HipeCompanyInput(_Input):
 
     name: str | None = None
     external_id: str | None = Field(default=None, alias="externalId")
-    parent_id: int | None = Field(default=None, alias="parentId")
+    parent_id: HipeId | None = Field(default=None, alias="parentId")
     email: str | None = None
     phone: str | None = None
     vat: str | None = None
@@ -67,7 +82,7 @@ class HipeCompanyInput(_Input):
 class HipeContact(_Record):
     """A HIPE contact (a user with the contact role)."""
 
-    id: int
+    id: HipeId
     email: str | None = None
     first_name: str | None = Field(default=None, alias="firstName")
     last_name: str | None = Field(default=None, alias="lastName")
@@ -75,7 +90,7 @@ class HipeContact(_Record):
     mobile_phone: str | None = Field(default=None, alias="mobilePhone")
     job: str | None = None
     external_id: str | None = Field(default=None, alias="externalId")
-    collaboration_ids: list[int] = Field(default_factory=list, alias="collaborationIds")
+    collaboration_ids: list[HipeId] = Field(default_factory=list, alias="collaborationIds")
     custom_fields: dict[str, Any] = Field(default_factory=dict, alias="customFields")
     archived: bool = False
     created_at: datetime | None = Field(default=None, alias="createdAt")
@@ -92,7 +107,7 @@ class HipeContactInput(_Input):
     mobile_phone: str | None = Field(default=None, alias="mobilePhone")
     job: str | None = None
     external_id: str | None = Field(default=None, alias="externalId")
-    collaboration_ids: list[int] | None = Field(default=None, alias="collaborationIds")
+    collaboration_ids: list[HipeId] | None = Field(default=None, alias="collaborationIds")
     custom_fields: dict[str, Any] | None = Field(default=None, alias="customFields")
 
 

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 from adapters.atollon import AtollonCompany, AtollonContactInput, ExternalId
-from adapters.hipe import HipeCompanyInput
+from adapters.hipe import HipeCompanyInput, HipeId, hipe_id
 from delivery.sinks.atollon import AtollonSink
 from delivery.sinks.hipe import VIEW_FIELDS, HipeSink
 from delivery.sinks.propeller import BASE_VIEW, READ_FIELDS, PropellerSink, _ParentKeys, _view_name
@@ -107,7 +107,7 @@ class HipeAdopter:
         self.sink = sink
 
     def unlinked(self, entity: str) -> Iterator[Observed]:
-        parents: OrderedDict[int, str] = OrderedDict()
+        parents: OrderedDict[HipeId, str] = OrderedDict()
         for page in self.sink.client.iter_company_pages(linked=False):
             for company in page:
                 parents[company.id] = f"(HIPE company {company.id})"
@@ -128,7 +128,7 @@ class HipeAdopter:
                 yield Observed("", str(company.id), view(fields))
 
     def link(self, key: str, target_id: str, name: str | None) -> None:
-        self.sink.client.update_company(int(target_id), HipeCompanyInput(external_id=key))
+        self.sink.client.update_company(hipe_id(target_id), HipeCompanyInput(external_id=key))
 
 
 class AtollonAdopter:

@@ -21,7 +21,9 @@ from adapters.hipe import (
     HipeCompany,
     HipeCompanyImportRow,
     HipeCompanyInput,
+    HipeId,
     build_companies_csv,
+    hipe_id,
 )
 from delivery.batch import BulkItemResult
 from delivery.engine import ApplyContext, ApplyResult, missing_parent
@@ -153,13 +155,13 @@ class HipeSink:
         return event.operation == "upsert" and bool(event.payload.get("active", True))
 
     def company_input(
-        self, event: ChangeEvent, parent_id: int | None, *, with_parent: bool = True
+        self, event: ChangeEvent, parent_id: HipeId | None, *, with_parent: bool = True
     ) -> HipeCompanyInput:
         """The company body of an event: every mapped field, ``None`` where it has no value."""
         return self.body(event.payload, parent_id, with_parent=with_parent)
 
     def body(
-        self, payload: Mapping[str, Any], parent_id: int | None, *, with_parent: bool = True
+        self, payload: Mapping[str, Any], parent_id: HipeId | None, *, with_parent: bool = True
     ) -> HipeCompanyInput:
         """The company body of a canonical record (``parentId`` left out without a parent)."""
         company = Company.model_validate(payload)
@@ -203,7 +205,7 @@ class HipeSink:
 
     def _parent_if_known(
         self, event: ChangeEvent, context: ApplyContext
-    ) -> tuple[bool, int | None]:
+    ) -> tuple[bool, HipeId | None]:
         """An inactive record's parent: ``(True, id)`` when HIPE has it, ``(True, None)``
         without a parent, ``(False, None)`` when the parent is not in HIPE (the company
         then keeps the parent it has: an inactive record does not wait for its parent)."""
@@ -212,11 +214,11 @@ class HipeSink:
         parent = context.lookup(event.entity, event.parent_key)
         if parent is None or not parent.target_id:
             return False, None
-        return True, int(parent.target_id)
+        return True, hipe_id(parent.target_id)
 
     def _existing(self, key: str, context: ApplyContext) -> HipeCompany | None:
         if context.ledger is not None and context.ledger.target_id:
-            found = self.client.get_company(int(context.ledger.target_id))
+            found = self.client.get_company(hipe_id(context.ledger.target_id))
             if found is not None:
                 return found
         return self.client.find_company(key)
@@ -234,8 +236,8 @@ class HipeSink:
                 if event.operation == "upsert":
                     # an archived company's fields still follow the ERP's (equality holds
                     # for every record, and a reactivation finds them current)
-                    known, parent_id = self._parent_if_known(event, context)
-                    body = self.company_input(event, parent_id, with_parent=known)
+                    known, known_parent = self._parent_if_known(event, context)
+                    body = self.company_input(event, known_parent, with_parent=known)
                     self.client.update_company(existing.id, body)
                 if not existing.archived:
                     self.client.archive_company(existing.id)
@@ -249,7 +251,7 @@ class HipeSink:
                 # The parent's ledger names no HIPE company (it was deleted in the source
                 # before it was ever created here): HIPE links by id, so the child waits.
                 raise missing_parent(event, self.target)
-            parent_id = int(context.parent.target_id)
+            parent_id = hipe_id(context.parent.target_id)
         body = self.company_input(event, parent_id)
         addresses = self._addresses(event.key, event.payload)
         previous = None
@@ -318,7 +320,7 @@ class HipeSink:
         """
         mapping = self.mappings.get(entity, TargetMapping())
         written = [a for a in VIEW_FIELDS if a in _ALWAYS_WRITTEN or a in mapping.fields]
-        parents: OrderedDict[int, str] = OrderedDict()
+        parents: OrderedDict[HipeId, str] = OrderedDict()
 
         def remember(company: HipeCompany) -> None:
             parents[company.id] = company.external_id or f"(HIPE company {company.id})"
@@ -443,7 +445,7 @@ class HipeSink:
 
     def _imported_ids(
         self, keys: set[str], since: datetime
-    ) -> tuple[dict[str, list[int]], set[int]]:
+    ) -> tuple[dict[str, list[HipeId]], set[HipeId]]:
         """HIPE's ids of the imported companies, from one changed-since listing, and those
         of them created since then (their addresses need no listing: they have none).
 
@@ -451,8 +453,8 @@ class HipeSink:
         its end, so a page may shift and a company be missed, or the adapter may refuse a
         page it saw twice. Whatever the listing did not find is looked up one by one.
         """
-        found: dict[str, list[int]] = {}
-        created: set[int] = set()
+        found: dict[str, list[HipeId]] = {}
+        created: set[HipeId] = set()
         if not keys:
             return found, created
         try:
@@ -467,7 +469,9 @@ class HipeSink:
             log.info("sync.import_listing_cut", error=str(error), found=len(found))
         return found, created
 
-    def _finish(self, item: ImportItem, ids: list[int] | None, created: set[int]) -> BulkItemResult:
+    def _finish(
+        self, item: ImportItem, ids: list[HipeId] | None, created: set[HipeId]
+    ) -> BulkItemResult:
         """The item's result: its id (looked up alone if the listing missed it), follow-up."""
         try:
             if ids is None:

@@ -8,7 +8,8 @@ a value that is not one of the field's options, is refused.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -239,8 +240,47 @@ def merge_custom_fields(
 class FieldRule:
     """How one DTO property is validated."""
 
-    kind: Literal["string", "int", "int_list"]
+    kind: Literal["string", "int", "int_list", "uuid", "uuid_list"]
     required: bool = False
+
+
+#: record ids HIPE may serve: integers (the sandbox's default) or UUIDs (the guide's
+#: import answer shows ``"id": uuid``, ``"createdById": uuid``; docs/sandbox-conventions.md)
+IdKind = Literal["int", "uuid"]
+#: the columns and DTO properties that hold a company or user id
+_ID_COLUMNS = ("id", "parentId", "managedById", "createdById")
+_ID_PROPERTIES = ("parentId", "managedById", "collaboratorIds", "collaborationIds")
+
+
+def spec_for(spec: TableSpec, ids: IdKind) -> TableSpec:
+    """``spec`` with its id columns as text when ids are UUIDs."""
+    if ids == "int":
+        return spec
+    columns = {k: ("text" if k in _ID_COLUMNS else v) for k, v in spec.columns.items()}
+    if spec.alias == "Import":
+        columns["id"] = "text"
+    return replace(spec, columns=columns)
+
+
+def dto_for(rules: dict[str, FieldRule], ids: IdKind) -> dict[str, FieldRule]:
+    """``rules`` with their id properties as UUIDs when ids are UUIDs."""
+    if ids == "int":
+        return rules
+    swapped = {"int": "uuid", "int_list": "uuid_list"}
+    return {
+        k: (FieldRule(swapped[r.kind], r.required) if k in _ID_PROPERTIES else r)  # type: ignore[arg-type]
+        for k, r in rules.items()
+    }
+
+
+def as_uuid(value: Any) -> str | None:
+    """A UUID string in its canonical form, or None when ``value`` is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
 
 
 COMPANY_DTO: dict[str, FieldRule] = {
@@ -316,6 +356,18 @@ def validate_dto(
                 errors.append(f"{key} must be an integer number")
                 continue
             values[key] = number
+        elif rule.kind == "uuid":
+            text = None if value is None else as_uuid(value)
+            if value is not None and text is None:
+                errors.append(f"{key} must be a UUID")
+                continue
+            values[key] = text
+        elif rule.kind == "uuid_list":
+            texts = [as_uuid(item) for item in value] if isinstance(value, list) else [None]
+            if any(t is None for t in texts):
+                errors.append(f"each value in {key} must be a UUID")
+                continue
+            values[key] = texts
         else:
             if not isinstance(value, list):
                 errors.append(f"{key} must be an array")

@@ -53,7 +53,11 @@ from simulators.hipe._fields import (
     CUSTOM_FIELD_NODES,
     IMPORT_SPEC,
     USER_SPEC,
+    IdKind,
+    as_uuid,
+    dto_for,
     merge_custom_fields,
+    spec_for,
     validate_dto,
 )
 from simulators.hipe._qs import parse_query_string
@@ -109,20 +113,25 @@ class HipeSimulator(Simulator):
         default_limit: int | None = None,
         max_limit: int | None = None,
         notify_after_s: float | None = 2.0,
+        ids: IdKind = "int",
     ) -> None:
         """``default_limit``/``max_limit`` are the crud controller's ``query.limit`` and
         ``query.maxLimit``; HIPE's values are not published, so neither is set by default
         (a list without ``limit`` returns every match, as the library does then).
         ``notify_after_s``: an import that ended (8) is SENT (4) this long after (None:
-        never; held imports wait for a step instead).
+        never; held imports wait for a step instead). ``ids``: companies and users get
+        integer ids (1, 2, …) or UUIDs (the guide's shape), in creation order either way.
         """
         super().__init__()
+        self.ids: IdKind = ids
+        self.company_dto = dto_for(COMPANY_DTO, ids)
+        self.contact_dto = dto_for(CONTACT_DTO, ids)
         self.notify_after_s = notify_after_s
         self._aborted: set[str] = set()
         self.crud_options = CrudOptions(limit=default_limit, max_limit=max_limit)
-        self.companies = Table(COMPANY_SPEC)
-        self.users = Table(USER_SPEC)
-        self.imports = Table(IMPORT_SPEC)
+        self.companies = Table(spec_for(COMPANY_SPEC, ids))
+        self.users = Table(spec_for(USER_SPEC, ids))
+        self.imports = Table(spec_for(IMPORT_SPEC, ids))
         self.addresses = Addresses(self._timestamp)
         #: the parse of the latest crud list request (for tests comparing with the library)
         self.last_parsed: ParsedRequest | None = None
@@ -275,10 +284,19 @@ class HipeSimulator(Simulator):
         self._last_time = now
         return now
 
-    def _take_id(self, kind: str) -> int:
+    def _take_id(self, kind: str) -> Any:
+        """The next id of ``kind``: an integer, or with UUID ids a company's or user's
+        UUID whose first digits count up (they sort in creation order, as integers do)."""
         value = self._next[kind]
         self._next[kind] = value + 1
+        if self.ids == "uuid" and kind in ("company", "user"):
+            return str(uuid.UUID(int=(value << 96) | uuid.uuid4().int >> 32, version=4))
         return value
+
+    @property
+    def api_user_id(self) -> Any:
+        """The id of the API's own user (the first user)."""
+        return next(iter(self.users.rows))
 
     def routes(self) -> list[BaseRoute]:
         """The HIPE API, then a catch-all answering unknown routes as Express does."""
@@ -361,7 +379,13 @@ class HipeSimulator(Simulator):
     def _one(
         self, table: Table, raw_id: str, parsed: ParsedRequest | None = None
     ) -> dict[str, Any]:
-        key = parse_param_id(raw_id)
+        key: Any
+        if self.ids == "uuid":  # the controller's ParseUUIDPipe
+            key = as_uuid(raw_id)
+            if key is None:
+                raise HttpError(400, "Validation failed (uuid is expected)")
+        else:
+            key = parse_param_id(raw_id)
         found = table.get_one(parsed or ParsedRequest(), key)
         if found is None:
             raise HttpError(404, f"{table.spec.alias} not found")
@@ -396,7 +420,7 @@ class HipeSimulator(Simulator):
             cursor = parent["parentId"]
 
     def _company_values(self, body: Any, current: dict[str, Any] | None) -> dict[str, Any]:
-        values, errors = validate_dto(body, COMPANY_DTO, partial=current is not None)
+        values, errors = validate_dto(body, self.company_dto, partial=current is not None)
         if errors:
             raise HttpError(400, errors)
         if "customFields" in values:
@@ -512,7 +536,7 @@ class HipeSimulator(Simulator):
     # -- users and contacts ---------------------------------------------------------------
 
     def _contact_values(self, body: Any, current: dict[str, Any] | None) -> dict[str, Any]:
-        values, errors = validate_dto(body, CONTACT_DTO, partial=current is not None)
+        values, errors = validate_dto(body, self.contact_dto, partial=current is not None)
         if errors:
             raise HttpError(400, errors)
         for company_id in values.get("collaborationIds") or []:
@@ -564,7 +588,7 @@ class HipeSimulator(Simulator):
 
     async def _me(self, request: Request) -> Response:
         with self.lock:
-            return JSONResponse(self.users.rows[API_USER_ID])
+            return JSONResponse(self.users.rows[self.api_user_id])
 
     async def _get_user(self, request: Request) -> Response:
         parsed = self._query(request)
@@ -619,7 +643,7 @@ class HipeSimulator(Simulator):
                 "type": _imports.IMPORT_TYPE_COMPANIES_BY_EXTERNAL_ID,
                 "status": 1,
                 "delimiter": delimiter,
-                "createdById": API_USER_ID,
+                "createdById": self.api_user_id,
                 "fileId": str(uuid.uuid4()),
                 "dryRun": False,
                 "allowDelete": False,

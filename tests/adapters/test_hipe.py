@@ -17,11 +17,14 @@ from pydantic import SecretStr
 
 from adapters.hipe import (
     HipeClient,
+    HipeCompany,
     HipeCompanyImportRow,
     HipeCompanyInput,
     HipeContactInput,
+    HipeId,
     build_companies_csv,
     error_rows,
+    hipe_id,
     neutralise_formula,
 )
 from erpsync.errors import (
@@ -298,7 +301,7 @@ def _envelope(ids: list[int], page: int, page_count: int, total: int) -> dict[st
     }
 
 
-def _changed(client: HipeClient) -> list[int]:
+def _changed(client: HipeClient) -> list[HipeId]:
     return [c.id for c in client.iter_companies_changed_since(datetime(2025, 1, 1, tzinfo=UTC))]
 
 
@@ -892,3 +895,16 @@ def test_import_sent_status_counts_as_done_and_empty_import_sends_nothing() -> N
 def test_import_rejected_upload_is_classified() -> None:
     with pytest.raises(PermanentError):
         make(_always(400)).import_companies(_rows(1))
+
+
+def test_hipe_ids_are_opaque_integers_stay_integers() -> None:
+    """The ledger keeps ids as text: an integer HIPE's come back as numbers, UUIDs as text."""
+    uuid_text = "00000001-5a2b-4c3d-8e4f-0123456789ab"
+    assert (hipe_id("42"), hipe_id(42), hipe_id(uuid_text)) == (42, 42, uuid_text)
+    assert hipe_id("007") == "007", "not an integer's canonical text: kept as it is"
+    company = HipeCompany.model_validate({"id": uuid_text, "parentId": uuid_text, "name": "A"})
+    assert (company.id, company.parent_id) == (uuid_text, uuid_text)
+    numbered = HipeCompany.model_validate({"id": 7, "parentId": 3, "name": "B"})
+    assert (numbered.id, numbered.parent_id) == (7, 3)
+    assert HipeCompanyInput(parent_id=hipe_id("3")).to_json() == {"parentId": 3}
+    assert HipeCompanyInput(parent_id=hipe_id(uuid_text)).to_json() == {"parentId": uuid_text}

@@ -18,11 +18,18 @@ def make_pipeline(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Pipe
     made: list[tuple[Pipeline, RunningSandbox]] = []
 
     def make(
-        *, propeller_bulk: str = "guide", atollon_match: str = "unclaimed", **config: Any
+        *,
+        propeller_bulk: str = "guide",
+        atollon_match: str = "unclaimed",
+        hipe_ids: str = "int",
+        **config: Any,
     ) -> Pipeline:
-        """``propeller_bulk``, ``atollon_match``: the sandbox's readings of the docs."""
+        """``propeller_bulk``, ``atollon_match``, ``hipe_ids``: the sandbox's readings of
+        the docs (``make_simulators``)."""
         sandbox = RunningSandbox(
-            simulators=make_simulators(propeller_bulk=propeller_bulk, atollon_match=atollon_match)
+            simulators=make_simulators(
+                propeller_bulk=propeller_bulk, atollon_match=atollon_match, hipe_ids=hipe_ids
+            )
         )
         sandbox.start()
         directory = tmp_path / f"p{len(made)}"

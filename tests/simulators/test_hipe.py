@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -643,3 +644,36 @@ def test_reset_forgets_everything_and_stops_a_held_import(
         assert hipe.get(f"/_sandbox/records/{entity}").json() == [], entity
     assert hipe.post("/_sandbox/seed", json={"customers": 5}).json() == {"seeded": {}}
     assert create(hipe, name="First again")["id"] == 1
+
+
+def test_uuid_ids_serve_companies_users_and_imports_with_uuids() -> None:
+    """``HipeSimulator(ids="uuid")``: the guide's shape (``"id": uuid``), in creation order."""
+    simulator = HipeSimulator(ids="uuid", notify_after_s=None)
+    with (
+        RunningSandbox(simulators={"hipe": simulator}) as running,
+        httpx.Client(
+            base_url=running.endpoints["hipe"].url, headers={"X-ACCESS-TOKEN": TOKEN}, timeout=30
+        ) as api,
+    ):
+        parent = create(api, name="Mère", externalId="P1")
+        child = create(api, name="Fille", externalId="C1", parentId=parent["id"])
+        assert all(isinstance(c["id"], str) and len(c["id"]) == 36 for c in (parent, child))
+        assert parent["id"] < child["id"], "UUIDs in creation order"
+        assert api.get(f"/api/companies/{child['id']}").json()["parentId"] == parent["id"]
+        bad = api.get("/api/companies/1")
+        assert (bad.status_code, bad.json()["message"]) == (
+            400,
+            "Validation failed (uuid is expected)",
+        )
+        refused = api.patch(f"/api/companies/{child['id']}", json={"parentId": 1})
+        assert refused.json()["message"] == ["parentId must be a UUID"]
+        found = search(api, json.dumps({"id": {"$in": [child["id"]]}}))
+        assert [c["externalId"] for c in found] == ["C1"]
+        me = api.get("/api/users/me").json()
+        posted = post_import(api, "externalId,name,parentExternalId\r\nC2,Autre,P1\r\n").json()
+        assert posted["createdById"] == me["id"]
+        done = wait_for(lambda: job(api, posted["id"]), lambda j: j["status"] == 8)
+        assert done["created"] == 1
+        [imported] = search(api, '{"externalId":"C2"}')
+        assert imported["parentId"] == parent["id"]
+        assert len(imported["id"]) == 36

@@ -257,16 +257,24 @@ def reconcile(p: Pipeline, flow: str = "customers") -> tuple[int, dict[str, Any]
 
 
 @pytest.mark.parametrize(
-    ("path", "deactivation"), [("single", "none"), ("bulk", "none"), ("single", "group")]
+    ("path", "deactivation", "hipe_ids"),
+    [
+        ("single", "none", "int"),
+        ("bulk", "none", "int"),
+        ("single", "group", "int"),
+        # HIPE serving UUID ids (the guide's shape): the imports, the listing that learns
+        # the imported ids, the single path's PATCH, archive and parent by id, reconcile
+        ("bulk", "none", "uuid"),
+    ],
 )
 def test_one_customer_through_every_change_equals_the_erp_in_hipe_and_atollon(
-    make_pipeline: Callable[..., Pipeline], path: str, deactivation: str
+    make_pipeline: Callable[..., Pipeline], path: str, deactivation: str, hipe_ids: str
 ) -> None:
     # bulk: HIPE imports every poll of two changes or more (a ticker customer changes with
     # C1 at each step); single: one PATCH per change, as everyday polls do
     hipe = {"bulk_threshold": 1} if path == "bulk" else {}
     atollon = {"deactivation": deactivation}
-    p = make_pipeline(flows=FLOWS, systems={"hipe": hipe, "atollon": atollon})
+    p = make_pipeline(flows=FLOWS, systems={"hipe": hipe, "atollon": atollon}, hipe_ids=hipe_ids)
     ever_inactive: set[str] = set()
     p.start_worker()
     p.wait_workers(1)
@@ -302,6 +310,12 @@ def test_one_customer_through_every_change_equals_the_erp_in_hipe_and_atollon(
         else:
             assert imports == 0, f"{name}: HIPE took the single path"
         imports_before = imports
+
+    if hipe_ids == "uuid":
+        ids = [c["id"] for c in p.records("hipe", "companies")]
+        assert all(isinstance(i, str) and len(i) == 36 for i in ids), ids
+        ledger = p.redis.hgetall(p.keys.ledger("hipe", "customer", "C1"))
+        assert ledger["target_id"] in ids, "the ledger keeps HIPE's UUID"
 
     status, report = reconcile(p)
     for target in TARGETS:
