@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from adapters._http import unexpected_shape
 from adapters.hipe.client import COMPANIES, HipeClient
-from adapters.hipe.models import HipeAddress, HipeAddressInput
+from adapters.hipe.models import HipeAddress, HipeAddressInput, HipeId
 
 ADDRESSES = "/api/addresses"
 
@@ -18,7 +18,7 @@ class HipeAddresses:
     def __init__(self, client: HipeClient) -> None:
         self.client = client
 
-    def list(self, company_id: int) -> list[HipeAddress]:
+    def list(self, company_id: HipeId) -> list[HipeAddress]:
         """The company's addresses (``GET /api/companies/{id}/addresses``); a removed
         company is RecordMissingError."""
         operation = "list_addresses"
@@ -33,7 +33,7 @@ class HipeAddresses:
             raise unexpected_shape(self.client.error_table, operation, "not a list of addresses")
         return [self.client._model(HipeAddress, item, operation) for item in body]
 
-    def create(self, company_id: int, addresses: Sequence[HipeAddressInput]) -> None:
+    def create(self, company_id: HipeId, addresses: Sequence[HipeAddressInput]) -> None:
         """Create addresses in one call: the guide's JSON array, each with ``companyId``."""
         if not addresses:
             return
@@ -43,14 +43,14 @@ class HipeAddresses:
             record_operation=True, json=body,
         )  # fmt: skip
 
-    def update(self, address_id: int, address: HipeAddressInput) -> None:
+    def update(self, address_id: HipeId, address: HipeAddressInput) -> None:
         """PATCH an address by id; a removed one is RecordMissingError."""
         self.client._request(
             "PATCH", f"{ADDRESSES}/{address_id}", operation="update_address",
             record_operation=True, json=address.to_json(),
         )  # fmt: skip
 
-    def delete(self, address_id: int) -> None:
+    def delete(self, address_id: HipeId) -> None:
         """Delete an address by id; one already gone is RecordMissingError."""
         self.client._request(
             "DELETE", f"{ADDRESSES}/{address_id}", operation="delete_address",

@@ -202,8 +202,8 @@ class HipeImportResult(BaseModel):
 class HipeAddress(_Record):
     """A company address (address guide; ``name`` carries erpsync's code for it)."""
 
-    id: int
-    company_id: int | None = Field(default=None, alias="companyId")
+    id: HipeId
+    company_id: HipeId | None = Field(default=None, alias="companyId")
     name: str | None = None
     address: str | None = None
     first_complementary_address: str | None = Field(default=None, alias="firstComplementaryAddress")

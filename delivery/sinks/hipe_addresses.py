@@ -16,7 +16,7 @@ from typing import Any
 
 from adapters.hipe import HipeClient
 from adapters.hipe.addresses import HipeAddresses
-from adapters.hipe.models import HipeAddress, HipeAddressInput
+from adapters.hipe.models import HipeAddress, HipeAddressInput, HipeId
 from delivery.sinks.addresses import addresses_view, canonical, digest, is_ours
 from erpsync.models import CompanyAddress
 
@@ -86,7 +86,7 @@ class AddressWriter:
 
     def write(
         self,
-        company_id: int,
+        company_id: HipeId,
         addresses: Sequence[CompanyAddress],
         previous: str | None,
         *,
@@ -120,7 +120,7 @@ class AddressWriter:
                 self.calls.delete(found.id)
         self.calls.create(company_id, new)
 
-    def observed(self, company_id: int) -> list[dict[str, Any]]:
+    def observed(self, company_id: HipeId) -> list[dict[str, Any]]:
         """The company's addresses of erpsync's, as the view compares them."""
         return addresses_view(
             _view(a, _kind(a.name)) for a in self.calls.list(company_id) if is_ours(a.name)
