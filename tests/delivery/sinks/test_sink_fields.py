@@ -120,6 +120,8 @@ def product(key: str) -> dict[str, Any]:
         "name": f"Product {key}",
         "price": "12.5",
         "currency": "CAD",
+        "vat_rate": "TPS 5 %",
+        "units": "h",
         "active": True,
         "group": "G1",
         "custom": {},
