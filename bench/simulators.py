@@ -424,12 +424,12 @@ def prepare(urls: dict[str, str], settings: Settings) -> None:
         started.raise_for_status()
         job = started.json()
         deadline = time.monotonic() + 120
-        while job["status"] not in (7, 8):
+        while job["status"] not in (4, 7, 8):  # 4: SENT, the result notified (ended)
             if time.monotonic() > deadline:
                 raise RuntimeError("the HIPE import did not finish within 120 s")
             time.sleep(0.05)
             job = client.get(f"{urls['hipe']}/api/imports/{job['id']}", headers=headers).json()
-        if job["status"] != 8 or job["created"] != settings.hipe_companies:
+        if job["status"] not in (4, 8) or job["created"] != settings.hipe_companies:
             raise RuntimeError(f"the HIPE import ended with status {job['status']}")
 
         with _propeller_client(urls["propeller"]) as propeller:
