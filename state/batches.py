@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from erpsync.events import Delivery
-from state.store import MANY, State
+from state.scripts import lua
+from state.store import State
 
 # A batch about to be sent, in one call (the producer's bulk path): stored, indexed, each
 # delivery counted as produced once (_OUTCOME's rule) and recorded as pending, seen moving
@@ -22,63 +23,13 @@ from state.store import MANY, State
 # JSON: per delivery [delivery id, flow counter field or ''], then per delivery its JSON
 # (the batch stored is their JSON array). Returns how many were counted now. (Packing
 # tens of thousands of arguments cost the producer more CPU than reading the source.)
-_PUT_SENT = (
-    MANY
-    + """
-local ttl = tonumber(ARGV[1])
-local items = cjson.decode(ARGV[4])
-local texts, payloads, seen = {}, {}, {}
-for i = 1, #items do
-  texts[i] = ARGV[4 + i]
-  payloads[2 * i - 1], payloads[2 * i] = items[i][1], texts[i]
-  seen[2 * i - 1], seen[2 * i] = ARGV[2], items[i][1]
-end
-redis.call('set', KEYS[1], '[' .. table.concat(texts, ',') .. ']', 'EX', ttl)
-local entry = cjson.decode(ARGV[3])
-if #entry > 1 then
-  redis.call('set', KEYS[2], ARGV[3], 'EX', ttl)
-  local index = {}
-  for i = 2, #entry do index[#index + 1], index[#index + 2] = entry[i], entry[1] end
-  many('hset', KEYS[3], index)
-  redis.call('expire', KEYS[3], ttl)
-end
-local bumps, counted = {}, 0
-for i, item in ipairs(items) do
-  if redis.call('set', KEYS[6 + i], 'produced', 'NX', 'EX', ttl) then
-    counted = counted + 1
-    bumps['produced'] = (bumps['produced'] or 0) + 1
-    if item[2] ~= '' then bumps[item[2]] = (bumps[item[2]] or 0) + 1 end
-  end
-end
-if #items > 0 then
-  many('hset', KEYS[6], payloads)
-  many('zadd', KEYS[5], seen)
-end
-for field, amount in pairs(bumps) do redis.call('hincrby', KEYS[4], field, amount) end
-return counted
-"""
-)
+_PUT_SENT = lua("many", "batches_put_sent")
 
 
 # Forget a done batch: its content, and its records' entries in the pending index that
 # still name it (a record may have moved on to a newer batch since). KEYS[1] the batch,
 # KEYS[2] its index entry (JSON: the value, then the fields), KEYS[3] the index.
-_DONE = """
-local entry = redis.call('get', KEYS[2])
-if entry then
-  local list = cjson.decode(entry)
-  for i = 2, #list, 1000 do
-    local fields = {unpack(list, i, math.min(i + 999, #list))}
-    local values = redis.call('hmget', KEYS[3], unpack(fields))
-    local mine = {}
-    for j = 1, #fields do
-      if values[j] == list[1] then mine[#mine + 1] = fields[j] end
-    end
-    if #mine > 0 then redis.call('hdel', KEYS[3], unpack(mine)) end
-  end
-end
-redis.call('del', KEYS[1], KEYS[2])
-"""
+_DONE = lua("batches_done")
 
 
 #: how the pending index marks a batch parked in the delayed set (not on a queue)

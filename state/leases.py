@@ -37,7 +37,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -46,11 +45,11 @@ import structlog
 
 from erpsync.errors import DependencyError
 from state.broker import Unacked, held_by
+from state.scripts import lua
 from state.store import State
 
 log = structlog.get_logger("erpsync.leases")
 
-_LUA = Path(__file__).with_name("lua")
 #: the reclaimer's mutex lives this long: a pass takes milliseconds, and a worker killed
 #: inside one must not hold the others' reclaimers off for a whole lease
 RECLAIM_MUTEX_S = 5.0
@@ -92,8 +91,8 @@ class Leases:
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        self._renew = self.state.redis.register_script((_LUA / "renew_locks.lua").read_text())
-        self._doubt = self.state.redis.register_script((_LUA / "create_in_doubt.lua").read_text())
+        self._renew = self.state.redis.register_script(lua("renew_locks"))
+        self._doubt = self.state.redis.register_script(lua("create_in_doubt"))
 
     @property
     def every_s(self) -> float:

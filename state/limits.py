@@ -31,6 +31,7 @@ from typing import Any, Literal
 import redis
 
 from state.keys import Keys
+from state.scripts import lua
 from state.store import queue_script
 
 CircuitState = Literal["closed", "open", "half_open", "paused"]
@@ -41,116 +42,40 @@ PACING = 0.95
 
 # The bucket's tokens now, refilled since its last use (the start of every bucket script).
 # KEYS[1] bucket hash; ARGV: rate per s, burst, now, then the script's own argument.
-_REFILLED = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
-local state = redis.call('hmget', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1])
-local ts = tonumber(state[2])
-if tokens == nil then tokens = burst; ts = now end
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-"""
+_REFILLED = lua("limits_refilled")
 
 # Token bucket. ARGV[4]: cost. Returns 0 when a token was taken, else the seconds to wait
 # for one.
-_TAKE = (
-    _REFILLED
-    + """
-local cost = tonumber(ARGV[4])
-local wait = 0
-if tokens >= cost then
-  tokens = tokens - cost
-else
-  wait = (cost - tokens) / rate
-end
-redis.call('hset', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('expire', KEYS[1], 3600)
-return tostring(wait)
-"""
-)
+_TAKE = lua("limits_refilled", "limits_take")
 
 # Reserve a token. ARGV[4]: the longest wait. Returns the seconds to wait before using the
 # token (0: at once), or -1 when that wait would be longer than allowed (then nothing is
 # reserved). Tokens go below zero: each waiting caller holds the next slot, so slots are
 # exactly 1/rate apart.
-_RESERVE = (
-    _REFILLED
-    + """
-local longest = tonumber(ARGV[4])
-local wait = 0
-if tokens < 1 then wait = (1 - tokens) / rate end
-if wait > longest then return '-1' end
-redis.call('hset', KEYS[1], 'tokens', tostring(tokens - 1), 'ts', tostring(math.max(now, ts)))
-redis.call('expire', KEYS[1], 3600)
-return tostring(wait)
-"""
-)
+_RESERVE = lua("limits_refilled", "limits_reserve")
 
 # The target said to wait (429 with Retry-After): no slot sooner than ARGV[4] seconds from
 # now. Slots already reserved keep their turn.
-_HOLD = (
-    _REFILLED
-    + """
-tokens = math.min(tokens, 1 - tonumber(ARGV[4]) * rate)
-redis.call('hset', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(math.max(now, ts)))
-redis.call('expire', KEYS[1], 3600)
-return 1
-"""
-)
+_HOLD = lua("limits_refilled", "limits_hold")
 
 # The moments the latest requests to a target left. KEYS[1] a list, newest first; ARGV: N
 # (the requests allowed per window), the window in seconds, now. Returns 0 when this request
 # may leave now (its moment is recorded), else the seconds until the N-th latest leaves the
 # window.
-_SEND = """
-local allowed = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
-local oldest = tonumber(redis.call('lindex', KEYS[1], allowed - 1) or '')
-if oldest ~= nil and now - oldest < window then return tostring(window - (now - oldest)) end
-redis.call('lpush', KEYS[1], ARGV[3])
-redis.call('ltrim', KEYS[1], 0, allowed - 1)
-redis.call('expire', KEYS[1], 3600)
-return '0'
-"""
+_SEND = lua("limits_send")
 
 # Half-open probe: when the circuit is open (or half-open with an expired lease) and its
 # time is up, make this caller the probe. ARGV: now, lease end. Returns 1 when admitted.
-_PROBE = """
-local state = redis.call('hget', KEYS[1], 'state')
-local untilv = tonumber(redis.call('hget', KEYS[1], 'until') or '0')
-if (state == 'open' or state == 'half_open') and tonumber(ARGV[1]) >= untilv then
-  redis.call('hset', KEYS[1], 'state', 'half_open', 'until', ARGV[2])
-  return 1
-end
-return 0
-"""
+_PROBE = lua("limits_probe")
 
 # End a probe that brought no news of the target: if the circuit is still half-open under
 # this probe's lease (ARGV[1]), the next caller may probe from now (ARGV[2]) on.
-_END_PROBE = """
-if redis.call('hget', KEYS[1], 'state') == 'half_open'
-   and redis.call('hget', KEYS[1], 'until') == ARGV[1] then
-  redis.call('hset', KEYS[1], 'until', ARGV[2])
-  return 1
-end
-return 0
-"""
+_END_PROBE = lua("limits_end_probe")
 
 # A call went through. KEYS[1] the circuit hash. Closes an open or half-open circuit and
 # ends a run of failures; a paused circuit stays paused (an operator paused it). Returns 1
 # when something changed.
-_SUCCESS = """
-local state = redis.call('hget', KEYS[1], 'state') or 'closed'
-if state == 'paused' then return 0 end
-local failures = tonumber(redis.call('hget', KEYS[1], 'failures') or '0') or 0
-if state ~= 'closed' or failures ~= 0 then
-  redis.call('hset', KEYS[1], 'state', 'closed', 'until', '0', 'failures', '0', 'reason', '')
-  return 1
-end
-return 0
-"""
+_SUCCESS = lua("limits_success")
 
 
 class RateLimiter:

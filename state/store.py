@@ -36,104 +36,42 @@ import redis
 from redis.commands.core import Script
 
 from state.keys import Keys
+from state.scripts import lua
 
 Outcome = Literal["applied", "skipped", "dead_lettered"]
 HOST = socket.gethostname()
 
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
+_RELEASE = lua("store_release")
 
 # Take up to ARGV[2] due members (score <= ARGV[1]) from the delayed set into the claimed
 # set (scored by claim time ARGV[3]) atomically, so two pumps never take the same member.
-_CLAIM = """
-local due = redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, member in ipairs(due) do
-  redis.call('zrem', KEYS[1], member)
-  redis.call('zadd', KEYS[2], ARGV[3], member)
-end
-return due
-"""
+_CLAIM = lua("store_claim")
 
 # Forget claimed members (ARGV[2..]) still claimed at ARGV[1]: a member claimed again since
 # (parked again with the same content, then taken by another pump) stays claimed.
-_DONE = """
-local forgotten = 0
-for i = 2, #ARGV do
-  local score = redis.call('zscore', KEYS[1], ARGV[i])
-  if score and tonumber(score) == tonumber(ARGV[1]) then
-    redis.call('zrem', KEYS[1], ARGV[i])
-    forgotten = forgotten + 1
-  end
-end
-return forgotten
-"""
+_DONE = lua("store_done")
 
 # Pending deliveries last seen moving at or before ARGV[1] (up to ARGV[2]) are taken to be
 # sent again: each is marked seen now (ARGV[3]), so that no other pump takes it for another
 # lease, and its stored delivery returned. A member without one is forgotten.
-_OVERDUE = """
-local due = redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-local found = {}
-for _, id in ipairs(due) do
-  local payload = redis.call('hget', KEYS[2], id)
-  if payload then
-    redis.call('zadd', KEYS[1], ARGV[3], id)
-    table.insert(found, payload)
-  else
-    redis.call('zrem', KEYS[1], id)
-  end
-end
-return found
-"""
+_OVERDUE = lua("store_overdue")
 
 # Claimed members older than ARGV[1] (a pump died before re-publishing) go back, due now.
-_RECOVER = """
-local stale = redis.call('zrangebyscore', KEYS[2], '-inf', ARGV[1])
-for _, member in ipairs(stale) do
-  redis.call('zrem', KEYS[2], member)
-  redis.call('zadd', KEYS[1], ARGV[2], member)
-end
-return #stale
-"""
+_RECOVER = lua("store_recover")
 
 # Record an outcome once per delivery; ARGV: outcome, ttl seconds, then any further
 # counter fields to bump with it (e.g. "customers.applied"). Returns 1 when counted.
-_OUTCOME = """
-if redis.call('set', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[2])) then
-  redis.call('hincrby', KEYS[2], ARGV[1], 1)
-  for i = 3, #ARGV do redis.call('hincrby', KEYS[2], ARGV[i], 1) end
-  return 1
-end
-return 0
-"""
+_OUTCOME = lua("store_outcome")
 
 # _OUTCOME's "produced" for many deliveries at once. KEYS: each delivery's produced marker
 # then its target's counters hash; ARGV[1] the marker's TTL, then per delivery its flow's
 # counter field ('' for none). Returns how many were counted now.
-_PRODUCED = """
-local counted = 0
-for i = 1, #KEYS / 2 do
-  if redis.call('set', KEYS[2 * i - 1], 'produced', 'NX', 'EX', tonumber(ARGV[1])) then
-    redis.call('hincrby', KEYS[2 * i], 'produced', 1)
-    if ARGV[i + 1] ~= '' then redis.call('hincrby', KEYS[2 * i], ARGV[i + 1], 1) end
-    counted = counted + 1
-  end
-end
-return counted
-"""
+_PRODUCED = lua("store_produced")
 
 # A script prelude: ``many(command, key, args)`` runs ``command key args...`` in chunks of
 # 1,000 arguments (Lua's unpack has a stack limit; even, so field-value pairs stay whole):
 # one command for many members instead of one a member.
-MANY = """
-local function many(command, key, args)
-  for i = 1, #args, 1000 do
-    redis.call(command, key, unpack(args, i, math.min(i + 999, #args)))
-  end
-end
-"""
+MANY = lua("many")
 
 # Many applied deliveries of one target (a bulk call's successes) in one call: each one's
 # ledger written, its outcome counted once (_OUTCOME's rule), and it is pending no more.
@@ -142,48 +80,14 @@ end
 # [delivery id, [ledger field, value, ...], [further counter fields]]. Returns how many
 # were counted now. (One script rather than four commands a delivery: packing hundreds of
 # commands cost the worker more CPU than the bulk call, on the path its children wait on.)
-_APPLIED_MANY = (
-    MANY
-    + """
-local items = cjson.decode(ARGV[2])
-local ttl = tonumber(ARGV[1])
-local bumps, counted, ids = {}, 0, {}
-for i, item in ipairs(items) do
-  redis.call('hset', KEYS[2 + 2 * i], unpack(item[2]))
-  if redis.call('set', KEYS[3 + 2 * i], 'applied', 'NX', 'EX', ttl) then
-    counted = counted + 1
-    bumps['applied'] = (bumps['applied'] or 0) + 1
-    for _, field in ipairs(item[3]) do bumps[field] = (bumps[field] or 0) + 1 end
-  end
-  ids[i] = item[1]
-end
-many('zrem', KEYS[2], ids)
-many('hdel', KEYS[3], ids)
-for field, amount in pairs(bumps) do redis.call('hincrby', KEYS[1], field, amount) end
-return counted
-"""
-)
+_APPLIED_MANY = lua("many", "store_applied_many")
 
 # Replace a lock's token only if it still is ARGV[1]; ARGV: old, new, ttl ms.
-_SWAP = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  redis.call('set', KEYS[1], ARGV[2], 'PX', tonumber(ARGV[3]))
-  return 1
-end
-return 0
-"""
+_SWAP = lua("store_swap")
 
 # Undo a counted outcome (a dead letter being replayed). ARGV: the outcome expected, then
 # further counter fields to decrement with it.
-_FORGET = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  redis.call('del', KEYS[1])
-  redis.call('hincrby', KEYS[2], ARGV[1], -1)
-  for i = 2, #ARGV do redis.call('hincrby', KEYS[2], ARGV[i], -1) end
-  return 1
-end
-return 0
-"""
+_FORGET = lua("store_forget")
 
 
 @dataclass(frozen=True)

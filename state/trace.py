@@ -37,6 +37,7 @@ from erpsync.events import Delivery
 from erpsync.redaction import redact
 from erpsync.settings import Settings
 from state.keys import Keys
+from state.scripts import lua
 
 log = structlog.get_logger("erpsync.trace")
 
@@ -66,16 +67,7 @@ MESSAGE_LIMIT = 300
 Event = dict[str, Any]
 
 #: KEYS: trace lists; ARGV: max events, TTL (s), JSON: per key, its events (JSON texts)
-_APPEND = """
-local events = cjson.decode(ARGV[3])
-local keep = tonumber(ARGV[1])
-for i, key in ipairs(KEYS) do
-  redis.call('RPUSH', key, unpack(events[i]))
-  redis.call('LTRIM', key, -keep, -1)
-  redis.call('EXPIRE', key, ARGV[2])
-end
-return #KEYS
-"""
+_APPEND = lua("trace_append")
 
 
 def field_hashes(payload: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
