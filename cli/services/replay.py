@@ -22,150 +22,64 @@ Every action is written to the audit log with its actor.
 
 from __future__ import annotations
 
-import fnmatch
-import getpass
-import json
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ValidationError
-
-from erpsync.events import ChangeEvent, Delivery
-from erpsync.mapping import ENTITY_MODELS
-from erpsync.models import Invoice
+from cli.services.dlq_input import (
+    EDIT_MODELS,
+    EditError,
+    ImportFileError,
+    apply_sets,
+    changed_paths,
+    edit_event,
+    parse_import,
+)
+from cli.services.dlq_select import (
+    DeadLetterFilter,
+    DurationError,
+    default_actor,
+    format_age,
+    parse_duration,
+)
+from erpsync.events import Delivery
 from state.dlq import DeadLetter, DeadLetterStore, entry_id_for
 from state.store import State
 from state.trace import TraceStore
 
-#: canonical model per entity; billing items become invoices in the ERP
-EDIT_MODELS: dict[str, type[BaseModel]] = {"billing": Invoice, "invoice": Invoice, **ENTITY_MODELS}
+__all__ = [
+    "AUDIT_IDS",
+    "AUDIT_LOOKBACK",
+    "EDIT_MODELS",
+    "DeadLetterFilter",
+    "DlqOperator",
+    "DurationError",
+    "EditError",
+    "EditResult",
+    "ImportFileError",
+    "Missing",
+    "PlannedEntry",
+    "ReplayOutcomes",
+    "ReplayPlan",
+    "ReplayReport",
+    "Verdict",
+    "apply_sets",
+    "changed_paths",
+    "default_actor",
+    "edit_event",
+    "entry_as_dict",
+    "format_age",
+    "isoformat",
+    "parse_duration",
+    "parse_import",
+]
 
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 #: how many ids one audit record names (the count is always exact)
 AUDIT_IDS = 200
 #: how far back the audit log is searched to explain a missing entry
 AUDIT_LOOKBACK = 20_000
-
-
-class DurationError(ValueError):
-    """A duration that is not like ``30s``, ``15m``, ``2h``, ``3d`` or ``1h30m``."""
-
-
-class EditError(ValueError):
-    """An edit that was refused; nothing was stored."""
-
-    def __init__(self, message: str, reasons: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.reasons = list(reasons)
-
-
-class ImportFileError(ValueError):
-    """An import file with invalid lines; nothing was imported."""
-
-    def __init__(self, problems: Sequence[tuple[int, str]]) -> None:
-        lines = ", ".join(str(n) for n, _ in problems[:20])
-        more = f" and {len(problems) - 20} more" if len(problems) > 20 else ""
-        super().__init__(f"{len(problems)} invalid line(s): {lines}{more}")
-        self.problems = list(problems)
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``30s``, ``15m``, ``2h``, ``3d``, ``1w`` or a sum like ``1h30m``."""
-    cleaned = text.strip().lower()
-    pos = 0
-    total = 0.0
-    for match in _DURATION.finditer(cleaned):
-        if cleaned[pos : match.start()].strip():
-            break
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        pos = match.end()
-    else:
-        if pos and not cleaned[pos:].strip():
-            return total
-    raise DurationError(
-        f"invalid duration {text!r}: use a number and a unit (s, m, h, d, w), "
-        "e.g. 30s, 15m, 2h, 3d or 1h30m"
-    )
-
-
-def format_age(seconds: float) -> str:
-    """A short human age: ``45s``, ``12m``, ``3h05m``, ``2d04h``."""
-    s = int(max(0.0, seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m"
-    if s < 86400:
-        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
-
-
-def default_actor() -> str:
-    """Who acts: the OS user (``--actor`` overrides it)."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
-@dataclass(frozen=True)
-class DeadLetterFilter:
-    """Which dead letters an operator means; empty fields match everything.
-
-    Several values of one field are alternatives; ``keys`` are globs (``C0001*``).
-    """
-
-    targets: tuple[str, ...] = ()
-    codes: tuple[str, ...] = ()
-    flows: tuple[str, ...] = ()
-    entities: tuple[str, ...] = ()
-    keys: tuple[str, ...] = ()
-    older_than_s: float | None = None
-
-    @property
-    def empty(self) -> bool:
-        return not (
-            self.targets
-            or self.codes
-            or self.flows
-            or self.entities
-            or self.keys
-            or self.older_than_s is not None
-        )
-
-    def matches(self, entry: DeadLetter, now: float | None = None) -> bool:
-        """True when ``entry`` passes every given criterion."""
-        if self.targets and entry.target not in self.targets:
-            return False
-        if self.codes and entry.code not in self.codes:
-            return False
-        if self.flows and entry.flow not in self.flows:
-            return False
-        if self.entities and entry.entity not in self.entities:
-            return False
-        if self.keys and not any(fnmatch.fnmatchcase(entry.key, k) for k in self.keys):
-            return False
-        if self.older_than_s is not None:
-            now = time.time() if now is None else now
-            if now - entry.last_failure_at.timestamp() < self.older_than_s:
-                return False
-        return True
-
-    def as_dict(self) -> dict[str, Any]:
-        """The criteria given (for the audit log and ``--json``)."""
-        out: dict[str, Any] = {}
-        for name in ("targets", "codes", "flows", "entities", "keys"):
-            values = getattr(self, name)
-            if values:
-                out[name] = list(values)
-        if self.older_than_s is not None:
-            out["older_than_s"] = self.older_than_s
-        return out
 
 
 Verdict = Literal["replay", "superseded"]
@@ -398,27 +312,7 @@ class DlqOperator:
         todo = plan.to_replay
         for start in range(0, len(todo), batch):
             chunk = todo[start : start + batch]
-            deliveries: list[Delivery] = []
-            forgotten: list[Delivery] = []
-            sent: list[DeadLetter] = []
-            for planned in chunk:
-                entry = self.store.get(planned.entry.id)
-                if entry is None:
-                    report.vanished.append(planned.entry.id)
-                    continue
-                # Counted before publishing: the worker may resolve (delete) it at once.
-                entry.replays += 1
-                self.store.update(entry)
-                delivery = entry.delivery.model_copy(deep=True)
-                delivery.replay_of = entry.id
-                delivery.attempt = 0  # a fresh retry budget: the cause is believed fixed
-                delivery.dependency_waits = 0
-                if self.state.forget_outcome(
-                    entry.target, delivery.delivery_id, "dead_lettered", flow=entry.flow
-                ):
-                    forgotten.append(delivery)
-                deliveries.append(delivery)
-                sent.append(entry)
+            deliveries, forgotten, sent = self._redeliveries(chunk, report)
             # Its time is taken before publishing: a worker may apply the replay at once.
             sent_at = self.clock()
             try:
@@ -440,6 +334,37 @@ class DlqOperator:
                 progress(len(chunk))
         self._audit_replay(report, criteria)
         return report
+
+    def _redeliveries(
+        self, chunk: Sequence[PlannedEntry], report: ReplayReport
+    ) -> tuple[list[Delivery], list[Delivery], list[DeadLetter]]:
+        """A chunk's deliveries to publish again, those forgotten as dead-lettered, their entries.
+
+        A forgotten outcome is counted again should the publish fail; an entry resolved
+        meanwhile is reported vanished.
+        """
+        deliveries: list[Delivery] = []
+        forgotten: list[Delivery] = []
+        sent: list[DeadLetter] = []
+        for planned in chunk:
+            entry = self.store.get(planned.entry.id)
+            if entry is None:
+                report.vanished.append(planned.entry.id)
+                continue
+            # Counted before publishing: the worker may resolve (delete) it at once.
+            entry.replays += 1
+            self.store.update(entry)
+            delivery = entry.delivery.model_copy(deep=True)
+            delivery.replay_of = entry.id
+            delivery.attempt = 0  # a fresh retry budget: the cause is believed fixed
+            delivery.dependency_waits = 0
+            if self.state.forget_outcome(
+                entry.target, delivery.delivery_id, "dead_lettered", flow=entry.flow
+            ):
+                forgotten.append(delivery)
+            deliveries.append(delivery)
+            sent.append(entry)
+        return deliveries, forgotten, sent
 
     def _resolve_superseded(self, entry: DeadLetter) -> bool:
         """The engine's outcome for a superseded replay, without a trip through the queue."""
@@ -545,45 +470,10 @@ class DlqOperator:
         if entry is None:
             raise EditError(f"dead letter {entry_id}: {self.explain_missing(entry_id)}")
         event = entry.delivery.event
-        if event.operation != "upsert":
-            raise EditError(
-                f"dead letter {entry_id} is a {event.operation}: it has no payload to edit"
-            )
-        model = EDIT_MODELS.get(event.entity)
-        if model is None:
-            raise EditError(f"no canonical model for entity {event.entity!r}: edits are refused")
-        if payload is None:
-            payload = json.loads(json.dumps(event.payload))
-        candidate, assigned = apply_sets(payload, sets)
-        validated = _validate(model, candidate, assigned)
-        # Only the fields given: defaults are not added, so the payload keeps its shape.
-        new_payload = validated.model_dump(mode="json", exclude_unset=True)
-        problems = []
-        if "key" in new_payload and new_payload["key"] != event.key:
-            problems.append(
-                f"key: the record's key is {event.key!r}; a dead letter cannot move to "
-                f"another record ({new_payload['key']!r})"
-            )
-        if problems:
-            raise EditError(f"edit of {entry_id} refused", problems)
-        changed = changed_paths(event.payload, new_payload)
-        if not changed:
+        edited = edit_event(entry_id, event, payload, sets)
+        if edited is None:
             return None
-        new_event = ChangeEvent.create(
-            flow=event.flow,
-            source=event.source,
-            entity=event.entity,
-            key=event.key,
-            operation=event.operation,
-            payload=new_payload,
-            source_version=event.source_version,
-            parent_key=(
-                new_payload.get("parent_key")
-                if "parent_key" in model.model_fields
-                else event.parent_key
-            ),
-            detected_at=event.detected_at,
-        )
+        new_event, changed = edited
         old_delivery_id = entry.delivery.delivery_id
         entry.delivery = entry.delivery.model_copy(update={"event": new_event})
         self.store.update(entry)
@@ -661,141 +551,6 @@ class DlqOperator:
             {"added": added, "replaced": replaced, "source": source},
         )
         return added, replaced
-
-
-def parse_import(lines: Iterable[str]) -> list[DeadLetter]:
-    """Every entry of a JSON-lines file, or :class:`ImportFileError` naming each bad line."""
-    entries: list[DeadLetter] = []
-    problems: list[tuple[int, str]] = []
-    seen: dict[str, int] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = DeadLetter.model_validate_json(line)
-        except ValidationError as exc:
-            problems.append((number, _describe(exc)))
-            continue
-        event = entry.delivery.event
-        mismatched = [
-            name
-            for name, ours, theirs in (
-                ("target", entry.target, entry.delivery.target),
-                ("flow", entry.flow, event.flow),
-                ("entity", entry.entity, event.entity),
-                ("key", entry.key, event.key),
-            )
-            if ours != theirs
-        ]
-        if mismatched:
-            problems.append(
-                (number, f"{', '.join(mismatched)} differ(s) from the delivery's event")
-            )
-            continue
-        if entry.id in seen:
-            problems.append((number, f"id {entry.id} already on line {seen[entry.id]}"))
-            continue
-        seen[entry.id] = number
-        entries.append(entry)
-    if problems:
-        raise ImportFileError(problems)
-    return entries
-
-
-# -- payload edits ------------------------------------------------------------------------
-def _parse_value(text: str) -> Any:
-    """A ``--set`` value: JSON when it parses (``12``, ``false``, ``null``, ``{…}``), else text."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def apply_sets(
-    payload: dict[str, Any], sets: Sequence[str]
-) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
-    """``payload`` with each ``field=value`` applied (dotted fields reach into objects).
-
-    Returns the new payload and, per dotted path, the raw text given (see :func:`_validate`).
-    """
-    result = json.loads(json.dumps(payload))
-    assigned: dict[tuple[str, ...], str] = {}
-    problems: list[str] = []
-    for item in sets:
-        name, sep, raw = item.partition("=")
-        path = tuple(p for p in name.strip().split("."))
-        if not sep or not name.strip() or any(not p for p in path):
-            problems.append(f"{item!r}: expected field=value (dotted fields allowed: address.city)")
-            continue
-        target: Any = result
-        for part in path[:-1]:
-            if target.get(part) is None:
-                target[part] = {}
-            target = target[part]
-            if not isinstance(target, dict):
-                problems.append(f"{name}: {part!r} is not an object")
-                break
-        else:
-            target[path[-1]] = _parse_value(raw)
-            assigned[path] = raw
-    if problems:
-        raise EditError("invalid --set", problems)
-    return result, assigned
-
-
-def _validate(
-    model: type[BaseModel], candidate: dict[str, Any], assigned: dict[tuple[str, ...], str]
-) -> BaseModel:
-    """Validate; a ``--set`` value read as a number or boolean is retried as text.
-
-    ``--set phone=5145550000`` means the text: where the model wants a string and the JSON
-    reading gave something else, the raw text is used instead, once.
-    """
-    try:
-        return model.model_validate(candidate)
-    except ValidationError as first:
-        retried = False
-        for error in first.errors(include_url=False):
-            loc = tuple(str(p) for p in error["loc"])
-            if error["type"] == "string_type" and loc in assigned:
-                _put(candidate, loc, assigned[loc])
-                retried = True
-        if retried:
-            try:
-                return model.model_validate(candidate)
-            except ValidationError as second:
-                raise EditError("the payload is not valid", _reasons(second)) from None
-        raise EditError("the payload is not valid", _reasons(first)) from None
-
-
-def _put(record: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-    target = record
-    for part in path[:-1]:
-        target = target[part]
-    target[path[-1]] = value
-
-
-def _reasons(exc: ValidationError) -> list[str]:
-    return [
-        f"{'.'.join(str(p) for p in e['loc']) or '(payload)'}: {e['msg']}"
-        for e in exc.errors(include_url=False, include_input=False)
-    ]
-
-
-def _describe(exc: ValidationError) -> str:
-    reasons = _reasons(exc)
-    more = f" (+{len(reasons) - 3} more)" if len(reasons) > 3 else ""
-    return "; ".join(reasons[:3]) + more
-
-
-def changed_paths(before: Any, after: Any, prefix: str = "") -> list[str]:
-    """Dotted paths whose value differs between two JSON values."""
-    if isinstance(before, dict) and isinstance(after, dict):
-        out: list[str] = []
-        for name in sorted(set(before) | set(after)):
-            out.extend(changed_paths(before.get(name), after.get(name), f"{prefix}{name}."))
-        return out
-    return [] if before == after else [prefix.rstrip(".") or "(payload)"]
 
 
 def entry_as_dict(entry: DeadLetter, now: float | None = None) -> dict[str, Any]:
