@@ -14,7 +14,14 @@ from adapters import make_client, tls_verification
 from delivery.engine import Sink
 from delivery.http import RateLimitedTransport
 from erpsync.mapping import TargetMapping, target_mapping
-from erpsync.settings import HttpSystemSettings, Settings
+from erpsync.settings import (
+    AtollonSettings,
+    HipeSettings,
+    HttpSystemSettings,
+    OnlineErpSettings,
+    PropellerSettings,
+    Settings,
+)
 from state.leases import FencedTransport, Leases
 from state.limits import RateLimiter
 
@@ -59,67 +66,95 @@ def build_sinks(
 ) -> Mapping[str, Sink]:
     """One sink per configured target that an enabled flow sends to (``leases``: every
     write checked against the worker's leases)."""
-    from delivery.sinks.atollon import AtollonSink
-    from delivery.sinks.hipe import HipeSink
-    from delivery.sinks.invoices import INVOICE_ENTITY, AtollonInvoiceSink, invoice_state_map
-    from delivery.sinks.onlineerp import OnlineErpSink
-    from delivery.sinks.propeller import PropellerSink
-    from delivery.sinks.router import route
-
     targets = {t for flow in settings.flows.values() if flow.enabled for t in flow.targets}
     systems = settings.systems
-    overrides = settings.errors
     sinks: dict[str, Sink] = {}
     if "propeller" in targets and systems.propeller is not None:
-        sinks["propeller"] = PropellerSink(
-            systems.propeller,
-            http_client("propeller", systems.propeller, limiter, leases),
-            mappings_for(settings, "propeller"),
-            overrides.get("propeller"),
-        )
+        sinks["propeller"] = _propeller_sink(settings, systems.propeller, limiter, leases)
     if "hipe" in targets and systems.hipe is not None:
-        sinks["hipe"] = HipeSink(
-            systems.hipe,
-            http_client("hipe", systems.hipe, limiter, leases),
-            mappings_for(settings, "hipe"),
-            overrides.get("hipe"),
-        )
-    atollon_mappings = mappings_for(settings, "atollon")
+        sinks["hipe"] = _hipe_sink(settings, systems.hipe, limiter, leases)
     if "atollon" in targets and systems.atollon is not None:
-        atollon_sinks: list[Sink] = [
-            AtollonSink(
-                systems.atollon,
-                http_client("atollon", systems.atollon, limiter, leases),
-                atollon_mappings,
-                overrides.get("atollon"),
-            )
-        ]
-        if INVOICE_ENTITY in atollon_mappings:
-            atollon_sinks.append(
-                AtollonInvoiceSink(
-                    systems.atollon,
-                    http_client("atollon", systems.atollon, limiter, leases),
-                    atollon_mappings[INVOICE_ENTITY],
-                    overrides.get("atollon"),
-                )
-            )
-        sinks["atollon"] = route("atollon", atollon_sinks)
+        sinks["atollon"] = _atollon_sink(settings, systems.atollon, limiter, leases)
     if "onlineerp" in targets and systems.onlineerp is not None:
-        sinks["onlineerp"] = OnlineErpSink(
-            systems.onlineerp,
-            http_client("onlineerp", systems.onlineerp, limiter, leases),
-            mappings_for(settings, "onlineerp"),
-            overrides.get("onlineerp"),
-            atollon=systems.atollon,
-            atollon_http=(
-                http_client("atollon", systems.atollon, limiter, leases)
-                if systems.atollon
-                else None
-            ),
-            atollon_overrides=overrides.get("atollon"),
-            invoice_states=invoice_state_map(atollon_mappings.get(INVOICE_ENTITY)),
-        )
+        sinks["onlineerp"] = _onlineerp_sink(settings, systems.onlineerp, limiter, leases)
     return _adopting(settings, limiter, sinks)
+
+
+def _propeller_sink(
+    settings: Settings,
+    system: PropellerSettings,
+    limiter: RateLimiter | None,
+    leases: Leases | None,
+) -> Sink:
+    from delivery.sinks.propeller import PropellerSink
+
+    return PropellerSink(
+        system,
+        http_client("propeller", system, limiter, leases),
+        mappings_for(settings, "propeller"),
+        settings.errors.get("propeller"),
+    )
+
+
+def _hipe_sink(
+    settings: Settings, system: HipeSettings, limiter: RateLimiter | None, leases: Leases | None
+) -> Sink:
+    from delivery.sinks.hipe import HipeSink
+
+    return HipeSink(
+        system,
+        http_client("hipe", system, limiter, leases),
+        mappings_for(settings, "hipe"),
+        settings.errors.get("hipe"),
+    )
+
+
+def _atollon_sink(
+    settings: Settings, system: AtollonSettings, limiter: RateLimiter | None, leases: Leases | None
+) -> Sink:
+    """Customers and products; invoice states beside them (a router) when a flow sends them."""
+    from delivery.sinks.atollon import AtollonSink
+    from delivery.sinks.invoices import INVOICE_ENTITY, AtollonInvoiceSink
+    from delivery.sinks.router import route
+
+    mappings = mappings_for(settings, "atollon")
+    overrides = settings.errors.get("atollon")
+    sinks: list[Sink] = [
+        AtollonSink(system, http_client("atollon", system, limiter, leases), mappings, overrides)
+    ]
+    if INVOICE_ENTITY in mappings:
+        sinks.append(
+            AtollonInvoiceSink(
+                system,
+                http_client("atollon", system, limiter, leases),
+                mappings[INVOICE_ENTITY],
+                overrides,
+            )
+        )
+    return route("atollon", sinks)
+
+
+def _onlineerp_sink(
+    settings: Settings,
+    system: OnlineErpSettings,
+    limiter: RateLimiter | None,
+    leases: Leases | None,
+) -> Sink:
+    """The billing saga: invoices in the ERP, recorded in Atollon when it is configured."""
+    from delivery.sinks.invoices import INVOICE_ENTITY, invoice_state_map
+    from delivery.sinks.onlineerp import OnlineErpSink
+
+    atollon = settings.systems.atollon
+    return OnlineErpSink(
+        system,
+        http_client("onlineerp", system, limiter, leases),
+        mappings_for(settings, "onlineerp"),
+        settings.errors.get("onlineerp"),
+        atollon=atollon,
+        atollon_http=http_client("atollon", atollon, limiter, leases) if atollon else None,
+        atollon_overrides=settings.errors.get("atollon"),
+        invoice_states=invoice_state_map(mappings_for(settings, "atollon").get(INVOICE_ENTITY)),
+    )
 
 
 def _adopting(

@@ -52,7 +52,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any, Literal
 
 import httpx
@@ -64,24 +64,16 @@ from adapters.atollon import (
     AtollonBillingUpdate,
     AtollonStatusRef,
     BillingStatus,
-    ExternalId,
 )
 from adapters.atollon.invoices import (
     AtollonInvoiceClient,
-    AtollonInvoiceContext,
-    AtollonInvoiceCustomer,
     AtollonInvoiceInput,
-    AtollonInvoicePayment,
-    AtollonInvoiceProduct,
-    AtollonInvoiceRow,
-    AtollonInvoiceTexts,
-    AtollonInvoiceTotals,
-    AtollonInvoiceValue,
 )
 from adapters.onlineerp import ErpInvoice, ErpInvoiceCreated, OnlineErpClient
 from adapters.onlineerp.errors import INVALID_BODY_CUSTOMER, INVALID_BODY_PRODUCT
 from delivery.engine import ApplyContext, ApplyResult, InvalidSourceDataError
-from delivery.sinks.invoices import DEFAULT_INVOICE_STATES, atollon_state
+from delivery.sinks.invoices import DEFAULT_INVOICE_STATES
+from delivery.sinks.issued_invoice import issued_invoice
 from erpsync.errors import (
     AmbiguousMatchError,
     DependencyError,
@@ -111,8 +103,6 @@ RECORDED_COUNTER = "invoice_recorded"
 #: beyond the Atollon client's timeout, how long an earlier POST of an invoice is assumed
 #: able to land (a server may finish a request a little after its client gave up)
 EARLIER_POST_MARGIN_S = 5.0
-#: the ERP invoice field read as the invoice's currency when the flow maps one
-CURRENCY_FIELD = "Devise"
 
 
 def _digest(parts: Sequence[str], size: int) -> str:
@@ -181,14 +171,6 @@ class SagaProgress(BaseModel):
         except ValidationError:
             log.warning("sync.billing_progress_unreadable")
             return None
-
-
-def _text(value: Any) -> str | None:
-    return value.strip() or None if isinstance(value, str) else None
-
-
-def _cents(value: Decimal) -> Decimal:
-    return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
 
 
 def _wire(value: Any) -> Any:
@@ -513,79 +495,8 @@ class OnlineErpSink:
 
     def atollon_invoice(self, invoice: Invoice, stored: ErpInvoiceCreated) -> AtollonInvoiceInput:
         """The Atollon ``invoice-issued`` body of an ERP invoice, as the ERP stored it."""
-        erp = self._erp_system()
-        facture = stored.invoice
-        currency = _text(facture.model_extra.get(CURRENCY_FIELD) if facture.model_extra else None)
-        currency = currency or invoice.currency
-        context = AtollonInvoiceContext(activity=invoice.activity_id, project=invoice.project_id)
-        rows = []
-        for index, line in enumerate(facture.lines):
-            net = line.net_amount
-            if net is None and line.quantity is not None and line.unit_price is not None:
-                net = _cents(line.quantity * line.unit_price)
-            if net is None:
-                continue  # a text line: nothing to invoice
-            rows.append(
-                AtollonInvoiceRow(
-                    order_index=index,
-                    description=line.description,
-                    value=AtollonInvoiceValue(
-                        net_total=net,
-                        currency=currency,
-                        unit_price=line.unit_price,
-                        unit_quantity=line.quantity,
-                        vat=f"{line.tax_rate.normalize():f} %"
-                        if line.tax_rate is not None
-                        else None,
-                        vat_percent=line.tax_rate,
-                        vat_value=line.tax_amount,
-                    ),
-                    product=(
-                        AtollonInvoiceProduct(
-                            item_name=line.description,
-                            product_external_id=[ExternalId(system=erp, id=line.product_number)],
-                        )
-                        if line.product_number
-                        else None
-                    ),
-                    context=context,
-                )
-            )
-        net_total = stored.total_before_taxes
-        if net_total is None:
-            net_total = sum((row.value.net_total for row in rows), Decimal(0))
-        taxes = stored.total_taxes
-        if taxes is None:
-            taxes = sum((row.value.vat_value or Decimal(0) for row in rows), Decimal(0))
-        with_taxes = stored.total_with_taxes
-        if with_taxes is None:
-            with_taxes = net_total + taxes
-        customer = [ExternalId(system=erp, id=facture.bill_to.customer_number)]
-        date = facture.date.isoformat() if facture.date else invoice.date
-        return AtollonInvoiceInput(
-            invoice_number=stored.number,
-            external_number=stored.number,
-            external_reference_number=facture.reference,
-            issued_date=date,
-            taxation_date=date,
-            state_name=atollon_state(self.invoice_states, stored.state, stored.number),
-            customer=AtollonInvoiceCustomer(
-                customer_external_id=customer, contact_external_id=customer
-            ),
-            rows=rows,
-            # The page's example shows the total with VAT in both (786500 = 650000 + 136500);
-            # the total before taxes is the rows' netTotal (docs/sandbox-conventions.md).
-            totals=AtollonInvoiceTotals(
-                currency=currency,
-                currency_rate=Decimal(1),
-                total=with_taxes,
-                total_with_vat=with_taxes,
-            ),
-            payment=AtollonInvoicePayment(
-                to_be_paid=stored.balance if stored.balance is not None else with_taxes
-            ),
-            context=context,
-            texts=AtollonInvoiceTexts(description=facture.description),
+        return issued_invoice(
+            invoice, stored, erp_system=self._erp_system(), invoice_states=self.invoice_states
         )
 
     # -- step 3 -----------------------------------------------------------------------
