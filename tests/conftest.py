@@ -15,6 +15,10 @@ from simulators.server import RunningSandbox
 
 REDIS_ENV = "ERPSYNC_TEST_REDIS_URL"
 
+# The shared helpers' asserts report like a test's, and their fixtures load as a plugin
+# (``pytest_plugins = ["tests.support.engine"]``) in a module that also imports them.
+pytest.register_assert_rewrite("tests.support")
+
 
 @pytest.fixture(autouse=True)
 def _empty_in_memory_broker() -> Iterator[None]:

@@ -14,7 +14,7 @@ from celery import Celery
 
 from cli.services.status import StatusReader
 from erpsync.errors import PermanentError
-from erpsync.events import ChangeEvent, Delivery
+from erpsync.events import Delivery
 from erpsync.settings import Settings
 from state.broker import deliveries_of_message, queue_keys, unacked_key
 from state.dlq import DeadLetterStore
@@ -22,6 +22,7 @@ from state.keys import Keys
 from state.limits import Circuit
 from state.messages import TASK_APPLY, queue_for
 from state.store import State
+from tests.support import delivery_of, make_event
 
 NOW = 1_900_000_000.0
 BATCH_TASK = "sync.apply_batch"
@@ -75,17 +76,13 @@ def envelopes() -> Iterator[Celery]:
 
 
 def delivery(key: str, target: str, age_s: float, flow: str = "customers") -> Delivery:
-    event = ChangeEvent.create(
+    event = make_event(
+        {"key": key, "name": key},
         flow=flow,
-        source="onlineerp",
         entity="customer" if flow == "customers" else "product",
-        key=key,
-        operation="upsert",
-        payload={"key": key, "name": key},
-        source_version=1,
         detected_at=datetime.fromtimestamp(NOW - age_s, UTC),
     )
-    return Delivery(event=event, target=target)
+    return delivery_of(event, target)
 
 
 def envelope(app: Celery, d: Delivery) -> str:

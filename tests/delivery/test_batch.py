@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,11 +22,10 @@ from delivery.batch import (
     plan_batches,
     split_for_bulk,
 )
-from delivery.engine import ApplyContext, ApplyResult, Engine, Sink
+from delivery.engine import ApplyContext, ApplyResult, Engine
 from delivery.http import RateLimitedTransport
 from delivery.pipeline.hooks import Middleware, RecordEvent
 from delivery.pipeline.scheduling import CpuSlots
-from delivery.policy import RetryPolicy
 from erpsync.errors import (
     AuthError,
     DependencyError,
@@ -38,10 +36,10 @@ from erpsync.errors import (
 )
 from erpsync.events import ChangeEvent, Delivery
 from state.batches import BatchStore
-from state.dlq import DeadLetterStore
-from state.keys import Keys
-from state.limits import Circuit, RateLimiter
-from state.store import LedgerEntry, State
+from state.limits import RateLimiter
+from state.store import LedgerEntry
+from tests.support import Clock, customer_event
+from tests.support.engine import make_engine
 
 TARGET = "propeller"
 
@@ -108,14 +106,6 @@ class WorkerKilledError(BaseException):
     """The worker process dies mid-call (SIGKILL): nothing after the call runs."""
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def sink() -> BulkScriptedSink:
     return BulkScriptedSink()
@@ -128,18 +118,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def engine(sink: BulkScriptedSink, clock: Clock) -> Engine:
-    client = fakeredis.FakeRedis(decode_responses=True)
-    keys = Keys("t")
-    sinks: Mapping[str, Sink] = {TARGET: sink}
-    return Engine(
-        state=State(client, keys),
-        circuit=Circuit(client, keys, failure_threshold=3, cooldown_s=10),
-        dlq=DeadLetterStore(client, keys),
-        sinks=lambda: sinks,
-        policy=RetryPolicy(transient_max_attempts=3, dependency_max_waits=2),
-        rng=random.Random(7),
-        clock=clock,
-    )
+    return make_engine(fakeredis.FakeRedis(decode_responses=True), {TARGET: sink}, clock)
 
 
 _versions = iter(range(1, 1_000_000))
@@ -154,16 +133,9 @@ def event(
     active: bool = True,
     version: int | None = None,
 ) -> ChangeEvent:
-    return ChangeEvent.create(
-        flow="customers",
-        source="onlineerp",
-        entity="customer",
-        key=key,
-        operation=operation,  # type: ignore[arg-type]
-        payload={"key": key, "name": name, "parent_key": parent, "active": active},
-        source_version=version if version is not None else next(_versions),
-        parent_key=parent,
-    )
+    """A customer with ``active``, numbered in order unless ``version`` is given."""
+    number = version if version is not None else next(_versions)
+    return customer_event(key, name, number, parent, operation=operation, active=active)
 
 
 def batch(engine: Engine, *events: ChangeEvent, **kwargs: Any) -> list[Delivery]:

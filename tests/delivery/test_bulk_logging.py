@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,7 @@ import redis
 from bench.stack import Pipeline, pipeline_config
 from bench.verify import erp_customers
 from delivery.batch import BatchApplier
-from delivery.engine import Engine, Sink
-from delivery.policy import RetryPolicy
+from delivery.engine import Engine
 from erpsync.errors import (
     DependencyError,
     PermanentError,
@@ -32,13 +31,12 @@ from erpsync.errors import (
 )
 from erpsync.logging import configure_logging
 from simulators.server import RunningSandbox
-from state.dlq import DeadLetterStore
-from state.keys import Keys
-from state.limits import Circuit
-from state.store import LedgerEntry, State
-from tests.delivery.test_batch import TARGET, BulkScriptedSink, Clock, batch, event
+from state.store import LedgerEntry
+from tests.delivery.test_batch import TARGET, BulkScriptedSink, batch, event
 from tests.integration.bulk.loads import put_in_recycle_bin, seed
 from tests.logs import captured_logs, log_lines
+from tests.support import Clock
+from tests.support.engine import make_engine
 
 
 def outcomes_by_key(lines: list[dict[str, Any]]) -> dict[str, str]:
@@ -63,18 +61,9 @@ def own_lines(lines: list[dict[str, Any]], event: str) -> dict[str, dict[str, An
 @pytest.fixture
 def engine(redis_url: str) -> Iterator[Engine]:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    keys = Keys(f"bulklog{random.randrange(1 << 30)}")
-    sinks: Mapping[str, Sink] = {TARGET: BulkScriptedSink()}
-    yield Engine(
-        state=State(client, keys),
-        circuit=Circuit(client, keys, failure_threshold=3, cooldown_s=10),
-        dlq=DeadLetterStore(client, keys),
-        sinks=lambda: sinks,
-        policy=RetryPolicy(transient_max_attempts=3, dependency_max_waits=2),
-        rng=random.Random(7),
-        clock=Clock(),
-    )
-    for key in client.scan_iter(match=f"{keys.prefix}:*"):
+    prefix = f"bulklog{random.randrange(1 << 30)}"
+    yield make_engine(client, {TARGET: BulkScriptedSink()}, Clock(), prefix=prefix)
+    for key in client.scan_iter(match=f"{prefix}:*"):
         client.delete(key)
     client.close()
 

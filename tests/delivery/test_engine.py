@@ -2,128 +2,24 @@
 
 from __future__ import annotations
 
-import json
-import random
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-
-import fakeredis
 import pytest
 
-from delivery.engine import ApplyContext, ApplyResult, Engine, Sink
-from delivery.policy import RetryPolicy
+from delivery.engine import Engine
 from erpsync.errors import (
     AuthError,
     DependencyError,
     PermanentError,
-    SyncError,
     TransientError,
 )
-from erpsync.events import ChangeEvent, Delivery
-from state.dlq import DeadLetterStore
-from state.keys import Keys
-from state.limits import Circuit
-from state.store import State
+from erpsync.events import Delivery
+from tests.support import Clock, customer_event
+from tests.support.engine import ScriptedSink, WorkerKilledError, deliver, due
 
-
-@dataclass
-class ScriptedSink:
-    """Applies events in memory, failing with the scripted errors first."""
-
-    target: str = "hipe"
-    failures: list[SyncError] = field(default_factory=list)
-    applied: list[tuple[str, str]] = field(default_factory=list)
-    parent_required: bool = True
-    #: the next write reaches the target, then the worker dies before it hears back
-    die_after_write: bool = False
-
-    def handles(self, entity: str) -> bool:
-        return entity == "customer"
-
-    def needs_parent(self, event: ChangeEvent) -> bool:
-        return self.parent_required
-
-    def apply(self, event: ChangeEvent, context: ApplyContext) -> ApplyResult:
-        if self.failures:
-            raise self.failures.pop(0)
-        self.applied.append((event.key, event.fingerprint))
-        if self.die_after_write:
-            self.die_after_write = False
-            raise WorkerKilledError
-        return ApplyResult("updated" if context.ledger else "created", target_id=f"id-{event.key}")
-
-
-class WorkerKilledError(BaseException):
-    """The worker process dies mid-call (SIGKILL): nothing after the write runs."""
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def redis_client() -> fakeredis.FakeRedis:
-    return fakeredis.FakeRedis(decode_responses=True)
-
-
-@pytest.fixture
-def sink() -> ScriptedSink:
-    return ScriptedSink()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def engine(redis_client: fakeredis.FakeRedis, sink: ScriptedSink, clock: Clock) -> Engine:
-    keys = Keys("t")
-    sinks: Mapping[str, Sink] = {"hipe": sink}
-    return Engine(
-        state=State(redis_client, keys),
-        circuit=Circuit(redis_client, keys, failure_threshold=3, cooldown_s=10),
-        dlq=DeadLetterStore(redis_client, keys),
-        sinks=lambda: sinks,
-        policy=RetryPolicy(transient_max_attempts=3, dependency_max_waits=2),
-        rng=random.Random(7),
-        clock=clock,
-    )
-
-
-def event(
-    key: str = "C1", name: str = "Acme", version: int = 1, parent: str | None = None
-) -> ChangeEvent:
-    return ChangeEvent.create(
-        flow="customers",
-        source="onlineerp",
-        entity="customer",
-        key=key,
-        operation="upsert",
-        payload={"key": key, "name": name, "parent_key": parent},
-        source_version=version,
-        parent_key=parent,
-    )
-
-
-def deliver(engine: Engine, ev: ChangeEvent, **kwargs: object) -> str:
-    engine.state.mark_produced("hipe", Delivery(event=ev, target="hipe").delivery_id)
-    return engine.process(Delivery(event=ev, target="hipe", **kwargs))  # type: ignore[arg-type]
-
-
-def due(engine: Engine, clock: Clock) -> list[Delivery]:
-    """Take every parked delivery (as if its time had come)."""
-    members = engine.state.claim_due(now=clock.now + 1e6)
-    engine.state.done(members)
-    return [Delivery.model_validate(json.loads(m)) for m in members]
+pytest_plugins = ["tests.support.engine"]
 
 
 def test_applies_then_skips_a_duplicate_delivery(engine: Engine, sink: ScriptedSink) -> None:
-    ev = event()
+    ev = customer_event()
     assert deliver(engine, ev) == "applied"
     assert engine.process(Delivery(event=ev, target="hipe")) == "skipped"
     assert sink.applied == [("C1", ev.fingerprint)], "applied once"
@@ -136,7 +32,7 @@ def test_applies_then_skips_a_duplicate_delivery(engine: Engine, sink: ScriptedS
 
 
 def test_stale_event_never_overwrites_a_newer_one(engine: Engine, sink: ScriptedSink) -> None:
-    newer, older = event(name="New", version=5), event(name="Old", version=4)
+    newer, older = customer_event(name="New", version=5), customer_event(name="Old", version=4)
     assert deliver(engine, newer) == "applied"
     assert deliver(engine, older) == "skipped"
     assert sink.applied == [("C1", newer.fingerprint)]
@@ -147,18 +43,18 @@ def test_a_forced_delivery_passes_the_already_applied_check_but_never_the_stale_
     engine: Engine, sink: ScriptedSink
 ) -> None:
     """A reconcile's repair re-sends content the ledger says the target has (it drifted)."""
-    first = event(name="Acme", version=1)
+    first = customer_event(name="Acme", version=1)
     assert deliver(engine, first) == "applied"
-    again = event(name="Acme", version=2)
+    again = customer_event(name="Acme", version=2)
     assert again.fingerprint == first.fingerprint
     assert deliver(engine, again) == "skipped", "unforced: already applied"
-    repair = event(name="Acme", version=3)
+    repair = customer_event(name="Acme", version=3)
     assert deliver(engine, repair, force=True) == "applied"
     assert sink.applied == [("C1", first.fingerprint), ("C1", repair.fingerprint)]
     ledger = engine.state.ledger_get("hipe", "customer", "C1")
     assert ledger is not None
     assert (ledger.fingerprint, ledger.source_version) == (repair.fingerprint, 3)
-    stale = event(name="Older", version=2)
+    stale = customer_event(name="Older", version=2)
     assert deliver(engine, stale, force=True) == "skipped", "a force never passes a stale check"
     assert engine.state.counters("hipe")["skipped_stale"] == 1
     assert len(sink.applied) == 2
@@ -168,9 +64,9 @@ def test_a_worker_killed_after_the_write_leaves_no_ledger_vouching_for_the_old_c
     engine: Engine, sink: ScriptedSink
 ) -> None:
     first, renamed, back = (
-        event(name="A", version=1),
-        event(name="B", version=2),
-        event(name="A", version=3),
+        customer_event(name="A", version=1),
+        customer_event(name="B", version=2),
+        customer_event(name="A", version=3),
     )
     assert deliver(engine, first) == "applied"
     sink.die_after_write = True
@@ -189,7 +85,7 @@ def test_transient_errors_retry_then_dead_letter_with_retry_after(
         "503", system="hipe", operation="create", status_code=503, retry_after_s=30
     )
     sink.failures = [busy, busy, busy]
-    assert deliver(engine, event()) == "parked"
+    assert deliver(engine, customer_event()) == "parked"
     due_at = engine.state.redis.zrange(engine.state.keys.delayed(), 0, -1, withscores=True)[0][1]
     assert float(due_at) >= clock.now + 30, "Retry-After is honoured"
     (again,) = due(engine, clock)
@@ -207,17 +103,17 @@ def test_transient_errors_retry_then_dead_letter_with_retry_after(
 def test_child_waits_for_its_parent_then_applies(
     engine: Engine, sink: ScriptedSink, clock: Clock
 ) -> None:
-    child = event(key="C2", parent="C1")
+    child = customer_event(key="C2", parent="C1")
     assert deliver(engine, child) == "parked"
     assert engine.state.counters("hipe")["dependency_waits"] == 1
-    assert deliver(engine, event(key="C1")) == "applied"
+    assert deliver(engine, customer_event(key="C1")) == "applied"
     (waiting,) = due(engine, clock)
     assert engine.process(waiting) == "applied"
     assert [k for k, _ in sink.applied] == ["C1", "C2"], "parent before child"
 
 
 def test_dependency_budget_ends_in_the_dlq_with_a_hint(engine: Engine, clock: Clock) -> None:
-    assert deliver(engine, event(key="C2", parent="C9")) == "parked"
+    assert deliver(engine, customer_event(key="C2", parent="C9")) == "parked"
     for _ in range(2):
         (waiting,) = due(engine, clock)
         result = engine.process(waiting)
@@ -238,7 +134,7 @@ def test_permanent_error_dead_letters_at_once(engine: Engine, sink: ScriptedSink
             response_excerpt='{"token":"abc"}',
         )
     ]
-    assert deliver(engine, event()) == "dead_lettered"
+    assert deliver(engine, customer_event()) == "dead_lettered"
     (entry,) = list(engine.dlq.iter_entries())
     assert entry.response_excerpt == '{"token":"***"}', "excerpts are redacted"
 
@@ -247,9 +143,9 @@ def test_auth_error_opens_the_circuit_and_burns_no_attempt(
     engine: Engine, sink: ScriptedSink, clock: Clock
 ) -> None:
     sink.failures = [AuthError("401", system="hipe", operation="create", status_code=401)]
-    assert deliver(engine, event()) == "parked"
+    assert deliver(engine, customer_event()) == "parked"
     assert engine.circuit.status("hipe").state == "open"
-    assert deliver(engine, event(key="C5")) == "parked", "the queue waits while open"
+    assert deliver(engine, customer_event(key="C5")) == "parked", "the queue waits while open"
     assert engine.dlq.count() == 0
     clock.now += 11
     for waiting in due(engine, clock):
@@ -260,7 +156,7 @@ def test_auth_error_opens_the_circuit_and_burns_no_attempt(
 
 
 def test_replay_of_a_superseded_change_is_skipped(engine: Engine, sink: ScriptedSink) -> None:
-    old = event(name="Old", version=1)
+    old = customer_event(name="Old", version=1)
     engine.state.set_latest("onlineerp", "customer", {"C1": 2})
     assert deliver(engine, old, replay_of="abc") == "skipped"
     assert sink.applied == []
@@ -271,7 +167,7 @@ def test_dependency_error_from_the_sink_waits(engine: Engine, sink: ScriptedSink
     sink.failures = [
         DependencyError("40007", system="hipe", operation="create", vendor_code="40007")
     ]
-    assert deliver(engine, event()) == "parked"
+    assert deliver(engine, customer_event()) == "parked"
     assert engine.state.counters("hipe")["dependency_waits"] == 1
 
 
@@ -291,7 +187,7 @@ def test_a_delivery_is_pending_until_its_outcome_and_parked_until_it_is_due(
 ) -> None:
     busy = TransientError("503", system="hipe", operation="create", status_code=503)
     sink.failures = [busy]
-    d = Delivery(event=event(), target="hipe")
+    d = Delivery(event=customer_event(), target="hipe")
     register(engine, d, clock.now - 5)
     assert engine.process(d) == "parked"
     due_at = float(
@@ -309,25 +205,25 @@ def test_a_delivery_is_pending_until_its_outcome_and_parked_until_it_is_due(
 def test_a_started_delivery_is_seen_moving_and_every_outcome_settles_it(
     engine: Engine, sink: ScriptedSink, clock: Clock
 ) -> None:
-    killed = Delivery(event=event("C1"), target="hipe")
+    killed = Delivery(event=customer_event("C1"), target="hipe")
     register(engine, killed, clock.now - 50)
     sink.die_after_write = True
     with pytest.raises(WorkerKilledError):
         engine.process(killed)
     assert pending(engine, killed) == clock.now, "its lease runs from its start"
 
-    duplicate = Delivery(event=event("C2"), target="hipe")
+    duplicate = Delivery(event=customer_event("C2"), target="hipe")
     assert deliver(engine, duplicate.event) == "applied"
     register(engine, duplicate, clock.now)  # sent once more after it was applied
     assert engine.process(duplicate) == "skipped"
     assert pending(engine, duplicate) is None, "a duplicate's skip settles it too"
 
     sink.failures = [PermanentError("bad", system="hipe", operation="create")]
-    hopeless = Delivery(event=event("C3"), target="hipe")
+    hopeless = Delivery(event=customer_event("C3"), target="hipe")
     register(engine, hopeless, clock.now)
     assert engine.process(hopeless) == "dead_lettered"
     assert pending(engine, hopeless) is None
 
-    never_sent = Delivery(event=event("C4"), target="hipe")
+    never_sent = Delivery(event=customer_event("C4"), target="hipe")
     engine.state.start("hipe", "customer", "C4", never_sent.delivery_id, now=1.0, lock_ttl_s=1)
     assert pending(engine, never_sent) is None, "starting one never makes it pending"

@@ -24,8 +24,9 @@ from state.leases import FencedTransport, Heartbeat, LeaseLostError, Leases
 from state.limits import Circuit
 from state.messages import create_app, queue_for
 from state.store import State
-from tests.delivery.test_engine import Clock, ScriptedSink, event
 from tests.state.test_broker import Holder, send, tag
+from tests.support import Clock, customer_event
+from tests.support.engine import ScriptedSink
 
 TTL_S = 15.0
 LOCK = "lock:rec:hipe:customer:C1"
@@ -197,7 +198,7 @@ def test_a_worker_that_lost_its_lock_during_the_call_records_nothing() -> None:
         sinks=lambda: sinks,
         leases=Leases(state, ttl_s=TTL_S, renew_every_s=3600, clock=lease_clock),
     )
-    delivery = Delivery(event=event("C1"), target="hipe")
+    delivery = Delivery(event=customer_event("C1"), target="hipe")
     with pytest.raises(LeaseLostError):
         engine.process(delivery)
     assert sink.applied == [("C1", delivery.event.fingerprint)], "the call was under way"

@@ -17,24 +17,12 @@ from delivery.http import RateLimitedTransport
 from state import limits
 from state.keys import Keys
 from state.limits import PACING, RateLimiter
-
-
-class Clock:
-    """The limiter's ``time.time`` and ``time.sleep``: moved by hand, or by sleeping."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def time(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
+from tests.support import Clock
 
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock()
+    clock = Clock(1_800_000_000.0)  # the limiter's time.time and time.sleep
     monkeypatch.setattr(limits, "time", types.SimpleNamespace(time=clock.time, sleep=clock.sleep))
     return clock
 

@@ -28,25 +28,15 @@ from state.messages import TASK_APPLY, create_app
 from state.publish import SENT_AT, publish, publish_raw
 from state.pump import Pump
 from state.store import State
-from tests.delivery.test_engine import event
+from tests.support import Clock, customer_event
 
 LEASE_S = 60.0
 T0 = 1_000_000_000.0  # long past: whatever is due then is due now
 
 
-class Clock:
-    """The publishers' clock (sent-at headers, pending records), moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
+    fake = Clock(T0)  # the publishers' clock (sent-at headers, pending records)
     monkeypatch.setattr(publishing, "clock", fake)
     return fake
 
@@ -83,7 +73,7 @@ def pump(app: Celery, state: State) -> Pump:
 
 
 def delivery(key: str, version: int = 1) -> Delivery:
-    return Delivery(event=event(key, name=f"Name {key}", version=version), target="hipe")
+    return Delivery(event=customer_event(key, name=f"Name {key}", version=version), target="hipe")
 
 
 def queue(state: State) -> str:

@@ -21,9 +21,10 @@ from state.trace import (
     story,
     trace_rate_wait,
 )
-from tests.delivery.test_engine import Clock, ScriptedSink, deliver, due, event
+from tests.support import Clock, customer_event
+from tests.support.engine import ScriptedSink, deliver, due
 
-pytest_plugins = ["tests.delivery.test_engine"]
+pytest_plugins = ["tests.support.engine"]
 
 
 @pytest.fixture
@@ -98,7 +99,7 @@ def test_engine_retry_dead_letter_and_replay_are_told_in_order(
             hint="fix the record",
         ),
     ]
-    ev = event(parent=None)
+    ev = customer_event(parent=None)
     sink.parent_required = False
     assert deliver(engine, ev) == "parked"
     (again,) = due(engine, clock)

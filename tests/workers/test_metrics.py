@@ -24,6 +24,7 @@ from state.dlq import DeadLetterStore
 from state.keys import Keys
 from state.limits import Circuit
 from state.store import State
+from tests.support import customer_event
 from workers.metrics import WorkerMetrics
 
 KEYS = Keys("m")
@@ -46,18 +47,6 @@ class ScriptedSink:
         if self.failures:
             raise self.failures.pop(0)
         return ApplyResult("updated" if context.ledger else "created", target_id=f"id-{event.key}")
-
-
-def event(key: str, name: str, version: int) -> ChangeEvent:
-    return ChangeEvent.create(
-        flow="customers",
-        source="onlineerp",
-        entity="customer",
-        key=key,
-        operation="upsert",
-        payload={"key": key, "name": name},
-        source_version=version,
-    )
 
 
 @pytest.fixture
@@ -99,7 +88,7 @@ def value(metrics: WorkerMetrics, name: str, **labels: str) -> float | None:
 
 
 def deliver(engine: Engine, key: str, name: str = "Acme", version: int = 1) -> str:
-    delivery = Delivery(event=event(key, name=name, version=version), target="hipe")
+    delivery = Delivery(event=customer_event(key, name=name, version=version), target="hipe")
     engine.state.mark_produced("hipe", delivery.delivery_id)
     return engine.process(delivery)
 

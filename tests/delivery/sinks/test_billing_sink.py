@@ -34,6 +34,7 @@ from state.dlq import DeadLetterStore
 from state.keys import Keys
 from state.limits import Circuit
 from state.store import LedgerEntry, State
+from tests.support import make_event
 
 ERP_SETTINGS = OnlineErpSettings(
     base_url="http://127.0.0.1:9/api", licence_code="LIC", secret=SecretStr("s3cret-value")
@@ -200,14 +201,15 @@ def payload(items: list[str] = ITEMS, customer: str | None = "C000042") -> dict[
 
 
 def event(body: dict[str, Any], version: int = 1, operation: str = "upsert") -> ChangeEvent:
-    return ChangeEvent.create(
+    """The activity's billable items as the Atollon producer sends them."""
+    return make_event(
+        body,
         flow="billing",
         source="atollon",
         entity="billing",
         key=ACTIVITY,
-        operation=operation,  # type: ignore[arg-type]
-        payload=body,
-        source_version=version,
+        version=version,
+        operation=operation,
     )
 
 

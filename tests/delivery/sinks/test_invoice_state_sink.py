@@ -23,6 +23,7 @@ from erpsync.events import ChangeEvent
 from erpsync.mapping import TargetMapping
 from erpsync.settings import AtollonSettings
 from state.store import LedgerEntry
+from tests.support import make_event
 
 SETTINGS = AtollonSettings(base_url="http://127.0.0.1:9", instance="sandbox")
 
@@ -89,15 +90,8 @@ def payload(number: str = "00000001", state: str = "open", **more: Any) -> dict[
 
 
 def event(body: dict[str, Any]) -> ChangeEvent:
-    return ChangeEvent.create(
-        flow="invoices",
-        source="onlineerp",
-        entity="invoice",
-        key=body["number"],
-        operation="upsert",
-        payload=body,
-        source_version=1,
-    )
+    """An ERP invoice's state, keyed by its number."""
+    return make_event(body, flow="invoices", entity="invoice", key=body["number"])
 
 
 def context(target_id: str | None = None) -> ApplyContext:

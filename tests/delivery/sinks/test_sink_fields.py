@@ -26,7 +26,7 @@ from delivery.sinks.atollon import AtollonSink
 from delivery.sinks.hipe import HipeSink
 from delivery.sinks.onlineerp import OnlineErpSink
 from delivery.sinks.propeller import PropellerSink
-from erpsync.events import ChangeEvent, Delivery
+from erpsync.events import Delivery
 from erpsync.flows import TARGETS, effective_mapping
 from erpsync.mapping import TargetMapping, resolve
 from erpsync.models import Invoice
@@ -42,6 +42,7 @@ from state.dlq import DeadLetterStore
 from state.keys import Keys
 from state.limits import Circuit
 from state.store import State
+from tests.support import delivery_of, make_event
 
 #: fields whose value the sink translates (a lifecycle representation): present, not equal
 TRANSLATED = {"active"}
@@ -129,17 +130,8 @@ def product(key: str) -> dict[str, Any]:
 
 
 def delivery(target: str, entity: str, payload: dict[str, Any]) -> Delivery:
-    event = ChangeEvent.create(
-        flow="f",
-        source="onlineerp",
-        entity=entity,
-        key=payload["key"],
-        operation="upsert",
-        payload=payload,
-        source_version=1,
-        parent_key=payload.get("parent_key"),
-    )
-    return Delivery(event=event, target=target)
+    event = make_event(payload, flow="f", entity=entity, parent_key=payload.get("parent_key"))
+    return delivery_of(event, target)
 
 
 def settings_for(target: str, sandbox: RunningSandbox) -> HttpSystemSettings:
