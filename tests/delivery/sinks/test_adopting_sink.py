@@ -17,6 +17,7 @@ from erpsync.events import ChangeEvent
 from state.adoption import REVIEW_CODE, AdoptionTable, Candidate, Entry
 from state.keys import Keys
 from state.store import LedgerEntry
+from tests.support import make_event
 
 
 class Recorded:
@@ -71,8 +72,7 @@ class Linker:
 
 def event(key: str, flow: str = "customers", operation: str = "upsert") -> ChangeEvent:
     payload = {"key": key, "name": f"Company {key}", "active": True}
-    return ChangeEvent.create(flow=flow, source="onlineerp", entity="customer", key=key,
-                              operation=operation, payload=payload, source_version=1)  # type: ignore[arg-type]  # fmt: skip
+    return make_event(payload, flow=flow, operation=operation)
 
 
 def context(ledger: LedgerEntry | None = None) -> ApplyContext:
