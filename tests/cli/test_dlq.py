@@ -24,12 +24,13 @@ from typer.testing import CliRunner, Result
 
 from cli.app import app
 from erpsync.errors import PermanentError
-from erpsync.events import ChangeEvent, Delivery
+from erpsync.events import Delivery
 from state.broker import queue_keys
 from state.dlq import DeadLetter, DeadLetterStore
 from state.keys import Keys
 from state.limits import Circuit
 from state.store import State
+from tests.support import customer_event
 
 
 @dataclass
@@ -48,15 +49,7 @@ class Installation:
     def dead_letter(
         self, key: str, *, code: str = "40005", target: str = "propeller", version: int = 1
     ) -> DeadLetter:
-        event = ChangeEvent.create(
-            flow="customers",
-            source="onlineerp",
-            entity="customer",
-            key=key,
-            operation="upsert",
-            payload={"key": key, "name": f"Company {key}", "parent_key": None, "active": True},
-            source_version=version,
-        )
+        event = customer_event(key, f"Company {key}", version, active=True)
         delivery = Delivery(event=event, target=target, attempt=1)
         self.state.mark_produced(target, delivery.delivery_id, flow="customers")
         self.state.set_latest("onlineerp", "customer", {key: version})

@@ -21,7 +21,7 @@ from delivery.engine import Engine, Sink
 from delivery.policy import RetryPolicy
 from delivery.sinks.atollon import INACTIVE_GROUP, AtollonSink
 from delivery.sinks.view import ViewableSink
-from erpsync.events import ChangeEvent, Delivery
+from erpsync.events import Delivery
 from erpsync.mapping import TargetMapping
 from erpsync.settings import AtollonSettings
 from simulators.atollon import AtollonSimulator
@@ -30,6 +30,7 @@ from state.dlq import DeadLetterStore
 from state.keys import Keys
 from state.limits import Circuit
 from state.store import State
+from tests.support import delivery_of, make_event
 
 ERP = "onlineerp"
 CLIENT = "com.atollon.project.fpatypecategory.client"
@@ -88,17 +89,16 @@ def customer(key: str, name: str, **fields: Any) -> dict[str, Any]:
 def deliver(
     payload: Mapping[str, Any], *, entity: str = "customer", op: str = "upsert"
 ) -> Delivery:
-    event = ChangeEvent.create(
+    event = make_event(
+        dict(payload),
         flow="customers" if entity == "customer" else "products",
         source=ERP,
         entity=entity,
-        key=str(payload["key"]),
-        operation=op,  # type: ignore[arg-type]
-        payload=dict(payload),
+        operation=op,
         parent_key=payload.get("parent_key"),
-        source_version=next(_versions),
+        version=next(_versions),
     )
-    return Delivery(event=event, target="atollon")
+    return delivery_of(event, "atollon")
 
 
 def records(atollon: RunningSandbox, entity: str) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from delivery.engine import Engine, Sink
 from delivery.policy import RetryPolicy
 from delivery.sinks.propeller import PropellerSink
 from delivery.sinks.view import ViewableSink, view
-from erpsync.events import ChangeEvent, Delivery
+from erpsync.events import Delivery
 from erpsync.mapping import TargetMapping
 from erpsync.settings import PropellerSettings, Settings
 from simulators.propeller import PropellerSimulator
@@ -35,6 +35,7 @@ from state.dlq import DeadLetterStore
 from state.keys import Keys
 from state.limits import Circuit
 from state.store import State
+from tests.support import make_event
 
 SOURCE = "ERPSYNC"
 MARKER = "ERPSYNC_INACTIVE"
@@ -112,15 +113,8 @@ class Rig:
 
     def event(self, record: dict[str, Any], *, operation: str = "upsert") -> Delivery:
         self.version += 1
-        event = ChangeEvent.create(
-            flow="customers",
-            source="onlineerp",
-            entity="customer",
-            key=record["key"],
-            operation=operation,  # type: ignore[arg-type]
-            payload=record,
-            source_version=self.version,
-            parent_key=record.get("parent_key"),
+        event = make_event(
+            record, version=self.version, operation=operation, parent_key=record.get("parent_key")
         )
         delivery = Delivery(event=event, target="propeller")
         self.engine.state.mark_produced("propeller", delivery.delivery_id, flow="customers")
