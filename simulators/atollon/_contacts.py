@@ -13,10 +13,10 @@ leaves no half-applied contact, group or folder behind.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from simulators._pages import InsertionOrdered
 from simulators.atollon._request import (
     ExternalId,
     FailError,
@@ -230,7 +230,7 @@ class ContactStore:
     def __init__(self, ids: IdSequence, company_match: CompanyMatch = "unclaimed") -> None:
         self.ids = ids
         self.company_match: CompanyMatch = company_match
-        self.contacts: dict[str, Contact] = {}
+        self.contacts: InsertionOrdered[str, Contact] = InsertionOrdered()
         self.by_external: dict[ExternalId, str] = {}
         self.companies_by_name: dict[str, list[str]] = {}
         self.persons_by_email: dict[str, list[str]] = {}
@@ -786,8 +786,7 @@ class ContactStore:
     def page(self, page: int, limit: int) -> list[dict[str, Any]]:
         """``GET contact?page=&limit=`` (undocumented): one page of contacts, oldest first."""
         start = (page - 1) * limit
-        chosen = itertools.islice(self.contacts.values(), start, start + limit)
-        return [self.to_json(contact) for contact in chosen]
+        return [self.to_json(contact) for contact in self.contacts.slice(start, start + limit)]
 
     def brief(self, contact: Contact) -> dict[str, Any]:
         """The short contact shape the billing and project answers embed."""

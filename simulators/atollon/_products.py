@@ -7,11 +7,11 @@ external id stays a unique key per system.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from simulators._pages import InsertionOrdered
 from simulators.atollon._request import (
     ExternalId,
     FailError,
@@ -69,7 +69,7 @@ class ProductStore:
 
     def __init__(self, ids: IdSequence) -> None:
         self.ids = ids
-        self.products: dict[str, Product] = {}
+        self.products: InsertionOrdered[str, Product] = InsertionOrdered()
         self.by_external: dict[ExternalId, str] = {}
         self.by_code_name: dict[tuple[str, str], list[str]] = {}
 
@@ -203,5 +203,4 @@ class ProductStore:
     def page(self, page: int, limit: int) -> list[dict[str, Any]]:
         """``GET product?page=&limit=`` (undocumented): one page of products, oldest first."""
         start = (page - 1) * limit
-        chosen = itertools.islice(self.products.values(), start, start + limit)
-        return [self.to_json(product) for product in chosen]
+        return [self.to_json(product) for product in self.products.slice(start, start + limit)]

@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Literal
 
+from simulators._pages import ResultCache
 from simulators.hipe import _js
 from simulators.hipe._js import JsDate
 
@@ -828,9 +829,12 @@ class Table:
         self.spec = spec
         self.rows: dict[Any, dict[str, Any]] = {}
         self.indexes: dict[str, dict[Any, dict[Any, None]]] = {c: {} for c in spec.indexed}
+        #: each list query's matched and sorted rows, until the next write: a page is O(page)
+        self._results: ResultCache[list[dict[str, Any]]] = ResultCache()
 
     def clear(self) -> None:
         """Forget every row."""
+        self._results.bump()
         self.rows.clear()
         for index in self.indexes.values():
             index.clear()
@@ -839,6 +843,7 @@ class Table:
         """Insert or replace a row (rows are replaced whole, never mutated in place)."""
         key = row[self.spec.primary]
         old = self.rows.get(key)
+        self._results.bump()
         for column, index in self.indexes.items():
             if old is not None:
                 bucket = index.get(old.get(column))
@@ -874,8 +879,14 @@ class Table:
         parsed: ParsedRequest,
         options: CrudOptions,
         params_search: Iterable[dict[str, Any]],
+        *,
+        cached: bool = False,
     ) -> tuple[list[dict[str, Any]], int, float | None, float | None]:
-        """``createBuilder`` then the statement: (page rows, total matches, take, skip)."""
+        """``createBuilder`` then the statement: (page rows, total matches, take, skip).
+
+        With ``cached``, the matched and sorted rows are kept (per search and sort) until
+        the next write, so paging through a list costs O(page) per page.
+        """
         search = search_condition(parsed, params_search, options.filter)
         compiler = _SearchCompiler(self.spec)
         builder = _Builder()
@@ -888,10 +899,16 @@ class Table:
         if compiler.sql_errors:
             raise QueryFailedError(compiler.sql_errors[0])
         predicate = _compile_wheres(builder.wheres)
-        candidates = self._candidates(builder.wheres)
-        matched = [r for r in candidates if predicate is None or predicate(r)]
-        for column, order in reversed(sort):
-            matched.sort(key=_sort_key(column), reverse=order == "DESC")
+
+        def match() -> list[dict[str, Any]]:
+            candidates = self._candidates(builder.wheres)
+            matched = [r for r in candidates if predicate is None or predicate(r)]
+            for column, order in reversed(sort):
+                matched.sort(key=_sort_key(column), reverse=order == "DESC")
+            return matched
+
+        key = _search_key(search, sort) if cached else None
+        matched = match() if key is None else self._results.get(key, match)
         start = _pg_round(skip) if skip else 0
         stop = start + _pg_round(take) if take else None
         data = [self._select(r, parsed.fields) for r in matched[start:stop]]
@@ -908,7 +925,7 @@ class Table:
         The envelope comes when the controller sets ``alwaysPaginate``, or when the request
         has ``page`` or ``offset`` and there is a page size (``limit`` or a server default).
         """
-        data, total, take, skip = self._run(parsed, options, params_search)
+        data, total, take, skip = self._run(parsed, options, params_search, cached=True)
         paginate = options.always_paginate or (
             (parsed.page is not None or parsed.offset is not None) and bool(take)
         )
@@ -985,6 +1002,14 @@ def _get_skip(parsed: ParsedRequest, take: float | None) -> float | None:
     if parsed.page and take:
         return take * (parsed.page - 1)
     return parsed.offset or None
+
+
+def _search_key(search: Any, sort: list[tuple[str, str]]) -> tuple[str, tuple[Any, ...]] | None:
+    """A cache key for a search and sort, or None when the search is not plain JSON."""
+    try:
+        return json.dumps(search), tuple(sort)
+    except (TypeError, ValueError):
+        return None
 
 
 def _sort_key(column: str) -> Callable[[Row], tuple[int, Any]]:

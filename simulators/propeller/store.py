@@ -15,12 +15,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from simulators._pages import ResultCache
 from simulators.propeller.errors import PropellerError
 from simulators.propeller.schema import (
     ADDRESS_FIELDS,
     COMPANY_FIELDS,
     AddressInput,
     CompanyInput,
+    DateRange,
     Directives,
     Missing,
     ParentById,
@@ -113,6 +115,8 @@ class CompanyStore:
 
     def __init__(self, now: Callable[[], str]) -> None:
         self._now = now
+        #: the searches' filtered and sorted results, until the next write to a company
+        self._searches: ResultCache[list[Company]] = ResultCache()
         self.clear()
 
     def clear(self) -> None:
@@ -125,6 +129,7 @@ class CompanyStore:
         self.company_addresses: dict[int, list[int]] = {}
         self.next_company_id = FIRST_COMPANY_ID
         self.next_address_id = FIRST_ADDRESS_ID
+        self._searches.bump()
 
     # --- lookups --------------------------------------------------------------------------
 
@@ -274,6 +279,7 @@ class CompanyStore:
             attributes={k: v for k, v in (given.attributes or {}).items() if v is not None},
         )
         self.next_company_id += 1
+        self._searches.bump()
         self.companies[company.id] = company
         self._index(company)
         if given.addresses:
@@ -306,6 +312,7 @@ class CompanyStore:
             else:
                 parent_id = None
         self._unindex(company)
+        self._searches.bump()
         company.fields.update(fields)
         company.sources = sources
         company.parent_id = parent_id
@@ -325,6 +332,7 @@ class CompanyStore:
         self._unindex(company)
         for key in company.source_keys():
             self.binned_keys[key] = company.id
+        self._searches.bump()
         company.deleted = True
         company.date_deleted = company.date_modified = self._now()
 
@@ -333,6 +341,7 @@ class CompanyStore:
         for key in company.source_keys():
             if self.binned_keys.get(key) == company.id:
                 del self.binned_keys[key]
+        self._searches.bump()
         company.deleted = False
         company.date_deleted = None
         company.date_modified = self._now()
@@ -450,7 +459,20 @@ class CompanyStore:
     # --- search and representation --------------------------------------------------------
 
     def search(self, request: SearchRequest) -> tuple[list[Company], int]:
-        """One page of live companies matching the filters, by dateModified then id."""
+        """One page of live companies matching the filters, by dateModified then id.
+
+        The filtered and sorted list is kept until the next write, so a page costs O(page).
+        """
+        key = (
+            _range_key(request.date_modified),
+            _range_key(request.date_created),
+            request.debtor_ids,
+        )
+        matches = self._searches.get(key, lambda: self._matches(request))
+        start = (request.page - 1) * request.offset
+        return matches[start : start + request.offset], len(matches)
+
+    def _matches(self, request: SearchRequest) -> list[Company]:
         matches = [
             c
             for c in self.companies.values()
@@ -460,8 +482,7 @@ class CompanyStore:
             and (request.debtor_ids is None or c.fields["debtorId"] in request.debtor_ids)
         ]
         matches.sort(key=lambda c: (c.date_modified, c.id))
-        start = (request.page - 1) * request.offset
-        return matches[start : start + request.offset], len(matches)
+        return matches
 
     def represent(self, company: Company, expands: frozenset[str] = frozenset()) -> dict[str, Any]:
         """A company as the API answers it (``expands``: ``sources``, ``parent``, and
@@ -487,3 +508,7 @@ class CompanyStore:
     def represent_address(address: Address) -> dict[str, Any]:
         """An address as the API answers it (reads add ``active``, ``fax`` and ``name``)."""
         return {"id": address.id, **address.fields, "active": "Y", "fax": None, "name": None}
+
+
+def _range_key(dates: DateRange | None) -> tuple[str | None, str | None] | None:
+    return None if dates is None else (dates.start, dates.end)
