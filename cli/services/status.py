@@ -30,7 +30,7 @@ from typing import Any
 
 import redis
 
-from erpsync.settings import Settings
+from erpsync.settings import FlowSettings, Settings
 from state.broker import deliveries_of_message, queue_keys, unacked_key
 from state.dlq import DeadLetterStore
 from state.keys import Keys
@@ -259,67 +259,19 @@ class StatusReader:
             held = reserved.get(target, _Waiting())
             parked = scheduled.get(target, _Waiting())
             waiting_by_target[target] = (queued, held, parked)
-            oldest = _Waiting()
-            for part in (queued, held, parked):
-                oldest.merge_oldest(part)
-            by_code: dict[str, int] = {}
-            for per_flow in dead.get(target, {}).values():
-                for code, n in per_flow.items():
-                    by_code[code] = by_code.get(code, 0) + n
             target_rows.append(
-                {
-                    "name": target,
-                    "configured": target in flow_targets,
-                    "queue": queue_for(target),
-                    "queue_depth": depth,
-                    "queued_deliveries": queued.count,
-                    "reserved": held.count,
-                    "in_flight": int(self.redis.hlen(self.keys.inflight(target))),
-                    "scheduled_retries": parked.count,
-                    "lag_s": _lag(oldest.oldest, now),
-                    "oldest_unapplied_at": _iso(oldest.oldest),
-                    "lag_exact": complete,
-                    "dlq": dict(sorted(by_code.items())),
-                    "dlq_total": sum(by_code.values()),
-                    "circuit": self.circuit.status(target).as_dict(),
-                    "counters": dict(sorted(self.state.counters(target).items())),
-                }
-            )
-        flow_rows: list[dict[str, Any]] = []
-        for name, flow in settings.flows.items():
-            per_target: dict[str, Any] = {}
-            for target in flow.targets:
-                queued, held, parked = waiting_by_target.get(
-                    target, (_Waiting(), _Waiting(), _Waiting())
+                self._target_row(
+                    target,
+                    (target in flow_targets, depth, complete),
+                    (queued, held, parked),
+                    dead.get(target, {}),
+                    now,
                 )
-                flow_oldest = min(
-                    (
-                        w.oldest_by_flow[name]
-                        for w in (queued, held, parked)
-                        if name in w.oldest_by_flow
-                    ),
-                    default=None,
-                )
-                codes = dead.get(target, {}).get(name, {})
-                per_target[target] = {
-                    "queued": queued.by_flow.get(name, 0),
-                    "reserved": held.by_flow.get(name, 0),
-                    "scheduled_retries": parked.by_flow.get(name, 0),
-                    "lag_s": _lag(flow_oldest, now),
-                    "dlq": dict(sorted(codes.items())),
-                    "dlq_total": sum(codes.values()),
-                }
-            flow_rows.append(
-                {
-                    "name": name,
-                    "enabled": flow.enabled,
-                    "source": flow.source,
-                    "entity": flow.entity,
-                    "targets": per_target,
-                    "stream": self.stream(flow.source, flow.entity, now),
-                    "reconcile": self.reconcile(name, now),
-                }
             )
+        flow_rows = [
+            self._flow_row(name, flow, waiting_by_target, dead, now)
+            for name, flow in settings.flows.items()
+        ]
         return {
             "generated_at": _iso(now),
             "key_prefix": self.keys.prefix,
@@ -328,6 +280,87 @@ class StatusReader:
             "targets": target_rows,
             "dlq_total": self.dlq.count(),
             "invoices": self.invoices(settings),
+        }
+
+    def _target_row(
+        self,
+        target: str,
+        queue: tuple[bool, int, bool],
+        waiting: tuple[_Waiting, _Waiting, _Waiting],
+        dead: dict[str, dict[str, int]],
+        now: float,
+    ) -> dict[str, Any]:
+        """One target: what waits (queued, reserved, parked), its lag, DLQ, circuit, counters.
+
+        ``queue``: whether a flow names the target, its queue's depth, whether the lag is
+        exact (every queued message read).
+        """
+        configured, depth, complete = queue
+        queued, held, parked = waiting
+        oldest = _Waiting()
+        for part in waiting:
+            oldest.merge_oldest(part)
+        by_code: dict[str, int] = {}
+        for per_flow in dead.values():
+            for code, n in per_flow.items():
+                by_code[code] = by_code.get(code, 0) + n
+        return {
+            "name": target,
+            "configured": configured,
+            "queue": queue_for(target),
+            "queue_depth": depth,
+            "queued_deliveries": queued.count,
+            "reserved": held.count,
+            "in_flight": int(self.redis.hlen(self.keys.inflight(target))),
+            "scheduled_retries": parked.count,
+            "lag_s": _lag(oldest.oldest, now),
+            "oldest_unapplied_at": _iso(oldest.oldest),
+            "lag_exact": complete,
+            "dlq": dict(sorted(by_code.items())),
+            "dlq_total": sum(by_code.values()),
+            "circuit": self.circuit.status(target).as_dict(),
+            "counters": dict(sorted(self.state.counters(target).items())),
+        }
+
+    def _flow_row(
+        self,
+        name: str,
+        flow: FlowSettings,
+        waiting_by_target: dict[str, tuple[_Waiting, _Waiting, _Waiting]],
+        dead: dict[str, dict[str, dict[str, int]]],
+        now: float,
+    ) -> dict[str, Any]:
+        """One flow: per target what of it waits and its lag and DLQ; its stream, reconcile."""
+        per_target: dict[str, Any] = {}
+        for target in flow.targets:
+            queued, held, parked = waiting_by_target.get(
+                target, (_Waiting(), _Waiting(), _Waiting())
+            )
+            flow_oldest = min(
+                (
+                    w.oldest_by_flow[name]
+                    for w in (queued, held, parked)
+                    if name in w.oldest_by_flow
+                ),
+                default=None,
+            )
+            codes = dead.get(target, {}).get(name, {})
+            per_target[target] = {
+                "queued": queued.by_flow.get(name, 0),
+                "reserved": held.by_flow.get(name, 0),
+                "scheduled_retries": parked.by_flow.get(name, 0),
+                "lag_s": _lag(flow_oldest, now),
+                "dlq": dict(sorted(codes.items())),
+                "dlq_total": sum(codes.values()),
+            }
+        return {
+            "name": name,
+            "enabled": flow.enabled,
+            "source": flow.source,
+            "entity": flow.entity,
+            "targets": per_target,
+            "stream": self.stream(flow.source, flow.entity, now),
+            "reconcile": self.reconcile(name, now),
         }
 
 
