@@ -166,6 +166,42 @@ def mapped_config(path: Path, sandbox: RunningSandbox, redis_url: str) -> Path:
     return path
 
 
+#: where each part of a customer's addresses comes from in the ERP (invoice address and
+#: delivery addresses), and the HIPE and Propeller address fields it reaches
+_ADDRESS_SOURCES = {
+    "code": "invoice (Adresse), delivery:<AdressesLivraison[].CodeAdresse>",
+    "type": "invoice (Adresse), delivery (AdressesLivraison[])",
+    "line1": "Adresse.Ligne1, AdressesLivraison[].Ligne1",
+    "city": "Adresse.Ville, AdressesLivraison[].Ville",
+    "region": "Adresse.Province, AdressesLivraison[].Province",
+    "postal_code": "Adresse.CodePostal, AdressesLivraison[].CodePostal",
+    "country": "Adresse.Pays, AdressesLivraison[].Pays",
+}
+HIPE_ADDRESS_ROWS = [
+    (_ADDRESS_SOURCES[part], f"addresses[].{part}", f"addresses[].{field}")
+    for part, field in (
+        ("code", "name"),
+        ("line1", "address"),
+        ("city", "city"),
+        ("region", "state"),
+        ("postal_code", "zipCode"),
+        ("country", "country"),
+    )
+]
+PROPELLER_ADDRESS_ROWS = [
+    (_ADDRESS_SOURCES[part], f"addresses[].{part}", f"addresses[].{field}")
+    for part, field in (
+        ("code", "code"),
+        ("type", "type"),
+        ("line1", "street"),
+        ("city", "city"),
+        ("region", "region"),
+        ("postal_code", "postalCode"),
+        ("country", "country"),
+    )
+]
+
+
 def test_doctor_json_shows_the_effective_mapping_of_every_flow_and_target(
     sandbox: RunningSandbox, tmp_path: Path, redis_url: str
 ) -> None:
@@ -205,6 +241,10 @@ def test_doctor_json_shows_the_effective_mapping_of_every_flow_and_target(
             "target": "archived (DELETE / PATCH …/archived)",
             "origin": "default",
         },
+        *(
+            {"source": source, "canonical": canonical, "target": target, "origin": "default"}
+            for source, canonical, target in HIPE_ADDRESS_ROWS
+        ),
         {
             "source": "Secteur",
             "canonical": "custom.segment",
@@ -221,6 +261,7 @@ def test_doctor_json_shows_the_effective_mapping_of_every_flow_and_target(
         ("Telephone", "phone", "phone"),
         ("NoClientParent", "parent_key", "parent.sourceId"),
         ("EstActif", "active", "attributes[inactive_attribute] = Y / N"),
+        *PROPELLER_ADDRESS_ROWS,
     ]
     products = flows["products"]
     assert products["enabled"] is False
@@ -233,7 +274,9 @@ def test_doctor_json_shows_the_effective_mapping_of_every_flow_and_target(
         ("Description", "name", "name"),
         ("Description", "name", "description"),
         ("PrixVente", "price", "unitPrice"),
-        (None, "currency", "unitPriceCurrencyName"),
+        ("Devise", "currency", "unitPriceCurrencyName"),
+        ("CodeTaxe", "vat_rate", "vatRateName"),
+        ("Unite", "units", "unitsName"),
         ("EstActif", "active", "statusName"),
     ]
 
@@ -254,7 +297,8 @@ def test_doctor_table_shows_each_flow_and_target_mapping(
     assert ["Secteur", "custom.segment", "phone", "fields"] in rows
     assert ["NoTPS", "tax_number", "taxNumber", "default"] in rows
     assert ["NoTPS", "tax_number", "vat", "default"] in rows
-    assert ["-", "currency", "unitPriceCurrencyName", "default"] in rows
+    assert ["Devise", "currency", "unitPriceCurrencyName", "default"] in rows
+    assert ["CodeTaxe", "vat_rate", "vatRateName", "default"] in rows
 
 
 INVOICE_FLOWS: dict[str, Any] = {
