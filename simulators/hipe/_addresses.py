@@ -67,14 +67,17 @@ class Addresses:
     def __init__(self, now: Callable[[], str]) -> None:
         self.now = now
         self.rows: dict[int, dict[str, Any]] = {}
+        #: address ids by company, oldest first: a company's list is O(its addresses)
+        self.by_company: dict[Any, dict[int, None]] = {}
         self.next_id = 1
 
     def clear(self) -> None:
         self.rows.clear()
+        self.by_company.clear()
         self.next_id = 1
 
     def of_company(self, company_id: Any) -> list[dict[str, Any]]:
-        return [a for a in self.rows.values() if a["companyId"] == company_id]
+        return [self.rows[i] for i in self.by_company.get(company_id, ())]
 
     def create(self, company_id: Any, body: Any) -> list[dict[str, Any]]:
         """Create every address of the body (all or none: each is checked first)."""
@@ -93,6 +96,7 @@ class Addresses:
             }
             self.next_id += 1
             self.rows[address["id"]] = address
+            self.by_company.setdefault(company_id, {})[address["id"]] = None
             created.append(address)
         return created
 
@@ -111,8 +115,12 @@ class Addresses:
     def delete(self, raw_id: str) -> dict[str, Any]:
         found = self.one(raw_id)
         del self.rows[found["id"]]
+        ids = self.by_company[found["companyId"]]
+        del ids[found["id"]]
+        if not ids:
+            del self.by_company[found["companyId"]]
         return found
 
     def forget_company(self, company_id: Any) -> None:
-        for address in self.of_company(company_id):
-            del self.rows[address["id"]]
+        for address_id in self.by_company.pop(company_id, ()):
+            del self.rows[address_id]

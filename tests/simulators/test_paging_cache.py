@@ -10,6 +10,7 @@ from typing import Any
 
 from simulators.atollon._contacts import ContactStore
 from simulators.atollon._request import IdSequence
+from simulators.hipe._addresses import Addresses
 from simulators.hipe._fields import COMPANY_SPEC
 from simulators.hipe.crud import CrudOptions, Table, parse_request
 from simulators.onlineerp._query import Condition, Query, SortKey
@@ -106,3 +107,18 @@ def test_onlineerp_filtered_page_follows_every_write() -> None:
     assert [r["Code"] for r in store.page(query)] == ["C3", "C2", "C1"]
     store.delete("C2")
     assert [r["Code"] for r in store.page(query)] == ["C3", "C1"]
+
+
+def test_hipe_company_addresses_follow_creates_and_deletes() -> None:
+    addresses = Addresses(lambda: "2026-01-01T00:00:00.000Z")
+    body = {"address": "Main 1", "city": "Brno", "country": "CZ", "zipCode": "60200"}
+    first = addresses.create(1, [body, {**body, "address": "Main 2"}])
+    other = addresses.create(2, body)
+    third = addresses.create(1, {**body, "address": "Main 3"})
+    assert addresses.of_company(1) == [*first, *third]
+    addresses.delete(str(first[0]["id"]))
+    assert addresses.of_company(1) == [first[1], *third]
+    addresses.forget_company(1)
+    assert addresses.of_company(1) == []
+    assert addresses.of_company(2) == other
+    assert list(addresses.rows.values()) == other
