@@ -60,6 +60,29 @@ def _dumps(value: Any, **kw: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, **kw).decode()
 
 
+class _CurrentStderr:
+    """``sys.stderr`` as it is at each write, not as it was when logging was configured.
+
+    Something may swap ``sys.stderr`` for a while (a CLI run in-process by a test harness,
+    a capture) and close its stand-in afterwards: loggers cached on first use would keep
+    writing to the closed stand-in. Like the standard library's ``logging.lastResort``,
+    this follows the swap.
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
+#: one instance, so that structlog keeps one lock for it
+_STDERR = _CurrentStderr()
+
+
 def configure_logging(
     level: str = "INFO",
     fmt: Literal["auto", "json", "console"] = "auto",
@@ -73,7 +96,7 @@ def configure_logging(
     (tests, the benchmark's own process): a cached logger keeps the configuration it was
     built with.
     """
-    stream = stream or sys.stderr
+    stream = stream or _STDERR
     as_json = fmt == "json" or (fmt == "auto" and not getattr(stream, "isatty", lambda: False)())
     renderer: Any = (
         structlog.processors.JSONRenderer(serializer=_dumps)

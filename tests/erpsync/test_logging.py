@@ -132,6 +132,29 @@ def test_loggers_are_cached_on_first_use_by_default() -> None:
     assert [json.loads(line)["event"] for line in out.splitlines() if line] == ["one", "two"]
 
 
+def test_a_cached_logger_follows_stderr_when_a_swapped_stream_is_closed() -> None:
+    # A CLI run in-process (typer's CliRunner) swaps sys.stderr for a buffer it closes
+    # afterwards; a logger cached during the run must not write to the closed buffer.
+    script = (
+        "import io, sys, structlog\n"
+        "from erpsync.logging import configure_logging\n"
+        "real, swapped = sys.stderr, io.StringIO()\n"
+        "sys.stderr = swapped\n"
+        "configure_logging('INFO', 'json')\n"
+        "log = structlog.get_logger('x')\n"
+        "log.info('during')\n"
+        "sys.stderr = real\n"
+        "print(swapped.getvalue(), end='')\n"
+        "swapped.close()\n"
+        "log.info('after')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert [json.loads(line)["event"] for line in done.stdout.splitlines()] == ["during"]
+    assert [json.loads(line)["event"] for line in done.stderr.splitlines()] == ["after"]
+
+
 def test_uncached_loggers_follow_a_new_level(stream: io.StringIO) -> None:
     log = structlog.get_logger("erpsync.test")
     log.info("one")

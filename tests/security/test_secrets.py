@@ -256,7 +256,8 @@ def test_nothing_a_full_run_leaves_behind_carries_a_secret(
         assert set(raw) <= set(Delivery.model_fields)
         assert set(delivery.event.payload) <= {
             "key", "name", "parent_key", "email", "phone", "tax_number", "language",
-            "active", "address", "custom", "price", "currency", "group",
+            "active", "address", "addresses", "custom", "price", "currency", "vat_rate",
+            "units", "group",
         }  # fmt: skip
 
     p.start_worker()
