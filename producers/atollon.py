@@ -10,7 +10,7 @@ group is an upsert, and an activity that left the list (its items were billed, c
 postponed) is a ``delete``, which the billing sink treats as nothing to do.
 
 The invoice's ``reference`` is derived from the activity and its billing item ids
-(:func:`delivery.sinks.onlineerp.billing_reference`, shared with the saga): the same work
+(:func:`erpsync.billing.billing_reference`, shared with the saga): the same work
 always gives the same reference, which lets the ERP refuse a second invoice for it
 (``If-None-Match: *``).
 
@@ -34,7 +34,7 @@ from adapters.atollon import (
     BillingType,
     parse_datetime,
 )
-from delivery.sinks.onlineerp import billing_reference
+from erpsync.billing import billing_reference
 from producers.base import SnapshotStream, SourceRecord
 
 

@@ -3,9 +3,9 @@
 A three-step saga that does each step exactly once, whatever is retried, replayed or killed:
 
 1. **Invoice**: create the ERP ``CustomerInvoice`` with ``If-None-Match: *`` and the
-   deterministic ``Référence`` of its billing items (:func:`billing_reference`). The ERP
-   refuses a second invoice with that reference (RecordExistsError): the step is already
-   done, and ``find_invoice`` reads it back.
+   deterministic ``Référence`` of its billing items (:func:`erpsync.billing.billing_reference`,
+   shared with the producer). The ERP refuses a second invoice with that reference
+   (RecordExistsError): the step is already done, and ``find_invoice`` reads it back.
 2. **Record**: ``POST invoice-issued`` records the invoice in Atollon as the ERP stored it
    (number, date, customer, rows with the products' external ids, totals and taxes as the
    ERP computed them, the state mapped from the ERP's; :meth:`OnlineErpSink.atollon_invoice`).
@@ -49,9 +49,8 @@ The Atollon state an invoice is recorded with comes from the ``invoice`` flow's 
 
 from __future__ import annotations
 
-import hashlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -74,6 +73,7 @@ from adapters.onlineerp.errors import INVALID_BODY_CUSTOMER, INVALID_BODY_PRODUC
 from delivery.engine import ApplyContext, ApplyResult, InvalidSourceDataError
 from delivery.sinks.invoices import DEFAULT_INVOICE_STATES
 from delivery.sinks.issued_invoice import issued_invoice
+from erpsync.billing import billing_reference
 from erpsync.errors import (
     AmbiguousMatchError,
     DependencyError,
@@ -89,11 +89,6 @@ from erpsync.settings import AtollonSettings, OnlineErpSettings
 
 log = structlog.get_logger("erpsync.worker")
 
-#: Prefix of the invoice references erpsync creates from Atollon work.
-REFERENCE_PREFIX = "ATL"
-#: The longest reference made. The ERP's limit on ``Référence`` is not documented: 20
-#: characters is a conservative guess (longer forms fall back to a pure hash).
-REFERENCE_MAX_LEN = 20
 #: The ``fields`` of the flow mapping that name Atollon statuses to set in step 2.
 ACTIVITY_STATUS = "activity_status"
 PROJECT_STATUS = "project_status"
@@ -103,24 +98,6 @@ RECORDED_COUNTER = "invoice_recorded"
 #: beyond the Atollon client's timeout, how long an earlier POST of an invoice is assumed
 #: able to land (a server may finish a request a little after its client gave up)
 EARLIER_POST_MARGIN_S = 5.0
-
-
-def _digest(parts: Sequence[str], size: int) -> str:
-    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=size).hexdigest()
-
-
-def billing_reference(activity_id: str, item_ids: Sequence[str]) -> str:
-    """The invoice reference of some billing items of one activity (deterministic).
-
-    ``ATL-<activity id>-<8 hex of the sorted item ids>``, or ``ATL-<16 hex>`` when that
-    would be longer than :data:`REFERENCE_MAX_LEN`. The same items always give the same
-    reference, whatever order Atollon lists them in; other items give another one.
-    """
-    parts = [activity_id, *sorted(set(item_ids))]
-    readable = f"{REFERENCE_PREFIX}-{activity_id}-{_digest(parts, 4)}"
-    if len(readable) <= REFERENCE_MAX_LEN:
-        return readable
-    return f"{REFERENCE_PREFIX}-{_digest(parts, 8)}"
 
 
 #: the saga's steps, in order: ERP invoice made, Atollon POST under way, recorded, billed

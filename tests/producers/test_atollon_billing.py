@@ -13,7 +13,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from adapters import make_client
 from adapters.atollon import AtollonBillingActivity, AtollonClient
-from delivery.sinks.onlineerp import REFERENCE_MAX_LEN, billing_reference
+from erpsync.billing import REFERENCE_MAX_LEN, billing_reference
 from erpsync.events import content_fingerprint
 from erpsync.models import Invoice
 from erpsync.settings import AtollonSettings

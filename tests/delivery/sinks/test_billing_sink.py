@@ -24,7 +24,8 @@ from pydantic import SecretStr
 from adapters import make_client
 from delivery.engine import ApplyContext, Engine, InvalidSourceDataError, Sink
 from delivery.policy import RetryPolicy
-from delivery.sinks.onlineerp import OnlineErpSink, SagaProgress, billing_reference
+from delivery.sinks.onlineerp import OnlineErpSink, SagaProgress
+from erpsync.billing import billing_reference
 from erpsync.errors import DependencyError, PermanentError, TransientError
 from erpsync.events import ChangeEvent, Delivery
 from erpsync.mapping import TargetMapping

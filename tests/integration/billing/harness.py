@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bench.stack import Pipeline
-from delivery.sinks.onlineerp import billing_reference
+from erpsync.billing import billing_reference
 
 TARGET = ("onlineerp",)
 ACTIVITIES = 50

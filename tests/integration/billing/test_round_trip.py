@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from bench.stack import REPO, Pipeline
-from delivery.sinks.onlineerp import billing_reference
+from erpsync.billing import billing_reference
 from tests.integration.billing.harness import (
     ACTIVITY_STATUS,
     assert_invoiced_once,
