@@ -37,6 +37,7 @@ from erpsync.events import Delivery
 from state.dlq import DeadLetterStore
 from state.leases import Leases
 from state.limits import Circuit
+from state.records import Records
 from state.store import State
 
 __all__ = [
@@ -79,9 +80,11 @@ class Engine(Outcomes):
     #: bumped when a batch of this process applied records or ended (parents waiting)
     landed: ChangeSignal = field(default_factory=ChangeSignal)
     hooks: Hooks = field(init=False, repr=False)
+    records: Records = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.hooks = Hooks(self.observers, self.middleware)
+        self.records = Records(self.state)
         self._pipeline = Pipeline(self)
 
     def process(self, delivery: Delivery) -> Result:

@@ -22,7 +22,6 @@ already has, unless ``force`` makes it forget the fingerprints first.
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
@@ -40,6 +39,8 @@ from erpsync.events import ChangeEvent, Content, Delivery, canonical_json
 from state.keys import Keys
 from state.leases import Leases
 from state.publish import publish, publish_batches
+from state.records import Records
+from state.snapshots import Snapshots
 from state.store import State
 from state.trace import TraceStore, detected_event, sent_event
 
@@ -161,36 +162,6 @@ class CursorStream(SnapshotStream):
     lookback_s: float = field(default=300.0, kw_only=True)
 
 
-# Compare a page's fingerprints with the snapshot, and extend the stream's lock, in one
-# round trip. KEYS[1] the snapshot hash, KEYS[2] the stream lock; ARGV[1] the lock's TTL in
-# ms, ARGV[2] the JSON [[keys...], [fingerprints...]] (one argument: packing and parsing
-# a thousand separate ones costs the client more than the comparison). Returns
-# "changed;missing": comma-separated 1-based positions whose fingerprint differs from the
-# snapshot's (new keys included), then those of keys the snapshot does not hold. Only the
-# few changes cross the wire back.
-_COMPARE = """
-redis.call('pexpire', KEYS[2], ARGV[1])
-local page = cjson.decode(ARGV[2])
-local keys, fingerprints = page[1], page[2]
-local changed, missing = {}, {}
-for i = 1, #keys do
-  local before = redis.call('hget', KEYS[1], keys[i])
-  if not before then
-    missing[#missing + 1] = i
-    changed[#changed + 1] = i
-  elseif before ~= fingerprints[i] then
-    changed[#changed + 1] = i
-  end
-end
-return table.concat(changed, ',') .. ';' .. table.concat(missing, ',')
-"""
-
-
-def _positions(text: str) -> list[int]:
-    """0-based positions from the 1-based comma-separated list the compare script returns."""
-    return [int(i) - 1 for i in text.split(",")] if text else []
-
-
 _DONE = object()
 
 
@@ -262,11 +233,14 @@ class Producer:
     #: records' traces (state.trace): each change detected and each delivery sent
     trace: TraceStore | None = None
     state: State = field(init=False)
+    snapshots: Snapshots = field(init=False)
+    records: Records = field(init=False)
 
     def __post_init__(self) -> None:
         self.state = State(self.redis, self.keys)
         self.leases = Leases(self.state, ttl_s=self.lock_ttl_s)
-        self._compare = self.redis.register_script(_COMPARE)
+        self.snapshots = Snapshots(self.state)
+        self.records = Records(self.state)
 
     def poll(self, stream: SnapshotStream) -> PollResult:
         """One full poll of ``stream``; returns what it found and published."""
@@ -303,25 +277,27 @@ class Producer:
             log.info("producer.poll_skipped", stream=stream.name, reason=result.skipped)
             return result
         started = time.perf_counter()
-        state_key = self.keys.stream_state(stream.source, stream.entity)
-        self.redis.hset(
-            state_key, mapping={"last_poll_started": f"{time.time():.3f}", "flow": stream.flow}
+        source, entity = stream.source, stream.entity
+        self.snapshots.note(
+            source, entity, {"last_poll_started": f"{time.time():.3f}", "flow": stream.flow}
         )
         try:
             with self.leases.holding({lock_key: token}):
                 self._scan(stream, result, lock_key, token, mode)
         except Exception as exc:
-            self.redis.hset(
-                state_key,
-                mapping={"last_error": str(exc)[:500], "last_error_at": f"{time.time():.3f}"},
+            self.snapshots.note(
+                source,
+                entity,
+                {"last_error": str(exc)[:500], "last_error_at": f"{time.time():.3f}"},
             )
             raise
         finally:
             self.state.release(lock_key, token)
         result.duration_s = time.perf_counter() - started
-        self.redis.hset(
-            state_key,
-            mapping={
+        self.snapshots.note(
+            source,
+            entity,
+            {
                 "last_poll_finished": f"{time.time():.3f}",
                 "last_records": str(result.records),
                 "last_changed": str(result.changed),
@@ -336,17 +312,15 @@ class Producer:
     def _scan(
         self, stream: SnapshotStream, result: PollResult, lock_key: str, token: str, mode: _Mode
     ) -> None:
-        snapshot = self.keys.snapshot(stream.source, stream.entity)
-        cursor_key = self.keys.cursor(stream.source, stream.entity)
+        snapshots, source, entity = self.snapshots, stream.source, stream.entity
         # A backfill reads a cursor stream from its beginning.
-        stream.load_bookmark(None if mode.backfill else self.redis.get(cursor_key))  # type: ignore[arg-type]
+        stream.load_bookmark(None if mode.backfill else snapshots.cursor(source, entity))
         seen: set[str] = set()
         pending: list[_Change] = []
         # Snapshot entries before the scan, and how many of them the scan has seen: when
         # the two are equal nothing was deleted, and the snapshot need not be read whole.
-        before_scan: int = self.redis.hlen(snapshot)
+        before_scan = snapshots.size(source, entity)
         known = 0
-        lock_ttl_ms = int(self.lock_ttl_s * 1000)
         for page in _prefetched(stream.pages()):
             if not page:
                 continue
@@ -357,15 +331,15 @@ class Producer:
                 for r in page
             ]
             if mode.backfill:
-                self.redis.pexpire(lock_key, lock_ttl_ms)
+                snapshots.extend_lock(lock_key, self.lock_ttl_s)
                 changed: list[int] = list(range(len(page)))
                 missing: set[int] = set(changed)
             else:
-                changed, missing = self._compare_page(snapshot, lock_key, keys, contents)
+                changed, missing = self._compare_page(stream, lock_key, keys, contents)
             records, differing = self._checked(stream, page, keys, contents, changed)
             if differing and not mode.backfill:
                 changed, missing = self._compare_again(
-                    snapshot, lock_key, keys, contents, changed, missing, differing
+                    stream, lock_key, keys, contents, changed, missing, differing
                 )
             for index, key in enumerate(keys):
                 if key not in seen:
@@ -381,19 +355,17 @@ class Producer:
             if mode.on_progress is not None:
                 mode.on_progress(result)
         if stream.detects_deletions and (mode.backfill or known < before_scan):
-            pending.extend(self._deletions(snapshot, seen))
+            pending.extend(self._deletions(stream, seen))
         self._flush(stream, pending, result, mode)
         if mode.on_progress is not None:
             mode.on_progress(result)
         bookmark = stream.bookmark()
         if bookmark is not None and mode.update_snapshot:
-            self.redis.set(cursor_key, bookmark)
-            state_key = self.keys.stream_state(stream.source, stream.entity)
-            self.redis.hset(state_key, "cursor", bookmark)
+            snapshots.set_cursor(source, entity, bookmark)
 
     def _compare_again(
         self,
-        snapshot: str,
+        stream: SnapshotStream,
         lock_key: str,
         keys: list[str],
         contents: list[Content],
@@ -407,7 +379,7 @@ class Producer:
         ``contents`` now hold what the records really are.
         """
         again, vanished = self._compare_page(
-            snapshot,
+            stream,
             lock_key,
             [keys[i] for i in differing],
             [contents[i] for i in differing],
@@ -417,13 +389,10 @@ class Producer:
         missing = (missing - set(differing)) | {differing[i] for i in vanished}
         return changed, missing
 
-    def _deletions(self, snapshot: str, seen: set[str]) -> list[_Change]:
+    def _deletions(self, stream: SnapshotStream, seen: set[str]) -> list[_Change]:
         """A delete for every snapshot key the scan did not meet."""
-        deleted = [
-            str(key)
-            for key, _ in self.redis.hscan_iter(snapshot, count=1000)
-            if str(key) not in seen
-        ]
+        known = self.snapshots.known_keys(stream.source, stream.entity)
+        deleted = [key for key in known if key not in seen]
         changes: list[_Change] = []
         for key in deleted:
             payload = {"key": key, "active": False}
@@ -431,19 +400,16 @@ class Producer:
         return changes
 
     def _compare_page(
-        self, snapshot: str, lock_key: str, keys: list[str], contents: list[Content]
+        self, stream: SnapshotStream, lock_key: str, keys: list[str], contents: list[Content]
     ) -> tuple[list[int], set[int]]:
         """Positions whose fingerprint differs from the snapshot's, and those it lacks.
 
         One round trip, which also extends the stream's lock.
         """
         fingerprints = [c.fingerprint for c in contents]
-        answer = self._compare(
-            keys=[snapshot, lock_key],
-            args=[int(self.lock_ttl_s * 1000), json.dumps([keys, fingerprints])],
+        return self.snapshots.compare(
+            stream.source, stream.entity, lock_key, self.lock_ttl_s, keys, fingerprints
         )
-        changed_text, _, missing_text = str(answer).partition(";")
-        return _positions(changed_text), set(_positions(missing_text))
 
     @staticmethod
     def _checked(
@@ -515,22 +481,17 @@ class Producer:
         singles, batches = split_for_bulk(deliveries, self.bulk, result.events + len(events))
         publish(self.app, singles, state=self.state)
         publish_batches(self.app, batches, state=self.state)
-        snapshot = self.keys.snapshot(stream.source, stream.entity)
-        with self.redis.pipeline(transaction=False) as pipe:
-            upserts = {
-                c.record.key: c.content.fingerprint
-                for c in changes
-                if c.content.operation == "upsert"
-            }
-            if upserts and mode.update_snapshot:
-                pipe.hset(snapshot, mapping=upserts)  # type: ignore[arg-type]
-            gone = [c.record.key for c in changes if c.content.operation == "delete"]
-            if gone and mode.update_snapshot:
-                pipe.hdel(snapshot, *gone)
-            pipe.hset(
-                self.keys.latest(stream.source, stream.entity),
-                mapping={e.key: e.source_version for e in events},
-            )
+        snapshots, source, entity = self.snapshots, stream.source, stream.entity
+        with snapshots.pipeline() as pipe:
+            if mode.update_snapshot:
+                upserts = {
+                    c.record.key: c.content.fingerprint
+                    for c in changes
+                    if c.content.operation == "upsert"
+                }
+                gone = [c.record.key for c in changes if c.content.operation == "delete"]
+                snapshots.queue_update(pipe, source, entity, upserts=upserts, gone=gone)
+            snapshots.queue_latest(pipe, source, entity, {e.key: e.source_version for e in events})
             if self.trace is not None:
                 self.trace.queue(pipe, _trace_items(events, singles, batches, detected_at))
             pipe.execute()
@@ -548,20 +509,11 @@ class Producer:
         The target's id stays (HIPE PATCHes by it), and a blank fingerprint matches no
         event, so the worker applies the change again instead of skipping it.
         """
-        ledgers = [
-            self.keys.ledger(d.target, d.event.entity, d.event.key)
+        self.records.forget_fingerprints_if_any(
+            (d.target, d.event.entity, d.event.key)
             for d in deliveries
             if d.event.operation == "upsert"
-        ]
-        with self.redis.pipeline(transaction=False) as pipe:
-            for key in ledgers:
-                pipe.exists(key)
-            present = pipe.execute()
-        with self.redis.pipeline(transaction=False) as pipe:
-            for key, exists in zip(ledgers, present, strict=True):
-                if exists:
-                    pipe.hset(key, "fingerprint", "")
-            pipe.execute()
+        )
 
 
 def _trace_items(

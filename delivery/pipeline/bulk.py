@@ -280,7 +280,6 @@ class Bulk(Pipeline):
         batch's own waiting children is on its way when theirs are. A parent this batch
         ended otherwise (skipped, dead-lettered, sent down the single path) is not.
         """
-        state = self.engine.state
         ours = {(d.event.entity, d.event.key) for d in run.deliveries}
         outside = sorted(
             {
@@ -292,11 +291,8 @@ class Bulk(Pipeline):
         )
         if not outside:
             return False
-        with state.redis.pipeline(transaction=False) as pipe:
-            for entity, key in outside:
-                pipe.exists(state.keys.record_lock(run.target, entity, key))
-            if any(pipe.execute()):
-                return True
+        if self.engine.records.any_locked(run.target, outside):
+            return True
         if not grace:
             return False
         return any(self.pending([(run.target, e, k) for e, k in outside]))

@@ -26,6 +26,7 @@ from erpsync.events import Delivery
 from state.dlq import DeadLetterStore
 from state.leases import Leases
 from state.limits import Circuit
+from state.records import Records
 from state.store import LedgerEntry, State
 
 log = structlog.get_logger("erpsync.worker")
@@ -68,6 +69,8 @@ class Outcomes:
     share)."""
 
     state: State
+    #: the ledger fields cleared or advanced around a write
+    records: Records
     circuit: Circuit
     dlq: DeadLetterStore
     policy: RetryPolicy
@@ -199,10 +202,7 @@ class Outcomes:
         The caller holds the record's lock.
         """
         event = delivery.event
-        ledger_key = self.state.keys.ledger(delivery.target, event.entity, event.key)
-        current = self.state.redis.hget(ledger_key, "source_version")
-        if current is not None and int(current) < event.source_version:
-            self.state.redis.hset(ledger_key, "source_version", str(event.source_version))
+        self.records.advance_version(delivery.target, event.entity, event.key, event.source_version)
 
     # -- what the ledger vouches for --------------------------------------------------------
     def forget_before_write(self, items: Sequence[tuple[Delivery, LedgerEntry | None]]) -> None:
@@ -224,15 +224,7 @@ class Outcomes:
         ]
         if not unsure:
             return
-        with self.state.redis.pipeline(transaction=False) as pipe:
-            for delivery in unsure:
-                event = delivery.event
-                pipe.hset(
-                    self.state.keys.ledger(delivery.target, event.entity, event.key),
-                    "fingerprint",
-                    "",
-                )
-            pipe.execute()
+        self.records.forget_fingerprints((d.target, d.event.entity, d.event.key) for d in unsure)
 
     def _forget_fingerprint(self, delivery: Delivery) -> None:
         """After a failed attempt the ledger no longer knows what the target holds.
@@ -244,10 +236,9 @@ class Outcomes:
         The caller holds the record's lock.
         """
         event = delivery.event
-        ledger_key = self.state.keys.ledger(delivery.target, event.entity, event.key)
-        current = self.state.redis.hget(ledger_key, "fingerprint")
-        if current is not None and current != event.fingerprint:
-            self.state.redis.hset(ledger_key, "fingerprint", "")
+        self.records.forget_fingerprint(
+            delivery.target, event.entity, event.key, unless=event.fingerprint
+        )
 
     # -- failed ---------------------------------------------------------------------------
     def fail(self, delivery: Delivery, error: SyncError) -> Result:

@@ -5,26 +5,23 @@ many round trips their bookkeeping costs. :class:`OneRecord` does a single deliv
 one (:meth:`state.store.State.start`: mark it in flight, read the circuit, take the lock,
 read the ledger) and gives it all back with the outcome in one more; :class:`ManyRecords`
 takes a batch's hundreds of locks, and reads their ledgers and their parents', one script
-call each (hundreds of commands cost the worker more CPU than the rest of its bookkeeping).
+call each (hundreds of commands cost the worker more CPU than the rest of its bookkeeping;
+the calls are :class:`state.records.Records`').
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.commands.core import Script
-
 from erpsync.events import Delivery
-from state.store import LedgerEntry, State, _holder
+from state.records import Record, Records
+from state.store import LedgerEntry, State
 
 #: how often the record locks of a long bulk call (an import) are extended, seconds
 KEEPALIVE_EVERY_S = 1.0
-
-Record = tuple[str, str]  # (entity, key)
 
 
 class OneRecord:
@@ -112,40 +109,6 @@ class OneRecord:
             self.ended = True
 
 
-# Take a batch's record locks in one call. KEYS: the locks; ARGV[1] the TTL in ms, ARGV[2]
-# the batch's token. Returns per lock "+" when taken, else "-" and its holder's token.
-_TAKE_ALL = """
-local answers = {}
-for i = 1, #KEYS do
-  if redis.call('set', KEYS[i], ARGV[2], 'NX', 'PX', ARGV[1]) then
-    answers[i] = '+'
-  else
-    answers[i] = '-' .. (redis.call('get', KEYS[i]) or '')
-  end
-end
-return answers
-"""
-
-# Give locks back in one call, each only if its token is still the one given (ARGV[i]).
-_GIVE_ALL = """
-local given = 0
-for i = 1, #KEYS do
-  if redis.call('get', KEYS[i]) == ARGV[i] then
-    redis.call('del', KEYS[i])
-    given = given + 1
-  end
-end
-return given
-"""
-
-# Every hash of KEYS, each as HGETALL returns it (field, value, ...; empty when none).
-_READ_LEDGERS = """
-local found = {}
-for i, key in ipairs(KEYS) do found[i] = redis.call('hgetall', key) end
-return found
-"""
-
-
 @dataclass
 class ManyRecords:
     """A batch's records (one target), locked and given back together.
@@ -165,17 +128,15 @@ class ManyRecords:
     circuit_state: str | None = None
     ledgers: dict[Record, LedgerEntry] = field(default_factory=dict)
     last_extended: float = 0.0
+    store: Records = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.store = Records(self.state)
 
     def open(self, now: float) -> None:
         """Mark the batch's deliveries in flight and read the circuit, in one round trip."""
-        state = self.state
-        with state.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(
-                state.keys.inflight(self.target),
-                mapping={d.delivery_id: f"{now:.3f}" for d in self.deliveries},
-            )
-            pipe.hget(state.keys.circuit(self.target), "state")
-            _, self.circuit_state = pipe.execute()
+        ids = [d.delivery_id for d in self.deliveries]
+        self.circuit_state = self.store.start_many(self.target, ids, now=now)
 
     def lock_key(self, delivery: Delivery) -> str:
         event = delivery.event
@@ -183,33 +144,16 @@ class ManyRecords:
 
     def lock(self, deliveries: Sequence[Delivery]) -> list[bool]:
         """Take these records' locks in one round trip; True where taken."""
-        if not deliveries:
-            return []
         lock_keys = [self.lock_key(d) for d in deliveries]
-        ttl_s = self.lock_ttl_s
-        token = _holder()
-        answers: list[str] = self._take_all(keys=lock_keys, args=[max(1, int(ttl_s * 1000)), token])
-        taken: list[bool] = []
-        for lock_key, answer in zip(lock_keys, answers, strict=True):
-            mine: str | None = token
-            if answer != "+":  # held: taken over only from a dead process of this host
-                mine = self.state.take_over(lock_key, answer[1:] or None, ttl_s)
-            if mine is not None:
-                self.held[lock_key] = mine
-            taken.append(mine is not None)
-        return taken
+        tokens = self.store.lock_many(lock_keys, self.lock_ttl_s)
+        for lock_key, token in zip(lock_keys, tokens, strict=True):
+            if token is not None:
+                self.held[lock_key] = token
+        return [token is not None for token in tokens]
 
     def read(self, records: Sequence[Record]) -> None:
         """Read these records' ledgers (the batch's and their parents') in one round trip."""
-        if not records:
-            return
-        keys = [self.state.keys.ledger(self.target, entity, key) for entity, key in records]
-        raw: list[list[str]] = self._read_ledgers(keys=keys)
-        for record, flat in zip(records, raw, strict=True):
-            if flat:
-                self.ledgers[record] = LedgerEntry.from_mapping(
-                    dict(zip(flat[::2], flat[1::2], strict=True))
-                )
+        self.ledgers.update(self.store.ledgers(self.target, records))
 
     def ledger(self, entity: str, key: str) -> LedgerEntry | None:
         """A record's ledger as last read (:meth:`read`)."""
@@ -219,8 +163,7 @@ class ManyRecords:
         """Give these records' locks back in one round trip."""
         lock_keys = [self.lock_key(d) for d in deliveries]
         pairs = [(k, t) for k in lock_keys if (t := self.held.pop(k, None)) is not None]
-        if pairs:
-            self._give_all(keys=[k for k, _ in pairs], args=[t for _, t in pairs])
+        self.store.give_back(pairs)
 
     def keepalive(self) -> None:
         """Extend every held lock (a long import must not outlive its locks); with leases,
@@ -231,31 +174,11 @@ class ManyRecords:
         if now - self.last_extended < KEEPALIVE_EVERY_S or not self.held:
             return
         self.last_extended = now
-        ttl_ms = int(self.lock_ttl_s * 1000)
-        with self.state.redis.pipeline(transaction=False) as pipe:
-            for lock_key in self.held:
-                pipe.pexpire(lock_key, ttl_ms)
-            pipe.execute()
+        self.store.extend(self.held, self.lock_ttl_s)
 
     def close(self) -> None:
         """Give every lock back and clear the in-flight marks."""
         pairs = list(self.held.items())
         self.held.clear()
-        if pairs:
-            self._give_all(keys=[k for k, _ in pairs], args=[t for _, t in pairs])
-        inflight = self.state.keys.inflight(self.target)
-        self.state.redis.hdel(inflight, *(d.delivery_id for d in self.deliveries))
-
-    @functools.cached_property
-    def _take_all(self) -> Script:
-        return self.state.redis.register_script(_TAKE_ALL)
-
-    @functools.cached_property
-    def _give_all(self) -> Script:
-        return self.state.redis.register_script(_GIVE_ALL)
-
-    @functools.cached_property
-    def _read_ledgers(self) -> Script:
-        """Every ledger named as a key, each as HGETALL returns it (one command; a pipeline
-        of one HGETALL a record cost more CPU to pack and parse than the records' mapping)."""
-        return self.state.redis.register_script(_READ_LEDGERS)
+        self.store.give_back(pairs)
+        self.store.end_many(self.target, (d.delivery_id for d in self.deliveries))

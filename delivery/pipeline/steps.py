@@ -294,10 +294,8 @@ class Pipeline:
         def lookup(entity: str, key: str) -> LedgerEntry | None:
             return state.ledger_get(target, entity, key)
 
-        ledger_key = state.keys.ledger(target, event.entity, event.key)
-
         def checkpoint(extra: str) -> None:
-            state.redis.hset(ledger_key, "extra", extra)
+            engine.records.checkpoint(target, event.entity, event.key, extra)
 
         lock_key = state.keys.record_lock(target, event.entity, event.key)
         token = run.records.held.get(lock_key)
