@@ -32,10 +32,10 @@ from erpsync.errors import (
 from erpsync.logging import configure_logging
 from simulators.server import RunningSandbox
 from state.store import LedgerEntry
-from tests.delivery.test_batch import TARGET, BulkScriptedSink, batch, event
 from tests.integration.bulk.loads import put_in_recycle_bin, seed
 from tests.logs import captured_logs, log_lines
 from tests.support import Clock
+from tests.support.bulk import TARGET, BulkScriptedSink, batch, event
 from tests.support.engine import make_engine
 
 
