@@ -11,8 +11,22 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+
+class _Terminal(Console):
+    """A console that measures the terminal (``COLUMNS``, ``LINES``, the tty) at each write.
+
+    Rich reads ``COLUMNS`` once, when a console is made, and keeps it: made at import, the
+    width was that of whichever in-process run (a test's ``CliRunner``, say) imported this
+    module first, and every later command in the process printed at that width.
+    """
+
+    def __init__(self, *, stderr: bool = False) -> None:
+        super().__init__(stderr=stderr)
+        self._width = self._height = None  # measured by ``size`` at each use instead
+
+
+console = _Terminal()
+err_console = _Terminal(stderr=True)
 
 
 def print_json(data: Any) -> None:

@@ -3,10 +3,32 @@
 from __future__ import annotations
 
 from bench.stack import Pipeline
-from bench.verify import compare_all
+from bench.verify import Comparison, compare_all
+from state.trace import TraceStore, describe, story
 
 
 def assert_targets_match_source(p: Pipeline) -> None:
-    """Every ERP customer is in every target, exactly (the comparisons' report otherwise)."""
+    """Every ERP customer is in every target, exactly (the comparisons' report otherwise,
+    with the story of each record found wrong and the targets' counters, so that a failure
+    seen once in CI says why)."""
     comparisons = compare_all(p)
-    assert all(c.equal for c in comparisons), "\n".join(str(c) for c in comparisons)
+    assert all(c.equal for c in comparisons), explain(p, comparisons)
+
+
+def explain(p: Pipeline, comparisons: list[Comparison], most: int = 5) -> str:
+    """The comparisons, then each wrong record's trace and the counters of its target."""
+    lines = [str(c) for c in comparisons]
+    traces = TraceStore.of(p.redis, p.settings)
+    for comparison in comparisons:
+        if comparison.equal:
+            continue
+        lines.append(f"--- {comparison.target} counters: {p.counters(comparison.target)}")
+        wrong = comparison.missing + comparison.duplicates + comparison.wrong_fields
+        wrong += comparison.wrong_name + comparison.wrong_parent + comparison.wrong_active
+        for key in dict.fromkeys(k.split(".")[0] for k in wrong[:most]):
+            lines.append(f"--- {key}:")
+            for flow, events in traces.read(["customers"], key).items():
+                for event in story(events):
+                    if event.get("target") in (None, comparison.target):
+                        lines.append(f"  {flow} {event.get('at')} {describe(event)}")
+    return "\n".join(lines)
