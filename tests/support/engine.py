@@ -58,6 +58,22 @@ class WorkerKilledError(BaseException):
     """The worker process dies mid-call (SIGKILL): nothing after the write runs."""
 
 
+def engine_over(target: str, sink: Sink, *, seed: int) -> Engine:
+    """An engine over a fresh fakeredis with the default circuit and retry policy, applying
+    ``target``'s deliveries with ``sink`` (the sink tests' engine); ``seed`` seeds the jitter."""
+    client = fakeredis.FakeRedis(decode_responses=True)
+    keys = Keys("t")
+    sinks: Mapping[str, Sink] = {target: sink}
+    return Engine(
+        state=State(client, keys),
+        circuit=Circuit(client, keys),
+        dlq=DeadLetterStore(client, keys),
+        sinks=lambda: sinks,
+        policy=RetryPolicy(),
+        rng=random.Random(seed),
+    )
+
+
 def make_engine(
     client: redis.Redis,
     sinks: Mapping[str, Sink],

@@ -8,17 +8,14 @@ from the sink), and the sink's reconcile views with each other.
 from __future__ import annotations
 
 import itertools
-import random
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import fakeredis
 import httpx
 import pytest
 
 from adapters import make_client
-from delivery.engine import Engine, Sink
-from delivery.policy import RetryPolicy
+from delivery.engine import Engine
 from delivery.sinks.atollon import INACTIVE_GROUP, AtollonSink
 from delivery.sinks.view import ViewableSink
 from erpsync.events import Delivery
@@ -26,11 +23,8 @@ from erpsync.mapping import TargetMapping
 from erpsync.settings import AtollonSettings
 from simulators.atollon import AtollonSimulator
 from simulators.server import CREDENTIALS, RunningSandbox
-from state.dlq import DeadLetterStore
-from state.keys import Keys
-from state.limits import Circuit
-from state.store import State
 from tests.support import delivery_of, make_event
+from tests.support.engine import engine_over
 
 ERP = "onlineerp"
 CLIENT = "com.atollon.project.fpatypecategory.client"
@@ -51,17 +45,7 @@ def build(atollon: RunningSandbox, **options: Any) -> tuple[Engine, AtollonSink]
     )
     mappings = {"customer": TargetMapping(), "product": TargetMapping()}
     sink = AtollonSink(settings, make_client(settings), mappings)
-    client = fakeredis.FakeRedis(decode_responses=True)
-    keys = Keys("t")
-    sinks: Mapping[str, Sink] = {"atollon": sink}
-    engine = Engine(
-        state=State(client, keys),
-        circuit=Circuit(client, keys),
-        dlq=DeadLetterStore(client, keys),
-        sinks=lambda: sinks,
-        policy=RetryPolicy(),
-        rng=random.Random(5),
-    )
+    engine = engine_over("atollon", sink, seed=5)
     return engine, sink
 
 

@@ -10,18 +10,15 @@ doctor shows cannot drift from what is written.
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-import fakeredis
 import httpx
 import pytest
 
 from adapters import make_client
-from delivery.engine import Engine, Sink
-from delivery.policy import RetryPolicy
+from delivery.engine import Sink
 from delivery.sinks.atollon import AtollonSink
 from delivery.sinks.hipe import HipeSink
 from delivery.sinks.onlineerp import OnlineErpSink
@@ -38,11 +35,8 @@ from erpsync.settings import (
     PropellerSettings,
 )
 from simulators.server import CREDENTIALS, RunningSandbox
-from state.dlq import DeadLetterStore
-from state.keys import Keys
-from state.limits import Circuit
-from state.store import State
 from tests.support import delivery_of, make_event
+from tests.support.engine import engine_over
 
 #: fields whose value the sink translates (a lifecycle representation): present, not equal
 TRANSLATED = {"active"}
@@ -175,17 +169,7 @@ def run(
     recording = Recording()
     entity = records[0].event.entity
     sink = build(target, system, make_client(system, transport=recording), {entity: mapping})
-    client = fakeredis.FakeRedis(decode_responses=True)
-    keys = Keys("t")
-    sinks: Mapping[str, Sink] = {target: sink}
-    engine = Engine(
-        state=State(client, keys),
-        circuit=Circuit(client, keys),
-        dlq=DeadLetterStore(client, keys),
-        sinks=lambda: sinks,
-        policy=RetryPolicy(),
-        rng=random.Random(1),
-    )
+    engine = engine_over(target, sink, seed=1)
     try:
         for record in records:
             assert engine.process(record) == "applied", record.event.key

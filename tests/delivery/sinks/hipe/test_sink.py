@@ -2,85 +2,26 @@
 
 from __future__ import annotations
 
-import itertools
-import json
-import random
-from collections.abc import Iterator, Mapping
-from decimal import Decimal
-from typing import Any
-
-import fakeredis
 import httpx
-import pytest
-from pydantic import SecretStr
 
-from adapters import make_client
-from delivery.engine import ApplyContext, ApplyResult, Engine, Sink
-from delivery.policy import RetryPolicy
+from delivery.engine import ApplyContext, Engine
 from delivery.sinks.hipe import HipeSink
-from erpsync.events import ChangeEvent, Delivery
-from erpsync.mapping import TargetMapping
-from erpsync.settings import HipeSettings
-from simulators.hipe import HipeSimulator
+from erpsync.events import Delivery
 from simulators.server import CREDENTIALS, RunningSandbox
-from state.dlq import DeadLetterStore
-from state.keys import Keys
-from state.limits import Circuit
-from state.store import LedgerEntry, State
-
-
-@pytest.fixture
-def hipe() -> Iterator[RunningSandbox]:
-    with RunningSandbox(simulators={"hipe": HipeSimulator()}) as running:
-        yield running
-
-
-@pytest.fixture
-def engine(hipe: RunningSandbox) -> Iterator[Engine]:
-    settings = HipeSettings(
-        base_url=hipe.endpoints["hipe"].api_url,
-        access_token=SecretStr(CREDENTIALS["hipe"]["access_token"]),
-    )
-    sink = HipeSink(settings, make_client(settings), {"customer": TargetMapping()})
-    client = fakeredis.FakeRedis(decode_responses=True)
-    keys = Keys("t")
-    sinks: Mapping[str, Sink] = {"hipe": sink}
-    yield Engine(
-        state=State(client, keys),
-        circuit=Circuit(client, keys),
-        dlq=DeadLetterStore(client, keys),
-        sinks=lambda: sinks,
-        policy=RetryPolicy(),
-        rng=random.Random(3),
-    )
-    sink.close()
-
-
-def change(key: str, version: int, *, active: bool = True, parent: str | None = None) -> Delivery:
-    payload = {"key": key, "name": f"Company {key}", "parent_key": parent, "active": active}
-    event = ChangeEvent.create(
-        flow="customers",
-        source="onlineerp",
-        entity="customer",
-        key=key,
-        operation="upsert",
-        payload=payload,
-        source_version=version,
-        parent_key=parent,
-    )
-    return Delivery(event=event, target="hipe")
-
-
-def parked(engine: Engine) -> list[Delivery]:
-    """Take every parked delivery, due or not."""
-    members = engine.state.claim_due(now=engine.clock() + 1e6)
-    engine.state.done(members)
-    return [Delivery.model_validate(json.loads(m)) for m in members]
-
-
-def companies(hipe: RunningSandbox) -> dict[str, dict[str, Any]]:
-    answer = httpx.get(f"{hipe.endpoints['hipe'].url}/_sandbox/records/companies", timeout=10)
-    return {str(c["externalId"]): c for c in answer.json()}
+from state.store import LedgerEntry
+from tests.support.hipe_sink import (
+    CHANGED,
+    CLEARED,
+    FULL,
+    STEPS,
+    assert_equal_and_views_agree,
+    bulk,
+    change,
+    companies,
+    event_of,
+    parked,
+    record,
+)
 
 
 def test_a_deactivation_that_overtakes_the_waiting_creation_creates_the_company_archived(
@@ -136,138 +77,6 @@ def test_a_customer_deactivated_before_hipe_had_it_is_there_archived_and_parents
     assert stored["P"]["archived"] is True
 
 
-# --- equality field by field, clears included, on the single and the bulk path -----------
-
-CUSTOM = TargetMapping(
-    custom_fields={
-        "segment": "custom.segment",
-        "erpNote": "custom.note",
-        "sectors": "custom.sectors",
-        "creditLimit": "custom.credit",
-    }
-)
-_versions = itertools.count(10)
-
-
-@pytest.fixture
-def mapped(hipe: RunningSandbox) -> Iterator[tuple[Engine, HipeSink]]:
-    settings = HipeSettings(
-        base_url=hipe.endpoints["hipe"].api_url,
-        access_token=SecretStr(CREDENTIALS["hipe"]["access_token"]),
-        page_size=2,  # several pages with a handful of companies
-    )
-    sink = HipeSink(settings, make_client(settings), {"customer": CUSTOM})
-    client = fakeredis.FakeRedis(decode_responses=True)
-    keys = Keys("t")
-    sinks: Mapping[str, Sink] = {"hipe": sink}
-    engine = Engine(
-        state=State(client, keys),
-        circuit=Circuit(client, keys),
-        dlq=DeadLetterStore(client, keys),
-        sinks=lambda: sinks,
-        policy=RetryPolicy(),
-        rng=random.Random(3),
-    )
-    yield engine, sink
-    sink.close()
-
-
-def record(key: str, name: str, **fields: Any) -> dict[str, Any]:
-    return {"key": key, "name": name, "parent_key": None, "active": True, **fields}
-
-
-def event_of(payload: Mapping[str, Any]) -> ChangeEvent:
-    return ChangeEvent.create(
-        flow="customers",
-        source="onlineerp",
-        entity="customer",
-        key=str(payload["key"]),
-        operation="upsert",
-        payload=dict(payload),
-        source_version=next(_versions),
-        parent_key=payload.get("parent_key"),
-    )
-
-
-def as_stored(company: Mapping[str, Any], by_id: Mapping[int, str]) -> dict[str, Any]:
-    """The fields of a HIPE company the customers flow writes, the parent by external id."""
-    parent_id = company.get("parentId")
-    return {
-        "name": company.get("name"),
-        "externalId": company.get("externalId"),
-        "parent": by_id.get(parent_id) if parent_id is not None else None,
-        "email": company.get("email"),
-        "phone": company.get("phone"),
-        "vat": company.get("vat"),
-        "customFields": company.get("customFields"),
-        "archived": company.get("archived"),
-    }
-
-
-def from_erp(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """What HIPE holds for an ERP customer (the guide's fields; custom fields per mapping)."""
-    custom = dict(payload.get("custom") or {})
-    if custom.get("credit") is not None:  # a number custom field: the text as a JSON number
-        credit = Decimal(custom["credit"])
-        custom["credit"] = int(credit) if credit == int(credit) else float(credit)
-    source = {
-        "segment": "segment",
-        "erpNote": "note",
-        "sectors": "sectors",
-        "creditLimit": "credit",
-    }
-    return {
-        "name": payload["name"],
-        "externalId": payload["key"],
-        "parent": payload.get("parent_key"),
-        "email": payload.get("email"),
-        "phone": payload.get("phone"),
-        "vat": payload.get("tax_number"),
-        "customFields": {k: custom[v] for k, v in source.items() if custom.get(v) is not None},
-        "archived": not payload.get("active", True),
-    }
-
-
-def assert_equal_and_views_agree(
-    hipe: RunningSandbox, sink: HipeSink, payload: Mapping[str, Any]
-) -> None:
-    everything = list(companies(hipe).values())
-    by_id = {c["id"]: str(c["externalId"]) for c in everything}
-    (company,) = [c for c in everything if c["externalId"] == payload["key"]]
-    assert as_stored(company, by_id) == from_erp(payload)
-    observed = [o for o in sink.observed("customer") if o.key == payload["key"]]
-    assert [o.target_id for o in observed] == [str(company["id"])]
-    assert observed[0].fields == sink.expected("customer", payload)
-
-
-FULL = {
-    "email": "compta@dupont.qc.ca",
-    "phone": "514 555 0100",
-    "tax_number": "123456789RT0001",
-    "custom": {
-        "segment": "retail",
-        "note": "net 30",
-        "sectors": ["food", "pharma"],
-        "credit": "1500.50",
-    },
-}
-CHANGED = {
-    "email": "ap@dupont.ca",
-    "phone": "450 555 0199",
-    "tax_number": "987654321RT0001",
-    # a text custom field that spells a number stays text
-    "custom": {"segment": "industry", "note": "45", "sectors": ["electronics"], "credit": "20"},
-}
-CLEARED: dict[str, Any] = {"email": None, "phone": None, "tax_number": None, "custom": {}}
-STEPS = [
-    record("C1", "Dupont & Fils", parent_key="P1", **FULL),
-    record("C1", "Dupont et Fils inc.", parent_key="P2", **CHANGED),
-    record("C1", "Dupont et Fils inc.", **CLEARED),
-    record("C1", "Dupont", parent_key="P1", **FULL),
-    record("C1", "Dupont", **CLEARED),
-]
-
-
 def test_single_path_every_field_and_custom_field_set_changed_cleared_parent_moved(
     mapped: tuple[Engine, HipeSink], hipe: RunningSandbox
 ) -> None:
@@ -303,28 +112,6 @@ def test_single_path_deactivate_and_reactivate_twice_fields_following_throughout
         assert_equal_and_views_agree(hipe, sink, payload)
     assert engine.dlq.count() == 0
     assert len(companies(hipe)) == 3, "archived and unarchived, never created twice"
-
-
-def bulk(sink: HipeSink, ledgers: dict[str, LedgerEntry], payloads: list[dict[str, Any]]) -> None:
-    """The sink's bulk path (as delivery.batch drives it): one CSV import for the items."""
-
-    def ctx(payload: Mapping[str, Any]) -> ApplyContext:
-        parent_key = payload.get("parent_key")
-        return ApplyContext(
-            ledger=ledgers.get(str(payload["key"])),
-            parent=ledgers.get(parent_key) if parent_key else None,
-            lookup=lambda entity, key: ledgers.get(key),
-        )
-
-    events = [event_of(p) for p in payloads]
-    items = [sink.bulk_item(e, ctx(e.payload)) for e in events]
-    assert all(i is not None for i in items), "every change takes the bulk path"
-    results = sink.apply_bulk([i for i in items if i is not None], lambda: None)
-    for event, result in zip(events, results, strict=True):
-        assert isinstance(result, ApplyResult), result
-        ledgers[event.key] = LedgerEntry(
-            event.fingerprint, event.source_version, target_id=result.target_id
-        )
 
 
 def test_bulk_path_every_field_and_custom_field_set_changed_cleared_parent_moved(

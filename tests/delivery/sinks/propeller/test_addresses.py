@@ -4,47 +4,15 @@ path and inline in bulk company items; hand-made addresses left alone; reconcile
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 import structlog
 
 from adapters.propeller.models import PropellerAddressInput
 from delivery.sinks.view import ViewableSink
-from simulators.server import RunningSandbox
-from tests.delivery.sinks import test_propeller_sink as base
-from tests.delivery.sinks.test_propeller_sink import Rig, customer
-
-sandbox = base.sandbox
-control = base.control
-
-
-@pytest.fixture
-def rig(sandbox: RunningSandbox, control: httpx.Client) -> Iterator[Rig]:
-    made = Rig(sandbox, control)
-    yield made
-    made.close()
-
-
-def address(code: str, kind: str = "delivery", **fields: Any) -> dict[str, Any]:
-    found: dict[str, Any] = {
-        "code": code,
-        "type": kind,
-        "line1": f"{len(code)} rue {code}",
-        "city": "Laval",
-        "region": "QC",
-        "postal_code": "H7A 1A1",
-        "country": "CA",
-    }
-    found.update(fields)
-    return found
-
-
-INVOICE = address("invoice", "invoice", line1="1 boul. Facture", city="Montréal")
-D1 = address("delivery:D1")
-D2 = address("delivery:D2", city="Québec", postal_code="G1A 1A1")
+from tests.support.addresses import D1, D2, INVOICE
+from tests.support.propeller_sink import Rig, customer
 
 
 def stored(rig: Rig, key: str) -> list[dict[str, Any]]:

@@ -15,30 +15,9 @@ from delivery.sinks.hipe import HipeSink
 from erpsync.events import Delivery
 from simulators.server import RunningSandbox
 from state.store import LedgerEntry
-from tests.delivery.sinks import test_hipe_sink as base
-from tests.delivery.sinks.test_hipe_sink import bulk, companies, event_of, record
+from tests.support.addresses import D1, D2, INVOICE
+from tests.support.hipe_sink import bulk, companies, event_of, record
 
-hipe = base.hipe
-mapped = base.mapped
-
-
-def address(code: str, kind: str = "delivery", **fields: Any) -> dict[str, Any]:
-    found: dict[str, Any] = {
-        "code": code,
-        "type": kind,
-        "line1": f"{len(code)} rue {code}",
-        "city": "Laval",
-        "region": "QC",
-        "postal_code": "H7A 1A1",
-        "country": "CA",
-    }
-    found.update(fields)
-    return found
-
-
-INVOICE = address("invoice", "invoice", line1="1 boul. Facture", city="Montréal")
-D1 = address("delivery:D1")
-D2 = address("delivery:D2", city="Québec", postal_code="G1A 1A1")
 STEPS = [
     [INVOICE, D1],
     [INVOICE, D1, D2],  # one added
