@@ -18,6 +18,8 @@ from typing import Any, Literal, NamedTuple, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from erpsync.models import parent_entity
+
 Operation = Literal["upsert", "delete"]
 
 
@@ -113,6 +115,15 @@ class ChangeEvent(BaseModel):
     source_version: int = Field(ge=0, description="orders the changes of one record")
     detected_at: datetime
     parent_key: str | None = None
+
+    @property
+    def parent_record(self) -> tuple[str, str] | None:
+        """The parent's record, ``(entity, key)``: a customer's parent customer, a person's
+        employer (a customer too: :func:`erpsync.models.parent_entity`); None without one.
+        The pipeline waits for it and reads its ledger by this, on both paths."""
+        if self.parent_key is None:
+            return None
+        return parent_entity(self.entity), self.parent_key
 
     @classmethod
     def create(

@@ -135,17 +135,30 @@ SOURCES: dict[tuple[str, str], dict[str, str]] = {
         "amount_paid": "MontantPaye",
         "balance": "SoldeDu",
     },
+    ("onlineerp", "person"): {
+        "key": "NoContact",
+        "employer_key": "NoClient",
+        "first_name": "Prenom",
+        "last_name": "Nom",
+        "email": "Courriel",
+        "phone": "Telephone",
+        "mobile": "Cellulaire",
+        "job_title": "Titre",
+        "employer_name": "NomClient of the customer NoClient",
+        "active": "EstActif",
+    },
 }
 
 #: per entity, the source whose keys carry no namespace (see :func:`erpsync.keys.record_key`)
 HOME_SOURCES: dict[str, str] = {
     "customer": "onlineerp",
     "product": "onlineerp",
+    "person": "onlineerp",
     "billing": "atollon",
     "invoice": "onlineerp",
 }
 #: the canonical fields that hold a record's key (namespaced with the record's source)
-KEY_FIELDS = frozenset({"key", "parent_key"})
+KEY_FIELDS = frozenset({"key", "parent_key", "employer_key"})
 
 #: the streams that read a flow's ``source_fields`` into ``custom`` (the others ignore them)
 READS_SOURCE_FIELDS: frozenset[tuple[str, str]] = frozenset(
@@ -225,6 +238,33 @@ TARGETS: dict[tuple[str, str], TargetSpec] = {
             TargetField("vatRateName", "vat_rate", "vat_rate"),
             TargetField("unitsName", "units", "units"),
             TargetField("statusName", "active"),
+        ),
+    ),
+    ("person", "hipe"): TargetSpec(
+        fields=(
+            TargetField("externalId", "key"),
+            TargetField("firstName", "first_name"),
+            TargetField("lastName", "last_name"),
+            TargetField("email", "email"),
+            TargetField("phoneNumber", "phone"),
+            TargetField("mobilePhone", "mobile"),
+            TargetField("job", "job_title"),
+            TargetField("collaborationIds[] (the employer's HIPE company)", "employer_key"),
+            TargetField("archived (DELETE / GET …/unarchived)", "active"),
+        ),
+    ),
+    ("person", "atollon"): TargetSpec(
+        fields=(
+            TargetField("externalId[].id (system <erp_system>-contact)", "key"),
+            TargetField("person.firstName", "first_name"),
+            TargetField("person.lastName", "last_name"),
+            TargetField("person.companyPersonRelation[].companyExternalId[].id", "employer_key"),
+            TargetField("person.companyPersonRelation[].companyName", "employer_name"),
+            TargetField("person.companyPersonRelation[].positionDesc", "job_title"),
+            TargetField("contacts.email[].contact", "email"),
+            TargetField("contacts.phone[].contact", "phone"),
+            TargetField("contacts.mobile[].contact", "mobile"),
+            TargetField('contactGroup[].name = Inactive (deactivation = "group" only)', "active"),
         ),
     ),
     ("billing", "onlineerp"): TargetSpec(

@@ -19,10 +19,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from erpsync.models import Company, Product
+from erpsync.models import Company, Person, Product
 
 #: the canonical models each flow entity maps onto
-ENTITY_MODELS: dict[str, type[BaseModel]] = {"customer": Company, "product": Product}
+ENTITY_MODELS: dict[str, type[BaseModel]] = {
+    "customer": Company,
+    "person": Person,
+    "product": Product,
+}
 
 
 #: canonical fields that are lists of records (a customer's addresses): no mapping path

@@ -63,6 +63,46 @@ class Company(_Canonical):
     custom: dict[str, Any] = Field(default_factory=dict, description="mapped custom fields")
 
 
+class Person(_Canonical):
+    """A person of an ERP customer (an ERP contact): a HIPE contact, an Atollon person.
+
+    Its employer is a customer (:class:`Company`) of the same source: the person waits for
+    it in each target like a child for its parent (:data:`PARENT_ENTITIES`).
+    """
+
+    key: str = Field(min_length=1, description="the source system's key (NoContact)")
+    employer_key: str = Field(min_length=1, description="the employer customer's key (NoClient)")
+    #: the employer's name: Atollon binds the person by it when it does not know the
+    #: employer's external id (its crawler's documented fallback)
+    employer_name: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    mobile: str | None = None
+    job_title: str | None = None
+    active: bool = True
+
+
+#: entity -> the entity of its records' parent (``parent_key``), where it is not the entity
+#: itself: a customer's parent is a customer, a person's is its employer, a customer
+PARENT_ENTITIES: dict[str, str] = {"person": "customer"}
+
+
+#: entity -> the canonical field that holds its parent's key, where it is not ``parent_key``
+PARENT_FIELDS: dict[str, str] = {"person": "employer_key"}
+
+
+def parent_entity(entity: str) -> str:
+    """The entity of the parent (``parent_key``) of a record of ``entity``."""
+    return PARENT_ENTITIES.get(entity, entity)
+
+
+def parent_field(entity: str) -> str:
+    """The canonical field of a record of ``entity`` that names its parent."""
+    return PARENT_FIELDS.get(entity, "parent_key")
+
+
 class Product(_Canonical):
     """A product or service sold."""
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from erpsync.events import ChangeEvent, Content, Delivery
+from erpsync.models import parent_field
 from producers.base import Producer, SnapshotStream
 from producers.reconcile import DEFAULT_LIMIT, KINDS, duplicate_hint
 from producers.reconcile_files import CHUNK as _CHUNK
@@ -130,7 +131,7 @@ def _send(
         else:
             body = payload
             content = Content.of("upsert", body)
-        parent = body.get("parent_key")
+        parent = body.get(parent_field(stream.entity))
         event = ChangeEvent.create(
             flow=flow,
             source=stream.source,

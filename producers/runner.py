@@ -21,6 +21,7 @@ from erpsync.settings import FlowSettings, Settings
 from producers.atollon import AtollonBilling, time_sheets_option
 from producers.base import PollResult, Producer, SnapshotStream
 from producers.onlineerp import OnlineErpCustomers, OnlineErpProducts
+from producers.onlineerp_contacts import OnlineErpContacts
 from producers.onlineerp_invoices import OnlineErpInvoices
 from producers.propeller import PropellerCompanies
 from producers.reconcile import (
@@ -102,7 +103,7 @@ class ProducerService:
         )
 
     def _onlineerp_stream(self, name: str, flow: FlowSettings) -> SnapshotStream | None:
-        """The ERP's customers, products or invoices of ``flow`` (None without an ERP)."""
+        """The ERP's customers, contacts, products or invoices of ``flow`` (None without an ERP)."""
         erp = self.settings.systems.onlineerp
         if erp is None:
             return None
@@ -121,6 +122,8 @@ class ProducerService:
             )
         if flow.entity == "invoice":
             return OnlineErpInvoices(name, "onlineerp", "invoice", targets, client=client)
+        if flow.entity == "person":
+            return OnlineErpContacts(name, "onlineerp", "person", targets, client=client)
         if flow.entity == "product":
             return OnlineErpProducts(
                 name,

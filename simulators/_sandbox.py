@@ -101,6 +101,9 @@ class SeedRequest(BaseModel):
     products: int | None = Field(default=None, ge=0, le=1_000_000)
     activities: int | None = Field(default=None, ge=0, le=100_000)
     random_seed: int = 42
+    #: one to four people (ERP ``Contact``) per customer; off by default, so that a seed
+    #: without them holds exactly what it held before contacts existed
+    contacts: bool = False
 
 
 @dataclass

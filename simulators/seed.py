@@ -122,6 +122,8 @@ class SeedData:
     customers: list[dict[str, Any]] = field(default_factory=list)
     products: list[dict[str, Any]] = field(default_factory=list)
     activities: list[dict[str, Any]] = field(default_factory=list)
+    #: the customers' people (ERP ``Contact``), only when asked (``generate(contacts=True)``)
+    contacts: list[dict[str, Any]] = field(default_factory=list)
 
 
 def default_products(customers: int) -> int:
@@ -164,8 +166,14 @@ def generate(
     products: int | None = None,
     activities: int | None = None,
     random_seed: int = 42,
+    *,
+    contacts: bool = False,
 ) -> SeedData:
-    """The seed data set; the same arguments always give the same records."""
+    """The seed data set; the same arguments always give the same records.
+
+    ``contacts``: one to four people (ERP ``Contact``) per customer, from a random sequence
+    of their own, so that the other records are the same with or without them.
+    """
     rng = random.Random(random_seed)
     n_products = default_products(customers) if products is None else products
     n_activities = default_activities(customers) if activities is None else activities
@@ -206,7 +214,38 @@ def generate(
     if customers and n_products:
         for index in range(n_activities):
             data.activities.append(_activity(rng, index, data))
+    if contacts:
+        people = random.Random(f"contacts-{random_seed}")
+        for customer in data.customers:
+            for n in range(people.randint(1, 4)):
+                data.contacts.append(make_contact(people, customer["NoClient"], n))
     return data
+
+
+_GIVEN = ["Marie", "Jean", "Sophie", "Luc", "Émilie", "François", "Chloé", "Zoë", "Anaïs"]
+_TITLES = ["Directrice des achats", "Comptable", "Président", "Acheteur", None]
+
+
+def contact_key(customer: str, index: int) -> str:
+    """The ``NoContact`` of a customer's ``index``-th person (keys sort by customer)."""
+    return f"{customer}-P{index + 1}"
+
+
+def make_contact(rng: random.Random, customer: str, index: int) -> dict[str, Any]:
+    """One person of ``customer`` in the sandbox's ERP ``Contact`` shape."""
+    given, family = rng.choice(_GIVEN), rng.choice(_FIRST)
+    key = contact_key(customer, index)
+    return {
+        "NoContact": key,
+        "NoClient": customer,
+        "Prenom": given,
+        "Nom": family,
+        "Courriel": f"{key.lower()}@exemple.qc.ca",
+        "Telephone": f"+1 514 555 {rng.randrange(10000):04d}",
+        "Cellulaire": f"+1 438 555 {rng.randrange(10000):04d}" if rng.random() < 0.6 else None,
+        "Titre": rng.choice(_TITLES),
+        "EstActif": True,
+    }
 
 
 def _activity(rng: random.Random, index: int, data: SeedData) -> dict[str, Any]:

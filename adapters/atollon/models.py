@@ -77,6 +77,8 @@ __all__ = [
     "AtollonParentFolder",
     "AtollonPerson",
     "AtollonPersonName",
+    "AtollonPersonRecord",
+    "AtollonPersonRelationRecord",
     "AtollonProduct",
     "AtollonProductInput",
     "AtollonProductResult",
@@ -315,6 +317,24 @@ class AtollonFolderRecord(_Read):
     type_name: str | None = Field(default=None, alias="typeName")
 
 
+class AtollonPersonRelationRecord(_Read):
+    """A person's employer as the contact read shows it (``companyPersonRelation[]``)."""
+
+    company_external_id: Annotated[list[ExternalId], _ReadList] = Field(
+        default_factory=list, alias="companyExternalId"
+    )
+    company_name: str | None = Field(default=None, alias="companyName")
+    position_desc: str | None = Field(default=None, alias="positionDesc")
+
+
+class AtollonPersonRecord(AtollonPersonName):
+    """The ``person`` part of a contact read: the name and the employers."""
+
+    company_person_relation: Annotated[list[AtollonPersonRelationRecord], _ReadList] = Field(
+        default_factory=list, alias="companyPersonRelation"
+    )
+
+
 class AtollonContact(_Read):
     """A contact as the (undocumented) read ``GET crawler/contact`` lists it.
 
@@ -322,7 +342,7 @@ class AtollonContact(_Read):
     """
 
     contact_id: str | None = Field(default=None, alias="contactId")
-    person: AtollonPersonName | None = None
+    person: AtollonPersonRecord | None = None
     company: AtollonCompanyRecord | None = None
     address: Annotated[list[AtollonAddressRecord], _ReadList] = Field(default_factory=list)
     contacts: AtollonContactsRecord | None = None

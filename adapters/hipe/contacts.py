@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+from adapters._http import unexpected_shape
 from adapters.hipe._transport import CONTACTS, USERS, HipeTransport, _search
 from adapters.hipe.models import HipeContact, HipeContactInput, HipeId
 
@@ -13,6 +16,21 @@ class ContactCalls(HipeTransport):
         """Every contact (archived ones too) whose ``externalId`` equals this one exactly."""
         params = {"s": _search({"externalId": {"$eq": external_id}})}
         return list(self._pages(CONTACTS, params, HipeContact, "find_contact"))
+
+    def iter_contact_pages(self) -> Iterator[list[HipeContact]]:
+        """Every contact that carries an external id (archived ones too), a page at a time,
+        sorted by id (as :meth:`~adapters.hipe.companies.CompanyCalls.iter_company_pages`)."""
+        params = {"s": _search({"externalId": {"$notnull": True}}), "sort": "id,ASC"}
+        operation = "list_contacts"
+        previous: set[HipeId] = set()
+        for page, records in enumerate(
+            self._page_lists(CONTACTS, params, HipeContact, operation), 1
+        ):
+            ids = {record.id for record in records}
+            if ids <= previous:
+                raise unexpected_shape(self._table, operation, f"page {page} repeated a page")
+            previous = ids
+            yield records
 
     def find_contact(self, external_id: str) -> HipeContact | None:
         """The contact with this external id, ``None``, or AmbiguousMatchError."""

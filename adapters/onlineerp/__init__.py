@@ -1,4 +1,4 @@
-"""OnlineERP / ERPConnector adapter: customers, products and customer invoices."""
+"""OnlineERP / ERPConnector adapter: customers, their contacts, products and customer invoices."""
 
 from adapters.onlineerp.client import (
     MAX_PAGE_SIZE,
@@ -11,6 +11,7 @@ from adapters.onlineerp.errors import ERROR_RULES, table
 from adapters.onlineerp.models import (
     ErpAddress,
     ErpBillTo,
+    ErpContact,
     ErpCustomer,
     ErpDeliveryAddress,
     ErpInvoice,
@@ -25,6 +26,7 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "ErpAddress",
     "ErpBillTo",
+    "ErpContact",
     "ErpCustomer",
     "ErpDeliveryAddress",
     "ErpInvoice",

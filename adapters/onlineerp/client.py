@@ -34,7 +34,13 @@ from adapters._http import (
     unexpected_shape,
 )
 from adapters.onlineerp.errors import INVALID_BODY_CUSTOMER, INVALID_BODY_PRODUCT, table
-from adapters.onlineerp.models import ErpCustomer, ErpInvoice, ErpInvoiceCreated, ErpProduct
+from adapters.onlineerp.models import (
+    ErpContact,
+    ErpCustomer,
+    ErpInvoice,
+    ErpInvoiceCreated,
+    ErpProduct,
+)
 from erpsync.errors import AmbiguousMatchError, ErrorClass, SyncError
 from erpsync.redaction import register_secrets
 from erpsync.settings import OnlineErpSettings
@@ -45,6 +51,8 @@ MAX_PAGE_SIZE = 1000
 
 CUSTOMER = "Customer"
 PRODUCT = "Product"
+#: a customer's people (the sandbox's entity name, docs/sandbox-conventions.md)
+CONTACT = "Contact"
 CUSTOMER_INVOICE = "CustomerInvoice"
 
 FilterValue = str | int | float | Decimal | bool | None
@@ -220,6 +228,7 @@ class OnlineErpClient:
         operation: str,
         filter: str | None,
         page_size: int | None,
+        select: str | None = None,
     ) -> Iterator[list[Any]]:
         top = self._page_size(page_size)
         skip = 0
@@ -228,6 +237,8 @@ class OnlineErpClient:
             params: dict[str, str | int] = {"$top": top, "$skip": skip, "$orderby": f"{key} asc"}
             if filter:
                 params["$filter"] = filter
+            if select:
+                params["$select"] = select
             response = self._request("GET", f"/Entity/{entity}", operation=operation, params=params)
             if response.status_code != 200:
                 raise self._failure(response, operation)
@@ -345,6 +356,24 @@ class OnlineErpClient:
             CUSTOMER, "NoClient", operation="list customers", filter=None, page_size=page_size
         )
 
+    def customer_names(self) -> dict[str, str | None]:
+        """Every customer's name by its ``NoClient`` (``$select``: two fields a record)."""
+        names: dict[str, str | None] = {}
+        for page in self._raw_pages(
+            CUSTOMER,
+            "NoClient",
+            operation="list customer names",
+            filter=None,
+            page_size=MAX_PAGE_SIZE,
+            select="NoClient,NomClient",
+        ):
+            for item in page:
+                if isinstance(item, dict) and isinstance(item.get("NoClient"), str):
+                    name = item.get("NomClient")
+                    text = name.strip() if isinstance(name, str) else ""
+                    names[item["NoClient"]] = text or None
+        return names
+
     @staticmethod
     def check_customer(item: Any) -> ErpCustomer | InvalidRecord:
         """One customer of a raw page, read as :meth:`iter_checked_customer_pages` reads it."""
@@ -423,6 +452,15 @@ class OnlineErpClient:
             page_size=page_size,
         ):
             yield from page
+
+    def iter_checked_contact_pages(
+        self, *, page_size: int | None = None
+    ) -> Iterator[list[ErpContact | InvalidRecord]]:
+        """Every contact (a customer's person) in key order, one list per page; a broken
+        one is an InvalidRecord."""
+        return self._checked_pages(
+            CONTACT, ErpContact, "NoContact", operation="list contacts", page_size=page_size
+        )
 
     def get_product(self, no_produit: str) -> ErpProduct | None:
         """The product with this ``NoProduit``, or None."""

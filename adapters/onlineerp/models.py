@@ -76,6 +76,21 @@ class ErpCustomer(_ErpModel):
         return body
 
 
+class ErpContact(_ErpModel):
+    """A person of an ERP customer (entity ``Contact``, key ``NoContact``; the ERP's public
+    pages do not document it: the sandbox's names, docs/sandbox-conventions.md)."""
+
+    number: str = Field(alias="NoContact", min_length=1)
+    customer_number: str = Field(alias="NoClient", min_length=1)
+    first_name: str | None = Field(default=None, alias="Prenom")
+    last_name: str | None = Field(default=None, alias="Nom")
+    email: str | None = Field(default=None, alias="Courriel")
+    phone: str | None = Field(default=None, alias="Telephone")
+    mobile: str | None = Field(default=None, alias="Cellulaire")
+    title: str | None = Field(default=None, alias="Titre")
+    active: bool = Field(default=True, alias="EstActif")
+
+
 class ErpProductGroup(_ErpModel):
     """A product's group (``GroupeProduit``)."""
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from erpsync.events import ChangeEvent
 from erpsync.mapping import ENTITY_MODELS
-from erpsync.models import Invoice
+from erpsync.models import Invoice, parent_field
 from state.dlq import DeadLetter
 
 #: canonical model per entity; billing items become invoices in the ERP
@@ -81,8 +81,8 @@ def edit_event(
         payload=new_payload,
         source_version=event.source_version,
         parent_key=(
-            new_payload.get("parent_key")
-            if "parent_key" in model.model_fields
+            new_payload.get(parent_field(event.entity))
+            if parent_field(event.entity) in model.model_fields
             else event.parent_key
         ),
         detected_at=event.detected_at,

@@ -165,9 +165,7 @@ class Bulk(Pipeline):
         records = cast(ManyRecords, run.records)
         since = self.engine.landed.count()  # before any ledger is read: no landing unseen
         wanted = {(d.event.entity, d.event.key) for d in locked}
-        wanted |= {
-            (d.event.entity, d.event.parent_key) for d in locked if d.event.parent_key is not None
-        }
+        wanted |= {r for d in locked if (r := d.event.parent_record) is not None}
         records.read(sorted(wanted))
         waiting, leaving = self.sort(run, locked)
         if waiting:
@@ -265,7 +263,7 @@ class Bulk(Pipeline):
     ) -> list[Delivery]:
         """Read the waiting children's parents' ledgers again and triage them once more;
         returns those still waiting."""
-        parents = {(d.event.entity, d.event.parent_key or "") for d in waiting}
+        parents = {r for d in waiting if (r := d.event.parent_record) is not None}
         cast(ManyRecords, run.records).read(sorted(parents - run.carried))
         still, gone = self.sort(run, waiting)
         leaving.extend(gone)
@@ -282,12 +280,7 @@ class Bulk(Pipeline):
         """
         ours = {(d.event.entity, d.event.key) for d in run.deliveries}
         outside = sorted(
-            {
-                (d.event.entity, d.event.parent_key)
-                for d in waiting
-                if d.event.parent_key is not None
-                and (d.event.entity, d.event.parent_key) not in ours
-            }
+            {r for d in waiting if (r := d.event.parent_record) is not None and r not in ours}
         )
         if not outside:
             return False
@@ -384,7 +377,7 @@ class Bulk(Pipeline):
             with bound(d):
                 if isinstance(result, ValidationError):
                     engine.dead_letter(d, invalid_source_data(event, target, result))
-                elif event.parent_key is not None and (event.entity, event.parent_key) in failed:
+                elif event.parent_record is not None and event.parent_record in failed:
                     # Its parent was refused in this very call: wait for the parent.
                     engine.fail(d, missing_parent(event, target))
                 elif isinstance(result, ConflictError):

@@ -250,9 +250,10 @@ class Pipeline:
             engine.skip(delivery, why, bulk=run.bulk)
             return "done"
         parent = None
-        if event.parent_key and run.sink.needs_parent(event):
-            parent = run.records.ledger(event.entity, event.parent_key)
-            if parent is None and (event.entity, event.parent_key) not in carried:
+        record = event.parent_record
+        if record is not None and record[1] and run.sink.needs_parent(event):
+            parent = run.records.ledger(*record)
+            if parent is None and record not in carried:
                 return "waiting"
         return Ready(delivery, ledger, parent)
 

@@ -99,21 +99,29 @@ def _propeller_sink(
 def _hipe_sink(
     settings: Settings, system: HipeSettings, limiter: RateLimiter | None, leases: Leases | None
 ) -> Sink:
+    """Companies; contacts beside them (a router) when a flow sends people."""
     from delivery.sinks.hipe import HipeSink
+    from delivery.sinks.hipe_contacts import PERSON, HipeContactSink
+    from delivery.sinks.router import route
 
-    return HipeSink(
-        system,
-        http_client("hipe", system, limiter, leases),
-        mappings_for(settings, "hipe"),
-        settings.errors.get("hipe"),
-    )
+    mappings = mappings_for(settings, "hipe")
+    overrides = settings.errors.get("hipe")
+    sinks: list[Sink] = [
+        HipeSink(system, http_client("hipe", system, limiter, leases), mappings, overrides)
+    ]
+    if PERSON in mappings:
+        http = http_client("hipe", system, limiter, leases)
+        sinks.append(HipeContactSink(system, http, mappings, overrides))
+    return route("hipe", sinks)
 
 
 def _atollon_sink(
     settings: Settings, system: AtollonSettings, limiter: RateLimiter | None, leases: Leases | None
 ) -> Sink:
-    """Customers and products; invoice states beside them (a router) when a flow sends them."""
+    """Customers and products; people and invoice states beside them (a router) when flows
+    send them."""
     from delivery.sinks.atollon import AtollonSink
+    from delivery.sinks.atollon_persons import PERSON, AtollonPersonSink
     from delivery.sinks.invoices import INVOICE_ENTITY, AtollonInvoiceSink
     from delivery.sinks.router import route
 
@@ -122,6 +130,9 @@ def _atollon_sink(
     sinks: list[Sink] = [
         AtollonSink(system, http_client("atollon", system, limiter, leases), mappings, overrides)
     ]
+    if PERSON in mappings:
+        http = http_client("atollon", system, limiter, leases)
+        sinks.append(AtollonPersonSink(system, http, mappings, overrides))
     if INVOICE_ENTITY in mappings:
         sinks.append(
             AtollonInvoiceSink(

@@ -12,9 +12,10 @@ sink cannot show its records has no known limits and an ``observed`` that raises
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from delivery.batch import BulkItemResult, BulkSink
 from delivery.engine import ApplyContext, ApplyResult, Sink
 from delivery.sinks.view import Observed, View, ViewableSink
 from erpsync.events import ChangeEvent
@@ -77,8 +78,30 @@ class ViewableSinkRouter(SinkRouter):
         return [] if found is None else found.known_limits(entity)
 
 
+class BulkSinkRouter(ViewableSinkRouter):
+    """A router in front of one bulk-capable sink (HIPE's companies beside its contacts):
+    the entities that sink applies keep its bulk path, the others take the single path."""
+
+    def __init__(self, target: str, sinks: Sequence[Sink]) -> None:
+        super().__init__(target, sinks)
+        self.bulk = next(s for s in sinks if isinstance(s, BulkSink))
+
+    def bulk_item(self, event: ChangeEvent, context: ApplyContext) -> Any | None:
+        if self.sink_for(event.entity) is not self.bulk:
+            return None  # the single path, through the entity's own sink
+        return self.bulk.bulk_item(event, context)
+
+    def apply_bulk(
+        self, items: Sequence[Any], keepalive: Callable[[], None]
+    ) -> list[BulkItemResult]:
+        return self.bulk.apply_bulk(items, keepalive)
+
+
 def route(target: str, sinks: Sequence[Sink]) -> Sink:
-    """One sink as it is; several behind a router."""
+    """One sink as it is; several behind a router (one that keeps a bulk path when one of
+    them has it)."""
     if len(sinks) == 1:
         return sinks[0]
+    if any(isinstance(s, BulkSink) for s in sinks):
+        return BulkSinkRouter(target, sinks)
     return ViewableSinkRouter(target, sinks)

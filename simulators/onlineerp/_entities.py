@@ -25,6 +25,19 @@ CUSTOMER_FIELDS = (
     "Langue",
     "EstActif",
 )
+#: a customer's person (``Contact``): the ERP's public pages document no such entity, these
+#: are the sandbox's names (docs/sandbox-conventions.md)
+CONTACT_FIELDS = (
+    "NoContact",
+    "NoClient",
+    "Prenom",
+    "Nom",
+    "Courriel",
+    "Telephone",
+    "Cellulaire",
+    "Titre",
+    "EstActif",
+)
 ADDRESS_FIELDS = ("Ligne1", "Ville", "Province", "CodePostal", "Pays")
 #: a delivery address (``AdressesLivraison[]``; sandbox conventions): its code, then the
 #: fields of an address
@@ -188,6 +201,21 @@ def _delivery_addresses(value: Any) -> list[dict[str, Any]] | None:
             checked[name] = _text(item.get(name), f"{where}.{name}")
         found.append(_ordered(DELIVERY_FIELDS, checked, item))
     return found
+
+
+def contact(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A complete ``Contact`` from a create body or a merged update (its customer's
+    existence is checked by the simulator, which holds the customers)."""
+    checked: dict[str, Any] = {
+        "NoContact": key(body.get("NoContact"), "Contact.NoContact"),
+        "NoClient": key(body.get("NoClient"), "Contact.NoClient"),
+    }
+    checked["Prenom"] = _text(body.get("Prenom"), "Contact.Prenom")
+    checked["Nom"] = _text(body.get("Nom"), "Contact.Nom", required=True)
+    for name in ("Courriel", "Telephone", "Cellulaire", "Titre"):
+        checked[name] = _text(body.get(name), f"Contact.{name}")
+    checked["EstActif"] = _bool(body.get("EstActif", True), "Contact.EstActif")
+    return _ordered(CONTACT_FIELDS, checked, body)
 
 
 def product(body: Mapping[str, Any]) -> dict[str, Any]:

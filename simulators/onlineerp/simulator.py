@@ -2,7 +2,8 @@
 
 Follows the vendor's overview (vendor-docs/004, VENDORS.md §4) and, where it is silent,
 docs/sandbox-conventions.md: Basic auth ``CodeLicence:secret`` plus the ``COMPANY_ID``
-header; ``/api/Entity/<Name>`` for ``Customer`` (key ``NoClient``), ``Product`` (key
+header; ``/api/Entity/<Name>`` for ``Customer`` (key ``NoClient``), ``Contact`` (a
+customer's person, key ``NoContact``, its customer in ``NoClient``), ``Product`` (key
 ``NoProduit``) and ``CustomerInvoice`` (number ``NoFacture`` assigned here, identity
 ``Facture.Référence``, create-only); OData-like list options; errors as
 ``{"Message", "Code"}``.
@@ -20,7 +21,7 @@ import binascii
 import datetime as dt
 import hmac
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
@@ -40,8 +41,21 @@ from simulators.server import CREDENTIALS
 CUSTOMER = "Customer"
 PRODUCT = "Product"
 INVOICE = "CustomerInvoice"
-ENTITIES = (CUSTOMER, PRODUCT, INVOICE)
-KEY_FIELDS = {CUSTOMER: "NoClient", PRODUCT: "NoProduit", INVOICE: "NoFacture"}
+#: a customer's people (the sandbox's entity: docs/sandbox-conventions.md)
+CONTACT = "Contact"
+ENTITIES = (CUSTOMER, CONTACT, PRODUCT, INVOICE)
+KEY_FIELDS = {
+    CUSTOMER: "NoClient",
+    CONTACT: "NoContact",
+    PRODUCT: "NoProduit",
+    INVOICE: "NoFacture",
+}
+#: how a create or update body of each editable entity becomes a stored record
+VALIDATORS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
+    CUSTOMER: _entities.customer,
+    CONTACT: _entities.contact,
+    PRODUCT: _entities.product,
+}
 REFERENCE_PATH = ("Facture", "Référence")
 
 #: the HTTP status of each vendor error code (docs/sandbox-conventions.md)
@@ -92,7 +106,8 @@ def _reject_constant(name: str) -> Any:
 
 
 class OnlineErpSimulator(Simulator):
-    """OnlineERP / ERPConnector over HTTP: customers, products and create-only invoices."""
+    """OnlineERP / ERPConnector over HTTP: customers, their contacts, products and
+    create-only invoices."""
 
     name = "onlineerp"
 
@@ -186,6 +201,7 @@ class OnlineErpSimulator(Simulator):
         with self.lock:
             self._stores = {
                 CUSTOMER: EntityStore(CUSTOMER, "NoClient", _entities.CUSTOMER_FIELDS),
+                CONTACT: EntityStore(CONTACT, "NoContact", _entities.CONTACT_FIELDS),
                 PRODUCT: EntityStore(PRODUCT, "NoProduit", _entities.PRODUCT_FIELDS),
                 INVOICE: EntityStore(
                     INVOICE, "NoFacture", _entities.INVOICE_FIELDS, indexed=[REFERENCE_PATH]
@@ -195,13 +211,21 @@ class OnlineErpSimulator(Simulator):
 
     def seed(self, request: SeedRequest) -> dict[str, int]:
         data = generate(
-            request.customers, request.products, request.activities, request.random_seed
+            request.customers,
+            request.products,
+            request.activities,
+            request.random_seed,
+            contacts=request.contacts,
         )
         with self.lock:
             self.reset()
             self._stores[CUSTOMER].load(data.customers)
             self._stores[PRODUCT].load(data.products)
-            return {CUSTOMER: len(data.customers), PRODUCT: len(data.products)}
+            counts = {CUSTOMER: len(data.customers), PRODUCT: len(data.products)}
+            if request.contacts:
+                self._stores[CONTACT].load(data.contacts)
+                counts[CONTACT] = len(data.contacts)
+            return counts
 
     def load(self, entity: str, bodies: Sequence[Any]) -> list[Any] | None:
         """``Customer``: each body as ``POST /Entity/Customer`` takes it (an existing key
@@ -333,12 +357,14 @@ class OnlineErpSimulator(Simulator):
         try:
             if store.name == INVOICE:
                 return self._create_invoice(store, body, guarded)
-            validate = _entities.customer if store.name == CUSTOMER else _entities.product
-            record = validate(_entities.require_object(body, store.name))
+            record = VALIDATORS[store.name](_entities.require_object(body, store.name))
         except BodyError as exc:
             return _fail(400, "InvalidBody", str(exc))
         key = record[store.key_field]
         with self.lock:
+            missing = self._missing_customer(store, record)
+            if missing is not None:
+                return missing
             if store.get(key) is not None:
                 return _exists(guarded, f"A {store.name} with {store.key_field} '{key}' exists.")
             store.put(record)
@@ -375,12 +401,22 @@ class OnlineErpSimulator(Simulator):
                 old = store.get(key)
                 if old is None:
                     return _not_found(store, key)
-                validate = _entities.customer if store.name == CUSTOMER else _entities.product
-                record = validate({**old, **changes})
+                record = VALIDATORS[store.name]({**old, **changes})
+                missing = self._missing_customer(store, record)
+                if missing is not None:
+                    return missing
                 store.put(record)
         except BodyError as exc:
             return _fail(400, "InvalidBody", str(exc))
         return _json(record)
+
+    def _missing_customer(self, store: EntityStore, record: dict[str, Any]) -> Response | None:
+        """A contact must name an existing customer (400 ``InvalidBody`` otherwise)."""
+        if store.name != CONTACT or self._stores[CUSTOMER].get(record["NoClient"]) is not None:
+            return None
+        customer = record["NoClient"]
+        message = f"The customer '{customer}' (Contact.NoClient) does not exist."
+        return _fail(400, "InvalidBody", message)
 
     def _delete(self, store: EntityStore, key: str) -> Response:
         with self.lock:

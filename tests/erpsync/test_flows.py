@@ -19,12 +19,12 @@ SYSTEMS: dict[str, Any] = {
     "atollon": {"base_url": "http://127.0.0.1:1", "instance": "i"},
 }
 PAIRS = (
-    "customer -> propeller/hipe/atollon, product -> atollon, billing -> onlineerp, "
-    "invoice -> atollon"
+    "customer -> propeller/hipe/atollon, product -> atollon, person -> hipe/atollon, "
+    "billing -> onlineerp, invoice -> atollon"
 )
 SOURCES = (
     "customer <- onlineerp/propeller, product <- onlineerp, billing <- atollon, "
-    "invoice <- onlineerp"
+    "invoice <- onlineerp, person <- onlineerp"
 )
 
 

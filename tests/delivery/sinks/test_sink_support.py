@@ -14,7 +14,9 @@ import pytest
 
 from delivery.engine import Sink
 from delivery.sinks.atollon import AtollonSink
+from delivery.sinks.atollon_persons import AtollonPersonSink
 from delivery.sinks.hipe import HipeSink
+from delivery.sinks.hipe_contacts import HipeContactSink
 from delivery.sinks.invoices import AtollonInvoiceSink
 from delivery.sinks.onlineerp import OnlineErpSink
 from delivery.sinks.propeller import PropellerSink
@@ -43,18 +45,21 @@ def sinks() -> Iterator[dict[str, Sink]]:
     http = httpx.Client(transport=httpx.MockTransport(_refuse))
     every = {entity: TargetMapping() for entity in FLOW_ENTITIES}
     atollon = AtollonSettings(base_url=URL, instance="i")
+    hipe = HipeSettings(base_url=URL, access_token="t")  # type: ignore[arg-type]
     built: dict[str, Sink] = {
         "propeller": PropellerSink(
             PropellerSettings(base_url=URL, client_id="c", client_secret="s"),  # type: ignore[arg-type]
             http,
             every,
         ),
-        "hipe": HipeSink(HipeSettings(base_url=URL, access_token="t"), http, every),  # type: ignore[arg-type]
-        # as build_sinks makes it: the invoice states beside contacts and products
+        # as build_sinks makes it: contacts beside companies
+        "hipe": route("hipe", [HipeSink(hipe, http, every), HipeContactSink(hipe, http, every)]),
+        # as build_sinks makes it: people and invoice states beside contacts and products
         "atollon": route(
             "atollon",
             [
                 AtollonSink(atollon, http, every),
+                AtollonPersonSink(atollon, http, every),
                 AtollonInvoiceSink(atollon, http, every["invoice"]),
             ],
         ),
