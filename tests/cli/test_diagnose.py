@@ -202,6 +202,66 @@ PROPELLER_ADDRESS_ROWS = [
 ]
 
 
+#: the HIPE customer mapping doctor shows (every row, with its origin)
+HIPE_CUSTOMER_MAPPING = [
+    {"source": "NoClient", "canonical": "key", "target": "externalId", "origin": "default"},
+    {"source": "NomClient", "canonical": "name", "target": "name", "origin": "default"},
+    {"source": "Courriel", "canonical": "email", "target": "email", "origin": "default"},
+    {
+        "source": "Secteur",
+        "canonical": "custom.segment",
+        "target": "phone",
+        "origin": "fields",
+    },
+    {"source": "NoTPS", "canonical": "tax_number", "target": "vat", "origin": "default"},
+    {
+        "source": "NoClientParent",
+        "canonical": "parent_key",
+        "target": "parentId",
+        "origin": "default",
+    },
+    {
+        "source": "EstActif",
+        "canonical": "active",
+        "target": "archived (DELETE / PATCH …/archived)",
+        "origin": "default",
+    },
+    *(
+        {"source": source, "canonical": canonical, "target": target, "origin": "default"}
+        for source, canonical, target in HIPE_ADDRESS_ROWS
+    ),
+    {
+        "source": "Secteur",
+        "canonical": "custom.segment",
+        "target": "customFields.erpSegment",
+        "origin": "custom_fields",
+    },
+]
+#: the Propeller customer mapping doctor shows (source, canonical, target)
+PROPELLER_CUSTOMER_ROWS = [
+    ("NoClient", "key", "sourceId"),
+    ("NomClient", "name", "name"),
+    ("NoTPS", "tax_number", "taxNumber"),
+    ("Courriel", "email", "email"),
+    ("Telephone", "phone", "phone"),
+    ("NoClientParent", "parent_key", "parent.sourceId"),
+    ("EstActif", "active", "attributes[inactive_attribute] = Y / N"),
+    *PROPELLER_ADDRESS_ROWS,
+]
+#: the Atollon product mapping doctor shows (source, canonical, target)
+ATOLLON_PRODUCT_ROWS = [
+    ("NoProduit", "key", "externalId[].id"),
+    ("NoProduit", "key", "refId"),
+    ("Description", "name", "name"),
+    ("Description", "name", "description"),
+    ("PrixVente", "price", "unitPrice"),
+    ("Devise", "currency", "unitPriceCurrencyName"),
+    ("CodeTaxe", "vat_rate", "vatRateName"),
+    ("Unite", "units", "unitsName"),
+    ("EstActif", "active", "statusName"),
+]
+
+
 def test_doctor_json_shows_the_effective_mapping_of_every_flow_and_target(
     sandbox: RunningSandbox, tmp_path: Path, redis_url: str
 ) -> None:
@@ -218,67 +278,17 @@ def test_doctor_json_shows_the_effective_mapping_of_every_flow_and_target(
     }
     assert set(customers["targets"]) == {"propeller", "hipe"}
     hipe = customers["targets"]["hipe"]
-    assert hipe["mapping"] == [
-        {"source": "NoClient", "canonical": "key", "target": "externalId", "origin": "default"},
-        {"source": "NomClient", "canonical": "name", "target": "name", "origin": "default"},
-        {"source": "Courriel", "canonical": "email", "target": "email", "origin": "default"},
-        {
-            "source": "Secteur",
-            "canonical": "custom.segment",
-            "target": "phone",
-            "origin": "fields",
-        },
-        {"source": "NoTPS", "canonical": "tax_number", "target": "vat", "origin": "default"},
-        {
-            "source": "NoClientParent",
-            "canonical": "parent_key",
-            "target": "parentId",
-            "origin": "default",
-        },
-        {
-            "source": "EstActif",
-            "canonical": "active",
-            "target": "archived (DELETE / PATCH …/archived)",
-            "origin": "default",
-        },
-        *(
-            {"source": source, "canonical": canonical, "target": target, "origin": "default"}
-            for source, canonical, target in HIPE_ADDRESS_ROWS
-        ),
-        {
-            "source": "Secteur",
-            "canonical": "custom.segment",
-            "target": "customFields.erpSegment",
-            "origin": "custom_fields",
-        },
-    ]
+    assert hipe["mapping"] == HIPE_CUSTOMER_MAPPING
     propeller = customers["targets"]["propeller"]["mapping"]
-    assert [(r["source"], r["canonical"], r["target"]) for r in propeller] == [
-        ("NoClient", "key", "sourceId"),
-        ("NomClient", "name", "name"),
-        ("NoTPS", "tax_number", "taxNumber"),
-        ("Courriel", "email", "email"),
-        ("Telephone", "phone", "phone"),
-        ("NoClientParent", "parent_key", "parent.sourceId"),
-        ("EstActif", "active", "attributes[inactive_attribute] = Y / N"),
-        *PROPELLER_ADDRESS_ROWS,
-    ]
+    assert [
+        (r["source"], r["canonical"], r["target"]) for r in propeller
+    ] == PROPELLER_CUSTOMER_ROWS
     products = flows["products"]
     assert products["enabled"] is False
     assert [
         (r["source"], r["canonical"], r["target"])
         for r in products["targets"]["atollon"]["mapping"]
-    ] == [
-        ("NoProduit", "key", "externalId[].id"),
-        ("NoProduit", "key", "refId"),
-        ("Description", "name", "name"),
-        ("Description", "name", "description"),
-        ("PrixVente", "price", "unitPrice"),
-        ("Devise", "currency", "unitPriceCurrencyName"),
-        ("CodeTaxe", "vat_rate", "vatRateName"),
-        ("Unite", "units", "unitsName"),
-        ("EstActif", "active", "statusName"),
-    ]
+    ] == ATOLLON_PRODUCT_ROWS
 
 
 def test_doctor_table_shows_each_flow_and_target_mapping(

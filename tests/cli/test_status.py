@@ -116,9 +116,9 @@ def batch_envelope(app: Celery, batch: list[Delivery]) -> str:
     return json.dumps(message)
 
 
-def test_status_reports_queues_retries_lag_dlq_circuits_counters_and_polls(
-    client: fakeredis.FakeRedis, keys: Keys, settings: Settings, envelopes: Celery
-) -> None:
+def fill_a_busy_pipeline(client: fakeredis.FakeRedis, keys: Keys, envelopes: Celery) -> None:
+    """Queues, a reserved message, parked deliveries, dead letters, circuits, counters and a
+    poll, as the status test below reads them."""
     main_queue, priority_queue = queue_keys(keys, "propeller")[:2]
     assert main_queue == "st:sync.propeller"
     # propeller: 4 messages, 5 deliveries (one on a priority list, a batch of two);
@@ -171,6 +171,12 @@ def test_status_reports_queues_retries_lag_dlq_circuits_counters_and_polls(
     )
     client.hset(keys.snapshot("onlineerp", "customer"), mapping={"C1": "f1", "C2": "f2"})
     client.hset(keys.workers(), "erpsync-1@host", f"{NOW:.3f}")
+
+
+def test_status_reports_queues_retries_lag_dlq_circuits_counters_and_polls(
+    client: fakeredis.FakeRedis, keys: Keys, settings: Settings, envelopes: Celery
+) -> None:
+    fill_a_busy_pipeline(client, keys, envelopes)
 
     status = StatusReader(client, keys).gather(settings, now=NOW)
 

@@ -25,7 +25,7 @@ from erpsync.events import Delivery
 from erpsync.settings import Settings
 from producers.base import Producer, SnapshotStream, SourceRecord
 from producers.reconcile import ReconcileError, Reconciliation, last_result, store_result
-from producers.reconcile_repair import repair, wait_repairs
+from producers.reconcile_repair import RepairReport, _Sent, repair, wait_repairs
 from producers.runner import ProducerService
 from state.dlq import DeadLetterStore
 from state.keys import Keys
@@ -356,7 +356,9 @@ def queued(producer: Producer, target: str) -> list[Delivery]:
     return deliveries
 
 
-def test_repair_sends_one_forced_delivery_per_drift_and_audits_it(producer: Producer) -> None:
+def repaired(producer: Producer) -> tuple[RepairReport, list[_Sent], list[Delivery]]:
+    """Reconcile and repair a flow with every kind of drift in HIPE (missing C2, different C3
+    and C4, orphaned C9, duplicate C7); the report, what was sent, and the queued deliveries."""
     source = stream(
         [
             company("C1"),
@@ -374,7 +376,11 @@ def test_repair_sends_one_forced_delivery_per_drift_and_audits_it(producer: Prod
     with Reconciliation("customers", source, {"hipe": sink}) as rec:
         rec.run()
         sent_report, sent = repair(rec, producer, actor="ops")
-    deliveries = queued(producer, "hipe")
+    return sent_report, sent, queued(producer, "hipe")
+
+
+def test_repair_sends_one_forced_delivery_per_drift_and_audits_it(producer: Producer) -> None:
+    sent_report, _, deliveries = repaired(producer)
     assert {d.event.key: d.event.operation for d in deliveries} == {
         "C2": "upsert",
         "C3": "upsert",
@@ -401,6 +407,11 @@ def test_repair_sends_one_forced_delivery_per_drift_and_audits_it(producer: Prod
         "missing": 1, "different": 1, "orphaned": 2, "duplicates": 1,
     }  # fmt: skip
 
+
+def test_waiting_for_a_repair_reports_the_workers_outcomes_and_dead_letters(
+    producer: Producer,
+) -> None:
+    sent_report, sent, deliveries = repaired(producer)
     # The workers' outcomes, as the engine records them; one is dead-lettered.
     state = State(producer.redis, producer.keys)
     ids = {s.key: s.delivery_id for s in sent}
