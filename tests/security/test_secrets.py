@@ -191,18 +191,9 @@ def break_customers(p: Pipeline, keys: list[str]) -> None:
             store.put(record)
 
 
-@pytest.mark.integration
-def test_nothing_a_full_run_leaves_behind_carries_a_secret(
-    make_pipeline: Callable[..., Pipeline],  # noqa: F811
-    flower_process: list[subprocess.Popen[bytes]],
-) -> None:
-    p = make_pipeline(
-        systems={"hipe": {"access_token": WRONG_HIPE_TOKEN}},
-        # A child of a company Propeller refused gives up waiting for it soon.
-        worker={"dependency_max_waits": 4, "dependency_cap_s": 1.0},
-    )
-    p.config["log_level"] = "DEBUG"  # every line a worker can write
-    p.config_path.write_text(tomli_w.dumps(p.config), encoding="utf-8")
+def seed_with_failures(p: Pipeline) -> None:
+    """36 customers (two of them unnamed, for dead letters) and 6 products; Propeller refuses
+    tokens then companies a few times, Atollon is unavailable a few times."""
     with p.control("onlineerp") as control:
         control.post("/_sandbox/seed", json={"customers": 36, "products": 6}).raise_for_status()
     customers = sorted(c["NoClient"] for c in p.records("onlineerp", "Customer"))
@@ -218,7 +209,12 @@ def test_nothing_a_full_run_leaves_behind_carries_a_secret(
     )
     p.faults("atollon", [{"statuses": [503], "retry_after_s": 1, "count": 6}])
 
-    # Flower first, so that it hears every task from its first event.
+
+def start_flower(
+    p: Pipeline, started: list[subprocess.Popen[bytes]]
+) -> tuple[subprocess.Popen[bytes], httpx.Client, str, Path]:
+    """Flower with a fresh password, answering and listening; its process (also added to
+    ``started``), an API client, the password and its log file."""
     password = secrets.token_urlsafe(18)
     port = free_port()
     flower_log = p.directory / "flower.log"
@@ -231,7 +227,7 @@ def test_nothing_a_full_run_leaves_behind_carries_a_secret(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    flower_process.append(flower)
+    started.append(flower)
     api = httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=("ops", password), timeout=30)
 
     def flower_up() -> bool:
@@ -243,32 +239,12 @@ def test_nothing_a_full_run_leaves_behind_carries_a_secret(
 
     wait_for("Flower answers", flower_up)
     time.sleep(2)  # its event receiver connects right after the web server
+    return flower, api, password, flower_log
 
-    captured: dict[str, str] = {}
-    produced = run_cli(p, "produce", "--once", "--json")
-    assert produced.returncode == 0, output(produced)
-    captured["producer"] = output(produced)
-    queued = redis_dump(p.redis, p.prefix)
-    deliveries = celery_deliveries(queued)
-    assert len(deliveries) >= 3 * 36, "the queues held the deliveries"
-    for raw in deliveries:
-        delivery = Delivery.model_validate(raw)  # the task argument is a Delivery, no more
-        assert set(raw) <= set(Delivery.model_fields)
-        assert set(delivery.event.payload) <= {
-            "key", "name", "parent_key", "email", "phone", "tax_number", "language",
-            "active", "address", "addresses", "custom", "price", "currency", "vat_rate",
-            "units", "group",
-        }  # fmt: skip
 
-    p.start_worker()
-    p.wait_workers(1)
-
-    def others_done() -> bool:
-        return all(p.settled(t) for t in ("propeller", "atollon")) and bool(
-            p.counters("hipe").get("auth_failures")
-        )
-
-    wait_for("Propeller and Atollon settle, HIPE refuses the token", others_done, 180)
+def capture_the_cli(p: Pipeline, captured: dict[str, str]) -> None:
+    """What an operator reads after the run: dead letters (list, one per code, export),
+    status (JSON and table) and doctor, each checked for what it must show."""
     listed = run_cli(p, "dlq", "list", "--json")
     captured["dlq list"] = output(listed)
     dlq = json.loads(listed.stdout)
@@ -284,9 +260,33 @@ def test_nothing_a_full_run_leaves_behind_carries_a_secret(
     doctor = run_cli(p, "doctor", "--json")
     captured["doctor"] = output(doctor)
     assert {r["system"]: r["ok"] for r in json.loads(doctor.stdout)["checks"]}["hipe"] is False
-    settled = redis_dump(p.redis, p.prefix)
-    assert any(":dlq:" in k or "dlq" in k for k in settled), "dead letters were stored"
-    assert p.redis.zcard(p.keys.delayed()) > 0, "HIPE's deliveries wait behind its circuit"
+
+
+def assert_no_secret_in(captured: dict[str, str], secrets_: list[str]) -> None:
+    """No secret, in clear or base64, and no bearer token left unmasked, in anything captured
+    (and enough captured to mean something)."""
+    needles = list(secrets_)
+    needles += [form for secret in needles for form in base64_forms(secret)]
+    found = {name: leaks(text, needles) for name, text in captured.items()}
+    assert not {name: hits for name, hits in found.items() if hits}
+    bearer = re.compile(r"(?i)bearer\s+(?!\*\*\*)[A-Za-z0-9._~+/=-]{8,}")
+    assert not [name for name, text in captured.items() if bearer.search(text)]
+    assert sum(len(t) for t in captured.values()) > 100_000, "a run leaves a lot to scan"
+
+
+def assert_only_a_delivery(raw: dict[str, Any]) -> None:
+    """A task argument is a Delivery and no more, its payload canonical fields only."""
+    delivery = Delivery.model_validate(raw)
+    assert set(raw) <= set(Delivery.model_fields)
+    assert set(delivery.event.payload) <= {
+        "key", "name", "parent_key", "email", "phone", "tax_number", "language",
+        "active", "address", "addresses", "custom", "price", "currency", "vat_rate",
+        "units", "group",
+    }  # fmt: skip
+
+
+def capture_flower_tasks(api: httpx.Client, captured: dict[str, str]) -> None:
+    """Flower's task list (once it shows every task with its arguments) and one task."""
 
     def flower_has_tasks() -> bool:
         tasks = api.get("/api/tasks").json()
@@ -299,6 +299,60 @@ def test_nothing_a_full_run_leaves_behind_carries_a_secret(
     captured["flower task"] = api.get(f"/api/task/info/{some}").text
     api.close()
 
+
+def tokens_issued(p: Pipeline) -> list[str]:
+    """The tokens Propeller issued during the run (at least one refreshed after a 401)."""
+    propeller = p.sandbox.simulators["propeller"]
+    assert isinstance(propeller, PropellerSimulator)
+    with propeller.lock:
+        issued = list(propeller._tokens)
+    assert len(issued) >= 2, "tokens were issued, and refreshed after a 401"
+    return issued
+
+
+@pytest.mark.integration
+def test_nothing_a_full_run_leaves_behind_carries_a_secret(
+    make_pipeline: Callable[..., Pipeline],  # noqa: F811
+    flower_process: list[subprocess.Popen[bytes]],
+) -> None:
+    p = make_pipeline(
+        systems={"hipe": {"access_token": WRONG_HIPE_TOKEN}},
+        # A child of a company Propeller refused gives up waiting for it soon.
+        worker={"dependency_max_waits": 4, "dependency_cap_s": 1.0},
+    )
+    p.config["log_level"] = "DEBUG"  # every line a worker can write
+    p.config_path.write_text(tomli_w.dumps(p.config), encoding="utf-8")
+    seed_with_failures(p)
+
+    # Flower first, so that it hears every task from its first event.
+    flower, api, password, flower_log = start_flower(p, flower_process)
+
+    captured: dict[str, str] = {}
+    produced = run_cli(p, "produce", "--once", "--json")
+    assert produced.returncode == 0, output(produced)
+    captured["producer"] = output(produced)
+    queued = redis_dump(p.redis, p.prefix)
+    deliveries = celery_deliveries(queued)
+    assert len(deliveries) >= 3 * 36, "the queues held the deliveries"
+    for raw in deliveries:
+        assert_only_a_delivery(raw)
+
+    p.start_worker()
+    p.wait_workers(1)
+
+    def others_done() -> bool:
+        return all(p.settled(t) for t in ("propeller", "atollon")) and bool(
+            p.counters("hipe").get("auth_failures")
+        )
+
+    wait_for("Propeller and Atollon settle, HIPE refuses the token", others_done, 180)
+    capture_the_cli(p, captured)
+    settled = redis_dump(p.redis, p.prefix)
+    assert any(":dlq:" in k or "dlq" in k for k in settled), "dead letters were stored"
+    assert p.redis.zcard(p.keys.delayed()) > 0, "HIPE's deliveries wait behind its circuit"
+
+    capture_flower_tasks(api, captured)
+
     for path in sorted(p.directory.glob("worker-*.log")):
         captured[path.name] = path.read_text(errors="replace")
     assert "sync.dead_lettered" in "".join(captured.values())
@@ -306,23 +360,13 @@ def test_nothing_a_full_run_leaves_behind_carries_a_secret(
     for key, texts in {**queued, **settled}.items():
         captured[f"redis {key}"] = "\n".join(texts)
 
-    propeller = p.sandbox.simulators["propeller"]
-    assert isinstance(propeller, PropellerSimulator)
-    with propeller.lock:
-        issued = list(propeller._tokens)
-    assert len(issued) >= 2, "tokens were issued, and refreshed after a 401"
+    issued = tokens_issued(p)
 
     flower.send_signal(signal.SIGTERM)
     flower.wait(timeout=30)
     captured["flower output"] = flower_log.read_text(errors="replace")
 
-    needles = [*SANDBOX_SECRETS, *issued, password]
-    needles += [form for secret in needles for form in base64_forms(secret)]
-    found = {name: leaks(text, needles) for name, text in captured.items()}
-    assert not {name: hits for name, hits in found.items() if hits}
-    bearer = re.compile(r"(?i)bearer\s+(?!\*\*\*)[A-Za-z0-9._~+/=-]{8,}")
-    assert not [name for name, text in captured.items() if bearer.search(text)]
-    assert sum(len(t) for t in captured.values()) > 100_000, "a run leaves a lot to scan"
+    assert_no_secret_in(captured, [*SANDBOX_SECRETS, *issued, password])
 
 
 # -- TLS ---------------------------------------------------------------------------------------
