@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.stack import Pipeline
-from bench.verify import Comparison, compare_all
+from bench.verify import Comparison, compare_all, erp_customers
 from state.trace import TraceStore, describe, story
 
 
@@ -31,4 +31,19 @@ def explain(p: Pipeline, comparisons: list[Comparison], most: int = 5) -> str:
                 for event in story(events):
                     if event.get("target") in (None, comparison.target):
                         lines.append(f"  {flow} {event.get('at')} {describe(event)}")
+    return "\n".join(lines)
+
+
+def unusual_outcomes(p: Pipeline, target: str, flow: str = "customers") -> str:
+    """The target's counters, then the story of each record there that was not simply
+    applied: skipped, dead-lettered or retried (for a count that came out wrong)."""
+    lines = [f"--- {target} counters: {p.counters(target)}"]
+    traces = TraceStore.of(p.redis, p.settings)
+    for key in sorted(erp_customers(p)):
+        events = [
+            e for e in traces.read([flow], key).get(flow, []) if e.get("target") in (None, target)
+        ]
+        if any(e.get("what") in ("skipped", "dead_lettered", "attempt_failed") for e in events):
+            lines.append(f"--- {key}:")
+            lines.extend(f"  {e.get('at')} {describe(e)}" for e in story(events))
     return "\n".join(lines)
