@@ -46,6 +46,13 @@ def sandbox_config(
                     "atollon": {},
                 },
             },
+            "contacts": {
+                "source": "onlineerp",
+                "entity": "person",
+                "targets": ["hipe", "atollon"],
+                "poll_interval_s": 10.0,
+                "mapping": {"hipe": {}, "atollon": {}},
+            },
             "products": {
                 "source": "onlineerp",
                 "entity": "product",

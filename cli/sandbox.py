@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
     app.command("sandbox")(sandbox)
 
 
-# long: 13 typer parameters, one per flag (the body is 24 lines)
+# long: 14 typer parameters, one per flag (the body is 30 lines)
 def sandbox(
     port_base: Annotated[
         int,
@@ -59,6 +59,12 @@ def sandbox(
         int | None, typer.Option(help="Atollon activities to invoice (default up to 50)")
     ] = None,
     random_seed: Annotated[int, typer.Option(help="seed of the data generator")] = 42,
+    contacts: Annotated[
+        bool,
+        typer.Option(
+            "--contacts", help="with --seed: one to four people (ERP contacts) per customer"
+        ),
+    ] = False,
     handmade: Annotated[
         int,
         typer.Option(
@@ -122,7 +128,11 @@ def sandbox(
         return
     seed_request = (
         SeedRequest(
-            customers=seed, products=products, activities=activities, random_seed=random_seed
+            customers=seed,
+            products=products,
+            activities=activities,
+            random_seed=random_seed,
+            contacts=contacts,
         )
         if seed is not None
         else None

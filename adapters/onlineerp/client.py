@@ -33,7 +33,7 @@ from adapters._http import (
     send,
     unexpected_shape,
 )
-from adapters.onlineerp.errors import INVALID_BODY_CUSTOMER, INVALID_BODY_PRODUCT, table
+from adapters.onlineerp.errors import missing_reference, table
 from adapters.onlineerp.models import (
     ErpContact,
     ErpCustomer,
@@ -58,12 +58,6 @@ CUSTOMER_INVOICE = "CustomerInvoice"
 FilterValue = str | int | float | Decimal | bool | None
 
 _FIELD = re.compile(r"^[^\W\d][\w]*(\.[^\W\d][\w]*)*$")
-_NOT_FOUND_WORDS = re.compile(
-    r"inconnu|unknown|not found|introuvable|n'existe|does not exist|doesn't exist|missing",
-    re.IGNORECASE,
-)
-_CUSTOMER_WORDS = re.compile(r"client|customer", re.IGNORECASE)
-_PRODUCT_WORDS = re.compile(r"produit|product", re.IGNORECASE)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -113,10 +107,6 @@ def where(conditions: Mapping[str, FilterValue]) -> str:
             raise ValueError(f"not a field name: {field!r}")
         clauses.append(f"{field} eq {odata_literal(value)}")
     return " and ".join(clauses)
-
-
-def _names(message: str, key: str) -> bool:
-    return re.search(rf"(?<![\w-]){re.escape(key)}(?![\w-])", message) is not None
 
 
 class OnlineErpClient:
@@ -178,7 +168,7 @@ class OnlineErpClient:
         """The classified error for a failed answer (the caller raises it ``from None``)."""
         code, message = _error_fields(response)
         if code == "InvalidBody" and message:
-            code = _missing_reference(message, customers=customers, products=products) or code
+            code = missing_reference(message, customers=customers, products=products) or code
         return self._table.error(
             operation=operation,
             status_code=response.status_code,
@@ -565,26 +555,6 @@ def _error_fields(response: httpx.Response) -> tuple[str | None, str | None]:
         str(code) if code is not None and code != "" else None,
         message if isinstance(message, str) else None,
     )
-
-
-def _missing_reference(
-    message: str, *, customers: Iterable[str], products: Iterable[str]
-) -> str | None:
-    """Which kind of referenced record an ``InvalidBody`` message says is missing, if any.
-
-    The message's wording is not documented, only that it names the customer or product;
-    so the keys the request refers to are looked for first, then the words.
-    """
-    if any(_names(message, key) for key in customers):
-        return INVALID_BODY_CUSTOMER
-    if any(_names(message, key) for key in products):
-        return INVALID_BODY_PRODUCT
-    if _NOT_FOUND_WORDS.search(message):
-        if _PRODUCT_WORDS.search(message):
-            return INVALID_BODY_PRODUCT
-        if _CUSTOMER_WORDS.search(message):
-            return INVALID_BODY_CUSTOMER
-    return None
 
 
 def _problems(exc: ValidationError) -> list[str]:

@@ -14,7 +14,8 @@ exception's ``vendor_code`` names the row that decided.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 
 from adapters._http import ErrorRule, ErrorTable
 from erpsync.errors import (
@@ -201,3 +202,35 @@ def table(overrides: Mapping[str, ErrorClass] | None = None) -> ErrorTable:
 
 #: the same name in every vendor adapter
 error_table = table
+
+
+_NOT_FOUND_WORDS = re.compile(
+    r"inconnu|unknown|not found|introuvable|n'existe|does not exist|doesn't exist|missing",
+    re.IGNORECASE,
+)
+_CUSTOMER_WORDS = re.compile(r"client|customer", re.IGNORECASE)
+_PRODUCT_WORDS = re.compile(r"produit|product", re.IGNORECASE)
+
+
+def _names(message: str, key: str) -> bool:
+    return re.search(rf"(?<![\w-]){re.escape(key)}(?![\w-])", message) is not None
+
+
+def missing_reference(
+    message: str, *, customers: Iterable[str], products: Iterable[str]
+) -> str | None:
+    """Which kind of referenced record an ``InvalidBody`` message says is missing, if any.
+
+    The message's wording is not documented, only that it names the customer or product;
+    so the keys the request refers to are looked for first, then the words.
+    """
+    if any(_names(message, key) for key in customers):
+        return INVALID_BODY_CUSTOMER
+    if any(_names(message, key) for key in products):
+        return INVALID_BODY_PRODUCT
+    if _NOT_FOUND_WORDS.search(message):
+        if _PRODUCT_WORDS.search(message):
+            return INVALID_BODY_PRODUCT
+        if _CUSTOMER_WORDS.search(message):
+            return INVALID_BODY_CUSTOMER
+    return None

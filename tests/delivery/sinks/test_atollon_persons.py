@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import itertools
 import json
-import random
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import fakeredis
 import httpx
 import pytest
 
 from adapters import make_client
 from adapters.atollon import AtollonCompany, AtollonContactInput
 from delivery.engine import Engine, Sink
-from delivery.policy import RetryPolicy
 from delivery.sinks.atollon import AtollonSink
 from delivery.sinks.atollon_persons import AtollonPersonSink, person_system
 from delivery.sinks.router import ViewableSinkRouter, route
@@ -32,11 +29,8 @@ from erpsync.mapping import TargetMapping
 from erpsync.settings import AtollonSettings
 from simulators.atollon import AtollonSimulator
 from simulators.server import CREDENTIALS, RunningSandbox
-from state.dlq import DeadLetterStore
-from state.keys import Keys
-from state.limits import Circuit
-from state.store import State
 from tests.support import customer_event, delivery_of, make_event
+from tests.support.engine import engine_over
 
 ERP = "onlineerp"
 _versions = itertools.count(1)
@@ -76,17 +70,7 @@ def _build(atollon: RunningSandbox, **options: Any) -> tuple[Engine, ViewableSin
     ]
     router = route("atollon", sinks)
     assert isinstance(router, ViewableSinkRouter)
-    client = fakeredis.FakeRedis(decode_responses=True)
-    keys = Keys("t")
-    by_target: Mapping[str, Sink] = {"atollon": router}
-    engine = Engine(
-        state=State(client, keys),
-        circuit=Circuit(client, keys),
-        dlq=DeadLetterStore(client, keys),
-        sinks=lambda: by_target,
-        policy=RetryPolicy(),
-        rng=random.Random(5),
-    )
+    engine = engine_over("atollon", router, seed=5)
     return engine, router
 
 

@@ -8,18 +8,15 @@ it; reconcile's two views agree. Both id kinds HIPE may serve (integers, UUIDs).
 from __future__ import annotations
 
 import json
-import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
-import fakeredis
 import httpx
 import pytest
 from pydantic import SecretStr
 
 from adapters import make_client
 from delivery.engine import Engine, Sink
-from delivery.policy import RetryPolicy
 from delivery.sinks.hipe import HipeSink
 from delivery.sinks.hipe_contacts import HipeContactSink
 from delivery.sinks.router import BulkSinkRouter, route
@@ -28,11 +25,8 @@ from erpsync.mapping import TargetMapping
 from erpsync.settings import HipeSettings
 from simulators.hipe import HipeSimulator
 from simulators.server import CREDENTIALS, RunningSandbox
-from state.dlq import DeadLetterStore
-from state.keys import Keys
-from state.limits import Circuit
-from state.store import State
 from tests.support import customer_event, delivery_of, make_event
+from tests.support.engine import engine_over
 
 
 @pytest.fixture(params=["int", "uuid"])
@@ -58,17 +52,7 @@ def sink(hipe: RunningSandbox) -> Iterator[Sink]:
 
 @pytest.fixture
 def engine(sink: Sink) -> Engine:
-    client = fakeredis.FakeRedis(decode_responses=True)
-    keys = Keys("t")
-    sinks: Mapping[str, Sink] = {"hipe": sink}
-    return Engine(
-        state=State(client, keys),
-        circuit=Circuit(client, keys),
-        dlq=DeadLetterStore(client, keys),
-        sinks=lambda: sinks,
-        policy=RetryPolicy(),
-        rng=random.Random(3),
-    )
+    return engine_over("hipe", sink, seed=3)
 
 
 def person(key: str, version: int, *, operation: str = "upsert", **fields: Any) -> Delivery:
