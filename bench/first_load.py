@@ -16,7 +16,9 @@ records ÷ its allowed rate: Propeller one ``bulk/sourceId`` call per ``bulk_bat
 companies; HIPE, per CSV import the load made, its ``POST /api/imports`` and one status
 ``GET`` (the least the import needs; the id listing after it is not counted, so the figure
 is strict), plus one ``PATCH`` per company whose value a CSV cell would alter (a phone
-starting with ``+``: the adapter neutralises formulas), which only a PATCH carries;
+starting with ``+``: the adapter neutralises formulas), which only a PATCH carries, and
+one ``POST /api/companies/{id}/addresses`` per company with addresses (a CSV row carries
+none; that call takes all of one company's);
 Atollon, which has no bulk endpoint, one ``POST crawler/contact`` per customer. The slowest
 target decides. Goal: measured ÷ physical ≤ 1.15.
 """
@@ -57,6 +59,14 @@ def _requests(stats: dict[str, Any], method: str, route: str) -> int:
     )
 
 
+def _routes(stats: dict[str, Any]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for row in stats["requests"]:
+        name = f"{row['method']} {row['route']}"
+        found[name] = found.get(name, 0) + int(row["count"])
+    return dict(sorted(found.items(), key=lambda item: -item[1]))
+
+
 def physical_s(installation: Installation, customers: int) -> dict[str, dict[str, float]]:
     """Per target: the requests its documented endpoints need, and those ÷ its rate."""
     propeller = installation.settings.systems.propeller
@@ -64,11 +74,14 @@ def physical_s(installation: Installation, customers: int) -> dict[str, dict[str
     hipe = installation.sandbox_stats("hipe")
     imports = _requests(hipe, "POST", "/api/imports")
     # values a CSV cell would alter (a phone starting with "+": a spreadsheet formula) can
-    # only reach HIPE by a PATCH of their own: needed whatever the pipeline does
-    follow_ups = _requests(hipe, "PATCH", "/api/companies/{id}")
+    # only reach HIPE by a PATCH of their own, and a CSV row carries no address (one create
+    # per company takes all its addresses): needed whatever the pipeline does, at most one
+    # of each per company
+    follow_ups = min(customers, _requests(hipe, "PATCH", "/api/companies/{id}"))
+    addresses = min(customers, _requests(hipe, "POST", "/api/companies/{id}/addresses"))
     needed = {
         "propeller": math.ceil(customers / batch),
-        "hipe": 2 * max(imports, 1) + follow_ups,
+        "hipe": 2 * max(imports, 1) + follow_ups + addresses,
         "atollon": customers,
     }
     return {t: {"requests": n, "seconds": n / LIMITS[t]} for t, n in needed.items()}
@@ -128,6 +141,8 @@ def measure(redis_url: str, customers: int, *, per_target: bool = True) -> dict[
                 "answers_429": int(stats["by_status"].get("429", 0)),
                 "applied": counters.get("applied", 0),
                 "dead_lettered": counters.get("dead_lettered", 0),
+                #: requests by route (every status), most first: where the time went
+                "routes": _routes(stats),
             }
             for name in ("retries", "dependency_waits"):
                 found_per_target[target][name] = counters.get(name, 0)
@@ -177,6 +192,9 @@ def main() -> None:
                       str(found["answers_429"]))  # fmt: skip
     console = Console()
     console.print(table)
+    for target, found in figures["targets"].items():
+        routes = ", ".join(f"{route}: {count:,}" for route, count in found["routes"].items())
+        console.print(f"{target}: {routes}")
     verdict = "met" if figures["ratio"] <= GOAL else "MISSED"
     if not figures["complete"]:
         verdict = "not valid: records were dead-lettered"

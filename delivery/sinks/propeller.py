@@ -57,8 +57,8 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import httpx
@@ -74,6 +74,7 @@ from adapters.propeller import (
 from adapters.propeller.models import NOT_IN_BULK, PropellerCompanyRef, python_name
 from delivery.batch import BulkItemResult
 from delivery.engine import Action, ApplyContext, ApplyResult
+from delivery.sinks import follow_ups
 from delivery.sinks import propeller_addresses as addresses
 from delivery.sinks.addresses import canonical, digest, split, warn_incomplete
 from delivery.sinks.propeller_written import Written, digest_contact
@@ -99,10 +100,6 @@ READ_FIELDS = frozenset({"email", "phone", "parent", "attributes"})
 #: companies' sourceIds remembered while paging, to name parents without a read (bounded,
 #: least recently used first out: a few MB, whatever the tenant's size)
 PARENT_CACHE_SIZE = 50_000
-#: how often a long series of follow-up calls extends the batch's record locks, seconds
-KEEPALIVE_EVERY_S = 1.0
-#: follow-up calls of one bulk call in flight at once (e-mail and phone, detaches)
-FOLLOW_UP_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -387,34 +384,24 @@ class PropellerSink:
         *,
         inline: bool,
     ) -> dict[int, SyncError]:
-        """The follow-up calls of the applied items, :data:`FOLLOW_UP_THREADS` at a time
-        (against a real Propeller each is a round trip: one after the other, a batch's
-        would take minutes); the records' locks kept alive meanwhile. Failures by index:
-        the single path retries those records whole."""
+        """The follow-up calls of the applied items, a few at a time
+        (:func:`delivery.sinks.follow_ups.run_all`); the records' locks kept alive
+        meanwhile. Failures by index: the single path retries those records whole."""
         due = [
             (index, item, created)
             for index, item, created in applied
             if _due(item, created, inline=inline)
         ]
-        failed: dict[int, SyncError] = {}
-        if not due:
-            return failed
-        with ThreadPoolExecutor(min(FOLLOW_UP_THREADS, len(due))) as pool:
-            pending = {
-                pool.submit(self._follow_up, item, created=created, inline=inline): index
-                for index, item, created in due
-            }
-            while pending:
-                done, _ = wait(pending, timeout=KEEPALIVE_EVERY_S, return_when=FIRST_COMPLETED)
-                keepalive()
-                for future in done:
-                    index = pending.pop(future)
-                    error = future.exception()
-                    if isinstance(error, SyncError):
-                        failed[index] = error
-                    elif error is not None:
-                        raise error
-        return failed
+        outcomes = follow_ups.run_all(
+            [partial(self._follow_up, item, created=created, inline=inline)
+             for _, item, created in due],
+            keepalive,
+        )  # fmt: skip
+        return {
+            index: outcome
+            for (index, _, _), outcome in zip(due, outcomes, strict=True)
+            if isinstance(outcome, SyncError)
+        }
 
     def _follow_up(self, item: BulkItem, *, created: bool, inline: bool) -> None:
         row, previous = item.row, item.previous
