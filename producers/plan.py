@@ -7,7 +7,8 @@ adoption`), spilled the same way, against which the source records the target la
 matched by the flow's rules (:mod:`erpsync.matching`), in SQLite too. Per target, each
 source record is one of:
 
-* ``create``: the target lacks it and nothing matches;
+* ``create``: the target lacks it and nothing matches (an inactive record too: the first
+  run creates it archived or inactive, where a reconcile calls it in sync);
 * ``adopt``: exactly one target record without our id matches it, and no other source
   record matches that one: the first run links them (our id written onto it) and updates
   it (``fields``: what would change);
@@ -20,7 +21,8 @@ source record is one of:
 Atollon matches company contacts by name on its side already ("Check whether company is
 existing (company name matches some record in DB)"): its rules always end with that one
 (``atollon_name``: the name with case and blanks folded, the sandbox's reading), which
-Atollon applies whatever erpsync does.
+Atollon applies whatever erpsync does. Without match rules of the flow for Atollon, nothing
+is held there: the plan predicts Atollon's own matching (:meth:`Planner._match_like_atollon`).
 
 :meth:`Plan.save` stores the decisions as the flows' adoption tables (Redis only; the
 producer does it before a flow's first run), which the sinks consult.
@@ -175,6 +177,7 @@ class Planner:
         limit: int | None = 10,
     ) -> None:
         self.reconciliation = reconciliation
+        reconciliation.first_run = True  # an inactive record the target lacks is created
         self.flow = reconciliation.flow
         self.entity = reconciliation.stream.entity
         self.limit = limit
@@ -242,11 +245,20 @@ class Planner:
             k: found.counts[k] for k in ("orphaned", "duplicates", "invalid_source")
             if found.counts[k]
         }  # fmt: skip
-        if plan.target == "atollon":
+        if plan.target == "atollon" and self._rules.get(plan.target):
             plan.notes.append(
                 "Atollon matches company contacts by name on its side (case and blanks "
                 "ignored) among contacts without our id: those are counted as adopt "
                 f"(rule {ATOLLON_NAME})"
+            )
+        elif plan.target == "atollon":
+            plan.notes.append(
+                "Atollon matches company contacts by name on its side (case and blanks "
+                "ignored) among contacts without our id: with no match rules of the flow "
+                "for Atollon, nothing is held for review; a customer takes the oldest such "
+                "contact of its name still free (counted as adopt, rule "
+                f"{ATOLLON_NAME}), the others are created. Which of several customers of one "
+                "name takes which contact depends on the order they arrive"
             )
 
     def _match(self, plan: TargetPlan, sink: ViewableSink, unlinked: _Unlinked | None) -> None:
@@ -262,6 +274,9 @@ class Planner:
                 self._decide(plan, key, Entry("create"))
             return
         _spill_source(unlinked, missing)
+        if plan.target == "atollon" and not self._rules.get(plan.target):
+            self._match_like_atollon(plan, sink, unlinked)
+            return
         chosen = _chosen(unlinked)
         claimed = _claimed(chosen)
         rows = unlinked.db.execute("SELECT DISTINCT key, payload FROM src ORDER BY key")
@@ -273,6 +288,32 @@ class Planner:
             entry = _entry(key, candidates, claimed, unlinked)
             if entry.decision == "adopt" and entry.target_id is not None:
                 self._adopt_example(plan, sink, key, entry, pickle.loads(payload), unlinked)  # noqa: S301
+            self._decide(plan, key, entry)
+
+    def _match_like_atollon(
+        self, plan: TargetPlan, sink: ViewableSink, unlinked: _Unlinked
+    ) -> None:
+        """No match rules of ours for Atollon: the first run sends every record, and
+        Atollon's own name matching attaches each to the oldest contact of its name that
+        has no id of ours yet, or creates one. Nothing is held: per name, as many records
+        as there are such contacts are adopted (in key order here; in arrival order then),
+        the rest created."""
+        taken: dict[str, int] = {}  # per name: its contacts already taken, oldest first
+        rows = unlinked.db.execute("SELECT key, value, payload FROM src ORDER BY key")
+        for key, value, payload in rows:
+            found = None
+            if value is not None:
+                found = unlinked.db.execute(
+                    "SELECT k.id, u.name FROM keys k JOIN unlinked u ON u.id = k.id "
+                    "WHERE k.rule = ? AND k.value = ? ORDER BY u.rowid LIMIT 1 OFFSET ?",
+                    (ATOLLON_NAME, value, taken.get(value, 0)),
+                ).fetchone()
+            if found is None:
+                self._decide(plan, key, Entry("create"))
+                continue
+            taken[value] = taken.get(value, 0) + 1
+            entry = Entry("adopt", target_id=found[0], name=found[1], rule=ATOLLON_NAME)
+            self._adopt_example(plan, sink, key, entry, pickle.loads(payload), unlinked)  # noqa: S301
             self._decide(plan, key, entry)
 
     def _adopt_example(self, plan: TargetPlan, sink: ViewableSink, key: str, entry: Entry,

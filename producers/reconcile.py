@@ -347,6 +347,9 @@ class Reconciliation:
         self.flow = flow
         self.stream = stream
         self.sinks = dict(sinks)
+        #: a plan's (:mod:`producers.plan`): an inactive record the target lacks is
+        #: ``missing``, not in sync, because the first run creates it (archived, inactive)
+        self.first_run = False
         self.circuit = circuit
         self.limit = limit
         self.progress = progress
@@ -540,6 +543,8 @@ class Reconciliation:
             if observed and _shows_active(observed[0]):
                 detail = {"key": key, "target_id": observed[0].target_id, "source": "inactive"}
                 self._found(walk, "orphaned", key, detail, text)
+            elif not observed and self.first_run:
+                self._found(walk, "missing", key, {"key": key, "inactive": True}, text)
             else:
                 report.counts["in_sync"] += 1
             return

@@ -180,6 +180,27 @@ def test_every_kind_of_drift_is_reported_by_key_and_field() -> None:
                                "in_sync": 3, "invalid_source": 0}  # fmt: skip
 
 
+def test_for_a_plan_an_inactive_record_the_target_lacks_is_missing() -> None:
+    """A plan (``first_run``) predicts the first run, which creates it archived or
+    inactive; the same record is in sync for a reconcile."""
+    source = stream([company("C1", active=False), company("C2", active=False), company("C3")])
+    sink = FakeSink("hipe", [shown("C2", active=False)])
+    viewable: dict[str, ViewableSink] = {"hipe": sink}
+    with Reconciliation("customers", source, viewable) as rec:
+        rec.first_run = True
+        found = rec.run().as_dict()["targets"]["hipe"]
+        repair = list(rec.findings.to_repair("hipe"))
+    assert found["missing"] == [{"key": "C1", "inactive": True}, {"key": "C3"}]
+    assert found["counts"] == {"missing": 2, "different": 0, "orphaned": 0, "duplicates": 0,
+                               "in_sync": 1, "invalid_source": 0}  # fmt: skip
+    assert [(kind, key, payload) for kind, key, payload in repair] == [
+        ("missing", "C1", company("C1", active=False)),
+        ("missing", "C3", company("C3")),
+    ]
+    again = reconcile(stream([company("C1", active=False)]), {"hipe": FakeSink("hipe")})
+    assert again["targets"]["hipe"]["counts"]["in_sync"] == 1
+
+
 def test_known_limits_are_listed_and_a_value_the_target_cannot_take_is_never_drift() -> None:
     source = stream([company("C1", email=None), company("C2", email="new@example.com")])
     sink = FakeSink(
