@@ -19,7 +19,7 @@ from kombu import Producer as KombuProducer
 from bench.stack import Pipeline
 from erpsync.events import Delivery
 from producers.base import Producer
-from state.dlq import DeadLetterStore
+from state.dlq import DeadLetter, DeadLetterStore
 from state.publish import publish
 from state.store import State
 from tests.integration.billing.harness import (
@@ -80,11 +80,8 @@ class EveryMessageTwice:
         return self.app.send_task(*args, **kwargs)
 
 
-def test_a_worker_killed_between_invoice_and_status_and_every_message_twice_still_bill_once(
-    make_pipeline: Callable[..., Pipeline],
-) -> None:
-    p = make_pipeline(flows=BILLING_FLOW)
-    activities = seed(p)
+def slow_step_two_and_lost_invoice_answers(p: Pipeline) -> None:
+    """Faults for a kill mid-saga."""
     # Step 2 hangs long enough that the worker is certainly mid-saga when it is killed; the
     # first three invoice POSTs lose their answer after the ERP acted on them (step 1's 412
     # path).
@@ -103,16 +100,10 @@ def test_a_worker_killed_between_invoice_and_status_and_every_message_twice_stil
             }
         ],
     )
-    first = p.start_worker()
-    p.wait_workers(1)
 
-    service = p.producer
-    twice = EveryMessageTwice(service.producer.app)
-    producer = Producer(cast(Celery, twice), service.producer.redis, p.keys)
-    (stream,) = service.streams
-    result = producer.poll(stream)
-    assert (result.events, twice.sent) == (ACTIVITIES, 2 * ACTIVITIES)
 
+def assert_mid_saga(p: Pipeline) -> None:
+    """Wait for five invoices, then check none of their items is marked Billed yet."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(p.records("onlineerp", "CustomerInvoice")) < 5:
         time.sleep(0.1)
@@ -125,19 +116,10 @@ def test_a_worker_killed_between_invoice_and_status_and_every_message_twice_stil
     ]
     assert invoiced >= 5, "invoices exist"
     assert billed == [], "and none of their items is marked yet: the saga is between its steps"
-    p.kill_worker(first)  # SIGKILL
-    p.faults("atollon", None)
-    p.faults("onlineerp", None)
 
-    p.start_worker()
-    p.wait_workers(1)
-    p.wait_converged(timeout_s=240, targets=TARGET)
 
-    assert_invoiced_once(p, activities)
-    counters = p.counters("onlineerp")
-    assert counters["produced"] == ACTIVITIES, "a duplicate message is the same delivery"
-    assert counters["applied"] == ACTIVITIES
-    assert counters.get("dead_lettered", 0) == 0
+def assert_each_lost_creation_recognised_by_412(p: Pipeline) -> None:
+    """The three dropped answers: each lost creation was answered later by a 412."""
     # Which three POSTs lose their answer is timing: the first POST of a reference creates the
     # invoice, any later one (the delivery's retry, or its duplicate message) is refused with
     # 412, and the fault drops the answers of the first three to arrive, whichever kind. So
@@ -151,6 +133,63 @@ def test_a_worker_killed_between_invoice_and_status_and_every_message_twice_stil
     assert posts["412"] >= lost, (
         f"each lost creation was recognised by the ERP's 412, not invoiced again: {posts}"
     )
+
+
+def test_a_worker_killed_between_invoice_and_status_and_every_message_twice_still_bill_once(
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
+    p = make_pipeline(flows=BILLING_FLOW)
+    activities = seed(p)
+    slow_step_two_and_lost_invoice_answers(p)
+    first = p.start_worker()
+    p.wait_workers(1)
+
+    service = p.producer
+    twice = EveryMessageTwice(service.producer.app)
+    producer = Producer(cast(Celery, twice), service.producer.redis, p.keys)
+    (stream,) = service.streams
+    result = producer.poll(stream)
+    assert (result.events, twice.sent) == (ACTIVITIES, 2 * ACTIVITIES)
+
+    assert_mid_saga(p)
+    p.kill_worker(first)  # SIGKILL
+    p.faults("atollon", None)
+    p.faults("onlineerp", None)
+
+    p.start_worker()
+    p.wait_workers(1)
+    p.wait_converged(timeout_s=240, targets=TARGET)
+
+    assert_invoiced_once(p, activities)
+    counters = p.counters("onlineerp")
+    assert counters["produced"] == ACTIVITIES, "a duplicate message is the same delivery"
+    assert counters["applied"] == ACTIVITIES
+    assert counters.get("dead_lettered", 0) == 0
+    assert_each_lost_creation_recognised_by_412(p)
+
+
+def assert_unknown_customer_letter(entry: DeadLetter, victim: str) -> None:
+    """A dependency dead letter naming the missing customer, with what to do."""
+    assert (entry.target, entry.error_class, entry.code) == (
+        "onlineerp",
+        "dependency",
+        "InvalidBody/Customer",
+    )
+    assert entry.hint is not None
+    assert victim in entry.hint
+    assert "must exist in the ERP" in entry.hint
+
+
+def replays_of(p: Pipeline, entries: list[DeadLetter]) -> list[Delivery]:
+    """The entries' deliveries as replays, their dead-lettered outcome forgotten."""
+    state = State(p.redis, p.keys)
+    replays: list[Delivery] = []
+    for entry in entries:
+        state.forget_outcome(
+            entry.target, entry.delivery.delivery_id, "dead_lettered", flow=entry.flow
+        )
+        replays.append(entry.delivery.model_copy(update={"replay_of": entry.id}))
+    return replays
 
 
 def test_an_unknown_customer_is_dead_lettered_with_a_hint_then_replayed_and_invoiced_once(
@@ -179,14 +218,7 @@ def test_an_unknown_customer_is_dead_lettered_with_a_hint_then_replayed_and_invo
     entries = list(dlq.iter_entries())
     assert len(entries) == affected
     for entry in entries:
-        assert (entry.target, entry.error_class, entry.code) == (
-            "onlineerp",
-            "dependency",
-            "InvalidBody/Customer",
-        )
-        assert entry.hint is not None
-        assert victim in entry.hint
-        assert "must exist in the ERP" in entry.hint
+        assert_unknown_customer_letter(entry, victim)
     waiting = [a for a in activities if customer_of(a) == victim]
     assert all(
         item["billingStatus"] == "ToBeInvoiced"
@@ -202,13 +234,7 @@ def test_an_unknown_customer_is_dead_lettered_with_a_hint_then_replayed_and_invo
 
     with p.erp() as erp:
         erp.post("/Entity/Customer", json=customer).raise_for_status()
-    state = State(p.redis, p.keys)
-    replays: list[Delivery] = []
-    for entry in entries:
-        state.forget_outcome(
-            entry.target, entry.delivery.delivery_id, "dead_lettered", flow=entry.flow
-        )
-        replays.append(entry.delivery.model_copy(update={"replay_of": entry.id}))
+    replays = replays_of(p, entries)
     app = p.producer.producer.app
     publish(app, replays)
     p.wait_converged(targets=TARGET)

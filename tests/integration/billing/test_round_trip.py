@@ -143,16 +143,33 @@ def assert_reconciled(p: Pipeline, invoices: int) -> dict[str, Any]:
     return report
 
 
+def assert_a_mix_of_items_and_customers(activities: list[dict[str, Any]]) -> None:
+    """Billing and time-sheet items, and a tenth of the activities without a customer
+    contact."""
+    types = Counter(item["billingType"] for a in activities for item in a["billingItems"])
+    assert types[1] > 50, f"billing items: {types}"
+    assert types[2] > 50, f"and time-sheet items: {types}"
+    assert sum(a["customerContact"] is None for a in activities) == ACTIVITIES // 10
+
+
+def assert_each_step_lost_its_answers(p: Pipeline) -> None:
+    """Each step's write lost LOST_ANSWERS answers (after the write)."""
+    for method, system, route in (
+        ("POST", "onlineerp", ROUTES["onlineerp"]),
+        ("POST", "atollon", ROUTES["atollon invoice"]),
+        ("PUT", "atollon", ROUTES["atollon billing"]),
+    ):
+        answered = requests(p, system, method, route)
+        assert answered["dropped"] == LOST_ANSWERS, (route, answered)
+
+
 def test_100_activities_invoiced_recorded_and_billed_once_through_kills_and_lost_answers(
     make_pipeline: Callable[..., Pipeline],
 ) -> None:
     # A short Atollon timeout: a POST killed in flight is looked for again soon after it.
     p = make_pipeline(flows=ROUND_TRIP_FLOWS, systems={"atollon": {"timeout_s": 8.0}})
     activities = seed(p, ACTIVITIES)
-    types = Counter(item["billingType"] for a in activities for item in a["billingItems"])
-    assert types[1] > 50, f"billing items: {types}"
-    assert types[2] > 50, f"and time-sheet items: {types}"
-    assert sum(a["customerContact"] is None for a in activities) == ACTIVITIES // 10
+    assert_a_mix_of_items_and_customers(activities)
 
     # A worker killed inside each step's write in turn (held by the sandbox: the killed
     # write never lands), so the next one resumes each record where its saga stopped.
@@ -193,13 +210,7 @@ def test_100_activities_invoiced_recorded_and_billed_once_through_kills_and_lost
     p.wait_converged(timeout_s=120, targets=TARGETS)
 
     assert_invoiced_once(p, activities)  # one ERP and one Atollon invoice each, every item
-    for method, system, route in (
-        ("POST", "onlineerp", ROUTES["onlineerp"]),
-        ("POST", "atollon", ROUTES["atollon invoice"]),
-        ("PUT", "atollon", ROUTES["atollon billing"]),
-    ):
-        answered = requests(p, system, method, route)
-        assert answered["dropped"] == LOST_ANSWERS, (route, answered)
+    assert_each_step_lost_its_answers(p)
     counters = p.flow_counters("billing", "onlineerp")
     assert counters.get("dead_lettered", 0) == 0, counters
     assert p.counters("atollon").get("dead_lettered", 0) == 0

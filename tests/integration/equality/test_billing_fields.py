@@ -117,6 +117,99 @@ def expected_facture(activity: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def by_customer_and_lines(invoices: list[dict[str, Any]]) -> dict[tuple[Any, str], dict[str, Any]]:
+    """The stored invoices by customer and canonical lines."""
+    by_lines: dict[tuple[Any, str], dict[str, Any]] = {}
+    for stored in invoices:
+        facture = stored["Facture"]
+        by_lines[
+            (facture["InfoClientFacturerA"]["NoClient"], canonical(facture["LigneFacture"]))
+        ] = stored
+    return by_lines
+
+
+def no_invoice_problem(
+    activity: dict[str, Any], want: dict[str, Any], invoices: list[dict[str, Any]]
+) -> tuple[str, Any]:
+    """An activity with no invoice of its lines, shown beside two of its customer's."""
+    customer = want["InfoClientFacturerA"]["NoClient"]
+    near = [
+        sent(i["Facture"]["LigneFacture"])
+        for i in invoices
+        if i["Facture"]["InfoClientFacturerA"]["NoClient"] == customer
+    ]
+    return (
+        activity["activity"]["id"],
+        {"no invoice with lines": want["LigneFacture"], "the customer's": near[:2]},
+    )
+
+
+def erp_invoice_problems(
+    activity: dict[str, Any], invoice: dict[str, Any], want: dict[str, Any]
+) -> list[tuple[str, Any]]:
+    """How the ERP invoice of an activity differs from what its items decide: fields and
+    lines, fields nobody sent, its description, its stored total."""
+    problems: list[tuple[str, Any]] = []
+    facture = invoice["Facture"]
+    got = {name: facture.get(name) for name in want}
+    got["LigneFacture"] = sent(facture["LigneFacture"])
+    if got != want:
+        problems.append((activity["activity"]["id"], {"expected": want, "found": got}))
+    unexpected = set(facture) - set(want) - MADE
+    for line in facture["LigneFacture"]:
+        unexpected |= set(line) - set(SENT_LINE) - ERP_LINE
+    if unexpected:
+        problems.append((activity["activity"]["id"], f"unexpected fields {unexpected}"))
+    description = facture.get("Description") or ""
+    refs = (activity["activity"]["refId"], activity["activity"]["name"])
+    if not all(ref in description for ref in refs):
+        problems.append((activity["activity"]["id"], f"description {description!r}"))
+    if invoice["TotalAvantTaxes"] != want["TotalAvantTaxes"]:
+        problems.append((activity["activity"]["id"], "the stored total"))
+    return problems
+
+
+def as_recorded(atollon: dict[str, Any]) -> dict[str, Any]:
+    """An Atollon invoice-issued's number, date, customer and rows."""
+    return {
+        "invoiceNumber": atollon.get("invoiceNumber"),
+        "issuedDate": atollon.get("issuedDate"),
+        "customer": erp_id(atollon["customer"].get("customerExternalId")),
+        "rows": [
+            (
+                row["description"],
+                row["value"]["unitQuantity"],
+                row["value"]["unitPrice"],
+                row["value"]["currency"],
+                row["value"]["VATPercent"],
+                erp_id(row["product"].get("productExternalId")),
+            )
+            for row in sorted(atollon["rows"], key=lambda r: r["orderIndex"])
+        ],
+    }
+
+
+def as_the_erp_stored(invoice: dict[str, Any]) -> dict[str, Any]:
+    """The same of the ERP invoice: what Atollon must have recorded."""
+    facture = invoice["Facture"]
+    return {
+        "invoiceNumber": invoice["NoFacture"],
+        "issuedDate": facture["DateFacture"],
+        "customer": facture["InfoClientFacturerA"]["NoClient"],
+        "rows": [
+            (
+                line["DescriptionLigne"],
+                line["QteFacture"],
+                line["PrixUnitaire"],
+                facture["Devise"],
+                line["TauxTaxe"],
+                line["strNoProduit"],
+            )
+            for line in facture["LigneFacture"]
+        ],
+    }
+
+
 def test_every_field_and_line_of_each_invoice_is_what_its_atollon_items_hold(
     make_pipeline: Callable[..., Pipeline],
 ) -> None:
@@ -137,12 +230,7 @@ def test_every_field_and_line_of_each_invoice_is_what_its_atollon_items_hold(
     assert len(invoices) == len(activities)
     references = [invoice["Facture"]["Référence"] for invoice in invoices]
     assert len(set(references)) == len(references), "one reference per invoice"
-    by_lines: dict[tuple[Any, str], dict[str, Any]] = {}
-    for stored in invoices:
-        facture = stored["Facture"]
-        by_lines[
-            (facture["InfoClientFacturerA"]["NoClient"], canonical(facture["LigneFacture"]))
-        ] = stored
+    by_lines = by_customer_and_lines(invoices)
     problems: list[tuple[str, Any]] = []
     recorded: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for activity in activities:
@@ -151,36 +239,10 @@ def test_every_field_and_line_of_each_invoice_is_what_its_atollon_items_hold(
             (want["InfoClientFacturerA"]["NoClient"], canonical(want["LigneFacture"]))
         )
         if invoice is None:
-            customer = want["InfoClientFacturerA"]["NoClient"]
-            near = [
-                sent(i["Facture"]["LigneFacture"])
-                for i in invoices
-                if i["Facture"]["InfoClientFacturerA"]["NoClient"] == customer
-            ]
-            problems.append(
-                (
-                    activity["activity"]["id"],
-                    {"no invoice with lines": want["LigneFacture"], "the customer's": near[:2]},
-                )
-            )
+            problems.append(no_invoice_problem(activity, want, invoices))
             continue
-        facture = invoice["Facture"]
-        got = {name: facture.get(name) for name in want}
-        got["LigneFacture"] = sent(facture["LigneFacture"])
-        if got != want:
-            problems.append((activity["activity"]["id"], {"expected": want, "found": got}))
-        unexpected = set(facture) - set(want) - MADE
-        for line in facture["LigneFacture"]:
-            unexpected |= set(line) - set(SENT_LINE) - ERP_LINE
-        if unexpected:
-            problems.append((activity["activity"]["id"], f"unexpected fields {unexpected}"))
+        problems += erp_invoice_problems(activity, invoice, want)
         recorded.append((activity, invoice))
-        description = facture.get("Description") or ""
-        refs = (activity["activity"]["refId"], activity["activity"]["name"])
-        if not all(ref in description for ref in refs):
-            problems.append((activity["activity"]["id"], f"description {description!r}"))
-        if invoice["TotalAvantTaxes"] != want["TotalAvantTaxes"]:
-            problems.append((activity["activity"]["id"], "the stored total"))
     assert problems == [], problems[:5]
 
     # The same invoice recorded in Atollon (invoice-issued): number, reference, date,
@@ -191,39 +253,7 @@ def test_every_field_and_line_of_each_invoice_is_what_its_atollon_items_hold(
         facture = invoice["Facture"]
         atollon = issued.get(facture["Référence"])
         assert atollon is not None, facture["Référence"]
-        got_invoice = {
-            "invoiceNumber": atollon.get("invoiceNumber"),
-            "issuedDate": atollon.get("issuedDate"),
-            "customer": erp_id(atollon["customer"].get("customerExternalId")),
-            "rows": [
-                (
-                    row["description"],
-                    row["value"]["unitQuantity"],
-                    row["value"]["unitPrice"],
-                    row["value"]["currency"],
-                    row["value"]["VATPercent"],
-                    erp_id(row["product"].get("productExternalId")),
-                )
-                for row in sorted(atollon["rows"], key=lambda r: r["orderIndex"])
-            ],
-        }
-        want_invoice = {
-            "invoiceNumber": invoice["NoFacture"],
-            "issuedDate": facture["DateFacture"],
-            "customer": facture["InfoClientFacturerA"]["NoClient"],
-            "rows": [
-                (
-                    line["DescriptionLigne"],
-                    line["QteFacture"],
-                    line["PrixUnitaire"],
-                    facture["Devise"],
-                    line["TauxTaxe"],
-                    line["strNoProduit"],
-                )
-                for line in facture["LigneFacture"]
-            ],
-        }
-        assert got_invoice == want_invoice, activity["activity"]["id"]
+        assert as_recorded(atollon) == as_the_erp_stored(invoice), activity["activity"]["id"]
 
     after = p.records("atollon", "billing")
     assert {item["billingStatus"] for a in after for item in a["billingItems"]} == {"Billed"}
