@@ -66,6 +66,13 @@ def test_500_customers_with_hierarchy_arrive_once_in_every_target(
     assert_accounted(p)
 
 
+def clear_stats(p: Pipeline) -> None:
+    """Forget the requests every target's sandbox counted so far."""
+    for system in TARGETS:
+        with p.control(system) as client:
+            client.delete("/_sandbox/stats")
+
+
 def test_edits_and_deactivations_reach_exactly_the_changed_records(
     make_pipeline: Callable[..., Pipeline],
 ) -> None:
@@ -83,9 +90,7 @@ def test_edits_and_deactivations_reach_exactly_the_changed_records(
             erp.put(
                 f"/Entity/Customer/{key}", json={"NomClient": f"Renamed {key} & Fils"}
             ).raise_for_status()
-    for system in TARGETS:
-        with p.control(system) as client:
-            client.delete("/_sandbox/stats")
+    clear_stats(p)
     (result,) = [r for r in p.produce() if r.stream == "onlineerp.customer"]
     assert result.events == 20
     p.wait_converged()
@@ -118,9 +123,7 @@ def test_edits_and_deactivations_reach_exactly_the_changed_records(
     assert marked == set(leaves)
     assert not any(c.get("recycleBin") for c in p.records("propeller", "companies"))
 
-    for system in TARGETS:
-        with p.control(system) as client:
-            client.delete("/_sandbox/stats")
+    clear_stats(p)
     results = p.produce()
     assert sum(r.events for r in results) == 0, "no change, no event"
     time.sleep(1.0)

@@ -256,6 +256,35 @@ def reconcile(p: Pipeline, flow: str = "customers") -> tuple[int, dict[str, Any]
 # -- the test ----------------------------------------------------------------------------------
 
 
+def hipe_imports(p: Pipeline) -> int:
+    """How many CSV imports HIPE received."""
+    return sum(
+        row["count"]
+        for row in p.stats("hipe")["requests"]
+        if row["method"] == "POST" and row["route"] == "/api/imports"
+    )
+
+
+def assert_hipe_uuids_kept(p: Pipeline) -> None:
+    """HIPE served UUID ids, and the ledger keeps C1's."""
+    ids = [c["id"] for c in p.records("hipe", "companies")]
+    assert all(isinstance(i, str) and len(i) == 36 for i in ids), ids
+    ledger = p.redis.hgetall(p.keys.ledger("hipe", "customer", "C1"))
+    assert ledger["target_id"] in ids, "the ledger keeps HIPE's UUID"
+
+
+def assert_reconciled_without_drift(p: Pipeline) -> None:
+    """Reconcile finds the four customers in each target, no drift, Atollon's known limit."""
+    status, report = reconcile(p)
+    for target in TARGETS:
+        found = report["targets"][target]
+        drift = {k: found[k] for k in ("missing", "different", "orphaned", "duplicates")}
+        assert drift == {"missing": [], "different": [], "orphaned": [], "duplicates": []}
+        assert found["checked"] == 4
+    assert report["targets"]["atollon"]["known_limits"] == ["active"]
+    assert status == 0
+
+
 @pytest.mark.parametrize(
     ("path", "deactivation", "hipe_ids"),
     [
@@ -300,11 +329,7 @@ def test_one_customer_through_every_change_equals_the_erp_in_hipe_and_atollon(
         ticker = {**ticker, "NomClient": f"Ticker {number}"}
         erp_put(p, ticker)
         step(name)
-        imports = sum(
-            row["count"]
-            for row in p.stats("hipe")["requests"]
-            if row["method"] == "POST" and row["route"] == "/api/imports"
-        )
+        imports = hipe_imports(p)
         if path == "bulk":
             assert imports > imports_before, f"{name}: HIPE took the CSV import path"
         else:
@@ -312,19 +337,9 @@ def test_one_customer_through_every_change_equals_the_erp_in_hipe_and_atollon(
         imports_before = imports
 
     if hipe_ids == "uuid":
-        ids = [c["id"] for c in p.records("hipe", "companies")]
-        assert all(isinstance(i, str) and len(i) == 36 for i in ids), ids
-        ledger = p.redis.hgetall(p.keys.ledger("hipe", "customer", "C1"))
-        assert ledger["target_id"] in ids, "the ledger keeps HIPE's UUID"
+        assert_hipe_uuids_kept(p)
 
-    status, report = reconcile(p)
-    for target in TARGETS:
-        found = report["targets"][target]
-        drift = {k: found[k] for k in ("missing", "different", "orphaned", "duplicates")}
-        assert drift == {"missing": [], "different": [], "orphaned": [], "duplicates": []}
-        assert found["checked"] == 4
-    assert report["targets"]["atollon"]["known_limits"] == ["active"]
-    assert status == 0
+    assert_reconciled_without_drift(p)
 
 
 # -- products → Atollon --------------------------------------------------------------------------

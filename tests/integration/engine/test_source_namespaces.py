@@ -54,10 +54,9 @@ def hipe_companies(p: Pipeline) -> dict[str, dict[str, Any]]:
     return by_key
 
 
-def test_propeller_and_erp_keys_never_meet_and_erpsyncs_writes_are_not_changes(
-    make_pipeline: Callable[..., Pipeline],
-) -> None:
-    p = make_pipeline(flows=FLOWS)
+def seed_one_id_in_both(p: Pipeline) -> str:
+    """A shop company in Propeller, and ERP customers C-2 and one under the shop company's
+    Propeller id; returns that id."""
     for shop in propeller_as(p, "SHOP"):
         native = shop.create_company(
             PropellerCompanyInput(source_id="S1", language="EN", name="Shop One", email="a@s.test")
@@ -68,20 +67,12 @@ def test_propeller_and_erp_keys_never_meet_and_erpsyncs_writes_are_not_changes(
             erp.post(
                 "/Entity/Customer", json={"NoClient": key, "NomClient": name, "EstActif": True}
             ).raise_for_status()
-    p.start_worker()
-    p.wait_workers(1)
+    return same_id
 
-    first = poll(p)
-    assert first["onlineerp.customer"].events == 2
-    assert first["propeller.customer"].events == 1, "the shop's own company"
-    p.wait_converged(targets=TARGETS)
 
-    hipe = hipe_companies(p)
-    assert {k: c["name"] for k, c in hipe.items()} == {
-        same_id: "ERP Same Id",
-        "C-2": "ERP Two",
-        f"propeller:{same_id}": "Shop One",
-    }
+def assert_separate_records(p: Pipeline, same_id: str, hipe: dict[str, dict[str, Any]]) -> None:
+    """The ERP's and the shop's records with one id are two records: two ledgers, two HIPE
+    companies, and only the ERP's written to Propeller."""
     erp_ledger = p.redis.hgetall(p.keys.ledger("hipe", "customer", same_id))
     shop_ledger = p.redis.hgetall(p.keys.ledger("hipe", "customer", f"propeller:{same_id}"))
     assert erp_ledger["target_id"] == str(hipe[same_id]["id"])
@@ -96,6 +87,53 @@ def test_propeller_and_erp_keys_never_meet_and_erpsyncs_writes_are_not_changes(
     assert written == {same_id: "ERP Same Id", "C-2": "ERP Two"}, (
         "the ERP's customers are in Propeller"
     )
+
+
+def assert_a_shop_branch_goes_under_the_erps_company(p: Pipeline) -> None:
+    """A shop company created under the ERP's C-2 in Propeller is under C-2 in HIPE."""
+    for shop in propeller_as(p, "SHOP"):
+        child = shop.create_company(
+            PropellerCompanyInput(
+                source_id="S2",
+                language="EN",
+                name="Shop branch",
+                parent=PropellerCompanyRef(source_id="C-2", source="ERPSYNC"),
+            )
+        )
+    fourth = poll(p)
+    assert fourth["propeller.customer"].events == 1
+    p.wait_converged(targets=TARGETS)
+    hipe = hipe_companies(p)
+    assert hipe[f"propeller:{child.id}"]["name"] == "Shop branch"
+    assert hipe[f"propeller:{child.id}"]["parentId"] == hipe["C-2"]["id"]
+    counters = p.flow_counters("shop", "hipe")
+    assert (counters["produced"], counters["applied"], counters.get("dead_lettered", 0)) == (
+        3,
+        3,
+        0,
+    )
+
+
+def test_propeller_and_erp_keys_never_meet_and_erpsyncs_writes_are_not_changes(
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
+    p = make_pipeline(flows=FLOWS)
+    same_id = seed_one_id_in_both(p)
+    p.start_worker()
+    p.wait_workers(1)
+
+    first = poll(p)
+    assert first["onlineerp.customer"].events == 2
+    assert first["propeller.customer"].events == 1, "the shop's own company"
+    p.wait_converged(targets=TARGETS)
+
+    hipe = hipe_companies(p)
+    assert {k: c["name"] for k, c in hipe.items()} == {
+        same_id: "ERP Same Id",
+        "C-2": "ERP Two",
+        f"propeller:{same_id}": "Shop One",
+    }
+    assert_separate_records(p, same_id, hipe)
 
     again = poll(p)
     # The lookback reads the shop's company again (unchanged); erpsync's two are left out.
@@ -119,24 +157,4 @@ def test_propeller_and_erp_keys_never_meet_and_erpsyncs_writes_are_not_changes(
     }
 
     # The shop puts a company of its own under the ERP's C-2: in HIPE, under the ERP's C-2.
-    for shop in propeller_as(p, "SHOP"):
-        child = shop.create_company(
-            PropellerCompanyInput(
-                source_id="S2",
-                language="EN",
-                name="Shop branch",
-                parent=PropellerCompanyRef(source_id="C-2", source="ERPSYNC"),
-            )
-        )
-    fourth = poll(p)
-    assert fourth["propeller.customer"].events == 1
-    p.wait_converged(targets=TARGETS)
-    hipe = hipe_companies(p)
-    assert hipe[f"propeller:{child.id}"]["name"] == "Shop branch"
-    assert hipe[f"propeller:{child.id}"]["parentId"] == hipe["C-2"]["id"]
-    counters = p.flow_counters("shop", "hipe")
-    assert (counters["produced"], counters["applied"], counters.get("dead_lettered", 0)) == (
-        3,
-        3,
-        0,
-    )
+    assert_a_shop_branch_goes_under_the_erps_company(p)
