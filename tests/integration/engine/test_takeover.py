@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -152,6 +153,30 @@ def proxied(url: str, proxy: TcpProxy) -> str:
     return urlunsplit(parts._replace(netloc=f"127.0.0.1:{proxy.port}"))
 
 
+def config_through(p: Pipeline, link: TcpProxy, targets: dict[str, TcpProxy]) -> Path:
+    """The pipeline's configuration with Redis and every target reached through proxies."""
+    redis_at = urlsplit(p.settings.redis_url)
+    config = json.loads(json.dumps(p.config))
+    config["redis_url"] = urlunsplit(redis_at._replace(netloc=f"127.0.0.1:{link.port}"))
+    for system, proxy in targets.items():
+        system_config = config["systems"][system]
+        system_config["base_url"] = proxied(system_config["base_url"], proxy)
+    cut_config = p.directory / "cut-off.toml"
+    cut_config.write_text(tomli_w.dumps(config), encoding="utf-8")
+    return cut_config
+
+
+def assert_writing(p: Pipeline, targets: dict[str, TcpProxy]) -> None:
+    """Wait until six deliveries are in flight, some of them in a slow write."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and in_flight(p) < 6:
+        time.sleep(0.2)
+    assert in_flight(p) >= 6, p.worker_logs()
+    time.sleep(2.0)  # some of them in the middle of a slow write
+    in_the_call = [h for t in targets.values() for h in t.requests_after(0) if h.startswith(WRITES)]
+    assert in_the_call, "the worker was writing when it was cut off"
+
+
 def test_a_worker_cut_off_from_redis_loses_its_deliveries_and_writes_nothing_more(
     make_pipeline: Callable[..., Pipeline],
 ) -> None:
@@ -174,26 +199,12 @@ def test_a_worker_cut_off_from_redis_loses_its_deliveries_and_writes_nothing_mor
         system: TcpProxy(("127.0.0.1", urlsplit(endpoint.url).port or 80))
         for system, endpoint in p.sandbox.endpoints.items()
     }
-    config = json.loads(json.dumps(p.config))
-    config["redis_url"] = urlunsplit(redis_at._replace(netloc=f"127.0.0.1:{link.port}"))
-    for system, proxy in targets.items():
-        system_config = config["systems"][system]
-        system_config["base_url"] = proxied(system_config["base_url"], proxy)
-    cut_config = p.directory / "cut-off.toml"
-    cut_config.write_text(tomli_w.dumps(config), encoding="utf-8")
+    cut_config = config_through(p, link, targets)
     try:
         p.start_worker(config=cut_config)
         p.wait_workers(1)
         p.produce()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and in_flight(p) < 6:
-            time.sleep(0.2)
-        assert in_flight(p) >= 6, p.worker_logs()
-        time.sleep(2.0)  # some of them in the middle of a slow write
-        in_the_call = [
-            h for t in targets.values() for h in t.requests_after(0) if h.startswith(WRITES)
-        ]
-        assert in_the_call, "the worker was writing when it was cut off"
+        assert_writing(p, targets)
 
         link.freeze()
         cut_at = time.time()

@@ -143,50 +143,57 @@ def run_lifecycle(p: Pipeline, editor: ErpEditor) -> Lifecycle:
     cycling = set(rng.sample(active, 16))
     leaves = [k for k in active if k not in cycling and not editor.children(k)]
     reborn = set(rng.sample(leaves, 12))
-    special = cycling | reborn
 
     # Rounds 3-8: single path, each round edits, moves, lifecycle steps and new customers.
     for round_no in range(3, 9):
-        life.random_field_edits(36, exclude=reborn)
-        life.random_parent_changes(10, exclude=reborn)
-        if round_no in (3, 5):
-            for k in sorted(cycling):
-                editor.set_active(k, False)
-        if round_no in (4, 6):
-            for k in sorted(cycling):
-                editor.set_active(k, True)
-        if round_no == 4:
-            # edits of inactive customers reach the targets too
-            for k in sorted(cycling)[:6]:
-                editor.edit(k)
-        if round_no in (3, 6):
-            for k in sorted(reborn):
-                for child in editor.children(k):
-                    editor.set_parent(child, None)
-                editor.delete(k)
-        if round_no in (5, 7):
-            for k in sorted(reborn):
-                parents = [c for c in editor.records if c not in reborn]
-                editor.create(k, parent=rng.choice(parents) if rng.random() < 0.4 else None)
-        if round_no in (4, 7):
-            # coalesced: several edits of one customer before one poll
-            for k in rng.sample(sorted(set(editor.records) - special), 15):
-                for _ in range(rng.randint(2, 4)):
-                    editor.edit(k)
-        if round_no == 8:
-            # end with some customers inactive (one renamed in the same poll) and some deleted
-            ending_inactive = sorted(cycling)[:5]
-            for k in ending_inactive:
-                editor.set_active(k, False)
-            editor.edit(ending_inactive[0], "NomClient")
-            for k in sorted(reborn)[:4]:
-                editor.delete(k)
-        for _ in range(6):
-            k = life.new_key()
-            parents = [c for c in editor.records if c not in reborn]
-            editor.create(k, parent=rng.choice(parents) if rng.random() < 0.5 else None)
+        single_path_round(life, round_no, cycling, reborn)
         assert 0 < life.poll() <= 500
     return life
+
+
+def single_path_round(life: Lifecycle, round_no: int, cycling: set[str], reborn: set[str]) -> None:
+    """One of rounds 3-8 (before its poll): edits, moves, the lifecycle groups' step of the
+    round, coalesced edits, and six new customers."""
+    editor, rng = life.editor, life.editor.rng
+    special = cycling | reborn
+    life.random_field_edits(36, exclude=reborn)
+    life.random_parent_changes(10, exclude=reborn)
+    if round_no in (3, 5):
+        for k in sorted(cycling):
+            editor.set_active(k, False)
+    if round_no in (4, 6):
+        for k in sorted(cycling):
+            editor.set_active(k, True)
+    if round_no == 4:
+        # edits of inactive customers reach the targets too
+        for k in sorted(cycling)[:6]:
+            editor.edit(k)
+    if round_no in (3, 6):
+        for k in sorted(reborn):
+            for child in editor.children(k):
+                editor.set_parent(child, None)
+            editor.delete(k)
+    if round_no in (5, 7):
+        for k in sorted(reborn):
+            parents = [c for c in editor.records if c not in reborn]
+            editor.create(k, parent=rng.choice(parents) if rng.random() < 0.4 else None)
+    if round_no in (4, 7):
+        # coalesced: several edits of one customer before one poll
+        for k in rng.sample(sorted(set(editor.records) - special), 15):
+            for _ in range(rng.randint(2, 4)):
+                editor.edit(k)
+    if round_no == 8:
+        # end with some customers inactive (one renamed in the same poll) and some deleted
+        ending_inactive = sorted(cycling)[:5]
+        for k in ending_inactive:
+            editor.set_active(k, False)
+        editor.edit(ending_inactive[0], "NomClient")
+        for k in sorted(reborn)[:4]:
+            editor.delete(k)
+    for _ in range(6):
+        k = life.new_key()
+        parents = [c for c in editor.records if c not in reborn]
+        editor.create(k, parent=rng.choice(parents) if rng.random() < 0.5 else None)
 
 
 def wait_settled(p: Pipeline, timeout_s: float) -> None:
@@ -246,6 +253,27 @@ def explain(
     return "\n".join(lines)
 
 
+def assert_the_run_did_what_it_claims(life: Lifecycle, editor: ErpEditor) -> None:
+    """The bulk paths carried the first two polls; every field was set, changed and cleared,
+    on the single path and in bulk; the lifecycle steps reached the targets."""
+    assert life.bulk_rounds == [1, 2], life.bulk_rounds
+    for path in ("bulk", "single"):
+        for name in CLEARABLE:
+            for kind in ("set", "changed", "cleared"):
+                assert editor.coverage[f"{path}:{name}.{kind}"] > 0, (path, name, kind)
+        assert editor.coverage[f"{path}:NomClient.changed"] > 0, path
+        for kind in ("attached", "moved", "detached"):
+            assert editor.coverage[f"{path}:parent.{kind}"] > 0, (path, kind)
+    twice = [k for k, c in editor.lifecycle.items() if c["reactivated"] >= 2]
+    reborn = [k for k, c in editor.lifecycle.items() if c["recreated"] >= 1]
+    assert len(twice) >= 10, editor.coverage
+    assert len(reborn) >= 10, editor.coverage
+    names = Counter(s.value("NomClient") for s in editor.polled.values() if s.exists)
+    assert max(names.values()) >= 2, "customers sharing a name (Atollon must not merge them)"
+    assert any(not s.exists for s in editor.polled.values()), "some end deleted"
+    assert any(s.exists and not s.active for s in editor.polled.values()), "some end inactive"
+
+
 def test_a_random_lifecycle_of_520_customers_ends_equal_in_every_target_field_by_field(
     make_pipeline: Callable[..., Pipeline],
 ) -> None:
@@ -264,22 +292,7 @@ def test_a_random_lifecycle_of_520_customers_ends_equal_in_every_target_field_by
     # The run did what it claims: the bulk paths carried the first two polls, every field
     # was set, changed and cleared, on the single path and in bulk, and the lifecycle steps
     # reached the targets.
-    assert life.bulk_rounds == [1, 2], life.bulk_rounds
-    for path in ("bulk", "single"):
-        for name in CLEARABLE:
-            for kind in ("set", "changed", "cleared"):
-                assert editor.coverage[f"{path}:{name}.{kind}"] > 0, (path, name, kind)
-        assert editor.coverage[f"{path}:NomClient.changed"] > 0, path
-        for kind in ("attached", "moved", "detached"):
-            assert editor.coverage[f"{path}:parent.{kind}"] > 0, (path, kind)
-    twice = [k for k, c in editor.lifecycle.items() if c["reactivated"] >= 2]
-    reborn = [k for k, c in editor.lifecycle.items() if c["recreated"] >= 1]
-    assert len(twice) >= 10, editor.coverage
-    assert len(reborn) >= 10, editor.coverage
-    names = Counter(s.value("NomClient") for s in editor.polled.values() if s.exists)
-    assert max(names.values()) >= 2, "customers sharing a name (Atollon must not merge them)"
-    assert any(not s.exists for s in editor.polled.values()), "some end deleted"
-    assert any(s.exists and not s.active for s in editor.polled.values()), "some end inactive"
+    assert_the_run_did_what_it_claims(life, editor)
 
     records = {
         "propeller": p.records("propeller", "companies"),

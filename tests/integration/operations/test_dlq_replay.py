@@ -62,6 +62,58 @@ def seed_flat(p: Pipeline, customers: int) -> None:
                 erp.put(f"/Entity/Customer/{key}", json={"NoClientParent": None}).raise_for_status()
 
 
+def ten_dead_letters_shown(p: Pipeline) -> list[dict[str, Any]]:
+    """The ten 40005 dead letters as ``dlq list --json`` shows them, after checking list,
+    show and export: the operator's hint, and no secret anywhere."""
+    listed: list[dict[str, Any]] = erpsync_json(p, "dlq", "list", "--json")
+    assert len(listed) == 10, [e["code"] for e in listed]
+    assert {e["code"] for e in listed} == {"40005"}
+    assert {e["target"] for e in listed} == {"propeller"}
+    assert all("duplicate" in (e["hint"] or "") for e in listed), listed[0]["hint"]
+    shown = erpsync(p, "dlq", "show", listed[0]["id"])
+    exported = erpsync(p, "dlq", "export")
+    table = erpsync(p, "dlq", "list")
+    for text in (json.dumps(listed), shown.stdout, exported.stdout, table.stdout):
+        for secret in SECRETS:
+            assert secret not in text, f"{secret!r} leaked"
+    assert "remove the duplicate" in shown.stdout
+    assert len(exported.stdout.splitlines()) == 10
+    return listed
+
+
+def assert_replayed_again_changes_nothing(
+    p: Pipeline, listed: list[dict[str, Any]], counters: dict[str, int]
+) -> None:
+    """Replaying an applied entry, or a superseded one, writes nothing and says why."""
+    with p.control("propeller") as client:
+        client.delete("/_sandbox/stats")
+    again = erpsync(p, "dlq", "replay", listed[1]["id"])
+    assert again.returncode == 1
+    assert f"{listed[1]['id']}: already resolved (applied)" in again.stdout
+    superseded_again = erpsync(p, "dlq", "replay", listed[0]["id"])
+    assert "already resolved (skipped: superseded)" in superseded_again.stdout
+    time.sleep(1.0)
+    assert writes(p.stats("propeller")) == 0
+    assert p.counters("propeller") == counters
+
+
+def rename_and_apply(p: Pipeline, key: str) -> None:
+    """Rename a customer in the ERP, and let the change through to Propeller."""
+    with p.erp() as erp:
+        erp.put(f"/Entity/Customer/{key}", json={"NomClient": "Renommée & Fils"}).raise_for_status()
+    p.produce()
+    p.wait_converged(targets=("propeller",))
+
+
+def assert_audited(p: Pipeline) -> None:
+    """The audit log names the operator's replay of nine (one superseded) and nine
+    resolutions."""
+    audit = erpsync_json(p, "dlq", "audit", "--json")
+    replays = [r for r in audit if r["action"] == "replay"]
+    assert [(r["who"], r["count"], r["details"]["superseded"]) for r in replays] == [("ops", 9, 1)]
+    assert sum(1 for r in audit if r["action"] == "resolved") == 9
+
+
 def test_40005_dead_letters_replayed_after_the_fix_arrive_exactly_once(
     make_pipeline: Callable[..., Pipeline],
 ) -> None:
@@ -84,29 +136,12 @@ def test_40005_dead_letters_replayed_after_the_fix_arrive_exactly_once(
     p.wait_converged(targets=("propeller",))
 
     # Ten dead letters, 40005, with the operator's hint and no secret anywhere.
-    listed = erpsync_json(p, "dlq", "list", "--json")
-    assert len(listed) == 10, [e["code"] for e in listed]
-    assert {e["code"] for e in listed} == {"40005"}
-    assert {e["target"] for e in listed} == {"propeller"}
-    assert all("duplicate" in (e["hint"] or "") for e in listed), listed[0]["hint"]
-    shown = erpsync(p, "dlq", "show", listed[0]["id"])
-    exported = erpsync(p, "dlq", "export")
-    table = erpsync(p, "dlq", "list")
-    for text in (json.dumps(listed), shown.stdout, exported.stdout, table.stdout):
-        for secret in SECRETS:
-            assert secret not in text, f"{secret!r} leaked"
-    assert "remove the duplicate" in shown.stdout
-    assert len(exported.stdout.splitlines()) == 10
+    listed = ten_dead_letters_shown(p)
 
     # One of them changes in the ERP meanwhile: its newer change goes through on its own,
     # so the dead letter of the older change is superseded and must not be replayed.
     renamed = listed[0]["key"]
-    with p.erp() as erp:
-        erp.put(
-            f"/Entity/Customer/{renamed}", json={"NomClient": "Renommée & Fils"}
-        ).raise_for_status()
-    p.produce()
-    p.wait_converged(targets=("propeller",))
+    rename_and_apply(p, renamed)
 
     p.faults("propeller", None)  # the operator fixed the cause
     dry = erpsync_json(p, "dlq", "replay", "--code", "40005", "--dry-run", "--json")
@@ -134,18 +169,6 @@ def test_40005_dead_letters_replayed_after_the_fix_arrive_exactly_once(
     assert counters["skipped_superseded"] == 1
 
     # Replaying an entry already replayed changes nothing, and says why.
-    with p.control("propeller") as client:
-        client.delete("/_sandbox/stats")
-    again = erpsync(p, "dlq", "replay", listed[1]["id"])
-    assert again.returncode == 1
-    assert f"{listed[1]['id']}: already resolved (applied)" in again.stdout
-    superseded_again = erpsync(p, "dlq", "replay", listed[0]["id"])
-    assert "already resolved (skipped: superseded)" in superseded_again.stdout
-    time.sleep(1.0)
-    assert writes(p.stats("propeller")) == 0
-    assert p.counters("propeller") == counters
+    assert_replayed_again_changes_nothing(p, listed, counters)
 
-    audit = erpsync_json(p, "dlq", "audit", "--json")
-    replays = [r for r in audit if r["action"] == "replay"]
-    assert [(r["who"], r["count"], r["details"]["superseded"]) for r in replays] == [("ops", 9, 1)]
-    assert sum(1 for r in audit if r["action"] == "resolved") == 9
+    assert_audited(p)

@@ -91,11 +91,9 @@ def seed(p: Pipeline, customers: int, products: int) -> None:
         ).raise_for_status()
 
 
-def test_flower_shows_the_sync_tasks_by_name_with_their_states(
-    make_pipeline: Callable[..., Pipeline], flowers: list[Flower]
-) -> None:
-    p = make_pipeline()
-    seed(p, customers=8, products=4)
+def started_flower(p: Pipeline, flowers: list[Flower]) -> tuple[Flower, httpx.Client, str, int]:
+    """``erpsync flower`` with a fresh password, answering; the process, an API client with
+    the password, the password and the port."""
     password = secrets.token_urlsafe(18)
     port = free_port()
     flower = Flower(
@@ -116,9 +114,11 @@ def test_flower_shows_the_sync_tasks_by_name_with_their_states(
             return False
 
     wait_for("Flower answers", healthy)
+    return flower, api, password, port
 
-    # Flower keeps only the events it hears: wait until its receiver is live, by sending a
-    # probe task (its task-sent event) to a queue no worker consumes.
+
+def probes_until_heard(p: Pipeline, api: httpx.Client) -> int:
+    """Send probe tasks until Flower lists one; how many were sent (queued, unconsumed)."""
     publisher = create_app(p.settings)
     probes = 0
 
@@ -129,6 +129,19 @@ def test_flower_shows_the_sync_tasks_by_name_with_their_states(
         return bool(api.get("/api/tasks", params={"taskname": TASK_NOOP}).json())
 
     wait_for("Flower hears task events", probe_seen)
+    return probes
+
+
+def test_flower_shows_the_sync_tasks_by_name_with_their_states(
+    make_pipeline: Callable[..., Pipeline], flowers: list[Flower]
+) -> None:
+    p = make_pipeline()
+    seed(p, customers=8, products=4)
+    flower, api, password, port = started_flower(p, flowers)
+
+    # Flower keeps only the events it hears: wait until its receiver is live, by sending a
+    # probe task (its task-sent event) to a queue no worker consumes.
+    probes = probes_until_heard(p, api)
 
     # Before any worker runs, Flower's broker view shows the backlog of every target's
     # queue: it reads the prefixed keys (global_keyprefix), not unprefixed ones.

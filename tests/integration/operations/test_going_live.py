@@ -85,19 +85,9 @@ def our_keys(p: Pipeline, target: str) -> dict[str, list[str]]:
             for c in p.records("atollon", "contacts")}  # fmt: skip
 
 
-def test_plan_predicts_the_first_run_which_adopts_and_holds_the_ambiguous(
-    make_pipeline: Callable[..., Pipeline],
-) -> None:
-    p = make_pipeline(
-        flows={
-            "customers": {
-                "source": "onlineerp",
-                "entity": "customer",
-                "targets": list(TARGETS),
-                "match": RULES,
-            }
-        },
-    )
+def seed_the_handmade(p: Pipeline) -> tuple[list[Handmade], dict[str, list[str]]]:
+    """The ERP's customers, and in each target the hand-made records (some matching them,
+    some ambiguous); the hand-made set and, per target, its records' ids in order."""
     request = {"customers": CUSTOMERS, "matches": MATCHES, "ambiguous": AMBIGUOUS}
     made = generate(HandmadeRequest(**request))
     with p.control("onlineerp") as erp:
@@ -109,8 +99,14 @@ def test_plan_predicts_the_first_run_which_adopts_and_holds_the_ambiguous(
             control.delete("/_sandbox/stats").raise_for_status()
         ids[target] = list(our_keys(p, target))
         assert len(ids[target]) == len(made)
+    return made, ids
 
-    # -- the plan: exact, and written nowhere ----------------------------------------------
+
+def assert_the_plan_is_exact_and_writes_nothing(
+    p: Pipeline, made: list[Handmade], ids: dict[str, list[str]]
+) -> dict[str, int]:
+    """``erpsync plan`` counts and names what the first run will do, writing nothing; the
+    counts it predicts."""
     status, plan = run_cli(p, "plan", "customers", "--limit", "0")
     assert status == 0
     assert plan["source_records"] == CUSTOMERS
@@ -130,12 +126,13 @@ def test_plan_predicts_the_first_run_which_adopts_and_holds_the_ambiguous(
         assert by_rule == dict.fromkeys(RULES, MATCHES // 3), target
     assert any("Atollon matches company contacts by name" in n
                for n in plan["targets"]["atollon"]["notes"])  # fmt: skip
+    return want
 
-    # -- the first run does what the plan said ---------------------------------------------
-    p.start_worker()
-    p.wait_workers(1)
-    p.produce()
-    p.wait_converged(timeout_s=240)
+
+def assert_the_run_did_what_the_plan_said(
+    p: Pipeline, made: list[Handmade], ids: dict[str, list[str]], want: dict[str, int]
+) -> None:
+    """Created, adopted and held as planned; each record carries exactly its keys."""
     held = DeadLetterStore(p.redis, p.keys).counts_by_target_code()
     for target in TARGETS:
         counters = p.flow_counters("customers", target)
@@ -151,14 +148,11 @@ def test_plan_predicts_the_first_run_which_adopts_and_holds_the_ambiguous(
             intended = m.keys if m.kind in ("tax_number", "email", "name") else []
             assert carried[ids[target][m.index]] == intended, (target, m)
 
-    status, review = run_cli(p, "adopt", "review")
-    ambiguous = [m for m in made if m.kind in ("two_targets", "two_sources")]
-    held_keys = {k for m in ambiguous for k in m.keys}
-    assert sorted((r["target"], r["key"]) for r in review) == sorted(
-        (t, k) for t in TARGETS for k in held_keys
-    )
 
-    # -- the operator decides; reconcile then finds nothing --------------------------------
+def decide_every_ambiguous(
+    p: Pipeline, ambiguous: list[Handmade], ids: dict[str, list[str]]
+) -> None:
+    """The operator links or creates each held record, in every target."""
     for target in TARGETS:
         for m in ambiguous:
             if m.kind == "two_targets" and m.index == min(
@@ -169,6 +163,42 @@ def test_plan_predicts_the_first_run_which_adopts_and_holds_the_ambiguous(
             if m.kind == "two_sources":
                 decide(p, "link", m.keys[0], ids[target][m.index], "--target", target)
                 decide(p, "create", m.keys[1], "--target", target)
+
+
+def test_plan_predicts_the_first_run_which_adopts_and_holds_the_ambiguous(
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
+    p = make_pipeline(
+        flows={
+            "customers": {
+                "source": "onlineerp",
+                "entity": "customer",
+                "targets": list(TARGETS),
+                "match": RULES,
+            }
+        },
+    )
+    made, ids = seed_the_handmade(p)
+
+    # -- the plan: exact, and written nowhere ----------------------------------------------
+    want = assert_the_plan_is_exact_and_writes_nothing(p, made, ids)
+
+    # -- the first run does what the plan said ---------------------------------------------
+    p.start_worker()
+    p.wait_workers(1)
+    p.produce()
+    p.wait_converged(timeout_s=240)
+    assert_the_run_did_what_the_plan_said(p, made, ids, want)
+
+    status, review = run_cli(p, "adopt", "review")
+    ambiguous = [m for m in made if m.kind in ("two_targets", "two_sources")]
+    held_keys = {k for m in ambiguous for k in m.keys}
+    assert sorted((r["target"], r["key"]) for r in review) == sorted(
+        (t, k) for t in TARGETS for k in held_keys
+    )
+
+    # -- the operator decides; reconcile then finds nothing --------------------------------
+    decide_every_ambiguous(p, ambiguous, ids)
     p.wait_converged(timeout_s=120)
     status, report = run_cli(p, "reconcile", "customers")
     assert status == 0, report

@@ -16,6 +16,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -95,23 +96,27 @@ def no_drift(report: dict[str, Any]) -> None:
         ], (target, found)  # fmt: skip
 
 
-def test_drift_made_in_the_targets_is_found_exactly_and_repaired(
-    make_pipeline: Callable[..., Pipeline],
-) -> None:
-    p = make_pipeline()
-    with p.control("onlineerp") as client:
-        client.post("/_sandbox/seed", json={"customers": 40}).raise_for_status()
-    p.start_worker()
-    p.wait_workers(1)
-    p.produce()
-    p.wait_converged(timeout_s=180)
+@dataclass
+class Drift:
+    """Drift made by hand in the targets, one record each: in Propeller renamed, moved to
+    another parent and deleted; in HIPE archived and typed twice (doubled); in Atollon an
+    e-mail changed."""
 
-    status, report = reconcile(p)
-    assert status == 0, report
-    assert report["flow"] == "customers"
-    no_drift(report)
-    assert all(report["targets"][t]["checked"] == 40 for t in TARGETS)
+    customers: dict[str, dict[str, Any]]
+    renamed: str
+    moved: str
+    new_parent: str
+    deleted: str
+    archived: str
+    doubled: str
+    #: the HIPE id of each external id, and of the doubled record's second company
+    hipe_ids: dict[str, Any]
+    second_id: str
+    emailed: str
 
+
+def make_drift(p: Pipeline) -> Drift:
+    """Make the drift :class:`Drift` names, through each target's API."""
     customers = erp_customers(p)
     parents = {c["NoClientParent"] for c in customers.values() if c["NoClientParent"]}
     leaves = sorted(k for k, c in customers.items() if c["NoClientParent"] and k not in parents)
@@ -145,50 +150,56 @@ def test_drift_made_in_the_targets_is_found_exactly_and_repaired(
         )
         answer.raise_for_status()
         assert answer.json()["result"] == "SUCCESS", answer.text
+    return Drift(
+        customers, renamed, moved, new_parent, deleted, archived, doubled, hipe_ids, second_id,
+        emailed,
+    )  # fmt: skip
 
-    status, report = reconcile(p)
-    assert status == 1
+
+def assert_found_exactly(report: dict[str, Any], d: Drift) -> None:
+    """Reconcile's report names each drift as what it is, and nothing else."""
     found = report["targets"]
-    assert found["propeller"]["missing"] == [{"key": deleted}]
+    assert found["propeller"]["missing"] == [{"key": d.deleted}]
     different: dict[str, Any] = {
-        renamed: {"name": {"source": str(customers[renamed]["NomClient"]).strip(),
-                           "target": "Renamed by hand"}},
-        moved: {"parent_key": {"source": customers[moved]["NoClientParent"],
-                               "target": new_parent}},
+        d.renamed: {"name": {"source": str(d.customers[d.renamed]["NomClient"]).strip(),
+                             "target": "Renamed by hand"}},
+        d.moved: {"parent_key": {"source": d.customers[d.moved]["NoClientParent"],
+                                 "target": d.new_parent}},
     }  # fmt: skip
     assert found["propeller"]["different"] == [
         {"key": key, "fields": different[key]} for key in sorted(different)
     ]
     assert (found["propeller"]["orphaned"], found["propeller"]["duplicates"]) == ([], [])
     assert found["hipe"]["different"] == [
-        {"key": archived, "fields": {"active": {"source": True, "target": False}}}
+        {"key": d.archived, "fields": {"active": {"source": True, "target": False}}}
     ]
     assert found["hipe"]["duplicates"] == [
-        {"key": doubled, "target_ids": sorted([str(hipe_ids[doubled]), second_id])}
+        {"key": d.doubled, "target_ids": sorted([str(d.hipe_ids[d.doubled]), d.second_id])}
     ]
     assert (found["hipe"]["missing"], found["hipe"]["orphaned"]) == ([], [])
     assert found["atollon"]["different"] == [
-        {"key": emailed, "fields": {"email": {
-            "source": customers[emailed]["Courriel"], "target": "typed.by.hand@example.com"}}}
+        {"key": d.emailed, "fields": {"email": {
+            "source": d.customers[d.emailed]["Courriel"], "target": "typed.by.hand@example.com"}}}
     ]  # fmt: skip
     assert [found["atollon"][k] for k in ("missing", "orphaned", "duplicates")] == [[], [], []]
     assert found["propeller"]["in_sync"] == 37
     assert found["hipe"]["in_sync"] == 38
     assert found["atollon"]["in_sync"] == 39
 
-    status, repaired = reconcile(p, "--repair", "--timeout", "120", "--actor", "it-ops")
-    assert status == 1, "drift was found (and repaired)"
+
+def assert_repaired(p: Pipeline, repaired: dict[str, Any], d: Drift) -> None:
+    """What ``reconcile --repair`` sent, how each ended, what it left alone, and its audit."""
     repair = repaired["repair"]
     assert repair["propeller"]["sent"] == 3
     assert repair["propeller"]["outcomes"] == {"applied": 2, "dead_lettered": 1}
     (binned,) = repair["propeller"]["dead_lettered"]
-    assert (binned["key"], binned["code"]) == (deleted, "40008")
+    assert (binned["key"], binned["code"]) == (d.deleted, "40008")
     assert "recycle bin" in binned["hint"]
     assert repair["hipe"]["sent"] == 1
     assert repair["hipe"]["outcomes"] == {"applied": 1}
     (duplicate,) = repair["hipe"]["not_repaired"]
-    assert duplicate["key"] == doubled
-    assert second_id in duplicate["hint"]
+    assert duplicate["key"] == d.doubled
+    assert d.second_id in duplicate["hint"]
     assert repair["atollon"] == {
         "sent": 1, "outcomes": {"applied": 1}, "waiting": 0, "dead_lettered": [],
         "not_repaired": [],
@@ -202,14 +213,47 @@ def test_drift_made_in_the_targets_is_found_exactly_and_repaired(
     assert audit[0]["who"] == "it-ops"
     assert audit[0]["details"]["sent"] == {"propeller": 3, "hipe": 1, "atollon": 1}
 
-    status, report = reconcile(p)
-    assert status == 1
+
+def assert_only_the_unrepairable_left(report: dict[str, Any], d: Drift) -> None:
+    """After the repair: the binned company and the duplicate, nothing else."""
     found = report["targets"]
-    assert found["propeller"]["missing"] == [{"key": deleted}]
+    assert found["propeller"]["missing"] == [{"key": d.deleted}]
     assert found["hipe"]["duplicates"] == [
-        {"key": doubled, "target_ids": sorted([str(hipe_ids[doubled]), second_id])}
+        {"key": d.doubled, "target_ids": sorted([str(d.hipe_ids[d.doubled]), d.second_id])}
     ]
     counts = {t: found[t]["counts"] for t in TARGETS}
     assert [counts["propeller"][k] for k in ("different", "orphaned", "duplicates")] == [0, 0, 0]
     assert [counts["hipe"][k] for k in ("missing", "different", "orphaned")] == [0, 0, 0]
     assert [counts["atollon"][k] for k in KINDS] == [0, 0, 0, 0]
+
+
+def test_drift_made_in_the_targets_is_found_exactly_and_repaired(
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
+    p = make_pipeline()
+    with p.control("onlineerp") as client:
+        client.post("/_sandbox/seed", json={"customers": 40}).raise_for_status()
+    p.start_worker()
+    p.wait_workers(1)
+    p.produce()
+    p.wait_converged(timeout_s=180)
+
+    status, report = reconcile(p)
+    assert status == 0, report
+    assert report["flow"] == "customers"
+    no_drift(report)
+    assert all(report["targets"][t]["checked"] == 40 for t in TARGETS)
+
+    d = make_drift(p)
+
+    status, report = reconcile(p)
+    assert status == 1
+    assert_found_exactly(report, d)
+
+    status, repaired = reconcile(p, "--repair", "--timeout", "120", "--actor", "it-ops")
+    assert status == 1, "drift was found (and repaired)"
+    assert_repaired(p, repaired, d)
+
+    status, report = reconcile(p)
+    assert status == 1
+    assert_only_the_unrepairable_left(report, d)

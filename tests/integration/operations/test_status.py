@@ -34,25 +34,9 @@ def targets_of(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {t["name"]: t for t in status["targets"]}
 
 
-def test_status_reports_dlq_counts_queue_depths_and_circuit_states(
-    make_pipeline: Callable[..., Pipeline],
-) -> None:
-    p = make_pipeline(flows=FLOWS)
-    seed_flat(p, CUSTOMERS)
-    p.faults(
-        "propeller",
-        [
-            {"vendor_code": 40005, "path": "/v2/companies*", "methods": ["POST"], "count": 3},
-            {"vendor_code": 10007, "path": "/v2/companies*", "methods": ["POST"], "count": 2},
-        ],
-    )
-    paused = erpsync(p, "target", "pause", "hipe", "--actor", "tester")
-    assert paused.returncode == 0, paused.stderr
-    p.start_worker("--queues", "propeller")
-    p.wait_workers(1)
-    p.produce()
-    p.wait_converged(targets=("propeller",))
-
+def assert_status_with_dead_letters_and_hipe_paused(p: Pipeline) -> None:
+    """``erpsync status`` (JSON and table) and ``target list`` once Propeller settled with
+    five dead letters and HIPE, paused, has no consumer."""
     status = erpsync_json(p, "status", "--json")
     targets = targets_of(status)
     propeller, hipe = targets["propeller"], targets["hipe"]
@@ -85,8 +69,9 @@ def test_status_reports_dlq_counts_queue_depths_and_circuit_states(
     assert "paused" in human.stdout
     assert "40005×3" in human.stdout
 
-    # A consumer for the paused target parks its deliveries: scheduled, no retry burned.
-    p.start_worker("--queues", "hipe")
+
+def wait_until_every_hipe_delivery_is_parked(p: Pipeline) -> dict[str, Any]:
+    """HIPE's status once all its deliveries are scheduled (within 90 s)."""
     deadline = time.monotonic() + 90
     while True:
         hipe = targets_of(erpsync_json(p, "status", "--json"))["hipe"]
@@ -94,6 +79,33 @@ def test_status_reports_dlq_counts_queue_depths_and_circuit_states(
             break
         assert time.monotonic() < deadline, hipe
         time.sleep(0.2)
+    return hipe
+
+
+def test_status_reports_dlq_counts_queue_depths_and_circuit_states(
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
+    p = make_pipeline(flows=FLOWS)
+    seed_flat(p, CUSTOMERS)
+    p.faults(
+        "propeller",
+        [
+            {"vendor_code": 40005, "path": "/v2/companies*", "methods": ["POST"], "count": 3},
+            {"vendor_code": 10007, "path": "/v2/companies*", "methods": ["POST"], "count": 2},
+        ],
+    )
+    paused = erpsync(p, "target", "pause", "hipe", "--actor", "tester")
+    assert paused.returncode == 0, paused.stderr
+    p.start_worker("--queues", "propeller")
+    p.wait_workers(1)
+    p.produce()
+    p.wait_converged(targets=("propeller",))
+
+    assert_status_with_dead_letters_and_hipe_paused(p)
+
+    # A consumer for the paused target parks its deliveries: scheduled, no retry burned.
+    p.start_worker("--queues", "hipe")
+    hipe = wait_until_every_hipe_delivery_is_parked(p)
     assert hipe["circuit"]["state"] == "paused"
     assert hipe["counters"].get("applied", 0) == 0
     assert hipe["counters"].get("retries", 0) == 0
