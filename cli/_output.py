@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 
@@ -80,3 +81,36 @@ def grid(
     for row in rows:
         table.add_row(*row)
     return table
+
+
+def read_progress(*, quiet: bool) -> tuple[Progress, Callable[[str, str, int], None]]:
+    """A spinner per thing read (``what`` ``name``: so many records) on stderr, hidden when
+    ``quiet`` or stderr is not a terminal, and the callback that moves it."""
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,} records"),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=quiet or not err_console.is_terminal,
+    )
+    bars: dict[tuple[str, str], Any] = {}
+
+    def on_progress(what: str, name: str, count: int) -> None:
+        bar = bars.get((what, name))
+        if bar is None:
+            bar = bars[(what, name)] = progress.add_task(f"{what} {name}", total=None)
+        progress.update(bar, completed=count)
+
+    return progress, on_progress
+
+
+def print_examples(out: Console, heading: str, lines: Sequence[str], total: int) -> None:
+    """A heading, then an indented line per example, then how many more there are of
+    ``total`` (a report lists a few examples of each kind; ``--json`` has them all)."""
+    out.print(heading)
+    for line in lines:
+        out.print(f"    {line}", highlight=False)
+    more = total - len(lines)
+    if more > 0:
+        out.print(f"    … and {more:,} more (--limit, --json)")

@@ -79,12 +79,14 @@ TargetOption = Annotated[
 ActorOption = Annotated[
     str | None, typer.Option("--actor", help="who decides, for the audit log (default: OS user)")
 ]
+JsonOption = Annotated[bool, typer.Option("--json", help="print as JSON")]
+KeyArgument = Annotated[str, typer.Argument(help="the source record's key, e.g. C000123")]
 
 
 @adopt_app.command("review")
 def review(
     flow: FlowOption = None,
-    json_output: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Every record held for an operator's decision, with its candidates."""
     settings = settings_or_exit()
@@ -122,6 +124,26 @@ def _held(
     return found[0]
 
 
+def _held_record(
+    flow: str | None, key: str, target: str | None
+) -> tuple[Settings, str, AdoptionTable, str, Entry]:
+    """The settings, the flow meant, its adoption table, and where KEY is held with its
+    entry (an error if it is not held, or held at several targets and none was named)."""
+    settings = settings_or_exit()
+    name = _flow(settings, flow)
+    table, _ = _table(settings)
+    where, held = _held(table, settings, name, key, target)
+    return settings, name, table, where, held
+
+
+def _report(done: dict[str, Any], json_output: bool, text: str) -> None:
+    """What a decision did: ``done`` as JSON, or ``text`` and how many were replayed."""
+    if json_output:
+        print_json(done)
+    else:
+        console.print(f"{text}; {done['replayed']} held delivery replayed", highlight=False)
+
+
 def _decide(
     settings: Settings, flow: str, target: str, key: str, entry: Entry, actor: str | None
 ) -> dict[str, Any]:
@@ -146,18 +168,15 @@ def _decide(
 
 @adopt_app.command("link")
 def link(
-    key: Annotated[str, typer.Argument(help="the source record's key, e.g. C000123")],
+    key: KeyArgument,
     target_id: Annotated[str, typer.Argument(help="the target record to adopt (a candidate)")],
     flow: FlowOption = None,
     target: TargetOption = None,
     actor: ActorOption = None,
-    json_output: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Adopt TARGET_ID for KEY: our external id is written onto it, then it is updated."""
-    settings = settings_or_exit()
-    name = _flow(settings, flow)
-    table, _ = _table(settings)
-    where, held = _held(table, settings, name, key, target)
+    settings, name, table, where, held = _held_record(flow, key, target)
     chosen = next((c for c in held.candidates if c.target_id == target_id), None)
     if chosen is None:
         ids = ", ".join(c.target_id for c in held.candidates)
@@ -172,31 +191,20 @@ def link(
     entry = Entry("adopt", target_id=target_id, name=chosen.name, rule="operator",
                   candidates=held.candidates, decided_by=actor or default_actor())  # fmt: skip
     done = _decide(settings, name, where, key, entry, actor)
-    if json_output:
-        print_json(done)
-    else:
-        console.print(f"{key} at {where}: adopts {target_id}; {done['replayed']} held "
-                      "delivery replayed", highlight=False)  # fmt: skip
+    _report(done, json_output, f"{key} at {where}: adopts {target_id}")
 
 
 @adopt_app.command("create")
 def create(
-    key: Annotated[str, typer.Argument(help="the source record's key, e.g. C000123")],
+    key: KeyArgument,
     flow: FlowOption = None,
     target: TargetOption = None,
     actor: ActorOption = None,
-    json_output: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Create KEY in the target as a new record, whatever matched it."""
-    settings = settings_or_exit()
-    name = _flow(settings, flow)
-    table, _ = _table(settings)
-    where, held = _held(table, settings, name, key, target)
+    settings, name, _, where, held = _held_record(flow, key, target)
     entry = Entry("create", candidates=held.candidates, reason=held.reason,
                   decided_by=actor or default_actor())  # fmt: skip
     done = _decide(settings, name, where, key, entry, actor)
-    if json_output:
-        print_json(done)
-    else:
-        console.print(f"{key} at {where}: created as a new record; {done['replayed']} held "
-                      "delivery replayed", highlight=False)  # fmt: skip
+    _report(done, json_output, f"{key} at {where}: created as a new record")

@@ -16,11 +16,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cli._config import settings_or_exit
-from cli._output import console, err_console, print_json
+from cli._output import console, err_console, print_examples, print_json, read_progress
 from erpsync.logging import configure_logging
 from erpsync.redaction import redact
 from producers.plan import PLAN_KINDS, TargetPlan, make_plan
@@ -52,7 +51,7 @@ def plan(
 
     listed = None if limit == 0 else limit
     service = ProducerService(settings)
-    progress, on_progress = _progress(json_output)
+    progress, on_progress = read_progress(quiet=json_output)
     try:
         with (
             progress,
@@ -83,27 +82,6 @@ def plan(
         raise typer.Exit(ERROR)
 
 
-def _progress(json_output: bool) -> tuple[Progress, Any]:
-    """A bar per thing read (records so far), and the callback the plan reports to."""
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TextColumn("{task.completed:,} records"),
-        TimeElapsedColumn(),
-        console=err_console,
-        disable=json_output or not err_console.is_terminal,
-    )
-    bars: dict[tuple[str, str], Any] = {}
-
-    def on_progress(what: str, name: str, count: int) -> None:
-        bar = bars.get((what, name))
-        if bar is None:
-            bar = bars[(what, name)] = progress.add_task(f"{what} {name}", total=None)
-        progress.update(bar, completed=count)
-
-    return progress, on_progress
-
-
 def print_plan(
     flow: str, source_records: int, targets: dict[str, TargetPlan], *, out: Console = console
 ) -> None:
@@ -126,12 +104,9 @@ def print_plan(
             examples = t.examples[kind]
             if not examples:
                 continue
-            out.print(f"[bold]{name}[/] {kind} ({t.counts[kind]:,}):")
-            for item in examples:
-                out.print(f"    {_describe(kind, item)}", highlight=False)
-            more = t.counts[kind] - len(examples)
-            if more > 0:
-                out.print(f"    … and {more:,} more (--limit, --json)")
+            heading = f"[bold]{name}[/] {kind} ({t.counts[kind]:,}):"
+            lines = [_describe(kind, item) for item in examples]
+            print_examples(out, heading, lines, t.counts[kind])
 
 
 def _fields(fields: dict[str, Any]) -> str:

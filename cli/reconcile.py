@@ -8,16 +8,15 @@ circuit is open, its read failed) while the others showed no drift.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from cli._config import settings_or_exit
-from cli._output import console, err_console, print_json
+from cli._output import console, err_console, print_examples, print_json, read_progress
 from cli.services.replay import default_actor
 from erpsync.logging import configure_logging
 from erpsync.redaction import redact
@@ -90,7 +89,7 @@ def reconcile(
     listed = None if limit == 0 else limit
     service = ProducerService(settings)
     try:
-        progress, on_progress = _progress(quiet=json_output)
+        progress, on_progress = read_progress(quiet=json_output)
         try:
             with (
                 progress,
@@ -122,28 +121,6 @@ def reconcile(
     else:
         print_report(report, repaired)
     raise typer.Exit(exit_status(report))
-
-
-def _progress(*, quiet: bool) -> tuple[Progress, Callable[[str, str, int], None]]:
-    """A spinner per thing read (``what`` ``name``: so many records), and its callback."""
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TextColumn("{task.completed:,} records"),
-        TimeElapsedColumn(),
-        console=err_console,
-        disable=quiet or not err_console.is_terminal,
-        transient=False,
-    )
-    bars: dict[tuple[str, str], Any] = {}
-
-    def on_progress(what: str, name: str, count: int) -> None:
-        bar = bars.get((what, name))
-        if bar is None:
-            bar = bars[(what, name)] = progress.add_task(f"{what} {name}", total=None)
-        progress.update(bar, completed=count)
-
-    return progress, on_progress
 
 
 def _repair(
@@ -192,12 +169,8 @@ def print_report(
             examples = t.examples[kind]
             if not examples:
                 continue
-            more = t.counts[kind] - len(examples)
-            out.print(f"  {kind} ({t.counts[kind]:,}):")
-            for item in examples:
-                out.print(f"    {_describe(kind, item)}", highlight=False)
-            if more > 0:
-                out.print(f"    … and {more:,} more (--limit, --json)")
+            lines = [_describe(kind, item) for item in examples]
+            print_examples(out, f"  {kind} ({t.counts[kind]:,}):", lines, t.counts[kind])
     if repaired is not None:
         _print_repair(repaired, out)
     if not report.drift and not report.unchecked:
