@@ -31,6 +31,7 @@ from rich.table import Table
 
 from cli._demo_addresses import address_counts, address_edits, give_delivery_addresses
 from cli._demo_edits import DemoEdits, Edit
+from cli._demo_people import give_people, people_counts, people_edits
 from cli._output import console, err_console, print_json
 from cli.embedded_redis import EmbeddedRedis, EmbeddedRedisError, die_with_parent
 from erpsync.logging import configure_logging
@@ -49,6 +50,12 @@ FLOWS: dict[str, dict[str, Any]] = {
         "entity": "customer",
         "targets": ["propeller", "hipe", "atollon"],
         "mapping": {"propeller": {}, "hipe": {}, "atollon": {}},
+    },
+    "contacts": {
+        "source": "onlineerp",
+        "entity": "person",
+        "targets": ["hipe", "atollon"],
+        "mapping": {"hipe": {}, "atollon": {}},
     },
     "products": {
         "source": "onlineerp",
@@ -130,9 +137,11 @@ class Demo:
         for simulator in self.sandbox.simulators.values():
             simulator.seed(request)
         addresses = give_delivery_addresses(self)
+        people = give_people(self)
         say(
             f"Sandbox: ERP with {self.records} customers (3-level hierarchy, {addresses} "
-            f"addresses), {products} products; Atollon with {activities} activities to invoice"
+            f"addresses, {people} people), {products} products; Atollon with {activities} "
+            "activities to invoice"
         )
         if self.faults == "light":
             for system in ("propeller", "hipe", "atollon", "onlineerp"):
@@ -293,8 +302,9 @@ class Demo:
 
     # -- edits ------------------------------------------------------------------------
     def make_edits(self) -> list[Edit]:
-        """Edit the ERP (rename, deactivate, add a child) and Atollon; how to see each arrive."""
-        return [*DemoEdits(self).make(), *address_edits(self)]
+        """Edit the ERP (rename, deactivate, add a child, addresses, people) and Atollon; how
+        to see each arrive."""
+        return [*DemoEdits(self).make(), *address_edits(self), *people_edits(self)]
 
     # -- summary ----------------------------------------------------------------------
     def summary(self, converged: bool, edits: list[Edit]) -> dict[str, Any]:
@@ -333,6 +343,7 @@ class Demo:
             "retries": retries,
             "invoices": invoices,
             "addresses": address_counts(self),
+            "people": people_counts(self),
             "edits": [{"edit": e.description, "arrived": e.arrived} for e in edits],
         }
 
@@ -394,6 +405,11 @@ def _print_summary(run: Demo, summary: dict[str, Any], edits: list[Edit], *, qui
     console.print(
         f"addresses: {a['onlineerp']} in the ERP, {a['propeller']} in Propeller, "
         f"{a['hipe']} in HIPE",
+        highlight=False,
+    )
+    n = summary["people"]
+    console.print(
+        f"people: {n['onlineerp']} in the ERP, {n['hipe']} in HIPE, {n['atollon']} in Atollon",
         highlight=False,
     )
     state = "converged" if summary["converged"] and summary["edits_arrived"] else "DID NOT converge"

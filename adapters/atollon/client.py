@@ -90,14 +90,17 @@ def known_limits(settings: AtollonSettings) -> list[str]:
     """What the crawler documents no way to express, as operators read it (``doctor``)."""
     if settings.deactivation == "group":
         how = (
-            'deactivation = "group": a deactivated customer is assigned to the Inactive '
-            "contact group, and a reactivation cannot take it out"
+            'deactivation = "group": a deactivated customer (or person) is assigned to the '
+            "Inactive contact group, and a reactivation cannot take it out"
         )
     else:
-        how = 'deactivation = "none": customer deactivations are not sent to Atollon'
+        how = (
+            'deactivation = "none": customer deactivations are not sent to Atollon '
+            "(nor those of people)"
+        )
     return [
         f"{how} (the crawler has no delete, and contactGroup only assigns)",
-        "a customer deleted in the ERP stays in Atollon as it was",
+        "a customer deleted in the ERP stays in Atollon as it was (a person too)",
     ]
 
 

@@ -66,6 +66,14 @@ def test_demo_converges_and_every_edit_arrives(tmp_path: Path) -> None:
     # 80 invoice addresses, 0/1/2 delivery addresses for each seeded customer in turn
     erp_addresses = 80 + sum(n % 3 for n in range(80))
     assert summary["addresses"] == dict.fromkeys(("onlineerp", "propeller", "hipe"), erp_addresses)
+    people = summary["people"]["onlineerp"]
+    assert summary["people"] == dict.fromkeys(("onlineerp", "hipe", "atollon"), people)
+    assert 20 <= people <= 80, "one to four people for one customer in four"
+    assert flows["contacts"]["hipe"]["created"] == people
+    assert flows["contacts"]["atollon"]["created"] == people
+    assert flows["contacts"]["hipe"]["archived"] == 1, "the person deactivated"
+    personal = [e for e in summary["edits"] if e["edit"].startswith(("job title", "person "))]
+    assert [e["arrived"] for e in personal] == [{"hipe": True, "atollon": True}, {"hipe": True}]
     assert all(not row["dead_lettered"] for targets in flows.values() for row in targets.values())
     assert list(tmp_path.iterdir()) == [], "the demo left files behind"
 
@@ -77,6 +85,7 @@ def test_the_summary_fits_an_80_column_terminal_uncut(tmp_path: Path) -> None:
     for word in ("customers", "propeller", "onlineerp", "unchanged", "archived", "invoices"):
         assert word in summary
     assert "recorded in Atollon" in summary
+    assert "in HIPE, " in summary.split("people: ", 1)[1], "the people are counted"
     assert max(len(line) for line in summary.splitlines()) <= 80
 
 

@@ -16,7 +16,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from erpsync.events import Content, canonical_json, content_fingerprint, fingerprint
+from erpsync.events import (
+    ChangeEvent,
+    Content,
+    canonical_json,
+    content_fingerprint,
+    fingerprint,
+)
+from erpsync.models import parent_field
 from tests.support import make_event
 
 CUSTOMER: dict[str, Any] = {
@@ -85,3 +92,16 @@ def test_an_event_built_from_its_content_does_not_serialise_the_payload_again() 
 def test_content_of_another_operation_is_refused() -> None:
     with pytest.raises(ValueError, match="content of a delete"):
         make_event({"key": "C1"}, content=Content.of("delete", {"key": "C1"}))
+
+
+def test_a_persons_parent_is_its_employer_a_customer_and_a_customers_a_customer() -> None:
+    # the pipeline waits for and reads the parent's ledger by this, on both paths
+    person = ChangeEvent.create(
+        flow="contacts", source="onlineerp", entity="person", key="P1", operation="upsert",
+        payload={"key": "P1", "employer_key": "C1"}, source_version=1, parent_key="C1",
+    )  # fmt: skip
+    assert person.parent_record == ("customer", "C1")
+    child = person.model_copy(update={"entity": "customer", "key": "C2"})
+    assert child.parent_record == ("customer", "C1")
+    assert person.model_copy(update={"parent_key": None}).parent_record is None
+    assert (parent_field("person"), parent_field("customer")) == ("employer_key", "parent_key")

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from delivery.batch import BulkSink
 from delivery.engine import ApplyContext, ApplyResult
 from delivery.sinks.router import NotViewableError, SinkRouter, ViewableSinkRouter, route
 from delivery.sinks.view import Observed, View, ViewableSink
@@ -156,3 +157,34 @@ def test_an_entity_whose_sink_cannot_show_its_records_is_not_viewable_never_empt
         router.observed("invoice")
     assert router.known_limits("invoice") == []
     assert router.known_limits("customer") == ["contacts-limit"]
+
+
+class Bulk(Recording):
+    """A recording sink with a bulk endpoint (a :class:`~delivery.batch.BulkSink`)."""
+
+    def __init__(self, name: str, entities: set[str]) -> None:
+        super().__init__(name, entities)
+        self.sent: list[list[Any]] = []
+
+    def bulk_item(self, event: ChangeEvent, context: ApplyContext) -> Any | None:
+        return ("row", event.key)
+
+    def apply_bulk(self, items: Any, keepalive: Any) -> list[Any]:
+        self.sent.append(list(items))
+        return [ApplyResult("created", target_id=str(key)) for _, key in items]
+
+
+def test_a_router_keeps_its_bulk_sinks_path_for_that_sinks_entities_only() -> None:
+    # HIPE: companies imported in bulk beside contacts applied one at a time
+    companies, people = Bulk("companies", {"customer"}), Recording("people", {"person"})
+    router = route("hipe", [companies, people])
+    assert isinstance(router, BulkSink)
+    assert not isinstance(route("atollon", [Recording("a", {"customer"}), people]), BulkSink)
+    person = make_event({"key": "P1"}, entity="person")
+    assert router.bulk_item(person, CONTEXT) is None, "a person takes the single path"
+    item = router.bulk_item(customer_event("C1"), CONTEXT)
+    assert item == ("row", "C1")
+    results = router.apply_bulk([item], lambda: None)
+    assert (companies.sent, results) == ([[("row", "C1")]], [ApplyResult("created", "C1")])
+    router.apply(person, CONTEXT)
+    assert people.applied == [("person", "P1")]
