@@ -3,7 +3,8 @@
 * ``erpsync adopt review [--flow F] [--json]``: every held record, per target, with the
   target records it matched and why nothing was adopted;
 * ``erpsync adopt link KEY TARGET_ID [--target T]``: adopt that target record (one of the
-  record's candidates) for KEY: our external id is written onto it and it is updated;
+  record's candidates, or any record of the target without an external id of ours) for
+  KEY: our external id is written onto it and it is updated;
 * ``erpsync adopt create KEY [--target T]``: create KEY in the target as a new record.
 
 Each decision is stored in the flow's adoption table, written to the audit log (the one DLQ
@@ -11,8 +12,9 @@ operations use: ``erpsync dlq audit``), and the held delivery (dead-lettered wit
 ``adoption-review``) is replayed, so the workers act on it at once. A decision taken before
 the record's delivery arrived is simply there when it does.
 
-Exit status: 0 done; 2 on an error (unknown flow, target or key, a target id that is not
-one of the record's candidates or is adopted for another record already).
+Exit status: 0 done; 2 on an error (unknown flow, target or key; a target id the target
+does not have, that carries another record's external id of ours, or is adopted for another
+record already).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from cli._config import settings_or_exit
 from cli._output import console, err_console, print_json
 from cli.dlq import operator_session
 from cli.services.replay import DeadLetterFilter, default_actor
+from erpsync.errors import SyncError
 from erpsync.settings import Settings
-from state.adoption import REVIEW_CODE, AdoptionTable, Entry
+from state.adoption import REVIEW_CODE, AdoptionTable, Candidate, Entry
 from state.dlq import DeadLetterStore
 from state.keys import Keys
 
@@ -166,21 +169,63 @@ def _decide(
     return {**details, "replayed": replayed}
 
 
+def _outside_candidates(settings: Settings, target: str, key: str, target_id: str) -> Candidate:
+    """A target record that was no candidate, read at the target: it must exist and carry
+    no external id of ours (another record's would make two records one)."""
+    from delivery.sinks import build_sinks
+    from delivery.sinks.adoption import adopter_for
+    from state.client import redis_client
+    from state.limits import RateLimiter
+
+    client = redis_client(settings)
+    sinks = build_sinks(settings, RateLimiter(client, Keys(settings.key_prefix)))
+    try:
+        sink = sinks.get(target)
+        adopter = getattr(sink, "adopter", None) or adopter_for(sink)  # behind its tables
+        if adopter is None:
+            raise _fail(f"{target}'s records cannot be read to adopt one")
+        try:
+            found = adopter.find(target_id)
+        except SyncError as error:
+            raise _fail(f"{target} could not be read: {error}") from None
+    finally:
+        for sink in sinks.values():
+            close = getattr(sink, "close", None)
+            if close is not None:
+                close()
+    if found is None:
+        raise _fail(f"{target} has no record {target_id}")
+    if found.key is not None and found.key != key:
+        raise _fail(f"{target} record {target_id} belongs to {found.key} already (it carries "
+                    "that external id of ours)")  # fmt: skip
+    if found.refused is not None:
+        raise _fail(f"{target} record {target_id} cannot be linked: {found.refused}")
+    return Candidate(found.target_id, found.name, "operator")
+
+
 @adopt_app.command("link")
 def link(
     key: KeyArgument,
-    target_id: Annotated[str, typer.Argument(help="the target record to adopt (a candidate)")],
+    target_id: Annotated[
+        str,
+        typer.Argument(
+            help="the target record to adopt: a candidate, or any record "
+            "without an external id of ours"
+        ),
+    ],
     flow: FlowOption = None,
     target: TargetOption = None,
     actor: ActorOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Adopt TARGET_ID for KEY: our external id is written onto it, then it is updated."""
+    """Adopt TARGET_ID for KEY: our external id is written onto it, then it is updated.
+
+    TARGET_ID is one of KEY's candidates, or any record of the target that carries no
+    external id of ours (read at the target to check it)."""
     settings, name, table, where, held = _held_record(flow, key, target)
     chosen = next((c for c in held.candidates if c.target_id == target_id), None)
     if chosen is None:
-        ids = ", ".join(c.target_id for c in held.candidates)
-        raise _fail(f"{target_id} is not a candidate of {key} at {where} (candidates: {ids})")
+        chosen = _outside_candidates(settings, where, key, target_id)
     taken = next(
         (k for k, e in table.entries(name, where)
          if e.decision == "adopt" and e.target_id == target_id and k != key),

@@ -121,6 +121,14 @@ def tax_key(value: Any) -> str | None:
 NORMALISERS = {"tax_number": tax_key, "email": email_key, "name": name_key}
 
 
+def atollon_name_key(value: Any) -> str | None:
+    """How Atollon compares company names on its side (the sandbox's reading: case and
+    blanks folded), for the contacts without our id it attaches a new one to."""
+    if not isinstance(value, str):
+        return None
+    return " ".join(value.split()).casefold() or None
+
+
 def keys_of(values: Mapping[str, Any], rules: tuple[str, ...] = RULES) -> dict[str, str]:
     """The normal forms of a record's fields under ``rules`` (fields without one left out)."""
     found: dict[str, str] = {}

@@ -44,7 +44,7 @@ from pydantic import ValidationError
 
 from delivery.sinks.adoption import Adopter, adopter_for
 from delivery.sinks.view import Observed, ViewableSink
-from erpsync.matching import NORMALISERS
+from erpsync.matching import NORMALISERS, atollon_name_key
 from producers.reconcile import Reconciliation, differences
 from state.adoption import AdoptionTable, Candidate, Entry
 
@@ -59,13 +59,6 @@ PLAN_KINDS = ("create", "update", "unchanged", "adopt", "ambiguous")
 ATOLLON_NAME = "atollon_name"
 _CHUNK = 1000
 _PICKLE = pickle.HIGHEST_PROTOCOL
-
-
-def atollon_name_key(value: Any) -> str | None:
-    """How Atollon compares company names (the sandbox's reading: case and blanks)."""
-    if not isinstance(value, str):
-        return None
-    return " ".join(value.split()).casefold() or None
 
 
 def _normaliser(rule: str) -> Any:

@@ -7,7 +7,9 @@ two things, next to the sink's own views (:mod:`delivery.sinks.view`):
   page by page, as a view (the same fields as :meth:`ViewableSink.observed`), for the
   match rules to compare and the plan to show what an adoption would change;
 * ``link(key, target_id, name)``: our external id written onto that record, the way each
-  vendor documents it. After it, the sink finds the record by our key like any other.
+  vendor documents it. After it, the sink finds the record by our key like any other;
+* ``find(target_id)``: one record by its id, with the key of ours it carries, for an
+  operator's ``erpsync adopt link`` of a record that was no candidate.
 
 Per vendor:
 
@@ -27,8 +29,10 @@ Per vendor:
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from adapters.atollon import AtollonCompany, AtollonContactInput, ExternalId
@@ -38,9 +42,23 @@ from delivery.sinks.hipe import VIEW_FIELDS, HipeSink
 from delivery.sinks.propeller import BASE_VIEW, READ_FIELDS, PropellerSink, _ParentKeys, _view_name
 from delivery.sinks.view import Observed, view
 from erpsync.errors import PermanentError
+from erpsync.matching import atollon_name_key
 
 #: parents remembered while reading unlinked HIPE companies (bounded)
 _PARENTS = 10_000
+
+
+@dataclass(frozen=True)
+class TargetRecord:
+    """One target record, as ``erpsync adopt link`` checks it before an operator's link."""
+
+    target_id: str
+    name: str | None
+    #: the external id of ours it carries (None: none, it can be adopted)
+    key: str | None
+    #: why it cannot be linked whatever it carries (Atollon: not a company contact, or
+    #: another contact without our id has its name, which Atollon would pick instead)
+    refused: str | None = None
 
 
 class Adopter(Protocol):
@@ -50,6 +68,10 @@ class Adopter(Protocol):
 
     def unlinked(self, entity: str) -> Iterator[Observed]:
         """Every target record without our external id (``key`` empty), page by page."""
+        ...
+
+    def find(self, target_id: str) -> TargetRecord | None:
+        """The target record with this id (None: there is none)."""
         ...
 
     def link(self, key: str, target_id: str, name: str | None) -> None:
@@ -94,6 +116,16 @@ class PropellerAdopter:
                 fields[_view_name(name)] = getattr(company, name, None)
             yield Observed(key="", target_id=str(company.id), fields=view(fields))
 
+    def find(self, target_id: str) -> TargetRecord | None:
+        if not (target_id.isascii() and target_id.isdigit()):
+            return None  # Propeller's ids are numbers
+        company = self.sink.client.get_company_by_id(int(target_id))
+        if company is None:
+            return None
+        return TargetRecord(
+            target_id, company.name, company.source_id_for(self.sink.settings.source)
+        )
+
     def link(self, key: str, target_id: str, name: str | None) -> None:
         self.sink.client.link_company(int(target_id), key)
 
@@ -127,6 +159,12 @@ class HipeAdopter:
                 fields["active"] = True
                 yield Observed("", str(company.id), view(fields))
 
+    def find(self, target_id: str) -> TargetRecord | None:
+        company = self.sink.client.get_company(hipe_id(target_id))
+        if company is None:
+            return None
+        return TargetRecord(str(company.id), company.name, company.external_id or None)
+
     def link(self, key: str, target_id: str, name: str | None) -> None:
         self.sink.client.update_company(hipe_id(target_id), HipeCompanyInput(external_id=key))
 
@@ -148,6 +186,32 @@ class AtollonAdopter:
                 continue  # a person contact: customers are company contacts
             fields = self.sink._observed_contact(contact)
             yield Observed("", str(contact.contact_id), fields)
+
+    def find(self, target_id: str) -> TargetRecord | None:
+        """Read through the contact listing (the crawler documents no read by id)."""
+        system = self.sink.settings.erp_system
+        contacts = self.sink.client.iter_contacts()
+        contact = next((c for c in contacts if str(c.contact_id) == target_id), None)
+        if contact is None:
+            return None
+        name = contact.company.company_name if contact.company is not None else None
+        found = TargetRecord(target_id, name, contact.external_id_for(system))
+        if found.key is not None:
+            return found
+        if not name:
+            return dataclasses.replace(found, refused="it is a person contact, not a company")
+        same = atollon_name_key(name)
+        other = next(
+            (str(c.contact_id) for c in self.sink.client.iter_contacts()
+             if str(c.contact_id) != target_id and c.external_id_for(system) is None
+             and c.company is not None and atollon_name_key(c.company.company_name) == same),
+            None,
+        )  # fmt: skip
+        if other is not None:
+            refused = (f"Atollon links by name, and contact {other} without our id has the "
+                       "same name: rename one of them in Atollon first")  # fmt: skip
+            return dataclasses.replace(found, refused=refused)
+        return found
 
     def link(self, key: str, target_id: str, name: str | None) -> None:
         if not name:

@@ -11,6 +11,7 @@ import pytest
 from delivery.batch import BulkSink
 from delivery.engine import ApplyContext, ApplyResult
 from delivery.sinks.adopting import ADOPTED, AdoptingBulkSink, AdoptingSink, AdoptionReviewError
+from delivery.sinks.adoption import TargetRecord
 from delivery.sinks.view import Observed, View, ViewableSink
 from erpsync.errors import DependencyError
 from erpsync.events import ChangeEvent
@@ -65,6 +66,9 @@ class Linker:
 
     def unlinked(self, entity: str) -> Iterator[Observed]:
         return iter(())
+
+    def find(self, target_id: str) -> TargetRecord | None:
+        return None
 
     def link(self, key: str, target_id: str, name: str | None) -> None:
         self.links.append((key, target_id, name))
