@@ -231,6 +231,27 @@ def poll_and_check(p: Pipeline, erp: Erp, grouped: bool) -> None:
 # -- the test ----------------------------------------------------------------------------
 
 
+def edit_delete_add_and_deactivate(erp: Erp, customers: list[str]) -> list[str]:
+    """A third of the people edited, a tenth deleted, people added to a tenth of the
+    customers, a tenth deactivated; returns the deactivated."""
+    rng = erp.rng
+    keys = sorted(erp.people)
+    inactive = rng.sample(keys, len(keys) // 10)
+    rest = [k for k in keys if k not in inactive]
+    edited = rng.sample(rest, len(rest) // 3)
+    for key in edited:
+        erp.edit(key)
+    untouched = [k for k in rest if k not in edited]  # a deletion writes nothing before it
+    for key in rng.sample(untouched, len(rest) // 10):
+        erp.delete(key)
+    for customer in rng.sample(customers, len(customers) // 10):
+        erp.add_person(customer, 9)
+        erp.note("added")
+    for key in inactive:
+        erp.set_active(key, False)
+    return inactive
+
+
 @pytest.mark.parametrize(
     ("hipe_ids", "deactivation"), [("int", "none"), ("uuid", "group")], ids=["int", "uuid-group"]
 )
@@ -254,21 +275,7 @@ def test_people_arrive_linked_to_their_company_and_follow_every_change(
     assert (min(per_customer), max(per_customer)) == (1, 4)
     assert len(p.records("hipe", "imports")) == 1, "the companies came through an import"
 
-    rng = erp.rng
-    keys = sorted(erp.people)
-    inactive = rng.sample(keys, len(keys) // 10)
-    rest = [k for k in keys if k not in inactive]
-    edited = rng.sample(rest, len(rest) // 3)
-    for key in edited:
-        erp.edit(key)
-    untouched = [k for k in rest if k not in edited]  # a deletion writes nothing before it
-    for key in rng.sample(untouched, len(rest) // 10):
-        erp.delete(key)
-    for customer in rng.sample(customers, len(customers) // 10):
-        erp.add_person(customer, 9)
-        erp.note("added")
-    for key in inactive:
-        erp.set_active(key, False)
+    inactive = edit_delete_add_and_deactivate(erp, customers)
     poll_and_check(p, erp, grouped)
 
     for key in inactive:  # edits made while inactive, then reactivation
@@ -276,7 +283,7 @@ def test_people_arrive_linked_to_their_company_and_follow_every_change(
     poll_and_check(p, erp, grouped)
     for key in inactive:
         erp.set_active(key, True)
-    for key in rng.sample(sorted(erp.people), len(erp.people) // 4):
+    for key in erp.rng.sample(sorted(erp.people), len(erp.people) // 4):
         erp.edit(key)
     poll_and_check(p, erp, grouped)
     for what in ("change", "clear", "added", "deleted", "deactivated"):
