@@ -65,6 +65,7 @@ from producers.reconcile_files import CHUNK as _CHUNK
 from producers.reconcile_files import Findings, Row, Spill
 from state.keys import Keys
 from state.limits import Circuit
+from state.reconciled import keep_last, last
 from state.trace import TraceStore
 
 log = structlog.get_logger("erpsync.reconcile")
@@ -575,23 +576,15 @@ class Reconciliation:
 
 def store_result(client: redis.Redis, keys: Keys, report: Report) -> None:
     """Keep the report (examples bounded as it was run) as the flow's last reconcile."""
-    stored = {**report.as_dict(), "summary": report.summary()}
-    client.set(keys.reconcile_last(report.flow), json.dumps(stored, default=str))
+    keep_last(client, keys, report.flow, {**report.as_dict(), "summary": report.summary()})
 
 
 def store_failure(client: redis.Redis, keys: Keys, flow: str, error: str) -> None:
     """Keep a reconcile that could not run as the flow's last one (with its error)."""
     summary = {"flow": flow, "finished_at": round(time.time(), 3), "error": redact(error)[:500]}
-    client.set(keys.reconcile_last(flow), json.dumps({"flow": flow, "summary": summary}))
+    keep_last(client, keys, flow, {"flow": flow, "summary": summary})
 
 
 def last_result(client: redis.Redis, keys: Keys, flow: str) -> dict[str, Any] | None:
     """The flow's last reconcile as :func:`store_result` kept it (None: never ran)."""
-    raw = client.get(keys.reconcile_last(flow))
-    if raw is None:
-        return None
-    try:
-        found: dict[str, Any] = json.loads(raw)
-    except ValueError:
-        return None
-    return found
+    return last(client, keys, flow)

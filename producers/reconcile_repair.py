@@ -176,7 +176,7 @@ def wait_repairs(
         still: list[_Sent] = []
         for start in range(0, len(waiting), _CHUNK):
             part = waiting[start : start + _CHUNK]
-            values = client.mget([keys.delivery_outcome(s.target, s.delivery_id) for s in part])
+            values = producer.state.outcomes_of([(s.target, s.delivery_id) for s in part])
             for item, value in zip(part, values, strict=True):
                 if value is None:
                     still.append(item)

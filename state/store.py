@@ -556,6 +556,12 @@ class State:
         undone = self._forget(keys=[key, self.keys.counters(target)], args=[outcome, *extra])
         return bool(undone)
 
+    def outcomes_of(self, deliveries: Sequence[tuple[str, str]]) -> list[str | None]:
+        """The outcome counted for each (target, delivery id), None where none is yet."""
+        keys = [self.keys.delivery_outcome(target, d) for target, d in deliveries]
+        found: list[str | None] = self.redis.mget(keys) if keys else []  # type: ignore[assignment]
+        return found
+
     def incr(self, target: str, counter: str, amount: int = 1) -> None:
         """Bump a plain counter (retries, waits, parks, circuit openings...)."""
         self.redis.hincrby(self.keys.counters(target), counter, amount)
