@@ -208,6 +208,11 @@ class State:
         self._overdue = client.register_script(_OVERDUE)
 
     # -- ledger -----------------------------------------------------------------------
+    def pipeline(self) -> Any:
+        """A pipeline (no transaction) to queue several of these writes on, in one round trip
+        (the ``client=`` of the calls that take one); sent by ``execute()``."""
+        return self.redis.pipeline(transaction=False)
+
     def ledger_get(self, target: str, entity: str, key: str) -> LedgerEntry | None:
         data: dict[str, str] = self.redis.hgetall(self.keys.ledger(target, entity, key))  # type: ignore[assignment]
         return LedgerEntry.from_mapping(data) if data else None

@@ -278,7 +278,7 @@ class Pipeline:
         # The circuit's success, the ledger, the outcome, then the lock's release and the
         # in-flight mark's removal: one round trip (in this order on the server).
         records = run.records
-        with engine.state.redis.pipeline(transaction=False) as pipe:
+        with engine.state.pipeline() as pipe:
             engine.circuit.success(target, client=pipe)
             engine.queue_applied(pipe, delivery, result, ready.ledger)
             if isinstance(records, OneRecord):
