@@ -6,39 +6,11 @@ docs/sandbox-conventions.md, and these tests hold the sandbox to them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
-from simulators.onlineerp import OnlineErpSimulator
 from simulators.seed import generate
-from simulators.server import RunningSandbox
-
-
-@pytest.fixture(scope="module")
-def running() -> Iterator[RunningSandbox]:
-    with RunningSandbox(simulators={"onlineerp": OnlineErpSimulator()}) as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def control(running: RunningSandbox) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=running.endpoints["onlineerp"].url, timeout=30) as client:
-        assert client.post("/_sandbox/reset").status_code == 200
-        yield client
-
-
-@pytest.fixture
-def api(running: RunningSandbox, control: httpx.Client) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=running.endpoints["onlineerp"].api_url,
-        auth=("SANDBOX", "sandbox-secret"),
-        headers={"COMPANY_ID": "0"},
-        timeout=30,
-    ) as client:
-        yield client
 
 
 def contact(key: str, customer: str = "C1", **fields: Any) -> dict[str, Any]:
