@@ -73,6 +73,10 @@ OlderOpt = Annotated[
     typer.Option("--older-than", help="only entries whose last failure is older: 30s, 15m, 2h, 3d"),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
+IdsArg = Annotated[
+    list[str] | None, typer.Argument(metavar="ID", help="entry ids", show_default=False)
+]
+AllOpt = Annotated[bool, typer.Option("--all", help="every dead letter")]
 ActorOpt = Annotated[
     str | None, typer.Option("--actor", help="who acts, for the audit log (default: the OS user)")
 ]
@@ -270,10 +274,8 @@ def _choose(
 
 @dlq_app.command("replay")
 def replay(
-    ids: Annotated[
-        list[str] | None, typer.Argument(metavar="ID", help="entry ids", show_default=False)
-    ] = None,
-    all_entries: Annotated[bool, typer.Option("--all", help="every dead letter")] = False,
+    ids: IdsArg = None,
+    all_entries: AllOpt = False,
     target: TargetOpt = None,
     code: CodeOpt = None,
     flow: FlowOpt = None,
@@ -380,10 +382,8 @@ def edit(
 # -- drop -------------------------------------------------------------------------------
 @dlq_app.command("drop")
 def drop(
-    ids: Annotated[
-        list[str] | None, typer.Argument(metavar="ID", help="entry ids", show_default=False)
-    ] = None,
-    all_entries: Annotated[bool, typer.Option("--all", help="every dead letter")] = False,
+    ids: IdsArg = None,
+    all_entries: AllOpt = False,
     target: TargetOpt = None,
     code: CodeOpt = None,
     flow: FlowOpt = None,
