@@ -11,6 +11,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from erpsync.errors import SyncError
+    from erpsync.events import Delivery
 
 
 @dataclass(frozen=True)
@@ -21,10 +26,24 @@ class RetryPolicy:
     transient_base_s: float = 1.0
     transient_cap_s: float = 300.0
     dependency_max_waits: int = 30
+    rate_limited_max_waits: int = 100
     dependency_base_s: float = 2.0
     dependency_cap_s: float = 120.0
     busy_delay_s: float = 0.25  # the record is locked by another worker
     lock_ttl_s: float = 120.0
+
+    def count_transient(self, delivery: Delivery, error: SyncError) -> bool:
+        """Count a transient failure against the delivery's budget; True once it is spent.
+
+        A 429 (:attr:`SyncError.rate_limited`) counts as a wait the target asked for, not
+        as a failed attempt: a batch of fifty records refused for the rate would otherwise
+        spend an attempt of each, and a busy target dead-letter records that never failed.
+        """
+        if error.rate_limited:
+            delivery.rate_limited_waits += 1
+            return delivery.rate_limited_waits > self.rate_limited_max_waits
+        delivery.attempt += 1
+        return delivery.attempt >= self.transient_max_attempts
 
     def transient_delay(
         self, attempt: int, retry_after_s: float | None, rng: random.Random

@@ -113,6 +113,12 @@ class SyncError(ErpSyncError):
             return f"http-{self.status_code}"
         return self.error_class.value
 
+    @property
+    def rate_limited(self) -> bool:
+        """The target refused the call for its rate (HTTP 429): it did nothing and asks for
+        a wait, so the call is sound and is retried without spending an attempt."""
+        return self.status_code == 429
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe description (no body beyond the redacted excerpt, no secret)."""
         return {

@@ -180,6 +180,9 @@ class Delivery(BaseModel):
     target: str
     attempt: int = Field(default=0, ge=0, description="failed attempts so far")
     dependency_waits: int = Field(default=0, ge=0)
+    rate_limited_waits: int = Field(
+        default=0, ge=0, description="waits asked by the target (429), not failed attempts"
+    )
     first_failure_at: datetime | None = None
     last_error: dict[str, Any] | None = None
     replay_of: str | None = Field(default=None, description="the dead-letter entry replayed")

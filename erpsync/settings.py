@@ -266,6 +266,13 @@ class WorkerSettings(_Model):
     transient_max_attempts: int = Field(
         default=8, ge=1, description="attempts before a transient error dead-letters"
     )
+    # A 429 says the call was not done and when to try again: it is a wait, not a failure
+    # (Airbyte's Slack connector, #5708: "do not give up retry attempts if there is 429"),
+    # so it spends this budget instead of the attempts, which a shared, busy target's 429s
+    # would otherwise exhaust for records that never failed.
+    rate_limited_max_waits: int = Field(
+        default=100, ge=1, description="waits a target's 429 asks for before dead-lettering"
+    )
     transient_base_s: float = Field(default=1.0, gt=0, description="first retry's backoff ceiling")
     transient_cap_s: float = Field(default=300.0, gt=0, description="largest retry backoff")
     dependency_max_waits: int = Field(

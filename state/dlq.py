@@ -106,7 +106,9 @@ class DeadLetterStore:
             vendor_name=error.vendor_name,
             status_code=error.status_code,
             response_excerpt=excerpt,
-            attempts=max(1, delivery.attempt + delivery.dependency_waits),
+            attempts=max(
+                1, delivery.attempt + delivery.dependency_waits + delivery.rate_limited_waits
+            ),
             first_failure_at=(
                 existing.first_failure_at if existing else delivery.first_failure_at or when
             ),

@@ -373,6 +373,8 @@ def describe(event: Mapping[str, Any]) -> str:
         return f"applied: {event.get('action')}" + (" (replay)" if event.get("replay_of") else "")
     if what == "skipped":
         return f"skipped: {event.get('reason')}"
+    if what == "attempt_failed" and event.get("status") == 429:
+        return f"the target asked for a wait: {_failure(event)}{delay}"  # not an attempt
     if what == "attempt_failed":
         return f"attempt {event.get('attempt')} failed: {_failure(event)}{delay}"
     if what == "waiting" and event.get("reason") == "circuit":

@@ -36,6 +36,7 @@ def policy_from(settings: Settings) -> RetryPolicy:
         dependency_max_waits=w.dependency_max_waits,
         dependency_base_s=w.dependency_base_s,
         dependency_cap_s=w.dependency_cap_s,
+        rate_limited_max_waits=w.rate_limited_max_waits,
         lock_ttl_s=w.lock_ttl_s,
     )
 

@@ -358,6 +358,7 @@ class DlqOperator:
             delivery.replay_of = entry.id
             delivery.attempt = 0  # a fresh retry budget: the cause is believed fixed
             delivery.dependency_waits = 0
+            delivery.rate_limited_waits = 0
             if self.state.forget_outcome(
                 entry.target, delivery.delivery_id, "dead_lettered", flow=entry.flow
             ):

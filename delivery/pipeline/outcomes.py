@@ -269,9 +269,7 @@ class Outcomes:
             return self._auth_failed(group, failures, now)
         if isinstance(error, TransientError) or kind is ErrorClass.TRANSIENT:
             self.circuit.failure(group.target, str(error), now=now)
-            for delivery, _ in failures:
-                delivery.attempt += 1
-            spent = [d.attempt >= self.policy.transient_max_attempts for d, _ in failures]
+            spent = [self.policy.count_transient(d, error) for d, _ in failures]
             return self._wait(group, failures, spent, "retry")
         if isinstance(error, DependencyError) or kind is ErrorClass.DEPENDENCY:
             for delivery, _ in failures:

@@ -100,6 +100,43 @@ def test_transient_errors_retry_then_dead_letter_with_retry_after(
     assert engine.state.counters("hipe")["dead_lettered"] == 1
 
 
+def until_settled(engine: Engine, clock: Clock, first: str) -> tuple[str, Delivery | None]:
+    """Process the delivery's returns (retries, circuit waits) until it is not parked, the
+    time moving on past each wait."""
+    outcome, last = first, None
+    for _ in range(30):
+        if outcome != "parked":
+            break
+        clock.advance(600)
+        (last,) = due(engine, clock)
+        outcome = engine.process(last)
+    return outcome, last
+
+
+def test_a_429_is_a_wait_the_target_asked_for_not_a_failed_attempt(
+    engine: Engine, sink: ScriptedSink, clock: Clock
+) -> None:
+    """Refused for its rate more often than the attempt budget (3 here), a delivery is
+    still retried, each time after the Retry-After; a 503 in between still counts; only
+    the rate-limit budget's end (5 waits here) dead-letters it."""
+    limited = TransientError(
+        "429", system="hipe", operation="create", status_code=429, retry_after_s=2
+    )
+    busy = TransientError("503", system="hipe", operation="create", status_code=503)
+    sink.failures = [limited, limited, limited, busy, limited]
+    outcome, last = until_settled(engine, clock, deliver(engine, customer_event()))
+    assert outcome == "applied", "four 429s and one 503 spent no budget"
+    assert sink.failures == [], "every refusal was met"
+    assert last is not None
+    assert (last.attempt, last.rate_limited_waits) == (1, 4)
+
+    sink.failures = [limited] * 6
+    outcome, last = until_settled(engine, clock, deliver(engine, customer_event(key="C2")))
+    assert outcome == "dead_lettered", "the sixth 429 is past the 5 waits"
+    (entry,) = list(engine.dlq.iter_entries())
+    assert (entry.key, entry.code, entry.attempts) == ("C2", "http-429", 6)
+
+
 def test_child_waits_for_its_parent_then_applies(
     engine: Engine, sink: ScriptedSink, clock: Clock
 ) -> None:

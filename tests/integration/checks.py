@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from bench.stack import Pipeline
 from bench.verify import Comparison, compare_all, erp_customers
+from state.dlq import DeadLetterStore
+from state.keys import Keys
 from state.trace import TraceStore, describe, story
 
 
@@ -17,7 +19,7 @@ def assert_targets_match_source(p: Pipeline) -> None:
 
 def explain(p: Pipeline, comparisons: list[Comparison], most: int = 5) -> str:
     """The comparisons, then each wrong record's trace and the counters of its target."""
-    lines = [str(c) for c in comparisons]
+    lines = [str(c) for c in comparisons] + dead_letters(p)
     traces = TraceStore.of(p.redis, p.settings)
     for comparison in comparisons:
         if comparison.equal:
@@ -34,10 +36,19 @@ def explain(p: Pipeline, comparisons: list[Comparison], most: int = 5) -> str:
     return "\n".join(lines)
 
 
+def dead_letters(p: Pipeline) -> list[str]:
+    """One line per dead letter: target, key, code, attempts, message."""
+    store = DeadLetterStore(p.redis, Keys(p.settings.key_prefix))
+    return [
+        f"--- dead letter {e.target} {e.key}: {e.code} after {e.attempts} attempts: {e.message}"
+        for e in store.iter_entries()
+    ]
+
+
 def unusual_outcomes(p: Pipeline, target: str, flow: str = "customers") -> str:
     """The target's counters, then the story of each record there that was not simply
     applied: skipped, dead-lettered or retried (for a count that came out wrong)."""
-    lines = [f"--- {target} counters: {p.counters(target)}"]
+    lines = [f"--- {target} counters: {p.counters(target)}", *dead_letters(p)]
     traces = TraceStore.of(p.redis, p.settings)
     for key in sorted(erp_customers(p)):
         events = [

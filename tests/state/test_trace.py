@@ -139,3 +139,23 @@ def test_a_rate_limit_wait_goes_to_the_trace_of_the_delivery_being_applied(
     assert (event["target"], event["attempt"], event["delay_s"]) == ("hipe", 2, 1.23)
     assert describe(event) == "waited 1.23 s for the target's rate limit"
     assert store.client.keys("t:trace:*") == ["t:trace:customers:C7"]
+
+
+def test_a_429_is_told_as_a_wait_the_target_asked_for_not_a_failed_attempt(
+    engine: Engine, sink: ScriptedSink, store: TraceStore
+) -> None:
+    store.max_events = 50
+    buffer = TraceBuffer(store)
+    engine.observers.append(engine_observer(buffer))
+    sink.failures = [
+        TransientError(
+            "slow down", system="hipe", operation="update", status_code=429, retry_after_s=3
+        )
+    ]
+    sink.parent_required = False
+    assert deliver(engine, customer_event(parent=None)) == "parked"
+    buffer.close()
+    (told,) = story(store.read(["customers"], "C1")["customers"])
+    assert (told["what"], told["status"], told["attempt"]) == ("attempt_failed", 429, 0)
+    assert describe(told).startswith("the target asked for a wait: http-429 (transient) HTTP 429")
+    assert describe(told).endswith("next try in 3.0 s")

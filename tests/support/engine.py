@@ -89,7 +89,9 @@ def make_engine(
         circuit=Circuit(client, keys, failure_threshold=3, cooldown_s=10),
         dlq=DeadLetterStore(client, keys),
         sinks=lambda: sinks,
-        policy=RetryPolicy(transient_max_attempts=3, dependency_max_waits=2),
+        policy=RetryPolicy(
+            transient_max_attempts=3, dependency_max_waits=2, rate_limited_max_waits=5
+        ),
         rng=random.Random(7),
         clock=clock,
     )

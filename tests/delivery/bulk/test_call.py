@@ -159,7 +159,9 @@ def test_each_item_outcome_goes_to_its_own_delivery(
     waiting = {m["event"]["key"]: m for m in parked(engine, clock)}
     assert set(waiting) == {"SLOW", "KID", "DUP"}
     assert all("batch" not in m for m in waiting.values()), "retries take the single path"
-    assert waiting["SLOW"]["attempt"] == 1
+    assert (waiting["SLOW"]["attempt"], waiting["SLOW"]["rate_limited_waits"]) == (0, 1), (
+        "a 429 is a wait the target asked for, not a failed attempt"
+    )
     assert waiting["KID"]["dependency_waits"] == 1, "its parent failed in the same call"
     assert waiting["KID"]["last_error"]["vendor_code"] == "parent-not-synced"
     assert waiting["DUP"]["attempt"] == 0, "a conflict goes to the single path to recover"

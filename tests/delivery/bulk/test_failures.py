@@ -29,7 +29,7 @@ def test_a_transient_failure_of_the_whole_call_retries_the_batch_as_a_batch(
     (due_at,) = engine.state.redis.zrange(engine.state.keys.delayed(), 0, -1, withscores=True)
     assert float(due_at[1]) >= clock.now + 30, "Retry-After is honoured"
     (member,) = parked(engine, clock)
-    assert [d["attempt"] for d in member["batch"]] == [1, 1]
+    assert [(d["attempt"], d["rate_limited_waits"]) for d in member["batch"]] == [(0, 1)] * 2
     again = [Delivery.model_validate(d) for d in member["batch"]]
     assert BatchApplier(engine).process(again) == {"parked": 2}
     (member,) = parked(engine, clock)
@@ -72,8 +72,8 @@ def test_a_call_refused_with_a_short_retry_after_is_made_again_in_place(
     assert time.monotonic() - began >= 0.2, "Retry-After is honoured"
     assert sink.calls == [["C1", "C2"], ["C1", "C2"]], "the same call, in its place"
     assert parked(engine, clock) == [], "nothing went to the delayed set"
-    assert engine.state.counters(TARGET)["retries"] == 2, "each delivery's attempt counted"
-    assert [d.attempt for d in deliveries] == [1, 1]
+    assert engine.state.counters(TARGET)["retries"] == 2, "each delivery's wait counted"
+    assert [(d.attempt, d.rate_limited_waits) for d in deliveries] == [(0, 1)] * 2
 
 
 def test_a_spent_retry_budget_dead_letters_each_delivery_alone(
