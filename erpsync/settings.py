@@ -47,7 +47,8 @@ CONFIG_ENV = "ERPSYNC_CONFIG"
 
 SystemName = Literal["onlineerp", "propeller", "hipe", "atollon"]
 SYSTEM_NAMES: tuple[SystemName, ...] = ("onlineerp", "propeller", "hipe", "atollon")
-#: entities a flow can carry: ERP customers and products, Atollon billing (to invoices)
+#: entities a flow can carry: ERP customers, their people and products, Atollon billing (to
+#: invoices), ERP invoices
 FLOW_ENTITIES = frozenset(entity for _, entity in SOURCES)
 
 
@@ -216,7 +217,7 @@ class FlowSettings(_Model):
 
     enabled: bool = Field(default=True, description="off: nothing of this flow is produced")
     source: SystemName = Field(description="the system changes come from")
-    entity: str = Field(description="customer, product, billing or invoice")
+    entity: str = Field(description="customer, person, product, billing or invoice")
     targets: list[SystemName] = Field(default_factory=list, description="systems to update")
     # canonical custom field <- source field (dotted), e.g. {"segment": "Secteur"}
     source_fields: dict[str, str] = Field(

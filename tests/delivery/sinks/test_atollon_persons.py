@@ -176,6 +176,19 @@ def test_a_person_waits_for_its_company_is_bound_to_it_and_follows_edits_and_cle
     assert [o.key for o in router.observed("customer")] == ["C1"], "persons apart"
 
 
+def test_a_person_moved_to_another_customer_is_bound_to_that_company_only(
+    atollon: RunningSandbox, build: Callable[..., tuple[Engine, ViewableSinkRouter]]
+) -> None:
+    engine, router = build()
+    assert engine.process(company()) == "applied"
+    assert engine.process(company("C2", "Roy ltée")) == "applied"
+    assert engine.process(person()) == "applied"
+    moved = person(employer_key="C2", employer_name="Roy ltée")
+    assert engine.process(moved) == "applied"
+    assert stored_person(atollon, "P1") == from_erp(moved.event.payload)
+    views_agree(router, moved.event.payload)
+
+
 def test_deactivation_as_for_customers_and_a_deletion_leaves_the_person_as_it_was(
     atollon: RunningSandbox, build: Callable[..., tuple[Engine, ViewableSinkRouter]]
 ) -> None:

@@ -135,6 +135,16 @@ def test_a_person_waits_for_its_company_then_follows_edits_clears_and_its_lifecy
     assert len(contacts(hipe)) == 1
 
 
+def test_a_person_moved_to_another_customer_is_linked_to_that_company_only(
+    engine: Engine, hipe: RunningSandbox
+) -> None:
+    for key in ("C1", "C2"):
+        assert engine.process(delivery_of(customer_event(key, f"Client {key}"))) == "applied"
+    assert engine.process(person("P1", 1)) == "applied"
+    assert engine.process(person("P1", 2, employer_key="C2")) == "applied"
+    assert contacts(hipe)["P1"]["collaborationIds"] == [company_id(hipe, "C2")]
+
+
 def test_an_inactive_person_hipe_lacks_is_created_archived_once_its_company_is_there(
     engine: Engine, hipe: RunningSandbox
 ) -> None:
