@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -71,11 +72,31 @@ def redis_url() -> Iterator[str]:
             del os.environ[REDIS_ENV]
 
 
+#: the modules whose runs load both cores by themselves (the chaos run, the benchmark's short
+#: run): one work unit, so that two of them never run at once in two processes
+HEAVY = ("tests/chaos/", "tests/bench/")
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadscope`` with the heavy modules as one unit (see :data:`HEAVY`)."""
+    if config.getoption("dist", None) != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class HeavyTogether(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith(HEAVY):
+                return "heavy"
+            return str(super()._split_scope(nodeid))
+
+    return HeavyTogether(config, log)
+
+
 def _start_order(item: pytest.Item) -> int:
     """0 for the modules with minutes-long set-ups (the chaos run, the benchmark's short
     run), 1 for the other integration tests, 2 for the rest."""
     path = item.path.as_posix()
-    if "/tests/chaos/" in path or "/tests/bench/" in path:
+    if any(f"/{heavy}" in path for heavy in HEAVY):
         return 0
     return 1 if item.get_closest_marker("integration") is not None else 2
 
