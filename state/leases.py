@@ -31,6 +31,7 @@ whose answer never came can no longer land.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import threading
 import time
@@ -85,12 +86,16 @@ class Leases:
     renew_every_s: float | None = None
     clock: Callable[[], float] = time.monotonic
     _by_id: dict[int, Holding] = field(default_factory=dict)
-    _local: threading.local = field(default_factory=threading.local)
+    #: what the running code works under: a context variable, so that the threads a
+    #: delivery starts for its own calls (a bulk call's follow-ups, run in the caller's
+    #: context) are fenced by its locks too, and other threads see nothing
+    _current: contextvars.ContextVar[Holding | None] = field(init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _thread: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
+        self._current = contextvars.ContextVar(f"erpsync_lease_{id(self)}", default=None)
         self._renew = self.state.redis.register_script(lua("renew_locks"))
         self._doubt = self.state.redis.register_script(lua("create_in_doubt"))
 
@@ -105,21 +110,21 @@ class Leases:
         """Work under ``locks`` (just taken, so held for a lease from now): renewed while
         the block runs, and this thread's writes are checked against them."""
         held = Holding(locks, deliveries, self.clock() + self.ttl_s)
-        outer: Holding | None = getattr(self._local, "current", None)
+        outer = self._current.get()
         with self._lock:
             self._by_id[id(held)] = held
-        self._local.current = held
+        self._current.set(held)
         self._ensure_thread()
         try:
             yield held
         finally:
-            self._local.current = outer
+            self._current.set(outer)
             with self._lock:
                 self._by_id.pop(id(held), None)
 
     def current(self) -> Holding | None:
         """What this thread works under now (None: outside a delivery)."""
-        return getattr(self._local, "current", None)
+        return self._current.get()
 
     def guard(self) -> None:
         """Raise :class:`LeaseLostError` unless this thread still holds its locks (before a

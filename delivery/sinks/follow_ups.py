@@ -5,11 +5,13 @@ Against a real target each is a round trip: one after the other, a batch's would
 fraction of the target's rate (at 50 ms a request, about 6 of HIPE's 10 per second) and take
 minutes. A few threads keep the limit busy; the target's shared rate limit, taken before
 every request (:mod:`delivery.http`), stays the bound whatever their number. The caller's
-thread keeps the batch's record locks alive meanwhile (a lease is this thread's).
+thread keeps the batch's record locks alive meanwhile; each call runs in a copy of the
+caller's context, so its writes are fenced by the caller's leases (:mod:`state.leases`).
 """
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TypeVar, cast
@@ -38,7 +40,11 @@ def run_all(
         return []
     results: list[R | SyncError | None] = [None] * len(calls)
     with ThreadPoolExecutor(max(1, min(threads, len(calls)))) as pool:
-        pending: dict[Future[R], int] = {pool.submit(call): i for i, call in enumerate(calls)}
+        # each call in a copy of the caller's context: its record leases fence the
+        # calls' writes (state.leases), its log context names them
+        pending: dict[Future[R], int] = {
+            pool.submit(contextvars.copy_context().run, call): i for i, call in enumerate(calls)
+        }
         try:
             while pending:
                 done, _ = wait(pending, timeout=KEEPALIVE_EVERY_S, return_when=FIRST_COMPLETED)

@@ -3,7 +3,7 @@ reclaimer (real Redis; the clock of the local checks is the test's own)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +14,7 @@ import redis
 from celery import Celery
 
 from delivery.engine import ApplyContext, ApplyResult, Engine, Sink
+from delivery.sinks import follow_ups
 from erpsync.errors import DependencyError
 from erpsync.events import ChangeEvent, Delivery
 from erpsync.settings import Settings
@@ -105,6 +106,32 @@ def test_a_holder_that_lost_its_lock_writes_nothing_to_the_target(
     assert sent == ["POST", "POST", "GET"]
     http.post("https://hipe.test/companies")  # outside a delivery nothing is checked
     assert sent[-1] == "POST"
+
+
+def test_a_bulk_call_s_follow_ups_are_fenced_by_the_caller_s_locks(
+    state: State, leases: Leases, clock: Clock
+) -> None:
+    """The calls a bulk call leaves for after it run in threads of their own
+    (delivery.sinks.follow_ups), in the caller's context: its locks fence their writes."""
+    key = lock(state)
+    sent: list[str] = []
+
+    def target(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.path)
+        return httpx.Response(200, json={})
+
+    http = httpx.Client(transport=FencedTransport(httpx.MockTransport(target), leases))
+
+    def patch(company: int) -> Callable[[], int]:
+        return lambda: http.patch(f"https://hipe.test/companies/{company}").status_code
+
+    with leases.holding({key: take(state, key)}):
+        assert follow_ups.run_all([patch(1), patch(2)], lambda: None) == [200, 200]
+        state.redis.set(key, "someone-else", px=20_000)  # lapsed, taken over meanwhile
+        clock.now += TTL_S / 2 + 1
+        with pytest.raises(LeaseLostError):
+            follow_ups.run_all([patch(3)], lambda: None)
+    assert sent == ["/companies/1", "/companies/2"]
 
 
 def test_a_create_whose_answer_never_came_holds_the_next_holder_off(

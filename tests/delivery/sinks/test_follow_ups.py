@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Callable
@@ -56,6 +57,13 @@ def test_a_sync_error_is_that_call_s_outcome_and_the_others_still_run() -> None:
     )
 
     assert results == ["a", refused, "c"]
+
+
+def test_each_call_runs_in_a_copy_of_the_caller_s_context() -> None:
+    """The record leases and the log context of the delivery go with its calls."""
+    delivery: contextvars.ContextVar[str | None] = contextvars.ContextVar("d", default=None)
+    delivery.set("delivery-1")
+    assert follow_ups.run_all([delivery.get, delivery.get], lambda: None) == ["delivery-1"] * 2
 
 
 def test_any_other_exception_ends_the_batch() -> None:
