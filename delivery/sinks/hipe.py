@@ -31,7 +31,13 @@ from delivery.engine import ApplyContext, ApplyResult, missing_parent
 from delivery.sinks import follow_ups, hipe_addresses
 from delivery.sinks.addresses import split, warn_incomplete
 from delivery.sinks.view import Observed, View, view
-from erpsync.errors import AmbiguousMatchError, ErrorClass, RecordMissingError, SyncError
+from erpsync.errors import (
+    AmbiguousMatchError,
+    ErrorClass,
+    RecordMissingError,
+    SyncError,
+    TransientError,
+)
 from erpsync.events import ChangeEvent
 from erpsync.mapping import TargetMapping, apply_custom, resolve
 from erpsync.models import Company, CompanyAddress
@@ -60,6 +66,15 @@ _ROW_TEXT_FIELDS = ("email", "phone", "vat", "website")
 IMPORT_LISTING_MARGIN_S = 30.0
 #: how long the custom field definitions (their types) are trusted before being read again
 CUSTOM_TYPES_TTL_S = 300.0
+#: times the changed-since listing after an import is started when refused for the rate,
+#: and the longest ``Retry-After`` waited for it (a longer one: the look-ups instead)
+LISTING_ATTEMPTS = 3
+LISTING_RETRY_MAX_S = 30.0
+
+
+def _created_since(company: HipeCompany, since: datetime) -> bool:
+    """True when HIPE says the company was created at or after ``since`` (an import's)."""
+    return company.created_at is not None and company.created_at >= since
 
 
 def as_number(text: str) -> int | float | None:
@@ -424,14 +439,17 @@ class HipeSink:
             if 1 <= row_error.row <= len(items):
                 results[row_error.row - 1] = importer.import_row_error(row_error)
         ids, created = self._imported_ids(
-            {item.key for item, r in zip(items, results, strict=True) if r is None}, since
+            {item.key for item, r in zip(items, results, strict=True) if r is None}, since, sleep
         )
         listed = time.perf_counter()
         # each company's id, withheld fields and addresses: a few at a time, the target's
-        # rate limit the bound (one after the other used about 6 of HIPE's 10 per second)
+        # rate limit the bound (one after the other, the pace is one over the round trip)
         pending = [index for index, result in enumerate(results) if result is None]
         finished = follow_ups.run_all(
-            [partial(self._finish, items[i], ids.get(items[i].key), created) for i in pending],
+            [
+                partial(self._finish, items[i], ids.get(items[i].key), created, since)
+                for i in pending
+            ],
             keepalive,
         )
         for index, result in zip(pending, finished, strict=True):
@@ -449,33 +467,42 @@ class HipeSink:
         return [r for r in results if r is not None]
 
     def _imported_ids(
-        self, keys: set[str], since: datetime
+        self, keys: set[str], since: datetime, sleep: Callable[[float], None]
     ) -> tuple[dict[str, list[HipeId]], set[HipeId]]:
         """HIPE's ids of the imported companies, from one changed-since listing, and those
         of them created since then (their addresses need no listing: they have none).
 
         The listing pages by ``updatedAt``; companies other workers write meanwhile move to
         its end, so a page may shift and a company be missed, or the adapter may refuse a
-        page it saw twice. Whatever the listing did not find is looked up one by one.
+        page it saw twice. A listing refused for the rate (429 with ``Retry-After``) starts
+        again once that is over (a few times): cut, it would cost a look-up per company
+        and an address listing per new one. Whatever it did not find is looked up one by one.
         """
         found: dict[str, list[HipeId]] = {}
         created: set[HipeId] = set()
         if not keys:
             return found, created
-        try:
-            for company in self.client.iter_companies_changed_since(since):
-                if company.external_id in keys:
-                    ids = found.setdefault(company.external_id, [])
-                    if company.id not in ids:
-                        ids.append(company.id)
-                    if company.created_at is not None and company.created_at >= since:
-                        created.add(company.id)
-        except SyncError as error:
-            log.info("sync.import_listing_cut", error=str(error), found=len(found))
+        for attempt in range(1, LISTING_ATTEMPTS + 1):
+            try:
+                for company in self.client.iter_companies_changed_since(since):
+                    if company.external_id in keys:
+                        ids = found.setdefault(company.external_id, [])
+                        if company.id not in ids:
+                            ids.append(company.id)
+                        if _created_since(company, since):
+                            created.add(company.id)
+            except SyncError as error:
+                wait = error.retry_after_s
+                if attempt < LISTING_ATTEMPTS and isinstance(error, TransientError) and wait:
+                    log.info("sync.import_listing_retried", error=str(error), delay_s=wait)
+                    sleep(min(wait, LISTING_RETRY_MAX_S))
+                    continue
+                log.info("sync.import_listing_cut", error=str(error), found=len(found))
+            break
         return found, created
 
     def _finish(
-        self, item: ImportItem, ids: list[HipeId] | None, created: set[HipeId]
+        self, item: ImportItem, ids: list[HipeId] | None, created: set[HipeId], since: datetime
     ) -> BulkItemResult:
         """The item's result: its id (looked up alone if the listing missed it), follow-up."""
         try:
@@ -489,6 +516,8 @@ class HipeSink:
                         hint="retried on the single path",
                     )
                 ids = [company.id]
+                if _created_since(company, since):
+                    created = {*created, company.id}
             if len(ids) > 1:
                 raise AmbiguousMatchError(
                     f"hipe has {len(ids)} companies with externalId {item.key}",

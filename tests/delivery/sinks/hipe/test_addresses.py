@@ -122,3 +122,31 @@ def test_an_address_added_by_hand_in_hipe_is_left_alone_and_not_compared(
     names = sorted(a["name"] for a in control.get("/_sandbox/records/addresses").json())
     assert names == ["Entrepôt", "delivery:D1"]
     views_agree(sink, payload)
+
+
+def test_a_listing_refused_for_the_rate_after_an_import_is_read_again(
+    mapped: tuple[Engine, HipeSink], hipe: RunningSandbox, control: httpx.Client
+) -> None:
+    """The changed-since listing that finds the imported companies' ids answers 429 once:
+    it is read again after its Retry-After, so no company is looked up alone and no new
+    company's addresses are listed (cut, that was two calls more per company)."""
+    _, sink = mapped
+    refusal = {"path": "*/companies", "methods": ["GET"], "statuses": [429],
+               "retry_after_s": 0.2, "count": 1}  # fmt: skip
+    control.post("/_sandbox/faults", json=[refusal]).raise_for_status()
+    control.delete("/_sandbox/stats").raise_for_status()
+    ledgers: dict[str, LedgerEntry] = {}
+    bulk(sink, ledgers, [record("C1", "Dupont", addresses=[INVOICE, D1]),
+                         record("C2", "Roy", addresses=[D2])])  # fmt: skip
+    requests = control.get("/_sandbox/stats").json()["requests"]
+    by_route: dict[str, int] = {}
+    for r in requests:
+        name = f"{r['method']} {r['route']} {r['status']}"
+        by_route[name] = by_route.get(name, 0) + int(r["count"])
+    assert by_route.get("GET /api/companies 429") == 1, by_route
+    assert not [r for r in by_route if "GET /api/companies/{id}/addresses" in r], by_route
+    assert by_route["POST /api/companies/{id}/addresses 201"] == 2, by_route
+    ids = {c["externalId"]: str(c["id"]) for c in companies(hipe).values()}
+    assert {k: e.target_id for k, e in ledgers.items()} == ids
+    assert stored(control, hipe, "C1") == by_code(INVOICE, D1)
+    assert stored(control, hipe, "C2") == [D2]
