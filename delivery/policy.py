@@ -39,11 +39,18 @@ class RetryPolicy:
         as a failed attempt: a batch of fifty records refused for the rate would otherwise
         spend an attempt of each, and a busy target dead-letter records that never failed.
         """
+        spent = self.last_try(delivery, error)
         if error.rate_limited:
             delivery.rate_limited_waits += 1
-            return delivery.rate_limited_waits > self.rate_limited_max_waits
-        delivery.attempt += 1
-        return delivery.attempt >= self.transient_max_attempts
+        else:
+            delivery.attempt += 1
+        return spent
+
+    def last_try(self, delivery: Delivery, error: SyncError) -> bool:
+        """Whether counting this failure (:meth:`count_transient`) would spend the budget."""
+        if error.rate_limited:
+            return delivery.rate_limited_waits + 1 > self.rate_limited_max_waits
+        return delivery.attempt + 1 >= self.transient_max_attempts
 
     def transient_delay(
         self, attempt: int, retry_after_s: float | None, rng: random.Random

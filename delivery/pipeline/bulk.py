@@ -62,7 +62,6 @@ from state.store import LedgerEntry
 
 if TYPE_CHECKING:
     from delivery.engine import Engine
-    from delivery.policy import RetryPolicy
 
 log = structlog.get_logger("erpsync.worker")
 
@@ -413,7 +412,7 @@ class Bulk(Pipeline):
             or not isinstance(error, TransientError)
             or wait is None
             or wait > RETRY_HERE_MAX_S
-            or any(_last_try(engine.policy, d, error) for d in deliveries)
+            or any(engine.policy.last_try(d, error) for d in deliveries)
         ):
             return False
         circuit = engine.circuit.status(target)
@@ -465,11 +464,3 @@ class Bulk(Pipeline):
             engine.notify("parked_refused", d, code=error.code)
         log.warning("sync.batch_refused", target=run.target, count=len(deliveries),
                     error=str(error), keys=[d.event.key for d in deliveries])  # fmt: skip
-
-
-def _last_try(policy: RetryPolicy, delivery: Delivery, error: SyncError) -> bool:
-    """Whether this failure would spend the delivery's budget (it is then parked, where
-    the budget's end dead-letters it)."""
-    if error.rate_limited:
-        return delivery.rate_limited_waits + 1 > policy.rate_limited_max_waits
-    return delivery.attempt + 1 >= policy.transient_max_attempts
